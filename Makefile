@@ -1,0 +1,22 @@
+# The two commands of the README: `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+ENV := source scripts/env.sh &&
+
+.PHONY: setup build demo test bench fmt
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	$(ENV) cargo build --bin tessera
+
+demo: build
+	$(ENV) bash scripts/demo.sh
+
+test: setup
+	$(ENV) cargo build --bin tessera && $(ENV) cargo test --all-targets -- --test-threads=2
+
+bench: setup
+	$(ENV) cargo bench --profile dev --bench foundation
+
+fmt:
+	cargo fmt

@@ -1,0 +1,14 @@
+//! Tessera: model repositories that behave like local files.
+//!
+//! Layers, bottom up (see `docs/architecture.md`):
+//! - pure leaves: [`hash`] (typed Xet hashes), [`chunking`] (Gear CDC), [`format`] (xorb and
+//!   shard codecs);
+//! - [`store`]: the embedded chunk store (RocksDB index + xorb files), synchronous;
+//! - `cli`: the only module that builds a runtime or reads the environment.
+#![forbid(unsafe_code)]
+
+pub mod chunking;
+pub mod cli;
+pub mod format;
+pub mod hash;
+pub mod store;
