@@ -29,12 +29,23 @@
 mod bg4;
 mod chunk;
 mod cursor;
+mod shard;
+mod xorb;
 
 pub use bg4::{bg4_recommended, bg4_regroup_into, bg4_split_into};
 pub use chunk::{
     CHUNK_HEADER_LEN, ChunkDecoder, ChunkHeader, CompressionPolicy, CompressionScheme,
     MAX_CHUNK_LEN, MAX_COMPRESSED_CHUNK_LEN, compress_chunk_for_store, decode_chunk,
     decode_chunk_into, decompress_chunk, encode_chunk, encode_chunk_into,
+};
+pub use shard::{
+    CHUNK_FLAG_GLOBAL_DEDUP, SHARD_FOOTER_LEN, SHARD_HEADER_LEN, Shard, ShardChunk, ShardFile,
+    ShardFooter, ShardTerm, ShardXorb,
+};
+pub use xorb::{
+    BuiltXorb, MAX_XORB_BYTES, MAX_XORB_CHUNKS, ParsedXorb, RawChunk, RawChunks, XORB_FOOTER_MAGIC,
+    XorbBuilder, XorbChunk, XorbFooter, XorbFooterEntry, iter_chunks, parse_xorb, parse_xorb_with,
+    serialize_xorb,
 };
 
 use crate::hash::{FileHash, XorbHash};
