@@ -15,6 +15,7 @@
 //! ```
 
 pub mod parallel;
+pub mod stream;
 
 /// Target (average) chunk size.
 pub const TARGET_CHUNK: usize = 64 * 1024;

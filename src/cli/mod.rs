@@ -1,28 +1,53 @@
-//! The command line (minimal wiring on the server branch; the lead's version replaces it).
+//! The command line: parses arguments, builds runtimes and the log subscriber, maps errors to
+//! exit codes. Nothing else in the crate reads the environment or prints for the user.
 
+mod add;
+mod cat;
+mod du;
+mod fsck;
+mod gc;
+mod hash;
 pub mod hub;
+mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Model repositories that behave like local files.
+/// Model repositories that behave like local files: a Xet-exact, deduplicating chunk store,
+/// a Hub-compatible server, lazy FUSE mounts and ONNX serving.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version)]
+#[command(name = "tessera", version, propagate_version = true)]
 struct Cli {
     /// Store directory [default: ~/.cache/tessera].
     #[arg(long, global = true, env = "TESSERA_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
+
     /// Log filter (e.g. `info`, `tessera=debug`); logs go to stderr.
     #[arg(long, global = true, env = "TESSERA_LOG", default_value = "warn", value_name = "FILTER")]
     log: String,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print the Xet file hash and SHA-256 of files (as the Hub and hf_xet compute them).
+    Hash(hash::HashArgs),
+    /// Add files or directories to the store, deduplicating against everything in it.
+    Add(add::AddArgs),
+    /// Write a stored file's bytes to stdout.
+    Cat(cat::CatArgs),
+    /// Show logical versus physical usage and the dedup ratio.
+    Du(du::DuArgs),
+    /// Verify every stored chunk and index entry; exits 1 naming what is damaged.
+    Fsck(fsck::FsckArgs),
+    /// Delete data that nothing references any more.
+    Gc(gc::GcArgs),
+    /// Forget a pin made by `add` (the data goes at the next `gc`).
+    Unpin(add::UnpinArgs),
     /// Run a Hub-compatible server (Hub API + Xet CAS) over a store.
     Hub {
         #[command(subcommand)]
@@ -30,21 +55,57 @@ enum Command {
     },
 }
 
+/// Context every subcommand receives.
+pub(crate) struct Ctx {
+    pub(crate) home: PathBuf,
+}
+
+impl Ctx {
+    pub(crate) fn open_store(&self) -> anyhow::Result<crate::store::Store> {
+        crate::store::Store::open(&self.home).map_err(|e| {
+            anyhow::anyhow!("cannot open the store at {}: {e:#}", self.home.display())
+        })
+    }
+}
+
 /// Entry point of the `tessera` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    let home = cli.home.clone().unwrap_or_else(|| PathBuf::from(".tessera"));
-    let result = match cli.command {
-        Command::Hub { cmd } => hub::run(cmd, &home),
-    };
-    match result {
+    init_logging(&cli.log);
+    let ctx = Ctx { home: cli.home.clone().unwrap_or_else(default_home) };
+    match run(cli.command, &ctx) {
         Ok(code) => code,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tessera: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Hash(a) => hash::run(a),
+        Command::Add(a) => add::run(a, ctx),
+        Command::Cat(a) => cat::run(a, ctx),
+        Command::Du(a) => du::run(a, ctx),
+        Command::Fsck(a) => fsck::run(a, ctx),
+        Command::Gc(a) => gc::run(a, ctx),
+        Command::Unpin(a) => add::unpin(a, ctx),
+        Command::Hub { cmd } => hub::run(cmd, &ctx.home),
+    }
+}
+
+fn default_home() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("tessera")
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -1,1 +1,309 @@
-//! TODO
+//! The embedded chunk store: one directory holding a RocksDB index and xorb files
+//! (`docs/architecture.md` §2).
+//!
+//! Layout under the store's home:
+//! - `db/`: RocksDB, one column family per [`Table`];
+//! - `xorbs/<2 hex>/<xorb hash>`: serialized chunks (Xet upload form, no footer), possibly
+//!   sparse when fetched in part;
+//! - `tmp/`: staging. Data is fsynced and renamed into place before the index batch that points
+//!   at it commits, so a crash leaves at worst garbage in `tmp/` or an unreferenced xorb file,
+//!   never an index entry without its data.
+//!
+//! The store is synchronous and `Clone + Send + Sync`; async callers use `spawn_blocking`.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = tessera::store::Store::open(dir.path())?;
+//! let added = store.ingest_bytes(b"hello world")?;
+//! assert_eq!(store.read_file_range(&added.file, 6, 5)?, b"world");
+//! # Ok(()) }
+//! ```
+
+mod adopt;
+mod cache;
+mod codec;
+mod db;
+mod ingest;
+mod maint;
+mod read;
+mod records;
+mod source;
+mod xorbs;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use adopt::{ExpectedFile, FetchedRange};
+pub use db::{KvBatch, Table};
+pub use ingest::{IngestReport, IngestSession};
+pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
+pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta};
+pub use source::{RemoteSource, RevisionKey, SourceError};
+
+use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash};
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// RocksDB failed.
+    #[error("index database: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// An index record does not decode.
+    #[error("index damaged: {0}")]
+    Record(#[from] RecordError),
+    /// Stored chunk bytes do not decode or do not match their hash.
+    #[error("corrupt chunk {chunk}: {why}")]
+    CorruptChunk {
+        /// The chunk's expected hash.
+        chunk: ChunkHash,
+        /// What was wrong.
+        why: &'static str,
+    },
+    /// Uploaded xorb bytes hash to something else than their name.
+    #[error("xorb hash mismatch: named {expected}, content hashes to {actual}")]
+    XorbHashMismatch {
+        /// The hash the caller named.
+        expected: XorbHash,
+        /// The hash of the content.
+        actual: XorbHash,
+    },
+    /// Xorb bytes that cannot be parsed.
+    #[error("malformed xorb {xorb}: {why}")]
+    MalformedXorb {
+        /// The xorb.
+        xorb: XorbHash,
+        /// What was wrong.
+        why: String,
+    },
+    /// Data the store does not hold (yet): a lazy reader fetches it and retries.
+    #[error("not in store: xorb {xorb} chunks {chunk_start}..{chunk_end}")]
+    Missing {
+        /// The xorb.
+        xorb: XorbHash,
+        /// First missing chunk.
+        chunk_start: u32,
+        /// One past the last missing chunk.
+        chunk_end: u32,
+    },
+    /// Fetched bytes do not rebuild the file the remote named.
+    #[error("fetched data for file {file} does not verify: {why}")]
+    FetchedMismatch {
+        /// The file.
+        file: FileHash,
+        /// What came out instead.
+        why: String,
+    },
+    /// No such file in the store.
+    #[error("unknown file {0}")]
+    UnknownFile(FileHash),
+    /// A read beyond the end of a file.
+    #[error("range {offset}+{len} is outside file of {size} bytes")]
+    OutOfRange {
+        /// Requested offset.
+        offset: u64,
+        /// Requested length.
+        len: u64,
+        /// The file's size.
+        size: u64,
+    },
+    /// The store was written by an incompatible version.
+    #[error("store format {found} is not supported (expected {expected}); use a new --home")]
+    Version {
+        /// Version on disk.
+        found: String,
+        /// Version this build writes.
+        expected: &'static str,
+    },
+}
+
+/// A failed read of caller-supplied input (the path is not known at this level).
+impl From<std::io::Error> for StoreError {
+    fn from(source: std::io::Error) -> Self {
+        Self::Io { op: "read", path: PathBuf::from("<input>"), source }
+    }
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Self::Io { op, path: path.to_path_buf(), source }
+    }
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Store tuning.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// Bytes of decompressed chunks kept in memory for reads.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { cache_bytes: 256 << 20 }
+    }
+}
+
+/// Handle to an open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    home: PathBuf,
+    db: db::Db,
+    xorbs: xorbs::XorbFiles,
+    cache: cache::ChunkCache,
+    /// Serialises read-modify-write of sparse xorb tables.
+    meta_lock: parking_lot::Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `home`.
+    pub fn open(home: &Path) -> Result<Self> {
+        Self::open_with(home, StoreOptions::default())
+    }
+
+    /// Opens with explicit options.
+    pub fn open_with(home: &Path, options: StoreOptions) -> Result<Self> {
+        std::fs::create_dir_all(home).map_err(|e| StoreError::io("create", home, e))?;
+        let db = db::Db::open(&home.join("db"))?;
+        let xorbs = xorbs::XorbFiles::open(home)?;
+        let cache = cache::ChunkCache::new(options.cache_bytes);
+        Ok(Self { inner: Arc::new(Inner {
+            home: home.to_path_buf(),
+            db,
+            xorbs,
+            cache,
+            meta_lock: parking_lot::Mutex::new(()),
+        }) })
+    }
+
+    /// The directory the store lives in.
+    pub fn home(&self) -> &Path {
+        &self.inner.home
+    }
+
+    /// Drops the decompressed-chunk cache, so the next reads come from disk (benchmarks).
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// Where a xorb's bytes live (the file may be absent or sparse).
+    pub fn xorb_path(&self, hash: &XorbHash) -> PathBuf {
+        self.inner.xorbs.path(hash)
+    }
+
+    /// The chunk table of a xorb, if the store knows it.
+    pub fn xorb_meta(&self, hash: &XorbHash) -> Result<Option<XorbMeta>> {
+        self.inner.db.xorb_meta(hash)
+    }
+
+    /// Where a chunk is stored locally, if anywhere.
+    pub fn chunk_location(&self, chunk: &ChunkHash) -> Result<Option<(XorbHash, u32)>> {
+        self.inner.db.chunk_location(chunk)
+    }
+
+    /// A file's record, if the store knows it.
+    pub fn file(&self, hash: &FileHash) -> Result<Option<FileRecord>> {
+        self.inner.db.file(hash)
+    }
+
+    /// The file hash of content with this git blob id, if recorded by a pull.
+    pub fn file_by_git_oid(&self, oid: &str) -> Result<Option<FileHash>> {
+        self.inner.db.get_json(Table::GitOid, oid.as_bytes())
+    }
+
+    /// Records which file a git blob id names (regular, non-LFS files of pulled repos).
+    pub fn put_git_oid(&self, oid: &str, file: &FileHash) -> Result<()> {
+        self.inner.db.put_json(Table::GitOid, oid.as_bytes(), file)
+    }
+
+    /// Whether every chunk of a file is present locally.
+    pub fn is_complete(&self, record: &FileRecord) -> Result<bool> {
+        for t in &record.terms {
+            let Some(meta) = self.xorb_meta(&t.xorb)? else { return Ok(false) };
+            let present = (t.chunk_start..t.chunk_end).all(|i| meta.chunks.get(i as usize).is_some_and(Option::is_some));
+            if !present {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The file hash of content with this SHA-256, if stored.
+    pub fn file_by_sha256(&self, sha: &Sha256) -> Result<Option<FileHash>> {
+        self.inner.db.file_by_sha256(sha)
+    }
+
+    /// Records a file whose chunks are (or will be) in the store.
+    pub fn put_file(&self, record: &FileRecord) -> Result<()> {
+        let mut batch = KvBatch::default();
+        db::put_file(&mut batch, record);
+        self.inner.db.write(batch)
+    }
+
+    /// Records the tree of a commit.
+    pub fn put_tree(&self, commit: &str, entries: &[TreeEntry]) -> Result<()> {
+        self.inner.db.put_json(Table::Tree, commit.as_bytes(), entries)
+    }
+
+    /// The tree of a commit, if recorded.
+    pub fn tree(&self, commit: &str) -> Result<Option<Vec<TreeEntry>>> {
+        self.inner.db.get_json(Table::Tree, commit.as_bytes())
+    }
+
+    /// Points a ref (any caller-chosen key) at a commit, stamped with `now` (unix seconds).
+    pub fn put_ref(&self, key: &str, commit: &str, now: u64) -> Result<()> {
+        self.inner.db.put_json(Table::Ref, key.as_bytes(), &(commit, now))
+    }
+
+    /// A ref's commit and when it was recorded.
+    pub fn get_ref(&self, key: &str) -> Result<Option<(String, u64)>> {
+        self.inner.db.get_json(Table::Ref, key.as_bytes())
+    }
+
+    /// Pins a file so `gc` keeps it even when no tree references it (what `tessera add` does).
+    pub fn pin(&self, name: &str, file: &FileHash) -> Result<()> {
+        self.inner.db.put_json(Table::Pin, name.as_bytes(), file)
+    }
+
+    /// Removes a pin; returns whether it existed.
+    pub fn unpin(&self, name: &str) -> Result<bool> {
+        let existed = self.inner.db.get(Table::Pin, name.as_bytes())?.is_some();
+        let mut batch = KvBatch::default();
+        batch.delete(Table::Pin, name.as_bytes());
+        self.inner.db.write(batch)?;
+        Ok(existed)
+    }
+
+    /// Reads one value of a generic table.
+    pub fn kv_get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.db.get(table, key)
+    }
+
+    /// All entries of a table whose key starts with `prefix`, in key order.
+    pub fn kv_scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.db.scan_prefix(table, prefix)
+    }
+
+    /// Applies a batch atomically and durably.
+    pub fn kv_write(&self, batch: KvBatch) -> Result<()> {
+        self.inner.db.write(batch)
+    }
+}

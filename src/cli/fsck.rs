@@ -1,0 +1,32 @@
+//! `tessera fsck`: verify everything; exit 1 naming what is damaged.
+
+use std::process::ExitCode;
+
+use super::{Ctx, output};
+
+/// Arguments of `tessera fsck`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FsckArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: FsckArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let r = ctx.open_store()?.fsck()?;
+    if args.json {
+        output::json_line(&r)?;
+    } else {
+        for p in &r.problems {
+            println!("DAMAGED {}: {}", p.object, p.problem);
+        }
+        println!(
+            "checked {} chunks, {} files ({} partially fetched): {}",
+            r.chunks_verified,
+            r.files_checked,
+            r.files_partial,
+            if r.problems.is_empty() { "ok".to_string() } else { format!("{} problems", r.problems.len()) }
+        );
+    }
+    Ok(if r.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,28 @@
+//! `tessera gc`: delete what nothing references.
+
+use std::process::ExitCode;
+
+use super::{Ctx, output};
+
+/// Arguments of `tessera gc`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GcArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: GcArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let r = ctx.open_store()?.gc()?;
+    if args.json {
+        output::json_line(&r)?;
+    } else {
+        println!(
+            "removed {} files and {} xorbs, freed {}",
+            r.files_removed,
+            r.xorbs_removed,
+            output::size(r.bytes_freed)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

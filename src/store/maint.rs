@@ -1,0 +1,276 @@
+//! Maintenance: usage report, full verification, and garbage collection.
+
+use std::collections::HashSet;
+
+use super::db::{Table, KvBatch};
+use super::records::{FileRecord, TreeEntry, XorbMeta};
+use super::{Result, Store};
+use crate::hash::{ChunkHash, FileHash, XorbHash, file_hash};
+
+/// Logical versus physical usage.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DuReport {
+    /// Files indexed.
+    pub files: u64,
+    /// Sum of their sizes.
+    pub logical_bytes: u64,
+    /// Xorbs indexed.
+    pub xorbs: u64,
+    /// Chunks present locally.
+    pub chunks: u64,
+    /// Uncompressed bytes of the chunks present.
+    pub unique_bytes: u64,
+    /// Bytes the xorb files occupy on disk.
+    pub physical_bytes: u64,
+    /// `logical_bytes / physical_bytes` (0 when nothing is stored).
+    pub dedup_ratio: f64,
+}
+
+/// One problem `fsck` found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FsckProblem {
+    /// What is damaged: `xorb <hash>`, `xorb <hash> chunk <i>`, `file <hash>`, `tree <commit>`.
+    pub object: String,
+    /// Why.
+    pub problem: String,
+}
+
+/// What `fsck` checked and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FsckReport {
+    /// Chunks read back and verified.
+    pub chunks_verified: u64,
+    /// File records checked.
+    pub files_checked: u64,
+    /// Files whose chunks are not all present (lazily fetched; not damage).
+    pub files_partial: u64,
+    /// Damage found.
+    pub problems: Vec<FsckProblem>,
+}
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcReport {
+    /// File records dropped.
+    pub files_removed: u64,
+    /// Xorbs deleted.
+    pub xorbs_removed: u64,
+    /// Disk bytes freed.
+    pub bytes_freed: u64,
+}
+
+impl Store {
+    /// Logical versus physical usage.
+    pub fn du(&self) -> Result<DuReport> {
+        let mut r = DuReport::default();
+        self.inner.db.for_each(Table::File, |k, v| {
+            let rec = FileRecord::decode(file_key(k)?, v)?;
+            r.files += 1;
+            r.logical_bytes += rec.size;
+            Ok(())
+        })?;
+        self.inner.db.for_each(Table::Xorb, |k, v| {
+            let meta = XorbMeta::decode(xorb_key(k)?, v)?;
+            r.xorbs += 1;
+            for c in meta.chunks.iter().flatten() {
+                r.chunks += 1;
+                r.unique_bytes += u64::from(c.unpacked_len);
+            }
+            r.physical_bytes += self.inner.xorbs.disk_usage(&meta.hash);
+            Ok(())
+        })?;
+        r.dedup_ratio = if r.physical_bytes == 0 { 0.0 } else { r.logical_bytes as f64 / r.physical_bytes as f64 };
+        Ok(r)
+    }
+
+    /// Verifies every present chunk against its hash and every index entry against the data.
+    pub fn fsck(&self) -> Result<FsckReport> {
+        let mut r = FsckReport::default();
+        let mut metas = std::collections::HashMap::new();
+        self.inner.db.for_each(Table::Xorb, |k, v| {
+            match XorbMeta::decode(xorb_key(k)?, v) {
+                Ok(meta) => {
+                    self.verify_xorb(&meta, &mut r);
+                    metas.insert(meta.hash, meta);
+                }
+                Err(e) => r.problems.push(problem(format!("xorb {}", hex::encode(k)), e.to_string())),
+            }
+            Ok(())
+        })?;
+        self.inner.db.for_each(Table::File, |k, v| {
+            r.files_checked += 1;
+            let hash = file_key(k)?;
+            match FileRecord::decode(hash, v) {
+                Ok(rec) => check_file(&rec, &metas, &mut r),
+                Err(e) => r.problems.push(problem(format!("file {hash}"), e.to_string())),
+            }
+            Ok(())
+        })?;
+        self.check_trees(&mut r)?;
+        Ok(r)
+    }
+
+    fn verify_xorb(&self, meta: &XorbMeta, r: &mut FsckReport) {
+        for (i, c) in meta.chunks.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let outcome = self
+                .inner
+                .xorbs
+                .read(&meta.hash, u64::from(c.byte_start), u64::from(c.byte_end))
+                .and_then(|raw| super::codec::unpack_chunk(&raw, &c.hash));
+            match outcome {
+                Ok(data) if data.len() == c.unpacked_len as usize => r.chunks_verified += 1,
+                Ok(_) => r.problems.push(problem(format!("xorb {} chunk {i}", meta.hash), "length differs from index".into())),
+                Err(e) => r.problems.push(problem(format!("xorb {} chunk {i}", meta.hash), e.to_string())),
+            }
+        }
+    }
+
+    fn check_trees(&self, r: &mut FsckReport) -> Result<()> {
+        self.inner.db.for_each(Table::Tree, |k, v| {
+            let commit = String::from_utf8_lossy(k).into_owned();
+            let Ok(entries) = serde_json::from_slice::<Vec<TreeEntry>>(v) else {
+                r.problems.push(problem(format!("tree {commit}"), "does not decode".into()));
+                return Ok(());
+            };
+            for e in entries {
+                if self.inner.db.get(Table::File, e.file.as_bytes())?.is_none() {
+                    r.problems.push(problem(format!("tree {commit}"), format!("{}: file {} not indexed", e.path, e.file)));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes what no pin, no recorded tree and no hub tree references; never what is referenced.
+    /// Index entries go first, files after, so a crash in between leaves only orphan files,
+    /// which the next run removes.
+    pub fn gc(&self) -> Result<GcReport> {
+        let live_files = self.live_files()?;
+        let mut live_xorbs: HashSet<XorbHash> = HashSet::new();
+        let mut batch = KvBatch::default();
+        let mut report = GcReport::default();
+        self.inner.db.for_each(Table::File, |k, v| {
+            let rec = FileRecord::decode(file_key(k)?, v)?;
+            if live_files.contains(&rec.hash) {
+                live_xorbs.extend(rec.terms.iter().map(|t| t.xorb));
+            } else {
+                batch.delete(Table::File, k.to_vec());
+                batch.delete(Table::Sha, rec.sha256.as_bytes().to_vec());
+                report.files_removed += 1;
+            }
+            Ok(())
+        })?;
+        let mut dead_xorbs = Vec::new();
+        self.inner.db.for_each(Table::Xorb, |k, v| {
+            let meta = XorbMeta::decode(xorb_key(k)?, v)?;
+            if !live_xorbs.contains(&meta.hash) {
+                batch.delete(Table::Xorb, k.to_vec());
+                for c in meta.chunks.iter().flatten() {
+                    batch.delete(Table::Chunk, c.hash.as_bytes().to_vec());
+                }
+                dead_xorbs.push(meta.hash);
+            }
+            Ok(())
+        })?;
+        self.inner.db.write(batch)?;
+        self.inner.cache.clear();
+        for hash in self.inner.xorbs.list()? {
+            if !live_xorbs.contains(&hash) {
+                report.bytes_freed += self.inner.xorbs.remove(&hash)?;
+                report.xorbs_removed += 1;
+            }
+        }
+        self.inner.xorbs.clean_tmp()?;
+        Ok(report)
+    }
+
+    /// Files reachable from pins, recorded trees and the hub server's trees.
+    fn live_files(&self) -> Result<HashSet<FileHash>> {
+        let mut live = HashSet::new();
+        self.inner.db.for_each(Table::Pin, |_, v| {
+            if let Ok(h) = serde_json::from_slice::<FileHash>(v) {
+                live.insert(h);
+            }
+            Ok(())
+        })?;
+        for table in [Table::Tree, Table::HubTree] {
+            self.inner.db.for_each(table, |_, v| {
+                collect_file_hashes(v, &mut live);
+                Ok(())
+            })?;
+        }
+        Ok(live)
+    }
+}
+
+/// Every `"file"` / `"xet_hash"` field in a JSON tree value; trees of both the client and the
+/// hub server name their content this way.
+fn collect_file_hashes(json: &[u8], out: &mut HashSet<FileHash>) {
+    fn walk(v: &serde_json::Value, out: &mut HashSet<FileHash>) {
+        match v {
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("file" | "xet_hash" | "file_hash", Some(s)) => {
+                            if let Ok(h) = FileHash::from_hex(s) {
+                                out.insert(h);
+                            }
+                        }
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) {
+        walk(&v, out);
+    }
+}
+
+fn check_file(rec: &FileRecord, metas: &std::collections::HashMap<XorbHash, XorbMeta>, r: &mut FsckReport) {
+    let mut leaves: Vec<(ChunkHash, u64)> = Vec::new();
+    let mut partial = false;
+    for t in &rec.terms {
+        let Some(meta) = metas.get(&t.xorb) else {
+            partial = true;
+            continue;
+        };
+        let mut sum = 0u64;
+        for idx in t.chunk_start..t.chunk_end {
+            match meta.chunks.get(idx as usize) {
+                Some(Some(c)) => {
+                    sum += u64::from(c.unpacked_len);
+                    leaves.push((c.hash, u64::from(c.unpacked_len)));
+                }
+                _ => partial = true,
+            }
+        }
+        if !partial && sum != u64::from(t.unpacked_len) {
+            r.problems.push(problem(format!("file {}", rec.hash), format!("term in xorb {} has wrong length", t.xorb)));
+        }
+    }
+    if partial {
+        r.files_partial += 1;
+    } else if file_hash(&leaves) != rec.hash {
+        r.problems.push(problem(format!("file {}", rec.hash), "chunks do not hash to the file hash".into()));
+    }
+}
+
+fn problem(object: String, problem: String) -> FsckProblem {
+    FsckProblem { object, problem }
+}
+
+fn xorb_key(k: &[u8]) -> Result<XorbHash> {
+    k.try_into().map(XorbHash::from_bytes).map_err(|_| bad_key("xorb", k))
+}
+
+fn file_key(k: &[u8]) -> Result<FileHash> {
+    k.try_into().map(FileHash::from_bytes).map_err(|_| bad_key("file", k))
+}
+
+fn bad_key(what: &'static str, k: &[u8]) -> super::StoreError {
+    super::StoreError::Record(super::RecordError { what, len: k.len() })
+}

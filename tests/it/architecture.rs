@@ -1,0 +1,85 @@
+//! The import direction of docs/architecture.md, checked on the source: a forbidden `crate::X`
+//! edge fails the build's tests, so the layers stay visible in a single crate.
+
+use std::path::Path;
+
+/// (module, modules it must never import).
+const FORBIDDEN: &[(&str, &[&str])] = &[
+    ("hash", &["chunking", "format", "store", "protocol", "server", "hub", "sync", "mount", "infer", "cli"]),
+    ("chunking", &["format", "store", "protocol", "server", "hub", "sync", "mount", "infer", "cli"]),
+    ("format", &["store", "protocol", "server", "hub", "sync", "mount", "infer", "cli"]),
+    ("protocol", &["store", "server", "hub", "sync", "mount", "infer", "cli"]),
+    ("store", &["protocol", "server", "hub", "sync", "mount", "infer", "cli"]),
+    ("server", &["hub", "sync", "mount", "cli"]),
+    ("hub", &["server", "store", "sync", "mount", "infer", "cli"]),
+    ("sync", &["server", "mount", "infer", "cli"]),
+    ("mount", &["hub", "sync", "server", "infer", "cli"]),
+    ("infer", &["store", "server", "hub", "sync", "mount", "cli"]),
+];
+
+/// Pure modules do no I/O of their own.
+const PURE: &[&str] = &["hash", "chunking", "format", "protocol"];
+const IO_MARKERS: &[&str] = &["std::fs", "std::net", "tokio", "reqwest", "rocksdb", "fuser", "ort::", "SystemTime::now", "std::env"];
+
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn module_files(module: &str) -> Vec<std::path::PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let file = src.join(format!("{module}.rs"));
+    if file.exists() {
+        files.push(file);
+    }
+    sources(&src.join(module), &mut files);
+    files
+}
+
+/// Source without `#[cfg(test)]` modules (tests may use anything).
+fn non_test_source(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    match text.find("#[cfg(test)]") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+#[test]
+fn modules_import_only_downwards() {
+    let mut violations = Vec::new();
+    for (module, banned) in FORBIDDEN {
+        for file in module_files(module) {
+            let text = non_test_source(&file);
+            for b in *banned {
+                if text.contains(&format!("crate::{b}::")) || text.contains(&format!("crate::{b}}}")) || text.contains(&format!("crate::{b};")) {
+                    violations.push(format!("{} imports crate::{b}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(violations.is_empty(), "import direction violated:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn pure_modules_do_no_io() {
+    let mut violations = Vec::new();
+    for module in PURE {
+        for file in module_files(module) {
+            let text = non_test_source(&file);
+            for m in IO_MARKERS {
+                if text.contains(m) {
+                    violations.push(format!("{} uses {m}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(violations.is_empty(), "pure modules doing I/O:\n{}", violations.join("\n"));
+}
