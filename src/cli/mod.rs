@@ -7,6 +7,7 @@ mod du;
 mod fsck;
 mod gc;
 mod hash;
+pub mod hub;
 mod output;
 
 use std::path::PathBuf;
@@ -47,6 +48,11 @@ enum Command {
     Gc(gc::GcArgs),
     /// Forget a pin made by `add` (the data goes at the next `gc`).
     Unpin(add::UnpinArgs),
+    /// Run a Hub-compatible server (Hub API + Xet CAS) over a store.
+    Hub {
+        #[command(subcommand)]
+        cmd: hub::HubCommand,
+    },
 }
 
 /// Context every subcommand receives.
@@ -86,6 +92,7 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => fsck::run(a, ctx),
         Command::Gc(a) => gc::run(a, ctx),
         Command::Unpin(a) => add::unpin(a, ctx),
+        Command::Hub { cmd } => hub::run(cmd, &ctx.home),
     }
 }
 

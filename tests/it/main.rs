@@ -5,3 +5,4 @@
 mod architecture;
 mod common;
 mod foundation;
+mod hub_server;
