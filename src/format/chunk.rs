@@ -784,6 +784,31 @@ mod tests {
         }
 
         #[test]
+        fn any_frame_decodes_and_mutated_frames_never_panic(
+            data in any_chunk_data(),
+            mode in 0u8..16,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        ) {
+            let linked = if mode & 1 != 0 { BlockMode::Linked } else { BlockMode::Independent };
+            let info = FrameInfo::new()
+                .block_mode(linked)
+                .block_size(if mode & 8 != 0 { BlockSize::Max64KB } else { BlockSize::Auto })
+                .block_checksums(mode & 2 != 0)
+                .content_checksum(mode & 4 != 0);
+            let mut f = frame(&data, info);
+            let mut dst = vec![0u8; data.len()];
+            if flips.is_empty() {
+                prop_assert!(lz4_decode_exact(&f, &mut dst).is_ok());
+                prop_assert_eq!(&dst, &data);
+            }
+            for (at, x) in flips {
+                let i = at % f.len();
+                f[i] ^= x.max(1);
+            }
+            let _ = lz4_decode_exact(&f, &mut dst);
+        }
+
+        #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode_chunk(&bytes);
             let mut with_header = chunk_with(CompressionScheme::Lz4, &bytes, 1000);
