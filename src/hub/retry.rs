@@ -76,6 +76,10 @@ pub(crate) async fn send(
                 return Ok(resp);
             }
             Ok(resp) => return Ok(resp),
+            // A URL that does not even parse will not get better by retrying.
+            Err(e) if e.is_builder() => {
+                return Err(HubError::Malformed { url: url.to_string(), message: describe(e) });
+            }
             Err(e) => {
                 last = describe(e);
                 if attempt + 1 < policy.attempts {

@@ -4,5 +4,7 @@
 
 mod architecture;
 mod common;
+mod fault_proxy;
 mod foundation;
+mod pull;
 mod hub_server;
