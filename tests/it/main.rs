@@ -7,4 +7,5 @@ mod common;
 mod fault_proxy;
 mod foundation;
 mod pull;
+mod push;
 mod hub_server;
