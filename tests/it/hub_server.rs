@@ -219,6 +219,8 @@ fn hub_server_crash_during_upload() {
     let out = run_py(&env, &server, &work, "crash.py", &["seed"], &[]);
     let seed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(seed.len(), 40, "{seed}");
+    let commit_path = "/api/models/alice/crash/commit/main";
+    let commits_before = server.log().matches(commit_path).count();
 
     let mut upload = py_command(&env, &server, &work, "crash.py")
         .arg("upload")
@@ -232,7 +234,7 @@ fn hub_server_crash_during_upload() {
     let _ = upload.kill();
     let _ = upload.wait();
     assert!(seen, "the upload never reached the xorb stage:\n{}", tail(&server.log(), 4000));
-    assert!(!server.log().contains("path=/api/models/alice/crash/commit/main"), "the commit happened before the kill");
+    assert_eq!(server.log().matches(commit_path).count(), commits_before, "the commit happened before the kill");
 
     let server = Server::start(&data, &tokens);
     run_py(&env, &server, &work, "crash.py", &["verify", &seed], &[]);
