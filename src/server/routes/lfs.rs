@@ -10,18 +10,18 @@ use std::io::Read;
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 
 use super::files::file_body;
-use super::{json_body, query_get, query_pairs, RepoParams};
+use super::{RepoParams, json_body, query_get, query_pairs};
 use crate::hash::{Sha256, Sha256Hasher};
 use crate::protocol::{
-    is_hex64, percent_encode, LfsAction, LfsActions, LfsBatchObject, LfsBatchRequest,
-    LfsBatchResponse, LfsObject, LfsObjectError, RepoType,
+    LfsAction, LfsActions, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsObject,
+    LfsObjectError, RepoType, is_hex64, percent_encode,
 };
 use crate::server::db::RepoKey;
 use crate::server::error::{ApiError, ApiResult};
@@ -37,17 +37,32 @@ fn lfs_json<T: serde::Serialize>(v: &T) -> Response {
 }
 
 /// Batch route for model repos: `/{ns}/{name}.git/info/lfs/objects/batch`.
-pub async fn batch_model(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap, b: Body) -> ApiResult<Response> {
+pub async fn batch_model(
+    st: State<AppState>,
+    p: Path<RepoParams>,
+    h: HeaderMap,
+    b: Body,
+) -> ApiResult<Response> {
     batch(st, p, h, b, RepoType::Model).await
 }
 
 /// Batch route for datasets.
-pub async fn batch_dataset(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap, b: Body) -> ApiResult<Response> {
+pub async fn batch_dataset(
+    st: State<AppState>,
+    p: Path<RepoParams>,
+    h: HeaderMap,
+    b: Body,
+) -> ApiResult<Response> {
     batch(st, p, h, b, RepoType::Dataset).await
 }
 
 /// Batch route for spaces.
-pub async fn batch_space(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap, b: Body) -> ApiResult<Response> {
+pub async fn batch_space(
+    st: State<AppState>,
+    p: Path<RepoParams>,
+    h: HeaderMap,
+    b: Body,
+) -> ApiResult<Response> {
     batch(st, p, h, b, RepoType::Space).await
 }
 
@@ -101,10 +116,22 @@ async fn batch(
         .into_iter()
         .map(|(o, stored)| batch_object(&s, &base, &key, o, stored, upload, exp))
         .collect();
-    Ok(lfs_json(&LfsBatchResponse { transfer: "basic".into(), objects, hash_algo: "sha256".into() }))
+    Ok(lfs_json(&LfsBatchResponse {
+        transfer: "basic".into(),
+        objects,
+        hash_algo: "sha256".into(),
+    }))
 }
 
-fn batch_object(s: &AppState, base: &str, key: &RepoKey, o: LfsObject, stored: bool, upload: bool, exp: u64) -> LfsBatchObject {
+fn batch_object(
+    s: &AppState,
+    base: &str,
+    key: &RepoKey,
+    o: LfsObject,
+    stored: bool,
+    upload: bool,
+    exp: u64,
+) -> LfsBatchObject {
     let error = |code, message: &str| LfsBatchObject {
         oid: o.oid.clone(),
         size: o.size,
@@ -123,12 +150,20 @@ fn batch_object(s: &AppState, base: &str, key: &RepoKey, o: LfsObject, stored: b
         (true, true) => None,
         (true, false) => Some(LfsActions {
             upload: Some(LfsAction {
-                href: format!("{base}/_lfs/upload/{}/{}?{query}{}", o.oid, o.size, s.signer.sign("lfs-up", &msg)),
+                href: format!(
+                    "{base}/_lfs/upload/{}/{}?{query}{}",
+                    o.oid,
+                    o.size,
+                    s.signer.sign("lfs-up", &msg)
+                ),
                 header: None,
                 expires_in: Some(s.options.token_ttl_secs),
             }),
             verify: Some(LfsAction {
-                href: format!("{base}/_lfs/verify?{query}{}", s.signer.sign("lfs-verify", &format!("{}\0{exp}", key.as_str()))),
+                href: format!(
+                    "{base}/_lfs/verify?{query}{}",
+                    s.signer.sign("lfs-verify", &format!("{}\0{exp}", key.as_str()))
+                ),
                 header: None,
                 expires_in: Some(s.options.token_ttl_secs),
             }),
@@ -137,7 +172,12 @@ fn batch_object(s: &AppState, base: &str, key: &RepoKey, o: LfsObject, stored: b
         (false, false) => return error(404, "object not found"),
         (false, true) => Some(LfsActions {
             download: Some(LfsAction {
-                href: format!("{base}/_lfs/objects/{}/{}?{query}{}", o.oid, o.size, s.signer.sign("lfs-down", &msg)),
+                href: format!(
+                    "{base}/_lfs/objects/{}/{}?{query}{}",
+                    o.oid,
+                    o.size,
+                    s.signer.sign("lfs-down", &msg)
+                ),
                 header: None,
                 expires_in: Some(s.options.token_ttl_secs),
             }),
@@ -155,7 +195,12 @@ pub struct ObjectParams {
 }
 
 /// Checks a presigned object URL; returns the repo key.
-fn check_signed(s: &AppState, domain: &str, p: &ObjectParams, query: Option<&str>) -> ApiResult<RepoKey> {
+fn check_signed(
+    s: &AppState,
+    domain: &str,
+    p: &ObjectParams,
+    query: Option<&str>,
+) -> ApiResult<RepoKey> {
     let pairs = query_pairs(query);
     let repo = query_get(&pairs, "repo").unwrap_or_default();
     let exp: u64 = query_get(&pairs, "exp").and_then(|e| e.parse().ok()).unwrap_or(0);
