@@ -287,6 +287,22 @@ impl HubDb {
         Ok(self.store.kv_get(Table::HubTree, k.as_bytes())?.is_some())
     }
 
+    /// The stored file with this SHA-256 (and size, when given), if it belongs to the repo:
+    /// committed to it, or uploaded for it through LFS or Xet. Objects of other repos do not
+    /// count, so knowing a digest never grants its content.
+    pub fn repo_object(
+        &self,
+        key: &RepoKey,
+        sha256: &Sha256,
+        size: Option<u64>,
+    ) -> ApiResult<Option<crate::store::FileRecord>> {
+        let Some(file) = self.store.file_by_sha256(sha256)? else { return Ok(None) };
+        if !self.file_in_repo(key, &file)? {
+            return Ok(None);
+        }
+        Ok(self.store.file(&file)?.filter(|r| size.is_none_or(|n| n == r.size)))
+    }
+
     /// Records that files may be read with this repo's CAS tokens.
     pub fn register_files(&self, key: &RepoKey, files: &[FileHash]) -> ApiResult<()> {
         let mut batch = KvBatch::default();

@@ -44,12 +44,13 @@ struct Server {
 }
 
 impl Server {
-    fn start(data: &Path, tokens: &Path) -> Server {
+    fn start(data: &Path, tokens: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["hub", "serve", "--listen", "127.0.0.1:0", "--log", "info", "--data"])
             .arg(data)
             .arg("--tokens")
             .arg(tokens)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -190,7 +191,8 @@ fn setup() -> (PyEnv, tempfile::TempDir, PathBuf, PathBuf) {
 fn hub_server_with_reference_clients() {
     let (env, tmp, data, work) = setup();
     let tokens = tmp.path().join("tokens");
-    let mut server = Server::start(&data, &tokens);
+    // Small pages, so every listing the clients make follows `Link` pagination.
+    let mut server = Server::start(&data, &tokens, &["--tree-page-size", "4"]);
 
     run_py(&env, &server, &work, "hub_lfs.py", &[], &[("HF_HUB_DISABLE_XET", "1")]);
     run_py(&env, &server, &work, "hub_clients.py", &[], &[]);
@@ -233,7 +235,7 @@ fn hub_server_with_reference_clients() {
 fn hub_server_crash_during_upload() {
     let (env, tmp, data, work) = setup();
     let tokens = tmp.path().join("tokens");
-    let mut server = Server::start(&data, &tokens);
+    let mut server = Server::start(&data, &tokens, &[]);
     let out = run_py(&env, &server, &work, "crash.py", &["seed"], &[]);
     let seed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(seed.len(), 40, "{seed}");
@@ -258,6 +260,6 @@ fn hub_server_crash_during_upload() {
         "the commit happened before the kill"
     );
 
-    let server = Server::start(&data, &tokens);
+    let server = Server::start(&data, &tokens, &[]);
     run_py(&env, &server, &work, "crash.py", &["verify", &seed], &[]);
 }

@@ -21,7 +21,7 @@ use crate::protocol::{
     PreuploadResponse, PreuploadResult, RepoType, UploadMode, format_hub_date, git_blob_oid,
     is_commit_id, is_hex64, normalize_repo_path, parse_bool,
 };
-use crate::server::db::{CommitMeta, Entry};
+use crate::server::db::{CommitMeta, Entry, RepoKey};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -198,8 +198,9 @@ enum Change {
     DeleteFolder(String),
 }
 
-/// Makes the data of every operation durable and turns operations into tree changes.
-fn stage(s: &AppState, ops: Vec<Op>) -> ApiResult<Vec<Change>> {
+/// Makes the data of every operation durable and turns operations into tree changes. LFS
+/// pointers must name objects uploaded for (or committed to) this repo, with the right size.
+fn stage(s: &AppState, key: &RepoKey, ops: Vec<Op>) -> ApiResult<Vec<Change>> {
     let mut session = s.store.ingest_session();
     let mut changes = Vec::with_capacity(ops.len());
     for op in ops {
@@ -219,14 +220,8 @@ fn stage(s: &AppState, ops: Vec<Op>) -> ApiResult<Vec<Change>> {
                 let missing = || {
                     ApiError::bad_request(format!("LFS object {sha256} of {path} was not uploaded"))
                 };
-                let file = s.store.file_by_sha256(&sha256)?.ok_or_else(missing)?;
-                let record = s.store.file(&file)?.ok_or_else(missing)?;
-                if size.is_some_and(|n| n != record.size) {
-                    return Err(ApiError::bad_request(format!(
-                        "size mismatch for LFS object of {path}"
-                    )));
-                }
-                Change::Put(Entry::lfs(path, record.size, file, sha256))
+                let record = s.db.repo_object(key, &sha256, size)?.ok_or_else(missing)?;
+                Change::Put(Entry::lfs(path, record.size, record.hash, sha256))
             }
             Op::DeleteFile(p) => Change::DeleteFile(p),
             Op::DeleteFolder(p) => Change::DeleteFolder(p),
@@ -304,7 +299,7 @@ pub async fn commit(
         .blocking(move |s| {
             let (header, ops) = parse_commit(&bytes)?;
             drop(bytes);
-            let changes = stage(s, ops)?;
+            let changes = stage(s, &key, ops)?;
             let meta = CommitMeta {
                 author,
                 date: now,

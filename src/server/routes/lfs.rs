@@ -95,16 +95,16 @@ async fn batch(
     let base = s.base_url(&headers);
     let exp = s.now() + s.options.token_ttl_secs;
     let objects = req.objects;
+    let k = key.clone();
     let present = s
         .blocking(move |s| {
             objects
                 .into_iter()
                 .map(|o| {
                     let stored = match Sha256::from_hex(&o.oid) {
-                        Ok(sha) if is_hex64(&o.oid) => match s.store.file_by_sha256(&sha)? {
-                            Some(f) => s.store.file(&f)?.is_some_and(|r| r.size == o.size),
-                            None => false,
-                        },
+                        Ok(sha) if is_hex64(&o.oid) => {
+                            s.db.repo_object(&k, &sha, Some(o.size))?.is_some()
+                        }
                         _ => false,
                     };
                     Ok((o, stored))
@@ -246,7 +246,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    check_signed(&s, "lfs-up", &p, uri.query())?;
+    let key = check_signed(&s, "lfs-up", &p, uri.query())?;
     if super::content_length(&headers).is_some_and(|n| n != p.size) {
         return Err(ApiError::bad_request("Content-Length differs from the announced size"));
     }
@@ -264,6 +264,7 @@ pub async fn upload(
                 return Err(ApiError::bad_request("uploaded bytes do not match the oid and size"));
             }
             session.commit()?;
+            s.db.register_files(&key, &[report.file])?;
             Ok(report.new_bytes)
         }
     });
@@ -317,12 +318,8 @@ pub async fn verify(
     }
     let o: LfsObject = json_body(&headers, body).await?;
     let sha = Sha256::from_hex(&o.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let ok = s
-        .blocking(move |s| match s.store.file_by_sha256(&sha)? {
-            Some(f) => Ok(s.store.file(&f)?.is_some_and(|r| r.size == o.size)),
-            None => Ok(false),
-        })
-        .await?;
+    let key = RepoKey::from_trusted(repo);
+    let ok = s.blocking(move |s| Ok(s.db.repo_object(&key, &sha, Some(o.size))?.is_some())).await?;
     if !ok {
         return Err(ApiError::not_found("object not found"));
     }
