@@ -5,6 +5,7 @@
 //!   shard codecs);
 //! - [`store`]: the embedded chunk store (RocksDB index + xorb files), synchronous;
 //! - [`protocol`]: Hub and Xet CAS wire types (pure); [`server`]: the Hub-compatible server;
+//!   [`hub`]: the async Hub/CAS client; [`sync`]: pull and the lazy remote for mounts;
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,8 @@ pub mod chunking;
 pub mod cli;
 pub mod format;
 pub mod hash;
+pub mod hub;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod sync;

@@ -29,6 +29,44 @@ fn streams(buf: &[u8]) -> [&[u8]; 4] {
     [s0, s1, s2, s3]
 }
 
+fn tail(s: &[u8], from: usize) -> &[u8] {
+    s.get(from..).unwrap_or_default()
+}
+
+fn tail_mut(s: &mut [u8], from: usize) -> &mut [u8] {
+    s.get_mut(from..).unwrap_or_default()
+}
+
+/// Transposes a 4×4 byte matrix held in a u128 (row r = bytes 4r..4r+4): four words become
+/// four 4-byte stream pieces, and back. Two delta swaps, so BG4 moves 16 bytes per step.
+fn transpose4x4(x: u128) -> u128 {
+    const BLOCKS: u128 = 0xFFFF_0000_FFFF_0000;
+    const PAIRS: u128 = 0xFF00_FF00_0000_0000_FF00_FF00;
+    let t = ((x >> 48) ^ x) & BLOCKS;
+    let x = x ^ t ^ (t << 48);
+    let t = ((x >> 24) ^ x) & PAIRS;
+    x ^ t ^ (t << 24)
+}
+
+/// Four 4-byte pieces as the rows of a 4×4 matrix.
+fn rows_to_u128(pieces: [&[u8]; 4]) -> u128 {
+    let mut x = 0u128;
+    for (r, piece) in pieces.into_iter().enumerate() {
+        let word = <[u8; 4]>::try_from(piece).map_or(0, u32::from_le_bytes);
+        x |= u128::from(word) << (32 * r);
+    }
+    x
+}
+
+/// Writes the rows of a 4×4 matrix to four 4-byte pieces.
+fn u128_to_rows(x: u128, pieces: [&mut [u8]; 4]) {
+    for (r, piece) in pieces.into_iter().enumerate() {
+        if let Ok(piece) = <&mut [u8; 4]>::try_from(piece) {
+            *piece = ((x >> (32 * r)) as u32).to_le_bytes();
+        }
+    }
+}
+
 /// Appends the BG4 layout of `data` to `out`: stream 0 (bytes 0, 4, 8, …), then streams 1–3.
 ///
 /// ```
@@ -41,6 +79,28 @@ pub fn bg4_split_into(data: &[u8], out: &mut Vec<u8>) {
     out.resize(start + data.len(), 0);
     let Some(dst) = out.get_mut(start..) else { return };
     let [s0, s1, s2, s3] = streams_mut(dst);
+    let done = split_blocks(data, [&mut *s0, &mut *s1, &mut *s2, &mut *s3]);
+    let rest = |s| tail_mut(s, done);
+    split_words(tail(data, done * 4), [rest(s0), rest(s1), rest(s2), rest(s3)]);
+}
+
+/// Splits whole groups of 4 words; returns how many words it did.
+fn split_blocks(data: &[u8], [s0, s1, s2, s3]: [&mut [u8]; 4]) -> usize {
+    let outs = s0
+        .chunks_exact_mut(4)
+        .zip(s1.chunks_exact_mut(4))
+        .zip(s2.chunks_exact_mut(4).zip(s3.chunks_exact_mut(4)));
+    let mut done = 0;
+    for (group, ((a, b), (c, d))) in data.chunks_exact(16).zip(outs) {
+        let Ok(group) = <[u8; 16]>::try_from(group) else { break };
+        u128_to_rows(transpose4x4(u128::from_le_bytes(group)), [a, b, c, d]);
+        done += 4;
+    }
+    done
+}
+
+/// Splits word by word, then places the last `n % 4` bytes.
+fn split_words(data: &[u8], [s0, s1, s2, s3]: [&mut [u8]; 4]) {
     let words = data.chunks_exact(4);
     let tail = words.remainder();
     let lanes = s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut()).zip(s3.iter_mut());
@@ -63,6 +123,26 @@ pub fn bg4_regroup_into(grouped: &[u8], out: &mut Vec<u8>) {
     out.resize(start + grouped.len(), 0);
     let Some(dst) = out.get_mut(start..) else { return };
     let [s0, s1, s2, s3] = streams(grouped);
+    let done = regroup_blocks([s0, s1, s2, s3], dst);
+    let rest = |s| tail(s, done);
+    regroup_words([rest(s0), rest(s1), rest(s2), rest(s3)], tail_mut(dst, done * 4));
+}
+
+/// Interleaves whole groups of 4 words; returns how many words it did.
+fn regroup_blocks([s0, s1, s2, s3]: [&[u8]; 4], dst: &mut [u8]) -> usize {
+    let ins =
+        s0.chunks_exact(4).zip(s1.chunks_exact(4)).zip(s2.chunks_exact(4).zip(s3.chunks_exact(4)));
+    let mut done = 0;
+    for (group, ((a, b), (c, d))) in dst.chunks_exact_mut(16).zip(ins) {
+        let Ok(group) = <&mut [u8; 16]>::try_from(group) else { break };
+        *group = transpose4x4(rows_to_u128([a, b, c, d])).to_le_bytes();
+        done += 4;
+    }
+    done
+}
+
+/// Interleaves word by word, then places the last `n % 4` bytes.
+fn regroup_words([s0, s1, s2, s3]: [&[u8]; 4], dst: &mut [u8]) {
     let mut words = dst.chunks_exact_mut(4);
     let lanes = s0.iter().zip(s1).zip(s2).zip(s3);
     for (word, (((&a, &b), &c), &d)) in (&mut words).zip(lanes) {
@@ -77,32 +157,62 @@ pub fn bg4_regroup_into(grouped: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Bytes counted into the u32 tables before folding them into the u64 totals.
+const HIST_PIECE: usize = 1 << 30;
+
 /// Per-position histograms of byte popcounts: `[position % 4][popcount]`.
 fn popcount_histograms(data: &[u8]) -> [[u64; 9]; 4] {
-    // Counting whole byte values per lane first keeps the hot loop to one increment per byte.
-    let mut bytes = [[0u64; 256]; 4];
-    let words = data.chunks_exact(4);
-    let tail = words.remainder();
-    for word in words {
-        if let [a, b, c, d] = *word {
-            bytes[0][usize::from(a)] += 1;
-            bytes[1][usize::from(b)] += 1;
-            bytes[2][usize::from(c)] += 1;
-            bytes[3][usize::from(d)] += 1;
-        }
-    }
-    for (lane, &byte) in bytes.iter_mut().zip(tail) {
-        lane[usize::from(byte)] += 1;
-    }
     let mut hist = [[0u64; 9]; 4];
-    for (h, lane) in hist.iter_mut().zip(&bytes) {
-        for (value, &count) in (0u8..=255).zip(lane) {
-            if let Some(bin) = h.get_mut(value.count_ones() as usize) {
-                *bin += count;
+    // Pieces start at multiples of 16, so byte positions keep their lane.
+    for piece in data.chunks(HIST_PIECE) {
+        let groups = piece.chunks_exact(16);
+        for (i, &byte) in groups.remainder().iter().enumerate() {
+            count(&mut hist, i % 4, byte.count_ones() as usize, 1);
+        }
+        for (k, table) in pair_histograms(groups).iter().enumerate() {
+            for (pair, &n) in (0..81).zip(table) {
+                count(&mut hist, k % 4, pair / 9, n.into());
+                count(&mut hist, k % 4, pair % 9, n.into());
             }
         }
     }
     hist
+}
+
+fn count(hist: &mut [[u64; 9]; 4], lane: usize, popcount: usize, n: u64) {
+    if let Some(bin) = hist.get_mut(lane).and_then(|h| h.get_mut(popcount)) {
+        *bin += n;
+    }
+}
+
+/// Counts, per lane, pairs of popcounts `9 · p(i) + p(i + 4)` over 16-byte groups, one table
+/// per (lane, half group). Pairing halves the counter updates, the scattered increments that
+/// bound this loop; two tables per lane keep repeats of one value off a single counter.
+fn pair_histograms(groups: std::slice::ChunksExact<'_, u8>) -> [[u32; 256]; 8] {
+    let mut t = [[0u32; 256]; 8];
+    for group in groups {
+        let Ok(group) = <[u8; 16]>::try_from(group) else { break };
+        let p = byte_popcounts(u128::from_le_bytes(group)).to_le_bytes();
+        for k in 0..4 {
+            let (lo, hi) = (p[k].wrapping_mul(9), p[k + 8].wrapping_mul(9));
+            let a = &mut t[k][usize::from(lo.wrapping_add(p[k + 4]))];
+            *a = a.wrapping_add(1);
+            let b = &mut t[k + 4][usize::from(hi.wrapping_add(p[k + 12]))];
+            *b = b.wrapping_add(1);
+        }
+    }
+    t
+}
+
+/// The popcount of every byte of `v`, in place (SWAR).
+fn byte_popcounts(v: u128) -> u128 {
+    const M1: u128 = 0x5555_5555_5555_5555_5555_5555_5555_5555;
+    const M2: u128 = 0x3333_3333_3333_3333_3333_3333_3333_3333;
+    const M4: u128 = 0x0F0F_0F0F_0F0F_0F0F_0F0F_0F0F_0F0F_0F0F;
+    // Wrapping ops: no byte can carry into the next, and the dev profile checks overflow.
+    let v = v.wrapping_sub((v >> 1) & M1);
+    let v = (v & M2).wrapping_add((v >> 2) & M2);
+    v.wrapping_add(v >> 4) & M4
 }
 
 /// Threshold on the largest per-position KL divergence above which BG4 is chosen; xet-core fit
@@ -205,7 +315,20 @@ mod tests {
         assert_eq!(hist.iter().flatten().sum::<u64>(), 5);
     }
 
+    fn histograms_reference(data: &[u8]) -> [[u64; 9]; 4] {
+        let mut hist = [[0u64; 9]; 4];
+        for (i, b) in data.iter().enumerate() {
+            hist[i % 4][b.count_ones() as usize] += 1;
+        }
+        hist
+    }
+
     proptest! {
+        #[test]
+        fn histograms_match_reference(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(popcount_histograms(&data), histograms_reference(&data));
+        }
+
         #[test]
         fn split_matches_reference_and_inverts(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             let grouped = split(&data);

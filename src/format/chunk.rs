@@ -212,8 +212,53 @@ fn compress_payload_into(
     Ok(CompressionScheme::None)
 }
 
-/// One LZ4 frame with `lz4_flex` defaults, as xet-core writes them.
+/// One LZ4 frame, byte for byte what xet-core's `FrameEncoder::new` with one `write_all` gives.
+///
+/// Inputs that fit one block (all chunks) are framed here around one block compression, which
+/// skips the encoder's per-frame buffers and its copy of the input; larger ones use the encoder.
 fn lz4_compress_into(data: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+    // The encoder's automatic block size: the smallest of 64 KiB and 256 KiB that holds the data.
+    let bd: u8 = match data.len() {
+        n if n <= 64 << 10 => 0x40,
+        n if n <= 256 << 10 => 0x50,
+        _ => return lz4_frame_encoder_into(data, out),
+    };
+    out.extend_from_slice(&LZ4_MAGIC);
+    out.extend_from_slice(&[PLAIN_FLG, bd, descriptor_checksum(PLAIN_FLG, bd)]);
+    if !data.is_empty() {
+        lz4_block_into(data, out)?;
+    }
+    out.extend_from_slice(&0u32.to_le_bytes());
+    Ok(())
+}
+
+/// Appends one frame block holding `data`: compressed if that is smaller, else stored raw.
+fn lz4_block_into(data: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+    let word_at = out.len();
+    let block_at = word_at + 4;
+    out.resize(block_at + lz4_flex::block::get_maximum_output_size(data.len()), 0);
+    // The encoder's table kind (4K entries of u32 with the 5-byte hash), whatever the input size:
+    // the plain `compress_into` switches to a 16-bit table below 64 KiB and emits other bytes.
+    let mut table = lz4_flex::block::CompressTable::large();
+    let dst = out.get_mut(block_at..).unwrap_or_default();
+    let compressed = lz4_flex::block::compress_into_with_table(data, dst, &mut table)
+        .map_err(|e| FormatError::Compress { source: std::io::Error::other(e) })?;
+    let word = if compressed < data.len() {
+        out.truncate(block_at + compressed);
+        compressed as u32
+    } else {
+        out.truncate(block_at);
+        out.extend_from_slice(data);
+        data.len() as u32 | LZ4_RAW_BLOCK
+    };
+    if let Some(slot) = out.get_mut(word_at..block_at) {
+        slot.copy_from_slice(&word.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// One LZ4 frame through `lz4_flex`'s encoder with its defaults.
+fn lz4_frame_encoder_into(data: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
     let mut encoder = FrameEncoder::new(out);
     encoder.write_all(data).map_err(|source| FormatError::Compress { source })?;
     encoder.finish().map_err(|e| FormatError::Compress { source: e.into() })?;
@@ -604,6 +649,27 @@ mod tests {
         }
     }
 
+    fn frame_encoder(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = lz4_frame_encoder_into(data, &mut out);
+        out
+    }
+
+    fn framed(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = lz4_compress_into(data, &mut out);
+        out
+    }
+
+    #[test]
+    fn frames_equal_the_frame_encoders() {
+        for n in [0, 1, 100, 65_535, 65_536, 65_537, 131_072, 262_144, 262_145] {
+            for data in [text(n), floats(n), noise(n, 5)] {
+                assert_eq!(framed(&data), frame_encoder(&data), "n = {n}");
+            }
+        }
+    }
+
     #[test]
     fn descriptor_checksum_matches_lz4_flex() {
         for size in [BlockSize::Max64KB, BlockSize::Max256KB, BlockSize::Max1MB, BlockSize::Max4MB]
@@ -688,6 +754,11 @@ mod tests {
 
     proptest! {
         #[test]
+        fn frames_equal_the_frame_encoders_on_any_data(data in any_chunk_data()) {
+            prop_assert_eq!(framed(&data), frame_encoder(&data));
+        }
+
+        #[test]
         fn round_trip(data in any_chunk_data(), policy in any_policy()) {
             let bytes = encode_chunk(&data, policy).unwrap_or_default();
             let header = ChunkHeader::parse(&bytes);
@@ -710,6 +781,31 @@ mod tests {
                 prop_assert!(used <= bytes.len());
                 prop_assert!(out.len() <= MAX_CHUNK_LEN);
             }
+        }
+
+        #[test]
+        fn any_frame_decodes_and_mutated_frames_never_panic(
+            data in any_chunk_data(),
+            mode in 0u8..16,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        ) {
+            let linked = if mode & 1 != 0 { BlockMode::Linked } else { BlockMode::Independent };
+            let info = FrameInfo::new()
+                .block_mode(linked)
+                .block_size(if mode & 8 != 0 { BlockSize::Max64KB } else { BlockSize::Auto })
+                .block_checksums(mode & 2 != 0)
+                .content_checksum(mode & 4 != 0);
+            let mut f = frame(&data, info);
+            let mut dst = vec![0u8; data.len()];
+            if flips.is_empty() {
+                prop_assert!(lz4_decode_exact(&f, &mut dst).is_ok());
+                prop_assert_eq!(&dst, &data);
+            }
+            for (at, x) in flips {
+                let i = at % f.len();
+                f[i] ^= x.max(1);
+            }
+            let _ = lz4_decode_exact(&f, &mut dst);
         }
 
         #[test]

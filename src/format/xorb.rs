@@ -527,6 +527,44 @@ mod tests {
         assert_eq!(xorb.chunks[0].byte_end, 19);
     }
 
+    /// The spec's test vector 2: SplitMix64 data, seed 0.
+    fn vector2(n: usize) -> Vec<u8> {
+        let mut state = 0u64;
+        let mut out = Vec::with_capacity(n + 8);
+        while out.len() < n {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn spec_vector_2_xorb_hash() {
+        let data = vector2(1_000_000);
+        assert_eq!((data[0], data[127], data[111_111]), (175, 132, 118));
+        let ends = crate::chunking::chunk_boundaries(&data);
+        let chunks: Vec<Vec<u8>> = std::iter::once(0)
+            .chain(ends.iter().copied())
+            .zip(&ends)
+            .map(|(a, &b)| data[a..b].to_vec())
+            .collect();
+        assert_eq!(chunks.len(), 19);
+        let xorb = build(&chunks);
+        assert_eq!(
+            xorb.hash.to_string(),
+            "6f2ce16ca5e317f0100ff0e7e5bf40a0de9032e9ee1ad04b6b8ff4e36cdfbf6c"
+        );
+        assert_eq!(
+            xorb.chunks[0].hash.to_string(),
+            "6eca1e7dadaf08cca5d82d318c800f07c2ddcec115a7e8627e5edd9605b94b8d"
+        );
+        assert_eq!(parse_xorb(&xorb.body).ok().map(|p| p.hash), Some(xorb.hash));
+    }
+
     #[test]
     fn parse_recovers_layout_and_data() {
         let data = sample_chunks();
