@@ -15,6 +15,9 @@
 //! [`KvBatch`], after the file data itself is durable in the store; a crash therefore leaves each
 //! branch at its last complete commit. Writers that read-modify-write refs hold one lock.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -154,7 +157,12 @@ pub struct CommitMeta {
 pub struct HubDb {
     store: Store,
     write_lock: Mutex<()>,
+    /// Parsed trees by id (immutable: ids are content hashes).
+    trees: Mutex<HashMap<String, Arc<Vec<Entry>>>>,
 }
+
+/// Parsed trees kept in memory.
+const TREE_CACHE: usize = 64;
 
 /// Full ref name of a branch.
 pub fn branch_ref(name: &str) -> String {
@@ -177,7 +185,7 @@ fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> ApiResult<T> {
 impl HubDb {
     /// A database over a store.
     pub fn new(store: Store) -> Self {
-        Self { store, write_lock: Mutex::new(()) }
+        Self { store, write_lock: Mutex::new(()), trees: Mutex::new(HashMap::new()) }
     }
 
     /// The repo record, if the repo exists.
@@ -222,11 +230,21 @@ impl HubDb {
     }
 
     /// The files of a tree, sorted by path.
-    pub fn tree(&self, tree_id: &str) -> ApiResult<Vec<Entry>> {
-        match self.store.kv_get(Table::HubTree, format!("t\0{tree_id}").as_bytes())? {
-            Some(v) => from_json(&v),
-            None => Err(ApiError::internal(format!("tree {tree_id} missing"))),
+    pub fn tree(&self, tree_id: &str) -> ApiResult<Arc<Vec<Entry>>> {
+        if let Some(t) = self.trees.lock().get(tree_id) {
+            return Ok(t.clone());
         }
+        let tree: Arc<Vec<Entry>> =
+            match self.store.kv_get(Table::HubTree, format!("t\0{tree_id}").as_bytes())? {
+                Some(v) => Arc::new(from_json(&v)?),
+                None => return Err(ApiError::internal(format!("tree {tree_id} missing"))),
+            };
+        let mut cache = self.trees.lock();
+        if cache.len() >= TREE_CACHE {
+            cache.clear();
+        }
+        cache.insert(tree_id.to_owned(), tree.clone());
+        Ok(tree)
     }
 
     /// The files of a commit, sorted by path.
@@ -234,7 +252,7 @@ impl HubDb {
         &self,
         key: &RepoKey,
         commit: &str,
-    ) -> ApiResult<(CommitRecord, Vec<Entry>)> {
+    ) -> ApiResult<(CommitRecord, Arc<Vec<Entry>>)> {
         let record = self
             .commit(key, commit)?
             .ok_or_else(|| ApiError::internal(format!("commit {commit} missing")))?;
@@ -402,8 +420,8 @@ impl HubDb {
             }
         }
         let (_, old) = self.commit_tree(key, &head)?;
-        let new = apply(old.clone(), &head)?;
-        if new == old {
+        let new = apply(old.as_ref().clone(), &head)?;
+        if new == *old {
             return Ok(CommitOutcome { commit: head, created: false });
         }
         let mut batch = KvBatch::default();

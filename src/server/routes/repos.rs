@@ -128,7 +128,7 @@ pub struct Snapshot {
     /// The commit.
     pub commit: CommitRecord,
     /// Its files, sorted by path.
-    pub entries: Vec<Entry>,
+    pub entries: std::sync::Arc<Vec<Entry>>,
 }
 
 /// Resolves the repo and revision of a request (RepoNotFound / RevisionNotFound).
