@@ -7,6 +7,8 @@ mod du;
 mod fsck;
 mod gc;
 mod hash;
+#[cfg(feature = "mount")]
+mod mount;
 mod output;
 
 use std::path::PathBuf;
@@ -47,6 +49,9 @@ enum Command {
     Gc(gc::GcArgs),
     /// Forget a pin made by `add` (the data goes at the next `gc`).
     Unpin(add::UnpinArgs),
+    /// Mount every revision of every model read-only at MOUNTPOINT/<org>/<name>@<rev>/.
+    #[cfg(feature = "mount")]
+    Mount(mount::MountArgs),
 }
 
 /// Context every subcommand receives.
@@ -86,6 +91,8 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => fsck::run(a, ctx),
         Command::Gc(a) => gc::run(a, ctx),
         Command::Unpin(a) => add::unpin(a, ctx),
+        #[cfg(feature = "mount")]
+        Command::Mount(a) => mount::run(a, ctx),
     }
 }
 
