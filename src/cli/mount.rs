@@ -51,7 +51,11 @@ pub(crate) fn run(args: MountArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// Mounts with the given remote factory (`None`: no remote available).
-pub(crate) fn run_with(args: MountArgs, ctx: &Ctx, remote: Option<&RemoteFactory>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run_with(
+    args: MountArgs,
+    ctx: &Ctx,
+    remote: Option<&RemoteFactory>,
+) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store()?;
     let remote = match (args.offline, remote) {
         (true, _) => None,
@@ -61,16 +65,20 @@ pub(crate) fn run_with(args: MountArgs, ctx: &Ctx, remote: Option<&RemoteFactory
             None
         }
     };
-    let owner = std::fs::metadata(&ctx.home).with_context(|| format!("stat {}", ctx.home.display()))?;
-    let mut opts = VfsOptions::default();
-    opts.ref_ttl = args.ref_ttl;
-    opts.fetch_timeout = args.fetch_timeout;
-    opts.uid = owner.uid();
-    opts.gid = owner.gid();
-    let mut cfg = MountConfig::default();
-    cfg.allow_other = args.allow_other;
-    cfg.threads = args.threads.clamp(1, 256);
-    cfg.auto_unmount = !args.no_auto_unmount;
+    let owner =
+        std::fs::metadata(&ctx.home).with_context(|| format!("stat {}", ctx.home.display()))?;
+    let opts = VfsOptions {
+        ref_ttl: args.ref_ttl,
+        fetch_timeout: args.fetch_timeout,
+        uid: owner.uid(),
+        gid: owner.gid(),
+        ..VfsOptions::default()
+    };
+    let cfg = MountConfig {
+        allow_other: args.allow_other,
+        threads: args.threads.clamp(1, 256),
+        auto_unmount: !args.no_auto_unmount,
+    };
     let mode = if remote.is_some() { "lazy" } else { "offline" };
     let mounted = crate::mount::mount(Vfs::new(store, remote, opts), &args.mountpoint, &cfg)?;
     eprintln!(

@@ -87,7 +87,12 @@ impl Fetcher {
 
     /// Returns once `[offset, offset + len)` of the file has been fetched, or with the flight's
     /// error, or with `EIO` when the fetch timeout passes first.
-    pub(crate) fn ensure(self: &Arc<Self>, file: &Arc<FileNode>, offset: u64, len: u64) -> Result<(), Errno> {
+    pub(crate) fn ensure(
+        self: &Arc<Self>,
+        file: &Arc<FileNode>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), Errno> {
         let deadline = Instant::now() + self.timeout;
         let flight = {
             let mut flights = file.fetch.flights.lock();
@@ -209,7 +214,9 @@ impl Fetcher {
         let record = match file.record.get() {
             Some(r) => r.clone(),
             None => match self.store.file(&file.entry.file) {
-                Ok(Some(r)) if r.size == file.entry.size => file.record.get_or_init(|| Arc::new(r)).clone(),
+                Ok(Some(r)) if r.size == file.entry.size => {
+                    file.record.get_or_init(|| Arc::new(r)).clone()
+                }
                 _ => return false,
             },
         };

@@ -14,9 +14,10 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    BackgroundSession, Config, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEntry, ReplyOpen, ReplyXattr, Request, Session, SessionACL,
+    BackgroundSession, Config, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyXattr, Request, Session,
+    SessionACL,
 };
 
 use super::errno::Errno;
@@ -32,7 +33,9 @@ const UNMOUNT_WAIT: Duration = Duration::from_secs(5);
 #[non_exhaustive]
 pub enum MountError {
     /// The mount point is a dead FUSE mount that could not be cleaned.
-    #[error("{0} is a stale FUSE mount (its process died) and unmounting it failed; run `fusermount3 -u -z {0}` (or `umount -l {0}`) and retry")]
+    #[error(
+        "{0} is a stale FUSE mount (its process died) and unmounting it failed; run `fusermount3 -u -z {0}` (or `umount -l {0}`) and retry"
+    )]
     Stale(PathBuf),
     /// Something is already mounted there and answering.
     #[error("{0} is already a mount point ({1}); unmount it first or choose another directory")]
@@ -112,7 +115,11 @@ pub fn mount(vfs: Vfs, mountpoint: &Path, cfg: &MountConfig) -> Result<Mounted, 
     clear_stale(mountpoint)?;
     let mountpoint = mountpoint.canonicalize().map_err(|e| io("resolve", mountpoint, e))?;
     let use_auto = cfg.auto_unmount && fusermount_available();
-    let session = match Session::new(TesseraFs { vfs: vfs.clone() }, &mountpoint, &fuser_config(cfg, use_auto)) {
+    let session = match Session::new(
+        TesseraFs { vfs: vfs.clone() },
+        &mountpoint,
+        &fuser_config(cfg, use_auto),
+    ) {
         Ok(s) => s,
         Err(e) if use_auto => {
             tracing::warn!(error = %e, "mounting with auto_unmount failed; mounting without it");
@@ -159,29 +166,63 @@ fn fusermount_available() -> bool {
     Command::new("fusermount3").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
-/// Detects a dead FUSE mount at `mountpoint` (`ENOTCONN`) and lazily unmounts it; refuses a
-/// live mount.
+/// Detects a dead FUSE mount at `mountpoint` (its process was killed) and lazily unmounts it;
+/// refuses a live mount.
+///
+/// A dead mount does not always show as `ENOTCONN` on `stat` (the kernel may answer from
+/// cached attributes), so a FUSE mount found in mountinfo is probed with a directory read,
+/// which always reaches the daemon; the probe runs on a helper thread so a live but hung
+/// daemon cannot hang this process.
 pub fn clear_stale(mountpoint: &Path) -> Result<(), MountError> {
-    match std::fs::metadata(mountpoint) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            tracing::warn!(mountpoint = %mountpoint.display(), "found a stale FUSE mount; unmounting it");
-            lazy_unmount(mountpoint).map_err(|_| MountError::Stale(mountpoint.to_path_buf()))?;
-            match std::fs::metadata(mountpoint) {
-                Ok(_) => Ok(()),
-                Err(_) => Err(MountError::Stale(mountpoint.to_path_buf())),
-            }
-        }
-        Err(e) => Err(io("stat", mountpoint, e)),
+    let dead =
+        |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED));
+    let stale = match std::fs::metadata(mountpoint) {
+        Err(e) if dead(&e) => true,
+        Err(e) => return Err(io("stat", mountpoint, e)),
         Ok(_) => match mount_at(mountpoint) {
-            Some(m) => Err(MountError::Busy(mountpoint.to_path_buf(), m.fstype)),
-            None => Ok(()),
+            None => false,
+            Some(m) if !m.fstype.starts_with("fuse") => {
+                return Err(MountError::Busy(mountpoint.to_path_buf(), m.fstype));
+            }
+            Some(m) => match probe_dir(mountpoint) {
+                Some(Err(e)) if dead(&e) => true,
+                Some(_) => return Err(MountError::Busy(mountpoint.to_path_buf(), m.fstype)),
+                None => {
+                    return Err(MountError::Busy(
+                        mountpoint.to_path_buf(),
+                        format!("{}, not answering", m.fstype),
+                    ));
+                }
+            },
         },
+    };
+    if !stale {
+        return Ok(());
     }
+    tracing::warn!(mountpoint = %mountpoint.display(), "found a stale FUSE mount (its process died); unmounting it");
+    lazy_unmount(mountpoint).map_err(|_| MountError::Stale(mountpoint.to_path_buf()))?;
+    match std::fs::metadata(mountpoint) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(MountError::Stale(mountpoint.to_path_buf())),
+    }
+}
+
+/// Lists a directory on a helper thread; `None` if it has not answered within 3 s.
+fn probe_dir(path: &Path) -> Option<std::io::Result<()>> {
+    let (tx, rx) = mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read_dir(&path).map(|mut d| {
+            let _ = d.next();
+        }));
+    });
+    rx.recv_timeout(Duration::from_secs(3)).ok()
 }
 
 /// `fusermount3 -u -z`, then `umount -l`.
 pub fn lazy_unmount(mountpoint: &Path) -> Result<(), MountError> {
-    let attempts: [(&str, &[&str]); 2] = [("fusermount3", &["-u", "-z", "-q"]), ("umount", &["-l"])];
+    let attempts: [(&str, &[&str]); 2] =
+        [("fusermount3", &["-u", "-z", "-q"]), ("umount", &["-l"])];
     for (cmd, args) in attempts {
         let out = Command::new(cmd).args(args).arg(mountpoint).output();
         if out.as_ref().is_ok_and(|o| o.status.success()) {
@@ -189,7 +230,11 @@ pub fn lazy_unmount(mountpoint: &Path) -> Result<(), MountError> {
         }
         tracing::debug!(cmd, ?out, "lazy unmount attempt failed");
     }
-    Err(io("unmount", mountpoint, std::io::Error::other("fusermount3 -u -z and umount -l both failed")))
+    Err(io(
+        "unmount",
+        mountpoint,
+        std::io::Error::other("fusermount3 -u -z and umount -l both failed"),
+    ))
 }
 
 /// A mount listed in `/proc/self/mountinfo`.
@@ -201,9 +246,10 @@ struct MountInfo {
 /// The topmost mount at exactly `path`, if any (read from mountinfo, so it never touches the
 /// filesystem itself: safe to call before the session serves requests).
 fn mount_at(path: &Path) -> Option<MountInfo> {
-    let path = path.canonicalize().ok()?;
+    // A dead mount point cannot be canonicalized (ENOTCONN); then take it as given.
+    let path = path.canonicalize().or_else(|_| std::path::absolute(path)).ok()?;
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines().filter_map(parse_mountinfo).filter(|(p, _)| Path::new(p) == path).map(|(_, m)| m).last()
+    text.lines().rev().filter_map(parse_mountinfo).find(|(p, _)| Path::new(p) == path).map(|(_, m)| m)
 }
 
 fn parse_mountinfo(line: &str) -> Option<(String, MountInfo)> {
@@ -221,7 +267,10 @@ fn unescape_octal(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        let code = b.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        let code = b
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
         match (b[i], code) {
             (b'\\', Some(c)) => {
                 out.push(c);
@@ -244,8 +293,12 @@ fn raise_read_ahead(mountpoint: &Path) {
     };
     let knob = PathBuf::from(format!("/sys/class/bdi/{}/read_ahead_kb", m.dev));
     match std::fs::write(&knob, READ_AHEAD_KB.to_string()) {
-        Ok(()) => tracing::debug!(knob = %knob.display(), "read-ahead raised to {READ_AHEAD_KB} KiB"),
-        Err(e) => tracing::info!(knob = %knob.display(), error = %e, "cannot raise read-ahead (needs root); reads stay at 128 KiB"),
+        Ok(()) => {
+            tracing::debug!(knob = %knob.display(), "read-ahead raised to {READ_AHEAD_KB} KiB")
+        }
+        Err(e) => {
+            tracing::info!(knob = %knob.display(), error = %e, "cannot raise read-ahead (needs root); reads stay at 128 KiB")
+        }
     }
 }
 
@@ -333,18 +386,37 @@ impl Filesystem for TesseraFs {
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let entries = match self.vfs.readdir(ino.0) {
             Ok(e) => e,
             Err(e) => return reply.error(errno(e)),
         };
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, e) in entries.iter().enumerate().skip(skip) {
-            let kind = if e.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile };
+            let kind =
+                if e.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile };
             if reply.add(INodeNo(e.ino), i as u64 + 1, kind, &e.name) {
                 break;
             }
         }
+        reply.ok();
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -384,6 +456,7 @@ fn reply_xattr(reply: ReplyXattr, value: &[u8], size: u32) {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 

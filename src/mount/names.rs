@@ -86,9 +86,20 @@ mod tests {
 
     #[test]
     fn names_and_paths() {
-        assert!(is_repo_part("snakers4") && is_repo_part("all-MiniLM-L6-v2") && is_repo_part("a.b_c"));
-        assert!(!is_repo_part(".Trash-0") && !is_repo_part("") && !is_repo_part("a b") && !is_repo_part("a/b"));
-        assert!(is_commit_id(&"ab".repeat(20)) && !is_commit_id(&"AB".repeat(20)) && !is_commit_id("main"));
+        assert!(
+            is_repo_part("snakers4") && is_repo_part("all-MiniLM-L6-v2") && is_repo_part("a.b_c")
+        );
+        assert!(
+            !is_repo_part(".Trash-0")
+                && !is_repo_part("")
+                && !is_repo_part("a b")
+                && !is_repo_part("a/b")
+        );
+        assert!(
+            is_commit_id(&"ab".repeat(20))
+                && !is_commit_id(&"AB".repeat(20))
+                && !is_commit_id("main")
+        );
         assert_eq!(path_components("a/b.onnx"), Some(vec!["a", "b.onnx"]));
         assert_eq!(path_components("a//b"), None);
         assert_eq!(path_components("../x"), None);

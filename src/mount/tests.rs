@@ -1,5 +1,6 @@
 //! The filesystem without FUSE: namespace, offline reads, and lazy reads against a remote that
 //! is a second real store (the bytes travel as Xet chunk ranges, as from the Hub's CAS).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,7 +43,14 @@ fn seed(store: &Store, repo: &str, revs: &[&str], commit: &str, files: &[(&str, 
     let mut entries = Vec::new();
     for (path, data) in files {
         let r = store.ingest_bytes(data).expect("ingest");
-        entries.push(TreeEntry { path: (*path).into(), size: r.size, file: r.file, sha256: r.sha256, git_oid: "0".repeat(40), lfs: true });
+        entries.push(TreeEntry {
+            path: (*path).into(),
+            size: r.size,
+            file: r.file,
+            sha256: r.sha256,
+            git_oid: "0".repeat(40),
+            lfs: true,
+        });
     }
     store.put_tree(commit, &entries).expect("tree");
     for rev in revs {
@@ -69,7 +77,13 @@ struct StoreRemote {
 
 impl StoreRemote {
     fn new(src: &Store, dst: &Store) -> Arc<Self> {
-        Arc::new(Self { src: src.clone(), dst: dst.clone(), mode: Mutex::new(Mode::Up), fetches: AtomicUsize::new(0), asked: Mutex::new(Vec::new()) })
+        Arc::new(Self {
+            src: src.clone(),
+            dst: dst.clone(),
+            mode: Mutex::new(Mode::Up),
+            fetches: AtomicUsize::new(0),
+            asked: Mutex::new(Vec::new()),
+        })
     }
 
     fn set(&self, mode: Mode) {
@@ -88,11 +102,18 @@ impl StoreRemote {
         }
     }
 
-    fn copy_chunks(&self, t: &crate::store::Term, to: u64, mut pos: u64) -> Result<(), SourceError> {
-        let meta = self.src.xorb_meta(&t.xorb)?.ok_or_else(|| SourceError::NotFound("xorb".into()))?;
+    fn copy_chunks(
+        &self,
+        t: &crate::store::Term,
+        to: u64,
+        mut pos: u64,
+    ) -> Result<(), SourceError> {
+        let meta =
+            self.src.xorb_meta(&t.xorb)?.ok_or_else(|| SourceError::NotFound("xorb".into()))?;
         let mut picked = Vec::new();
         for idx in t.chunk_start..t.chunk_end {
-            let c = meta.chunks[idx as usize].ok_or_else(|| SourceError::NotFound("chunk".into()))?;
+            let c =
+                meta.chunks[idx as usize].ok_or_else(|| SourceError::NotFound("chunk".into()))?;
             // The store places a chunk by the lengths of the chunks before it in its term, so a
             // term is filled from its start (as a real remote's fetch must too).
             if pos >= to {
@@ -101,8 +122,12 @@ impl StoreRemote {
             picked.push((idx, c));
             pos += u64::from(c.unpacked_len);
         }
-        let (Some((first, a)), Some((_, b))) = (picked.first().copied(), picked.last().copied()) else { return Ok(()) };
-        let raw = self.src.read_xorb_bytes(&t.xorb, u64::from(a.byte_start), u64::from(b.byte_end))?;
+        let (Some((first, a)), Some((_, b))) = (picked.first().copied(), picked.last().copied())
+        else {
+            return Ok(());
+        };
+        let raw =
+            self.src.read_xorb_bytes(&t.xorb, u64::from(a.byte_start), u64::from(b.byte_end))?;
         let hashes: Vec<_> = picked.iter().map(|(_, c)| c.hash).collect();
         self.dst.put_xorb_range(t.xorb, first, a.byte_start, &raw, &hashes)?;
         Ok(())
@@ -125,7 +150,13 @@ impl RemoteSource for StoreRemote {
         Ok(commit)
     }
 
-    fn fetch(&self, _repo: &RevisionKey, file: &FileHash, offset: u64, len: u64) -> Result<(), SourceError> {
+    fn fetch(
+        &self,
+        _repo: &RevisionKey,
+        file: &FileHash,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), SourceError> {
         self.gate()?;
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.asked.lock().push((offset, len));
@@ -187,7 +218,8 @@ fn names_in(vfs: &Vfs, path: &str) -> Vec<String> {
 fn offline_namespace_reads_and_xattrs() {
     let f = fixture();
     let model = bytes(300_000, 1);
-    let files: [(&str, &[u8]); 3] = [("config.json", b"{}"), ("onnx/model.onnx", &model), ("onnx/sub/empty.txt", b"")];
+    let files: [(&str, &[u8]); 3] =
+        [("config.json", b"{}"), ("onnx/model.onnx", &model), ("onnx/sub/empty.txt", b"")];
     seed(&f.local, "org/a", &["main", "v1", "refs/pr/1"], C1, &files);
     let vfs = Vfs::new(f.local.clone(), None, VfsOptions::default());
 
@@ -196,13 +228,22 @@ fn offline_namespace_reads_and_xattrs() {
     assert_eq!(names_in(&vfs, "org/a@main"), ["config.json", "onnx"]);
     assert_eq!(names_in(&vfs, "org/a@main/onnx"), ["model.onnx", "sub"]);
     for rev in ["main", "v1", "refs%2Fpr%2F1", C1] {
-        assert!(read_all(&vfs, &format!("org/a@{rev}/onnx/model.onnx")).is_ok_and(|b| b == model), "{rev}");
+        assert!(
+            read_all(&vfs, &format!("org/a@{rev}/onnx/model.onnx")).is_ok_and(|b| b == model),
+            "{rev}"
+        );
     }
     assert_eq!(read_all(&vfs, "org/a@main/onnx/sub/empty.txt"), Ok(Vec::new()));
     let file = walk(&vfs, "org/a@main/onnx/model.onnx").expect("file");
     assert_eq!(file.attr.size, model.len() as u64);
-    assert_eq!(walk(&vfs, &format!("org/a@{C1}/onnx/model.onnx")).map(|e| e.attr.ino), Ok(file.attr.ino));
-    assert_ne!(walk(&vfs, "org/a@main").map(|e| e.attr.ino), walk(&vfs, "org/a@v1").map(|e| e.attr.ino));
+    assert_eq!(
+        walk(&vfs, &format!("org/a@{C1}/onnx/model.onnx")).map(|e| e.attr.ino),
+        Ok(file.attr.ino)
+    );
+    assert_ne!(
+        walk(&vfs, "org/a@main").map(|e| e.attr.ino),
+        walk(&vfs, "org/a@v1").map(|e| e.attr.ino)
+    );
     assert!(vfs.read(file.attr.ino, 123_456, 1000).is_ok_and(|b| b == model[123_456..124_456]));
     assert!(vfs.read(file.attr.ino, 299_990, 1000).is_ok_and(|b| b == model[299_990..]));
     assert_eq!(vfs.read(file.attr.ino, 400_000, 1000), Ok(Vec::new()));
@@ -214,7 +255,15 @@ fn offline_namespace_reads_and_xattrs() {
     assert_eq!(vfs.getxattr(file.attr.ino, "user.tessera.other"), Err(Errno::NoAttr));
     assert_eq!(vfs.listxattr(file.attr.ino).map(|v| v.len()), Ok(4));
 
-    for missing in ["nobody", ".Trash-0", "org/a@nope", "org/b@main", "org/a@main/nope", "org/a", "org/a@main/config.json/x"] {
+    for missing in [
+        "nobody",
+        ".Trash-0",
+        "org/a@nope",
+        "org/b@main",
+        "org/a@main/nope",
+        "org/a",
+        "org/a@main/config.json/x",
+    ] {
         assert!(walk(&vfs, missing).is_err(), "{missing}");
     }
     assert_eq!(walk(&vfs, "org/a@main/nope"), Err(Errno::NotFound));
@@ -241,7 +290,13 @@ fn offline_serves_only_what_is_stored() {
 fn lazy_setup(size: usize) -> (Fixture, Vec<u8>) {
     let f = fixture();
     let data = bytes(size, 7);
-    seed(&f.remote_store, "org/m", &["main"], C1, &[("model.onnx", &data), ("config.json", b"{\"a\": 1}")]);
+    seed(
+        &f.remote_store,
+        "org/m",
+        &["main"],
+        C1,
+        &[("model.onnx", &data), ("config.json", b"{\"a\": 1}")],
+    );
     (f, data)
 }
 
@@ -249,8 +304,7 @@ fn lazy_setup(size: usize) -> (Fixture, Vec<u8>) {
 fn lazy_random_reads_fetch_only_what_they_touch_and_start_reads_prefetch() {
     let (f, data) = lazy_setup(8 << 20);
     let remote: Arc<dyn RemoteSource> = f.remote.clone();
-    let mut opts = VfsOptions::default();
-    opts.prefetch_window = 1 << 20;
+    let opts = VfsOptions { prefetch_window: 1 << 20, ..VfsOptions::default() };
     let vfs = Vfs::new(f.local.clone(), Some(remote), opts);
     let file = walk(&vfs, "org/m@main/model.onnx").expect("resolves remotely");
     assert_eq!(file.attr.size, data.len() as u64);
@@ -258,12 +312,19 @@ fn lazy_random_reads_fetch_only_what_they_touch_and_start_reads_prefetch() {
     let at = 5_000_000;
     let got = vfs.read(file.attr.ino, at, 4096).expect("random read");
     assert!(got == data[at as usize..at as usize + 4096], "random read returned wrong bytes");
-    assert_eq!(*f.remote.asked.lock(), [(at, 4096)], "a random read asks for exactly what it touches");
+    assert_eq!(
+        *f.remote.asked.lock(),
+        [(at, 4096)],
+        "a random read asks for exactly what it touches"
+    );
     let tree = f.remote_store.tree(C1).expect("tree").expect("some");
     let hash = tree.iter().find(|e| e.path == "model.onnx").expect("entry").file;
     let record = f.local.file(&hash).expect("store").expect("record fetched with the bytes");
     let tail = record.size - 4096;
-    assert!(matches!(f.local.read_record_range(&record, tail, 4096), Err(StoreError::Missing { .. })));
+    assert!(matches!(
+        f.local.read_record_range(&record, tail, 4096),
+        Err(StoreError::Missing { .. })
+    ));
 
     assert!(vfs.read(file.attr.ino, 0, 4096).is_ok_and(|b| b == data[..4096]));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -284,8 +345,7 @@ fn warm_store_needs_no_remote_and_down_remote_fails_unread_files_fast() {
     }
     // A restarted mount with the remote gone: what was read is served, with no fetches.
     f.remote.set(Mode::Down);
-    let mut opts = VfsOptions::default();
-    opts.fetch_timeout = Duration::from_millis(500);
+    let opts = VfsOptions { fetch_timeout: Duration::from_millis(500), ..VfsOptions::default() };
     let vfs = Vfs::new(f.local.clone(), Some(remote), opts);
     assert!(read_all(&vfs, "org/m@main/model.onnx").is_ok_and(|b| b == data));
     assert_eq!(vfs.remote_fetches(), 0);
@@ -309,8 +369,7 @@ fn warm_store_needs_no_remote_and_down_remote_fails_unread_files_fast() {
 fn not_found_is_not_cached_and_branches_stay_pinned() {
     let f = fixture();
     let remote: Arc<dyn RemoteSource> = f.remote.clone();
-    let mut opts = VfsOptions::default();
-    opts.ref_ttl = None;
+    let opts = VfsOptions { ref_ttl: None, ..VfsOptions::default() };
     let vfs = Vfs::new(f.local.clone(), Some(remote.clone()), opts);
     assert_eq!(walk(&vfs, "org/m@main"), Err(Errno::NotFound));
     seed(&f.remote_store, "org/m", &["main"], C1, &[("a.txt", b"one")]);
@@ -322,8 +381,7 @@ fn not_found_is_not_cached_and_branches_stay_pinned() {
     assert_eq!(read_all(&vfs, &format!("org/m@{C2}/a.txt")), Ok(b"two".to_vec()));
 
     // With a ref TTL it moves once the TTL has passed (the remote is asked again).
-    let mut opts = VfsOptions::default();
-    opts.ref_ttl = Some(Duration::from_millis(1));
+    let opts = VfsOptions { ref_ttl: Some(Duration::from_millis(1)), ..VfsOptions::default() };
     let vfs = Vfs::new(f.local.clone(), Some(remote), opts);
     f.local.put_ref(&key("org/m", "main").ref_key(), C1, 0).expect("age the stored ref");
     assert_eq!(read_all(&vfs, "org/m@main/a.txt"), Ok(b"two".to_vec()));

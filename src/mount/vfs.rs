@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 
 use super::errno::Errno;
-use super::fetch::{FileFetch, Fetcher};
+use super::fetch::{Fetcher, FileFetch};
 use super::names;
 use crate::store::{FileRecord, RemoteSource, RevisionKey, Store, StoreError, Table, TreeEntry};
 
@@ -29,7 +29,8 @@ const READ_ATTEMPTS: usize = 3;
 const REPO_TYPE: &str = "model";
 
 /// Extended attributes of files (directories of a revision have the first two).
-pub const XATTRS: [&str; 4] = ["user.tessera.repo", "user.tessera.commit", "user.tessera.sha256", "user.tessera.xet_hash"];
+pub const XATTRS: [&str; 4] =
+    ["user.tessera.repo", "user.tessera.commit", "user.tessera.sha256", "user.tessera.xet_hash"];
 
 /// How the filesystem behaves.
 #[derive(Debug, Clone)]
@@ -130,7 +131,10 @@ enum Node {
     Root,
     Org(Arc<str>),
     /// Directory `dir` of a revision's tree; `dir == 0` is the revision directory itself.
-    Dir { rev: Arc<RevRoot>, dir: usize },
+    Dir {
+        rev: Arc<RevRoot>,
+        dir: usize,
+    },
     File(Arc<FileNode>),
     /// A number handed out for `d_ino` of a listed revision not yet looked up.
     Listed,
@@ -356,7 +360,8 @@ impl Vfs {
             return Err(Errno::NotFound);
         }
         // With a remote any well-formed org may hold repos; offline only the ones stored.
-        if self.inner.remote.is_none() && self.ref_keys(&format!("{REPO_TYPE}/{org}/"))?.is_empty() {
+        if self.inner.remote.is_none() && self.ref_keys(&format!("{REPO_TYPE}/{org}/"))?.is_empty()
+        {
             return Err(Errno::NotFound);
         }
         let ino = self.named(NameKey::Org(org.to_string()), || Node::Org(org.into()));
@@ -365,7 +370,8 @@ impl Vfs {
 
     fn lookup_rev(&self, org: &str, entry: &str) -> Result<Entry, Errno> {
         let (name, revision) = names::parse_rev_dir(entry).ok_or(Errno::NotFound)?;
-        let key = RevisionKey { repo_type: REPO_TYPE.into(), repo_id: format!("{org}/{name}"), revision };
+        let key =
+            RevisionKey { repo_type: REPO_TYPE.into(), repo_id: format!("{org}/{name}"), revision };
         let (commit, ttl) = self.resolve(&key)?;
         let tree = self.tree(&key, &commit)?;
         let label = key.ref_key();
@@ -490,7 +496,11 @@ impl Vfs {
 
     fn build_tree(&self, repo: &str, commit: &str, entries: Vec<TreeEntry>) -> Tree {
         let mut tree = Tree { dirs: vec![BTreeMap::new()], files: Vec::new() };
-        let key = RevisionKey { repo_type: REPO_TYPE.into(), repo_id: repo.into(), revision: commit.into() };
+        let key = RevisionKey {
+            repo_type: REPO_TYPE.into(),
+            repo_id: repo.into(),
+            revision: commit.into(),
+        };
         for entry in entries {
             let Some((dir, leaf)) = place(&mut tree, &entry.path) else {
                 tracing::warn!(%repo, %commit, path = %entry.path, "skipping a tree entry that cannot be a path here");
@@ -498,7 +508,13 @@ impl Vfs {
             };
             let key = key.clone();
             let file = self.alloc(|ino| {
-                let f = Arc::new(FileNode { ino, key, entry, record: OnceLock::new(), fetch: FileFetch::default() });
+                let f = Arc::new(FileNode {
+                    ino,
+                    key,
+                    entry,
+                    record: OnceLock::new(),
+                    fetch: FileFetch::default(),
+                });
                 (Node::File(f.clone()), f)
             });
             tree.dirs[dir].insert(leaf, Child::File(tree.files.len()));
@@ -542,7 +558,11 @@ impl Vfs {
             }
             let label = key.ref_key();
             let ino = self.named(NameKey::Listed(label), || Node::Listed);
-            out.push(DirEntry { ino, kind: Kind::Dir, name: names::rev_dir_name(name, &key.revision) });
+            out.push(DirEntry {
+                ino,
+                kind: Kind::Dir,
+                name: names::rev_dir_name(name, &key.revision),
+            });
         }
         Ok(out)
     }
@@ -587,7 +607,9 @@ fn list_tree(rev: &RevRoot, dir: usize) -> Vec<DirEntry> {
         .iter()
         .map(|(name, child)| match *child {
             Child::Dir(d) => DirEntry { ino: rev.dir_inos[d], kind: Kind::Dir, name: name.clone() },
-            Child::File(f) => DirEntry { ino: rev.tree.files[f].ino, kind: Kind::File, name: name.clone() },
+            Child::File(f) => {
+                DirEntry { ino: rev.tree.files[f].ino, kind: Kind::File, name: name.clone() }
+            }
         })
         .collect()
 }

@@ -5,3 +5,5 @@
 mod architecture;
 mod common;
 mod foundation;
+#[cfg(feature = "mount")]
+mod mount;
