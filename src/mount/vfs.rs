@@ -25,6 +25,10 @@ pub const ROOT_INO: u64 = 1;
 pub const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Attempts of fetch-then-read before a read gives up (the remote keeps not delivering).
 const READ_ATTEMPTS: usize = 3;
+/// Bytes decoded ahead of a sequential reader.
+const DECODE_AHEAD: u64 = 32 << 20;
+/// Bytes per decode-ahead task.
+const DECODE_PIECE: u64 = 4 << 20;
 /// Repo type of everything mounted (models only, for now).
 const REPO_TYPE: &str = "model";
 
@@ -174,6 +178,8 @@ pub(crate) struct FileNode {
     pub(crate) entry: TreeEntry,
     pub(crate) record: OnceLock<Arc<FileRecord>>,
     pub(crate) fetch: FileFetch,
+    /// How far ahead sequential reads have been decoded into the store's chunk cache.
+    decoded_to: Mutex<u64>,
 }
 
 struct Pin {
@@ -270,7 +276,10 @@ impl Vfs {
         for _ in 0..READ_ATTEMPTS {
             if let Some(record) = self.record(&file)? {
                 match self.inner.store.read_record_range(&record, offset, len) {
-                    Ok(bytes) => return Ok(bytes),
+                    Ok(bytes) => {
+                        self.decode_ahead(&file, &record, offset, offset + len);
+                        return Ok(bytes);
+                    }
                     Err(StoreError::Missing { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -283,6 +292,33 @@ impl Vfs {
         }
         tracing::warn!(path = %file.entry.path, offset, len, "the remote reported success but the bytes are still missing");
         Err(Errno::Io)
+    }
+
+    /// After a sequential read ending at `end`, decodes (decompresses and verifies) the next
+    /// [`DECODE_AHEAD`] bytes into the store's chunk cache on the rayon pool, so the kernel's
+    /// next requests are served from memory and a cold read uses every core. Absent bytes are
+    /// skipped (fetching is the prefetcher's job).
+    fn decode_ahead(&self, file: &FileNode, record: &Arc<FileRecord>, start: u64, end: u64) {
+        let (from, to) = {
+            let mut decoded = file.decoded_to.lock();
+            let sequential = start == 0 || start <= *decoded;
+            let to = (end + DECODE_AHEAD).min(file.entry.size);
+            if !sequential || *decoded >= to.saturating_sub(DECODE_PIECE) {
+                return;
+            }
+            let from = (*decoded).max(end);
+            *decoded = to;
+            (from, to)
+        };
+        let mut pos = from;
+        while pos < to {
+            let (store, record, len) =
+                (self.inner.store.clone(), record.clone(), DECODE_PIECE.min(to - pos));
+            rayon::spawn(move || {
+                let _ = store.read_record_range(&record, pos, len);
+            });
+            pos += len;
+        }
     }
 
     /// Names of the extended attributes of an inode.
@@ -514,6 +550,7 @@ impl Vfs {
                     entry,
                     record: OnceLock::new(),
                     fetch: FileFetch::default(),
+                    decoded_to: Mutex::new(0),
                 });
                 (Node::File(f.clone()), f)
             });
