@@ -34,6 +34,10 @@ pub(crate) struct MountArgs {
     /// Threads answering the kernel.
     #[arg(long, default_value_t = 16, value_name = "N")]
     threads: usize,
+    /// Serve files already wholly in the store by kernel passthrough from flat copies kept
+    /// under <home>/flat (local-disk read speed; costs the files' size again on disk; root).
+    #[arg(long)]
+    passthrough: bool,
     /// Mount without fusermount3's auto_unmount (a killed process then leaves a stale mount
     /// point, which the next `tessera mount` cleans up).
     #[arg(long)]
@@ -72,6 +76,7 @@ pub(crate) fn run_with(
         fetch_timeout: args.fetch_timeout,
         uid: owner.uid(),
         gid: owner.gid(),
+        flat_dir: args.passthrough.then(|| ctx.home.join("flat")),
         ..VfsOptions::default()
     };
     let cfg = MountConfig {

@@ -7,6 +7,7 @@
 //! (`docs/build-notes.md` §3). With `fusermount3` on the PATH the mount uses `auto_unmount`, so
 //! even a `kill -9` leaves no dead mount point behind (no `ENOTCONN`).
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,11 +15,13 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    BackgroundSession, Config, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyXattr, Request, Session,
-    SessionACL,
+    BackgroundSession, BackingId, Config, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyXattr, Request,
+    Session, SessionACL,
 };
+
+use parking_lot::Mutex;
 
 use super::errno::Errno;
 use super::vfs::{Attr, Kind, Vfs};
@@ -116,14 +119,14 @@ pub fn mount(vfs: Vfs, mountpoint: &Path, cfg: &MountConfig) -> Result<Mounted, 
     let mountpoint = mountpoint.canonicalize().map_err(|e| io("resolve", mountpoint, e))?;
     let use_auto = cfg.auto_unmount && fusermount_available();
     let session = match Session::new(
-        TesseraFs { vfs: vfs.clone() },
+        TesseraFs::new(vfs.clone()),
         &mountpoint,
         &fuser_config(cfg, use_auto),
     ) {
         Ok(s) => s,
         Err(e) if use_auto => {
             tracing::warn!(error = %e, "mounting with auto_unmount failed; mounting without it");
-            Session::new(TesseraFs { vfs }, &mountpoint, &fuser_config(cfg, false))
+            Session::new(TesseraFs::new(vfs), &mountpoint, &fuser_config(cfg, false))
                 .map_err(|e| io("mount", &mountpoint, e))?
         }
         Err(e) => return Err(io("mount", &mountpoint, e)),
@@ -249,7 +252,11 @@ fn mount_at(path: &Path) -> Option<MountInfo> {
     // A dead mount point cannot be canonicalized (ENOTCONN); then take it as given.
     let path = path.canonicalize().or_else(|_| std::path::absolute(path)).ok()?;
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines().rev().filter_map(parse_mountinfo).find(|(p, _)| Path::new(p) == path).map(|(_, m)| m)
+    text.lines()
+        .rev()
+        .filter_map(parse_mountinfo)
+        .find(|(p, _)| Path::new(p) == path)
+        .map(|(_, m)| m)
 }
 
 fn parse_mountinfo(line: &str) -> Option<(String, MountInfo)> {
@@ -305,6 +312,23 @@ fn raise_read_ahead(mountpoint: &Path) {
 /// The `fuser::Filesystem` over a [`Vfs`].
 struct TesseraFs {
     vfs: Vfs,
+    /// Whether the kernel agreed to passthrough (and flat copies are on).
+    passthrough: bool,
+    /// Open files per inode: all opens of an inode share one mode (the kernel refuses to mix
+    /// cached and passthrough opens), chosen when the first one opens.
+    opens: Mutex<HashMap<u64, OpenState>>,
+}
+
+#[derive(Default)]
+struct OpenState {
+    count: usize,
+    backing: Option<BackingId>,
+}
+
+impl TesseraFs {
+    fn new(vfs: Vfs) -> Self {
+        Self { vfs, passthrough: false, opens: Mutex::new(HashMap::new()) }
+    }
 }
 
 fn errno(e: Errno) -> fuser::Errno {
@@ -343,6 +367,14 @@ impl Filesystem for TesseraFs {
         let _ = config.set_max_readahead(READ_AHEAD_KB * 1024);
         let _ = config.set_max_background(64);
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        if self.vfs.options().flat_dir.is_some() {
+            match config.add_capabilities(InitFlags::FUSE_PASSTHROUGH) {
+                Ok(()) => self.passthrough = config.set_max_stack_depth(2).is_ok(),
+                Err(_) => {
+                    tracing::warn!("the kernel does not offer FUSE passthrough; serving every read")
+                }
+            }
+        }
         Ok(())
     }
 
@@ -363,10 +395,44 @@ impl Filesystem for TesseraFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        match self.vfs.open(ino.0, write) {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(errno(e)),
+        if let Err(e) = self.vfs.open(ino.0, write) {
+            return reply.error(errno(e));
         }
+        let mut opens = self.opens.lock();
+        let state = opens.entry(ino.0).or_default();
+        if state.count == 0 && self.passthrough {
+            state.backing = self.vfs.flat_file(ino.0).and_then(|f| {
+                reply
+                    .open_backing(&f)
+                    .inspect_err(|e| tracing::warn!(error = %e, "passthrough open failed"))
+                    .ok()
+            });
+        }
+        state.count += 1;
+        match &state.backing {
+            Some(id) => reply.opened_passthrough(FileHandle(0), FopenFlags::empty(), id),
+            None => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut opens = self.opens.lock();
+        if let Some(state) = opens.get_mut(&ino.0) {
+            state.count = state.count.saturating_sub(1);
+            if state.count == 0 {
+                opens.remove(&ino.0);
+            }
+        }
+        reply.ok();
     }
 
     fn read(

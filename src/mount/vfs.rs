@@ -9,6 +9,7 @@
 //! naming the same commit (hard links), so their page cache is too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +17,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::errno::Errno;
 use super::fetch::{Fetcher, FileFetch};
+use super::flat::FlatCache;
 use super::names;
 use crate::store::{FileRecord, RemoteSource, RevisionKey, Store, StoreError, Table, TreeEntry};
 
@@ -54,6 +56,8 @@ pub struct VfsOptions {
     pub uid: u32,
     /// Group reported for every inode.
     pub gid: u32,
+    /// Where flat copies of fully-present files are kept for FUSE passthrough (`None`: off).
+    pub flat_dir: Option<PathBuf>,
 }
 
 impl Default for VfsOptions {
@@ -66,6 +70,7 @@ impl Default for VfsOptions {
             prefetch_threads: 8,
             uid: 0,
             gid: 0,
+            flat_dir: None,
         }
     }
 }
@@ -120,6 +125,7 @@ struct Inner {
     store: Store,
     remote: Option<Arc<dyn RemoteSource>>,
     fetcher: Option<Arc<Fetcher>>,
+    flat: Option<Arc<FlatCache>>,
     opts: VfsOptions,
     /// Inode `i + 1` is `nodes[i]`.
     nodes: RwLock<Vec<Node>>,
@@ -191,11 +197,13 @@ impl Vfs {
     /// A filesystem over `store`; `remote` fills it on demand (`None`: serve what it holds).
     pub fn new(store: Store, remote: Option<Arc<dyn RemoteSource>>, opts: VfsOptions) -> Self {
         let fetcher = remote.as_ref().map(|r| Fetcher::new(r.clone(), store.clone(), &opts));
+        let flat = opts.flat_dir.clone().map(FlatCache::new);
         Self {
             inner: Arc::new(Inner {
                 store,
                 remote,
                 fetcher,
+                flat,
                 opts,
                 nodes: RwLock::new(vec![Node::Root]),
                 names: Mutex::new(HashMap::new()),
@@ -278,6 +286,9 @@ impl Vfs {
                 match self.inner.store.read_record_range(&record, offset, len) {
                     Ok(bytes) => {
                         self.decode_ahead(&file, &record, offset, offset + len);
+                        if offset + len == file.entry.size {
+                            self.read_to_end(&file, &record);
+                        }
                         return Ok(bytes);
                     }
                     Err(StoreError::Missing { .. }) => {}
@@ -318,6 +329,22 @@ impl Vfs {
                 let _ = store.read_record_range(&record, pos, len);
             });
             pos += len;
+        }
+    }
+
+    /// A flat copy of a file for FUSE passthrough, when enabled and written already.
+    pub fn flat_file(&self, ino: u64) -> Option<std::fs::File> {
+        let flat = self.inner.flat.as_ref()?;
+        flat.open(&self.file(ino).ok()?.entry)
+    }
+
+    /// A read reached the end of a file: with passthrough on, write its flat copy once every
+    /// chunk is present, so later opens bypass this process.
+    fn read_to_end(&self, file: &FileNode, record: &Arc<FileRecord>) {
+        if let Some(flat) = &self.inner.flat {
+            if super::fetch::range_present(&self.inner.store, record, 0, record.size) {
+                flat.materialize(&self.inner.store, record, &file.entry);
+            }
         }
     }
 

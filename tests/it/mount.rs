@@ -63,8 +63,11 @@ fn put_revision(store: &Store, commit: &str, files: &[(String, PathBuf)]) {
     store.put_tree(commit, &entries).expect("tree");
 }
 
-/// The silero-vad package files of one release: (path in the repo, file on disk).
-fn silero_files(version: &str) -> Option<Vec<(String, PathBuf)>> {
+/// Files of one release: (path in the repo, file on disk).
+type Release = Vec<(String, PathBuf)>;
+
+/// The silero-vad package files of one release.
+fn silero_files(version: &str) -> Option<Release> {
     let dir = asset(&format!("silero-vad-{version}"))?;
     let files = files_under(&dir)
         .into_iter()
@@ -75,7 +78,7 @@ fn silero_files(version: &str) -> Option<Vec<(String, PathBuf)>> {
 }
 
 /// A store with silero-vad 5.1.2 (tag, `refs/pr/1`) and 6.2.3 (tag, `main`).
-fn seed_silero(home: &Path) -> Option<(Vec<(String, PathBuf)>, Vec<(String, PathBuf)>)> {
+fn seed_silero(home: &Path) -> Option<(Release, Release)> {
     let (v5, v6) = (silero_files("5.1.2")?, silero_files("6.2.3")?);
     let store = Store::open(home).expect("store");
     put_revision(&store, C5, &v5);
@@ -401,6 +404,36 @@ fn sigkill_leaves_the_store_clean_and_the_next_mount_works() {
         assert!(fsck.contains(": ok"), "fsck after SIGKILL: {fsck}");
         let _again = MountProc::start(&home, &mnt, &["--offline"]);
         assert!(std::fs::read(&file).is_ok_and(|b| b == want), "remount after SIGKILL");
+    }
+}
+
+#[test]
+fn passthrough_serves_flat_copies_of_files_read_whole() {
+    require!(fuse_ready(), "needs root, /dev/fuse and fusermount3");
+    let home = Home::new();
+    let (_, v6) = require!(seed_silero(home.path()), "silero-vad assets");
+    let want = std::fs::read(&v6.iter().find(|(p, _)| p == ONNX).expect("onnx").1).expect("read");
+    let mnt_dir = tempfile::tempdir().expect("tmp");
+    let mnt = mnt_dir.path().join("m");
+    let file = mnt.join("snakers4/silero-vad@main").join(ONNX);
+    {
+        let _m = MountProc::start(&home, &mnt, &["--offline", "--passthrough"]);
+        assert!(std::fs::read(&file).is_ok_and(|b| b == want), "first read, through the daemon");
+        let flat = home.path().join("flat").join(getfattr(&file, "user.tessera.xet_hash"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&flat).map(|m| m.len()).ok() != Some(want.len() as u64) {
+            assert!(Instant::now() < deadline, "no flat copy at {}", flat.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(std::fs::read(&file).is_ok_and(|b| b == want), "read by passthrough");
+    }
+    // A new mount opens it by passthrough from the start; random reads agree too.
+    let _m = MountProc::start(&home, &mnt, &["--offline", "--passthrough"]);
+    let f = File::open(&file).expect("open");
+    let mut buf = vec![0u8; 10_000];
+    for off in [0u64, 1, 4095, 1_000_000, want.len() as u64 - 10_000] {
+        let n = f.read_at(&mut buf, off).expect("pread");
+        assert!(buf[..n] == want[off as usize..off as usize + n], "pread at {off}");
     }
 }
 
