@@ -8,3 +8,5 @@ mod fault_proxy;
 mod foundation;
 mod pull;
 mod hub_server;
+#[cfg(feature = "mount")]
+mod mount;
