@@ -6,6 +6,7 @@
 //! - [`store`]: the embedded chunk store (RocksDB index + xorb files), synchronous;
 //! - [`protocol`]: Hub and Xet CAS wire types (pure); [`server`]: the Hub-compatible server;
 //!   [`hub`]: the async Hub/CAS client; [`sync`]: pull and the lazy remote for mounts;
+//! - `mount` (feature `mount`): revisions as read-only files over FUSE, fetched lazily;
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
 
@@ -16,5 +17,7 @@ pub mod hash;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+#[cfg(feature = "mount")]
+pub mod mount;
 pub mod store;
 pub mod sync;

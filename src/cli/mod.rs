@@ -10,6 +10,8 @@ mod gc;
 mod hash;
 mod ls;
 pub mod hub;
+#[cfg(feature = "mount")]
+mod mount;
 mod output;
 mod pull;
 mod remote;
@@ -63,6 +65,9 @@ enum Command {
         #[command(subcommand)]
         cmd: hub::HubCommand,
     },
+    /// Mount every revision of every model read-only at MOUNTPOINT/<org>/<name>@<rev>/.
+    #[cfg(feature = "mount")]
+    Mount(mount::MountArgs),
 }
 
 /// Context every subcommand receives.
@@ -106,6 +111,8 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Ls(a) => ls::run(a, ctx),
         Command::Export(a) => export::run(a, ctx),
         Command::Hub { cmd } => hub::run(cmd, &ctx.home),
+        #[cfg(feature = "mount")]
+        Command::Mount(a) => mount::run(a, ctx),
     }
 }
 

@@ -4,6 +4,10 @@
 
 mod architecture;
 mod common;
+mod fault_proxy;
 mod foundation;
+mod pull;
 mod hub_server;
 mod hub_http;
+#[cfg(feature = "mount")]
+mod mount;

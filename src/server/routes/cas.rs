@@ -71,6 +71,9 @@ async fn token(
     write: bool,
 ) -> ApiResult<Response> {
     let caller = s.caller(&headers)?;
+    if s.options.no_xet {
+        return Err(ApiError::not_found("Xet storage is disabled on this server"));
+    }
     let (repo_type, id) = p.repo(RepoType::Model)?;
     let (key, _) = if write {
         s.writable_repo(&caller, repo_type, &id).await?
