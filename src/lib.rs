@@ -4,6 +4,7 @@
 //! - pure leaves: [`hash`] (typed Xet hashes), [`chunking`] (Gear CDC), [`format`] (xorb and
 //!   shard codecs);
 //! - [`store`]: the embedded chunk store (RocksDB index + xorb files), synchronous;
+//! - `infer` (feature `infer`): ONNX models over the KServe v2 REST API;
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
 
@@ -11,4 +12,6 @@ pub mod chunking;
 pub mod cli;
 pub mod format;
 pub mod hash;
+#[cfg(feature = "infer")]
+pub mod infer;
 pub mod store;
