@@ -1,1 +1,4 @@
 //! Integration tests.
+
+#[cfg(feature = "infer")]
+mod serve;
