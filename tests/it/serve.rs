@@ -527,6 +527,10 @@ fn serve_real_models_match_python_onnxruntime() {
     assert!(first.iter().zip(known).all(|(a, b)| (a - b).abs() < 0.01), "{first:?} vs {known:?}");
 
     // silero-vad: frames in order, state carried through the responses, same p(speech) as Python.
+    if Command::new("espeak-ng").arg("--version").output().is_err() {
+        eprintln!("SKIP silero-vad part: espeak-ng is not installed (run `make setup`)");
+        return;
+    }
     let frames_file = home.path().join("silero.json");
     let status = Command::new(&setup.python)
         .arg(script("tests/ort_ref.py"))
@@ -595,6 +599,7 @@ fn serve_rejects_bad_requests_and_keeps_serving() {
         xattr::set(&add, format!("user.tessera.{k}"), format!("test-{k}").as_bytes()).is_ok()
     });
     let mut args = model_arg("add", &add).to_vec();
+    args.extend(model_arg("vad", &silero_path(&setup)));
     args.extend(["--max-request-bytes".into(), "20000".into()]);
     let server = Server::start(&setup, home.path(), &args);
     let addr = server.addr.clone();
@@ -692,6 +697,24 @@ fn serve_rejects_bad_requests_and_keeps_serving() {
     good();
     assert_eq!(call(&addr, "GET", "/v2/models/add/infer", b"").0, 405);
     good();
+    // Requests that pass the checks but that ONNX Runtime rejects while running: the runtime's
+    // message comes back (400 for its invalid-argument errors, 500 for others).
+    let vad = |batch: usize, len: usize| {
+        json!({"inputs": [
+            {"name": "input", "datatype": "FP32", "shape": [batch, len], "data": vec![0.0; batch * len]},
+            {"name": "state", "datatype": "FP32", "shape": [2, 1, 128], "data": vec![0.0; 256]},
+            {"name": "sr", "datatype": "INT64", "shape": [], "data": [16000]},
+        ]})
+    };
+    let (status, got) = infer(&addr, "vad", &vad(1, 10));
+    assert_eq!(status, 400, "{got}");
+    assert!(got["error"].as_str().unwrap().contains("Pad"), "{got}");
+    let (status, got) = infer(&addr, "vad", &vad(2, 576));
+    assert_eq!(status, 500, "{got}");
+    assert!(got["error"].as_str().unwrap().contains("initial_h must have shape"), "{got}");
+    assert_eq!(infer(&addr, "vad", &vad(1, 576)).0, 200);
+    good();
+
     // Asking for one output by name gives that output only.
     let (status, got) = infer(&addr, "add", &with_outputs(add_request(2.0), &["sum"]));
     assert_eq!(status, 200, "{got}");
@@ -727,7 +750,7 @@ fn serve_rejects_bad_requests_and_keeps_serving() {
     }
 
     // Metrics count what happened.
-    let goods = bad.len() + 4;
+    let goods = bad.len() + 5;
     let errors_400 = bad.iter().filter(|b| b.2 == 400).count();
     assert_eq!(
         server.metric("tessera_infer_requests_total{model=\"add\"}"),
