@@ -28,6 +28,9 @@ SESSIONS = {}
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle plus the client's delayed
+    # ACK adds ~40 ms to every keep-alive response.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass

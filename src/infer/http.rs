@@ -160,7 +160,7 @@ async fn model_metadata(State(st): State<Arc<ServeState>>, Path(name): Path<Stri
     let m = loaded(slot, &name)?;
     let mut parameters = m.parameters.clone();
     parameters.insert("source".into(), slot.path.display().to_string());
-    parameters.insert("device".into(), format!("{:?}", m.device).to_lowercase());
+    parameters.insert("device".into(), m.device.to_string());
     Ok(axum::Json(json!({
         "name": name,
         "versions": ["1"],
@@ -173,7 +173,19 @@ async fn model_metadata(State(st): State<Arc<ServeState>>, Path(name): Path<Stri
 }
 
 async fn metrics(State(st): State<Arc<ServeState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], st.metrics.render())
+    let mut text = st.metrics.render();
+    text.push_str("# HELP tessera_model_sessions ONNX Runtime sessions created, per model.\n");
+    text.push_str("# TYPE tessera_model_sessions gauge\n");
+    for (name, slot) in &st.slots {
+        if let Some(m) = slot.model.get() {
+            text.push_str(&format!(
+                "tessera_model_sessions{{model=\"{}\"}} {}\n",
+                name.replace('"', "\\\""),
+                m.sessions()
+            ));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
 async fn infer(

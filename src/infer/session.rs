@@ -132,6 +132,15 @@ impl Device {
     }
 }
 
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
 /// A loaded ONNX Runtime: the environment plus the device decision.
 pub struct Runtime {
     env: Environment,
