@@ -17,6 +17,7 @@ trap 'rm -rf "$home" "$log"' EXIT
 
 start_once() { # prints "<load ms> <ready ms>"
   local t0 pid port
+  : >"$log" # before the start, so that no earlier run's port can be read
   t0=$(date +%s%N)
   "$bin" --home "$home" serve --listen 127.0.0.1:0 --model "m=$model" "$@" 2>"$log" &
   pid=$!

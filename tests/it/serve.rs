@@ -812,17 +812,21 @@ fn serve_fails_clearly_without_the_runtime_or_a_model() {
     assert!(!out.status.success());
     assert!(stderr.contains("model 'm' (/nonexistent.onnx): no such file"), "{stderr}");
 
-    if !cfg!(feature = "cuda") {
+    // `--device cuda` where CUDA cannot work is an error, never a silent CPU fallback.
+    if !cfg!(feature = "cuda") || !Path::new("/dev/nvidia0").exists() {
+        let model = setup.onnx_data.join("test_add/model.onnx");
         let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .arg("--home")
             .arg(home.path())
-            .args(["serve", "--device", "cuda", "--listen", "127.0.0.1:0", "--model", "m=/x.onnx"])
+            .args(["serve", "--device", "cuda", "--listen", "127.0.0.1:0", "--model"])
+            .arg(format!("m={}", model.display()))
             .env("ORT_DYLIB_PATH", &setup.ort)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success());
-        assert!(stderr.contains("built without the `cuda` feature"), "{stderr}");
+        assert!(!out.status.success(), "{stderr}");
+        let why = if cfg!(feature = "cuda") { "CUDA" } else { "built without the `cuda` feature" };
+        assert!(stderr.lines().any(|l| l.starts_with("error:") && l.contains(why)), "{stderr}");
     }
 }
 
