@@ -524,7 +524,7 @@ fn serve_real_models_match_python_onnxruntime() {
     let first: Vec<f64> = pooled.iter().take(5).map(|x| x / norm).collect();
     let known = [0.0677, 0.0635, 0.0487, 0.0793, 0.0374];
     eprintln!("MiniLM int8 sentence embedding starts {first:.4?} (fp32 reference {known:?})");
-    assert!(first.iter().zip(known).all(|(a, b)| (a - b).abs() < 0.01), "{first:?} vs {known:?}");
+    assert!(first.iter().zip(known).all(|(a, b)| (a - b).abs() < 0.005), "{first:?} vs {known:?}");
 
     // silero-vad: frames in order, state carried through the responses, same p(speech) as Python.
     if Command::new("espeak-ng").arg("--version").output().is_err() {
@@ -577,7 +577,24 @@ fn serve_real_models_match_python_onnxruntime() {
         silence.len()
     );
     assert!(mean(&speech) > 0.8 && mean(&silence) < 0.02);
-    assert!(server.stop().success());
+
+    // SIGTERM while a request runs: that request still gets its answer, then the server exits 0.
+    let (batch, seq) = (8usize, 128usize);
+    let t = |name: &str, v: i64| json!({"name": name, "datatype": "INT64", "shape": [batch, seq], "data": vec![v; batch * seq]});
+    let big =
+        json!({"inputs": [t("input_ids", 2023), t("attention_mask", 1), t("token_type_ids", 0)]});
+    let addr = server.addr.clone();
+    let in_flight = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let answer = infer(&addr, "minilm", &big);
+        (answer.0, t0.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    let exit = server.stop();
+    let (status, took) = in_flight.join().unwrap();
+    eprintln!("request in flight at SIGTERM: HTTP {status} after {took:?}; server exit {exit}");
+    assert_eq!(status, 200);
+    assert!(exit.success());
 }
 
 // ---------------------------------------------------------------------------------------------
