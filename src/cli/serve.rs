@@ -81,7 +81,10 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
+        let addr = listener.local_addr()?;
+        tracing::info!("listening on http://{addr}");
+        // The first stdout line names the address, as `hub serve` does, for scripts using port 0.
+        println!("tessera serve: listening on http://{addr}");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, Arc::clone(&state), shutdown_signal(stop_rx)));
         let loading = {
