@@ -11,3 +11,5 @@ mod hub_server;
 mod hub_http;
 #[cfg(feature = "mount")]
 mod mount;
+#[cfg(feature = "infer")]
+mod serve;
