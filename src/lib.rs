@@ -6,6 +6,8 @@
 //! - [`store`]: the embedded chunk store (RocksDB index + xorb files), synchronous;
 //! - [`protocol`]: Hub and Xet CAS wire types (pure); [`server`]: the Hub-compatible server;
 //!   [`hub`]: the async Hub/CAS client; [`sync`]: pull and the lazy remote for mounts;
+//! - `mount` (feature `mount`): revisions as read-only files over FUSE, fetched lazily;
+//! - `infer` (feature `infer`): ONNX models over the KServe v2 REST API;
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
 
@@ -16,5 +18,9 @@ pub mod hash;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+#[cfg(feature = "mount")]
+pub mod mount;
+#[cfg(feature = "infer")]
+pub mod infer;
 pub mod store;
 pub mod sync;

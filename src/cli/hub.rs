@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::server::{serve, AppState, ServerOptions, TokenTable};
+use crate::server::{AppState, ServerOptions, TokenTable, serve};
 
 /// `tessera hub ...` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -55,7 +55,8 @@ pub fn run(cmd: HubCommand, home: &Path) -> anyhow::Result<ExitCode> {
 fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
     let tokens = match &args.tokens {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             TokenTable::parse(&text).with_context(|| format!("in {}", path.display()))?
         }
         None => TokenTable::default(),
@@ -72,7 +73,8 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         .no_xet(args.no_xet);
     let data = args.data.clone().unwrap_or_else(|| home.to_owned());
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let state = AppState::open(&data, options).with_context(|| format!("opening {}", data.display()))?;
+    let state =
+        AppState::open(&data, options).with_context(|| format!("opening {}", data.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -10,10 +10,14 @@ mod gc;
 mod hash;
 mod ls;
 pub mod hub;
+#[cfg(feature = "mount")]
+mod mount;
 mod output;
 mod pull;
 mod push;
 mod remote;
+#[cfg(feature = "infer")]
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +70,12 @@ enum Command {
         #[command(subcommand)]
         cmd: hub::HubCommand,
     },
+    /// Mount every revision of every model read-only at MOUNTPOINT/<org>/<name>@<rev>/.
+    #[cfg(feature = "mount")]
+    Mount(mount::MountArgs),
+    /// Serve ONNX models (e.g. from a mount) over the KServe v2 / Open Inference REST API.
+    #[cfg(feature = "infer")]
+    Serve(serve::ServeArgs),
 }
 
 /// Context every subcommand receives.
@@ -110,6 +120,10 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Ls(a) => ls::run(a, ctx),
         Command::Export(a) => export::run(a, ctx),
         Command::Hub { cmd } => hub::run(cmd, &ctx.home),
+        #[cfg(feature = "mount")]
+        Command::Mount(a) => mount::run(a, ctx),
+        #[cfg(feature = "infer")]
+        Command::Serve(a) => serve::run(a, &ctx.home).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -133,7 +133,10 @@ fn hex_val(b: u8) -> Option<u8> {
 pub fn percent_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (keep_slash && b == b'/') {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (keep_slash && b == b'/')
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -209,6 +212,7 @@ pub fn is_hex64(s: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -250,6 +254,9 @@ mod tests {
     fn git_ids() {
         assert_eq!(git_blob_oid(b"hello\n"), "ce013625030ba8dba906f756967f9e9ca394464a");
         let p = lfs_pointer(&"a".repeat(64), 5);
-        assert!(p.starts_with("version https://git-lfs.github.com/spec/v1\n") && p.ends_with("size 5\n"));
+        assert!(
+            p.starts_with("version https://git-lfs.github.com/spec/v1\n")
+                && p.ends_with("size 5\n")
+        );
     }
 }

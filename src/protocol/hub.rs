@@ -540,6 +540,7 @@ pub struct WhoAmIToken {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -570,7 +571,10 @@ mod tests {
             lfs: None,
             xet_hash: None,
         });
-        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"type":"file","oid":"o","size":1,"path":"p"}"#);
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"type":"file","oid":"o","size":1,"path":"p"}"#
+        );
     }
 
     #[test]

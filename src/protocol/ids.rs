@@ -128,7 +128,8 @@ impl RepoId {
     /// Builds an id from its two parts, validating each.
     pub fn new(namespace: &str, name: &str) -> Result<Self, IdError> {
         let full = format!("{namespace}/{name}");
-        validate_id_part(namespace).map_err(|reason| IdError::RepoId { id: clip(&full), reason })?;
+        validate_id_part(namespace)
+            .map_err(|reason| IdError::RepoId { id: clip(&full), reason })?;
         validate_id_part(name).map_err(|reason| IdError::RepoId { id: clip(&full), reason })?;
         if name.ends_with(".git") {
             return Err(IdError::RepoId { id: clip(&full), reason: "must not end in .git" });
@@ -252,12 +253,16 @@ pub fn normalize_repo_path(path: &str) -> Result<String, IdError> {
 /// characters, bounded. Whether it names anything is decided by the repo's refs.
 pub fn validate_revision(rev: &str) -> Result<(), IdError> {
     if rev.is_empty() || rev.len() > 256 || rev.chars().any(char::is_control) {
-        return Err(IdError::Revision { rev: clip(rev), reason: "empty, too long or has control characters" });
+        return Err(IdError::Revision {
+            rev: clip(rev),
+            reason: "empty, too long or has control characters",
+        });
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -266,7 +271,8 @@ mod tests {
         for ok in ["a/b", "Org_1/model.v2", "x/y-z"] {
             assert!(RepoId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["a", "a/b/c", "-a/b", "a/b.", "a--b/c", "a/b.git", "a b/c", "ä/b", "/b", "a/"] {
+        for bad in ["a", "a/b/c", "-a/b", "a/b.", "a--b/c", "a/b.git", "a b/c", "ä/b", "/b", "a/"]
+        {
             assert!(RepoId::parse(bad).is_err(), "{bad}");
         }
     }

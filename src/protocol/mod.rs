@@ -27,8 +27,8 @@ pub use cas::{
     XorbUploadResponse,
 };
 pub use http::{
-    error_codes, format_hub_date, git_blob_oid, headers, is_hex64, lfs_pointer, parse_bool,
-    parse_range_header, parse_urlencoded, percent_decode, percent_encode, sha1_hex, RangeSpec,
+    RangeSpec, error_codes, format_hub_date, git_blob_oid, headers, is_hex64, lfs_pointer,
+    parse_bool, parse_range_header, parse_urlencoded, percent_decode, percent_encode, sha1_hex,
 };
 pub use hub::{
     BranchRequest, CommitAuthor, CommitHeader, CommitInfo, CommitLine, CommitResponse,
@@ -40,6 +40,6 @@ pub use hub::{
     WhoAmIToken, XetTokenResponse,
 };
 pub use ids::{
-    is_commit_id, normalize_repo_path, validate_ref_name, validate_revision, IdError, RepoId,
-    RepoType,
+    IdError, RepoId, RepoType, is_commit_id, normalize_repo_path, validate_ref_name,
+    validate_revision,
 };

@@ -214,6 +214,7 @@ impl Signer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -222,7 +223,10 @@ mod tests {
         let t = TokenTable::parse("# c\n\nhf_a alice write\nhf_b bob read\n").unwrap();
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer hf_a".parse().unwrap());
-        assert_eq!(t.caller(&h).unwrap(), Caller::User { name: "alice".into(), scope: Scope::Write });
+        assert_eq!(
+            t.caller(&h).unwrap(),
+            Caller::User { name: "alice".into(), scope: Scope::Write }
+        );
         h.insert("authorization", "Bearer nope".parse().unwrap());
         assert!(t.caller(&h).is_err());
         assert_eq!(t.caller(&HeaderMap::new()).unwrap(), Caller::Anonymous);

@@ -15,12 +15,15 @@
 //! [`KvBatch`], after the file data itself is durable in the store; a crash therefore leaves each
 //! branch at its last complete commit. Writers that read-modify-write refs hold one lock.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use crate::hash::{FileHash, Sha256};
-use crate::protocol::{is_commit_id, lfs_pointer, sha1_hex, RepoId, RepoType};
+use crate::protocol::{RepoId, RepoType, is_commit_id, lfs_pointer, sha1_hex};
 use crate::store::{KvBatch, Store, Table};
 
 /// Key of a repo in every table: `{type}/{ns}/{name}`.
@@ -93,7 +96,8 @@ pub struct Entry {
 impl Entry {
     /// An LFS entry, its git oid computed from the pointer.
     pub fn lfs(path: String, size: u64, file: FileHash, sha256: Sha256) -> Self {
-        let git_oid = crate::protocol::git_blob_oid(lfs_pointer(&sha256.to_string(), size).as_bytes());
+        let git_oid =
+            crate::protocol::git_blob_oid(lfs_pointer(&sha256.to_string(), size).as_bytes());
         Self { path, size, file, sha256, git_oid, lfs: true }
     }
 
@@ -153,7 +157,12 @@ pub struct CommitMeta {
 pub struct HubDb {
     store: Store,
     write_lock: Mutex<()>,
+    /// Parsed trees by id (immutable: ids are content hashes).
+    trees: Mutex<HashMap<String, Arc<Vec<Entry>>>>,
 }
+
+/// Parsed trees kept in memory.
+const TREE_CACHE: usize = 64;
 
 /// Full ref name of a branch.
 pub fn branch_ref(name: &str) -> String {
@@ -176,7 +185,7 @@ fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> ApiResult<T> {
 impl HubDb {
     /// A database over a store.
     pub fn new(store: Store) -> Self {
-        Self { store, write_lock: Mutex::new(()) }
+        Self { store, write_lock: Mutex::new(()), trees: Mutex::new(HashMap::new()) }
     }
 
     /// The repo record, if the repo exists.
@@ -221,15 +230,29 @@ impl HubDb {
     }
 
     /// The files of a tree, sorted by path.
-    pub fn tree(&self, tree_id: &str) -> ApiResult<Vec<Entry>> {
-        match self.store.kv_get(Table::HubTree, format!("t\0{tree_id}").as_bytes())? {
-            Some(v) => from_json(&v),
-            None => Err(ApiError::internal(format!("tree {tree_id} missing"))),
+    pub fn tree(&self, tree_id: &str) -> ApiResult<Arc<Vec<Entry>>> {
+        if let Some(t) = self.trees.lock().get(tree_id) {
+            return Ok(t.clone());
         }
+        let tree: Arc<Vec<Entry>> =
+            match self.store.kv_get(Table::HubTree, format!("t\0{tree_id}").as_bytes())? {
+                Some(v) => Arc::new(from_json(&v)?),
+                None => return Err(ApiError::internal(format!("tree {tree_id} missing"))),
+            };
+        let mut cache = self.trees.lock();
+        if cache.len() >= TREE_CACHE {
+            cache.clear();
+        }
+        cache.insert(tree_id.to_owned(), tree.clone());
+        Ok(tree)
     }
 
     /// The files of a commit, sorted by path.
-    pub fn commit_tree(&self, key: &RepoKey, commit: &str) -> ApiResult<(CommitRecord, Vec<Entry>)> {
+    pub fn commit_tree(
+        &self,
+        key: &RepoKey,
+        commit: &str,
+    ) -> ApiResult<(CommitRecord, Arc<Vec<Entry>>)> {
         let record = self
             .commit(key, commit)?
             .ok_or_else(|| ApiError::internal(format!("commit {commit} missing")))?;
@@ -252,7 +275,13 @@ impl HubDb {
     }
 
     /// Up to `limit` commits reachable from `from` (first parents), newest first, skipping `skip`.
-    pub fn history(&self, key: &RepoKey, from: &str, skip: usize, limit: usize) -> ApiResult<Vec<CommitRecord>> {
+    pub fn history(
+        &self,
+        key: &RepoKey,
+        from: &str,
+        skip: usize,
+        limit: usize,
+    ) -> ApiResult<Vec<CommitRecord>> {
         let mut out = Vec::new();
         let mut next = Some(from.to_owned());
         let mut seen = 0usize;
@@ -274,6 +303,22 @@ impl HubDb {
     pub fn file_in_repo(&self, key: &RepoKey, file: &FileHash) -> ApiResult<bool> {
         let k = format!("f\0{}\0{file}", key.0);
         Ok(self.store.kv_get(Table::HubTree, k.as_bytes())?.is_some())
+    }
+
+    /// The stored file with this SHA-256 (and size, when given), if it belongs to the repo:
+    /// committed to it, or uploaded for it through LFS or Xet. Objects of other repos do not
+    /// count, so knowing a digest never grants its content.
+    pub fn repo_object(
+        &self,
+        key: &RepoKey,
+        sha256: &Sha256,
+        size: Option<u64>,
+    ) -> ApiResult<Option<crate::store::FileRecord>> {
+        let Some(file) = self.store.file_by_sha256(sha256)? else { return Ok(None) };
+        if !self.file_in_repo(key, &file)? {
+            return Ok(None);
+        }
+        Ok(self.store.file(&file)?.filter(|r| size.is_none_or(|n| n == r.size)))
     }
 
     /// Records that files may be read with this repo's CAS tokens.
@@ -316,7 +361,9 @@ impl HubDb {
                 batch.delete(table, k);
             }
         }
-        for (k, _) in self.store.kv_scan_prefix(Table::HubTree, format!("f\0{}\0", key.0).as_bytes())? {
+        for (k, _) in
+            self.store.kv_scan_prefix(Table::HubTree, format!("f\0{}\0", key.0).as_bytes())?
+        {
             batch.delete(Table::HubTree, k);
         }
         self.store.kv_write(batch)?;
@@ -362,7 +409,8 @@ impl HubDb {
     ) -> ApiResult<CommitOutcome> {
         let _guard = self.write_lock.lock();
         let full_ref = branch_ref(branch);
-        let head = self.get_ref(key, &full_ref)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
+        let head =
+            self.get_ref(key, &full_ref)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
         if let Some(parent) = expected_parent {
             if !head.starts_with(parent) {
                 return Err(ApiError::new(
@@ -372,8 +420,8 @@ impl HubDb {
             }
         }
         let (_, old) = self.commit_tree(key, &head)?;
-        let new = apply(old.clone(), &head)?;
-        if new == old {
+        let new = apply(old.as_ref().clone(), &head)?;
+        if new == *old {
             return Ok(CommitOutcome { commit: head, created: false });
         }
         let mut batch = KvBatch::default();
@@ -402,7 +450,10 @@ fn write_commit(
     for p in &parents {
         text.push_str(&format!("parent {p}\n"));
     }
-    text.push_str(&format!("author {} {}\n\n{}\n\n{}", meta.author, meta.date, meta.title, meta.message));
+    text.push_str(&format!(
+        "author {} {}\n\n{}\n\n{}",
+        meta.author, meta.date, meta.title, meta.message
+    ));
     let id = sha1_hex(text.as_bytes());
     let record = CommitRecord {
         id: id.clone(),

@@ -7,7 +7,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::protocol::{error_codes, headers, IdError};
+use crate::protocol::{IdError, error_codes, headers};
 use crate::store::StoreError;
 
 /// An error answer of the Hub or CAS API.
@@ -140,6 +140,9 @@ fn header_safe(message: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status.is_client_error() {
+            tracing::info!(status = self.status.as_u16(), message = %header_safe(&self.message), "refused");
+        }
         let mut body = self.extra.unwrap_or_default();
         body.insert("error".into(), self.message.clone().into());
         let mut map = HeaderMap::new();
@@ -148,6 +151,13 @@ impl IntoResponse for ApiError {
         }
         if let Ok(v) = HeaderValue::from_str(&header_safe(&self.message)) {
             map.insert(headers::X_ERROR_MESSAGE, v);
+        }
+        // Errors that can be answered before the request body is read (auth, size): close the
+        // connection, so a client does not reuse it with the unread body still in flight.
+        let early = matches!(self.status.as_u16(), 401 | 403 | 413)
+            || self.code == Some(error_codes::REPO_NOT_FOUND);
+        if early {
+            map.insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         for (name, value) in self.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
@@ -159,6 +169,7 @@ impl IntoResponse for ApiError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -42,7 +42,8 @@ impl RateLimiter {
         loop {
             let now = Instant::now();
             let (tokens, last) = *guard;
-            let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+            let tokens =
+                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
             if tokens >= need.min(self.burst) {
                 *guard = (tokens - need, now);
                 return;
@@ -98,6 +99,7 @@ fn throttled(body: Body, limiter: std::sync::Arc<RateLimiter>) -> Body {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

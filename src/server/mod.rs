@@ -28,12 +28,12 @@ pub mod state;
 use std::future::Future;
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get, post, put};
-use axum::Router;
 
 pub use auth::{Scope, TokenFileError, TokenTable};
 pub use error::ApiError;
@@ -57,7 +57,10 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{api}/paths-info/{{rev}}"), post(repos::paths_info))
         .route(&format!("{api}/refs"), get(refs::list))
         .route(&format!("{api}/tag/{{rev}}"), post(refs::create_tag).delete(refs::delete_tag))
-        .route(&format!("{api}/branch/{{rev}}"), post(refs::create_branch).delete(refs::delete_branch))
+        .route(
+            &format!("{api}/branch/{{rev}}"),
+            post(refs::create_branch).delete(refs::delete_branch),
+        )
         .route(&format!("{api}/commits/{{rev}}"), get(commits::history))
         .route(&format!("{api}/preupload/{{rev}}"), post(commits::preupload))
         .route(&format!("{api}/commit/{{rev}}"), post(commits::commit))

@@ -118,8 +118,6 @@ pub struct Inner {
     pub signer: Signer,
     /// Settings.
     pub options: ServerOptions,
-    /// Staging folder for LFS uploads.
-    pub upload_dir: PathBuf,
     /// Response-body rate limiter.
     pub limiter: Option<Arc<RateLimiter>>,
     /// Request-body rate limiter.
@@ -155,18 +153,11 @@ fn load_secret(dir: &Path) -> Result<[u8; 32], StateError> {
 }
 
 impl AppState {
-    /// Opens the store under `data` and prepares `data/server/`.
+    /// Opens the store under `data`; the signing secret lives in `data/server/secret`.
     pub fn open(data: &Path, options: ServerOptions) -> Result<Self, StateError> {
         let store = Store::open(data)?;
         let server_dir = data.join("server");
-        let upload_dir = server_dir.join("uploads");
-        std::fs::create_dir_all(&upload_dir).map_err(io_err(&upload_dir))?;
-        // Leftovers of uploads interrupted by a crash.
-        if let Ok(rd) = std::fs::read_dir(&upload_dir) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+        std::fs::create_dir_all(&server_dir).map_err(io_err(&server_dir))?;
         let signer = Signer::new(load_secret(&server_dir)?);
         let limiter = options.max_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
         let upload_limiter = options.max_upload_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
@@ -175,7 +166,6 @@ impl AppState {
             store,
             signer,
             options,
-            upload_dir,
             limiter,
             upload_limiter,
             xorb_locks: parking_lot::Mutex::new(HashMap::new()),

@@ -68,6 +68,10 @@ impl Store {
                 chunk_end: term.chunk_end,
             })?;
             for idx in term.chunk_start..term.chunk_end {
+                if pos >= end {
+                    // Chunks past the range may be absent (a sparse, partly fetched xorb).
+                    break;
+                }
                 let c = chunk_of(&meta, idx, term.chunk_end)?;
                 let c_end = pos + u64::from(c.unpacked_len);
                 if c_end > offset && pos < end {

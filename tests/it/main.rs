@@ -9,3 +9,8 @@ mod foundation;
 mod pull;
 mod push;
 mod hub_server;
+mod hub_http;
+#[cfg(feature = "mount")]
+mod mount;
+#[cfg(feature = "infer")]
+mod serve;

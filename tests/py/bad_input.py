@@ -159,4 +159,17 @@ assert c.get(url.replace("r=", "r=0"), headers={"Range": f"bytes={a}-{b}"}).stat
 assert c.get(f"{cas}/v1/reconstructions/{entry.xet_hash}", headers={**XR, "Range": f"bytes={len(data)}-"}).status_code == 416
 part = c.get(f"{cas}/v2/reconstructions/{entry.xet_hash}", headers={**XR, "Range": "bytes=100000-199999"})
 assert part.status_code == 200 and part.json()["terms"], part.text
+# --- a digest known from elsewhere grants nothing: another repo's object can neither be
+#     committed by pointer nor skipped in the LFS batch ---
+from common import MINILM  # noqa: E402
+
+st = (MINILM / "model.safetensors").read_bytes()
+st_oid = hashlib.sha256(st).hexdigest()
+lfs_line = {"key": "lfsFile", "value": {"path": "stolen.bin", "algo": "sha256", "oid": st_oid, "size": len(st)}}
+post_commit(ndjson(hdr, lfs_line), 400)
+batch = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": st_oid, "size": len(st)}], "hash_algo": "sha256"}
+assert "actions" in c.post("/alice/bad.git/info/lfs/objects/batch", json=batch, headers=LH).json()["objects"][0]
+down = {**batch, "operation": "download"}
+assert "error" in c.post("/alice/bad.git/info/lfs/objects/batch", json=down, headers=LH).json()["objects"][0]
+assert api.repo_info("alice/bad").sha == head
 print("bad_input ok")

@@ -22,12 +22,8 @@ def log(*a):
 
 def files_of(d, prefix=""):
     d = pathlib.Path(d)
-    out = sorted(
-        prefix + p.relative_to(d).as_posix()
-        for p in d.rglob("*")
-        if p.is_file() and p.name not in IGNORE and ".cache" not in p.parts
-    )
-    return out
+    rel = (p.relative_to(d) for p in d.rglob("*") if p.is_file())
+    return sorted(prefix + r.as_posix() for r in rel if r.name not in IGNORE and ".cache" not in r.parts)
 
 
 def same_tree(src, got, prefix="", extra_ok=()):

@@ -54,6 +54,10 @@ tree = {e.path: e for e in api.list_repo_tree("alice/silero", recursive=True)}
 onnx = tree["silero_vad/data/silero_vad.onnx"]
 assert onnx.lfs is not None and onnx.xet_hash and len(onnx.xet_hash) == 64, onnx
 
+infos = {i.path: i for i in api.get_paths_info("alice/silero", ["silero_vad/data", "silero_vad/model.py", "nope"])}
+assert set(infos) == {"silero_vad/data", "silero_vad/model.py"}, infos
+assert infos["silero_vad/model.py"].size == (SILERO6 / "silero_vad/model.py").stat().st_size
+
 for rev, src in [("main", SILERO6), ("old", SILERO5), ("v5.1.2", SILERO5), (c5.oid, SILERO5), (c6.oid, SILERO6)]:
     snap = snapshot_download("alice/silero", revision=rev, cache_dir=WORK / f"cache-{rev}")
     same_tree(SILERO5 if src is SILERO5 else SILERO6, snap)

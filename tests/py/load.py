@@ -11,12 +11,16 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 16
 REPO = sys.argv[2] if len(sys.argv) > 2 else "alice/minilm"
 
 
-def worker(i, barrier, q):
+def worker(i, run, barrier, q):
+    import os
+
+    # A fresh cache and Xet home per client and run: every byte comes from the server.
+    os.environ["HF_HOME"] = str(WORK / f"load-{run}-{i}" / "home")
     from huggingface_hub import snapshot_download
 
     barrier.wait()
     t0 = time.time()
-    path = snapshot_download(REPO, cache_dir=WORK / f"load-{i}", endpoint=URL, token=False)
+    path = snapshot_download(REPO, cache_dir=WORK / f"load-{run}-{i}" / "cache", endpoint=URL, token=False)
     t1 = time.time()
     same_tree(MINILM, path)
     q.put((i, t0, t1))
@@ -25,7 +29,8 @@ def worker(i, barrier, q):
 if __name__ == "__main__":
     ctx = mp.get_context("spawn")
     barrier, q = ctx.Barrier(N), ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(i, barrier, q)) for i in range(N)]
+    run = f"{int(time.time() * 1000)}"
+    procs = [ctx.Process(target=worker, args=(i, run, barrier, q)) for i in range(N)]
     for p in procs:
         p.start()
     for p in procs:

@@ -12,21 +12,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use bytes::Bytes;
 
-use super::{query_pairs, read_body, RepoParams};
+use super::{RepoParams, query_pairs, read_body};
 use crate::format::{Shard, ShardChunk, ShardXorb};
-use crate::hash::{file_hash, range_hash, ChunkHash, FileHash, Sha256Hasher, XorbHash};
+use crate::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
 use crate::protocol::{
-    headers as h, parse_range_header, BatchReconstruction, ChunkRange, FetchInfo, FileKey,
-    InclusiveByteRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2, RepoType,
-    ShardEvent, ShardUploadResponse, XetTokenResponse, XorbFetchV2, XorbRangeV2,
-    XorbUploadResponse,
+    BatchReconstruction, ChunkRange, FetchInfo, FileKey, InclusiveByteRange, ReconstructionTerm,
+    ReconstructionV1, ReconstructionV2, RepoType, ShardEvent, ShardUploadResponse,
+    XetTokenResponse, XorbFetchV2, XorbRangeV2, XorbUploadResponse, headers as h,
+    parse_range_header,
 };
 use crate::server::auth::CasClaims;
 use crate::server::db::RepoKey;
@@ -47,16 +47,29 @@ const RANGES_PER_URL: usize = 200;
 // Tokens
 
 /// `GET /api/{type}s/{ns}/{name}/xet-read-token/{rev}`.
-pub async fn read_token(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap) -> ApiResult<Response> {
+pub async fn read_token(
+    st: State<AppState>,
+    p: Path<RepoParams>,
+    h: HeaderMap,
+) -> ApiResult<Response> {
     token(st, p, h, false).await
 }
 
 /// `GET /api/{type}s/{ns}/{name}/xet-write-token/{rev}`.
-pub async fn write_token(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap) -> ApiResult<Response> {
+pub async fn write_token(
+    st: State<AppState>,
+    p: Path<RepoParams>,
+    h: HeaderMap,
+) -> ApiResult<Response> {
     token(st, p, h, true).await
 }
 
-async fn token(State(s): State<AppState>, Path(p): Path<RepoParams>, headers: HeaderMap, write: bool) -> ApiResult<Response> {
+async fn token(
+    State(s): State<AppState>,
+    Path(p): Path<RepoParams>,
+    headers: HeaderMap,
+    write: bool,
+) -> ApiResult<Response> {
     let caller = s.caller(&headers)?;
     if s.options.no_xet {
         return Err(ApiError::not_found("Xet storage is disabled on this server"));
@@ -78,8 +91,12 @@ async fn token(State(s): State<AppState>, Path(p): Path<RepoParams>, headers: He
     let exp = s.now() + s.options.token_ttl_secs;
     let access_token = s.signer.cas_token(&CasClaims { repo: key.as_str().to_owned(), write, exp });
     let cas_url = s.base_url(&headers);
-    let mut r = Json(XetTokenResponse { access_token: access_token.clone(), exp, cas_url: cas_url.clone() })
-        .into_response();
+    let mut r = Json(XetTokenResponse {
+        access_token: access_token.clone(),
+        exp,
+        cas_url: cas_url.clone(),
+    })
+    .into_response();
     for (name, value) in [
         (h::X_XET_ACCESS_TOKEN, access_token),
         (h::X_XET_TOKEN_EXPIRATION, exp.to_string()),
@@ -110,14 +127,16 @@ fn claims(s: &AppState, headers: &HeaderMap, write: bool) -> ApiResult<CasClaims
 }
 
 fn parse_hash<T: std::str::FromStr>(s: &str) -> ApiResult<T> {
-    s.parse().map_err(|_| ApiError::bad_request(format!("invalid hash {:?}", s.chars().take(80).collect::<String>())))
+    s.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid hash {:?}", s.chars().take(80).collect::<String>()))
+    })
 }
 
 fn store_input_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::XorbHashMismatch { .. } | StoreError::MalformedXorb { .. } | StoreError::CorruptChunk { .. } => {
-            ApiError::bad_request(e.to_string())
-        }
+        StoreError::XorbHashMismatch { .. }
+        | StoreError::MalformedXorb { .. }
+        | StoreError::CorruptChunk { .. } => ApiError::bad_request(e.to_string()),
         other => ApiError::internal(other),
     }
 }
@@ -133,9 +152,16 @@ struct Plan {
     fetch: BTreeMap<XorbHash, Vec<(ChunkRange, InclusiveByteRange)>>,
 }
 
-fn meta<'a>(s: &AppState, cache: &'a mut HashMap<XorbHash, XorbMeta>, xorb: &XorbHash) -> ApiResult<&'a XorbMeta> {
+fn meta<'a>(
+    s: &AppState,
+    cache: &'a mut HashMap<XorbHash, XorbMeta>,
+    xorb: &XorbHash,
+) -> ApiResult<&'a XorbMeta> {
     if !cache.contains_key(xorb) {
-        let m = s.store.xorb_meta(xorb)?.ok_or_else(|| ApiError::internal(format!("xorb {xorb} missing")))?;
+        let m = s
+            .store
+            .xorb_meta(xorb)?
+            .ok_or_else(|| ApiError::internal(format!("xorb {xorb} missing")))?;
         cache.insert(*xorb, m);
     }
     cache.get(xorb).ok_or_else(|| ApiError::internal("xorb cache"))
@@ -157,11 +183,10 @@ fn plan(s: &AppState, record: &FileRecord, start: u64, end: u64) -> ApiResult<Pl
         let m = meta(s, &mut metas, &t.xorb)?;
         let (mut first, mut last, mut kept, mut cpos) = (None, 0, 0u64, pos);
         for i in t.chunk_start..t.chunk_end {
-            let c = m
-                .chunks
-                .get(i as usize)
-                .and_then(Option::as_ref)
-                .ok_or_else(|| ApiError::internal(format!("chunk {i} of {} missing", t.xorb)))?;
+            let c =
+                m.chunks.get(i as usize).and_then(Option::as_ref).ok_or_else(|| {
+                    ApiError::internal(format!("chunk {i} of {} missing", t.xorb))
+                })?;
             let (a, b) = (cpos, cpos + u64::from(c.unpacked_len));
             cpos = b;
             if b <= start || a >= end {
@@ -175,12 +200,19 @@ fn plan(s: &AppState, record: &FileRecord, start: u64, end: u64) -> ApiResult<Pl
             kept += u64::from(c.unpacked_len);
         }
         if cpos != term_end {
-            return Err(ApiError::internal(format!("term lengths of {} disagree with its xorb", record.hash)));
+            return Err(ApiError::internal(format!(
+                "term lengths of {} disagree with its xorb",
+                record.hash
+            )));
         }
         pos = term_end;
         if let Some(f) = first {
             let unpacked_length = u32::try_from(kept).map_err(ApiError::internal)?;
-            terms.push(ReconstructionTerm { hash: t.xorb, unpacked_length, range: ChunkRange { start: f, end: last } });
+            terms.push(ReconstructionTerm {
+                hash: t.xorb,
+                unpacked_length,
+                range: ChunkRange { start: f, end: last },
+            });
             wanted.entry(t.xorb).or_default().push((f, last));
         }
     }
@@ -203,7 +235,10 @@ fn plan(s: &AppState, record: &FileRecord, start: u64, end: u64) -> ApiResult<Pl
                 let (Some(first), Some(lastc)) = (first, lastc) else {
                     return Err(ApiError::internal("chunk range outside xorb"));
                 };
-                let bytes = InclusiveByteRange { start: u64::from(first.byte_start), end: u64::from(lastc.byte_end) - 1 };
+                let bytes = InclusiveByteRange {
+                    start: u64::from(first.byte_start),
+                    end: u64::from(lastc.byte_end) - 1,
+                };
                 Ok((ChunkRange { start: a, end: b }, bytes))
             })
             .collect::<ApiResult<Vec<_>>>()?;
@@ -238,11 +273,16 @@ fn requested_range(headers: &HeaderMap, size: u64) -> ApiResult<(u64, u64)> {
     let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return Ok((0, size));
     };
-    let specs = parse_range_header(value).filter(|r| r.len() == 1).ok_or_else(|| ApiError::bad_request("bad Range"))?;
+    let specs = parse_range_header(value)
+        .filter(|r| r.len() == 1)
+        .ok_or_else(|| ApiError::bad_request("bad Range"))?;
     match specs[0].resolve(size) {
         Some(r) => Ok(r),
         None if size == 0 => Ok((0, 0)),
-        None => Err(ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range starts past the end of the file")),
+        None => Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range starts past the end of the file",
+        )),
     }
 }
 
@@ -263,12 +303,20 @@ pub async fn reconstruction_v1(
         .map(|(xorb, ranges)| {
             let infos = ranges
                 .iter()
-                .map(|(chunks, bytes)| FetchInfo { range: *chunks, url: fetch_url(&s, &base, xorb, &[*bytes]), url_range: *bytes })
+                .map(|(chunks, bytes)| FetchInfo {
+                    range: *chunks,
+                    url: fetch_url(&s, &base, xorb, &[*bytes]),
+                    url_range: *bytes,
+                })
                 .collect();
             (xorb.to_string(), infos)
         })
         .collect();
-    Ok(Json(ReconstructionV1 { offset_into_first_range: plan.offset, terms: plan.terms, fetch_info }))
+    Ok(Json(ReconstructionV1 {
+        offset_into_first_range: plan.offset,
+        terms: plan.terms,
+        fetch_info,
+    }))
 }
 
 /// `GET /v2/reconstructions/{file_id}`.
@@ -292,7 +340,10 @@ pub async fn reconstruction_v2(
                     let bytes: Vec<InclusiveByteRange> = group.iter().map(|(_, b)| *b).collect();
                     XorbFetchV2 {
                         url: fetch_url(&s, &base, xorb, &bytes),
-                        ranges: group.iter().map(|(c, b)| XorbRangeV2 { chunks: *c, bytes: *b }).collect(),
+                        ranges: group
+                            .iter()
+                            .map(|(c, b)| XorbRangeV2 { chunks: *c, bytes: *b })
+                            .collect(),
                     }
                 })
                 .collect();
@@ -310,11 +361,15 @@ pub async fn reconstruction_batch(
     body: Body,
 ) -> ApiResult<Json<BatchReconstruction>> {
     let claims = claims(&s, &headers, false)?;
-    let mut ids: Vec<String> =
-        query_pairs(uri.query()).into_iter().filter(|(k, _)| k == "file_id").map(|(_, v)| v).collect();
+    let mut ids: Vec<String> = query_pairs(uri.query())
+        .into_iter()
+        .filter(|(k, _)| k == "file_id")
+        .map(|(_, v)| v)
+        .collect();
     let bytes = read_body(&headers, body, super::JSON_LIMIT).await?;
     if !bytes.is_empty() {
-        let keys: Vec<FileKey> = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let keys: Vec<FileKey> =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
         ids.extend(keys.into_iter().map(|k| k.hash));
     }
     if ids.len() > 1000 {
@@ -330,7 +385,11 @@ pub async fn reconstruction_batch(
             let infos = out.fetch_info.entry(xorb.to_string()).or_default();
             for (chunks, bytes) in ranges {
                 if !infos.iter().any(|f| f.range == *chunks) {
-                    infos.push(FetchInfo { range: *chunks, url: fetch_url(&s, &base, xorb, &[*bytes]), url_range: *bytes });
+                    infos.push(FetchInfo {
+                        range: *chunks,
+                        url: fetch_url(&s, &base, xorb, &[*bytes]),
+                        url_range: *bytes,
+                    });
                 }
             }
         }
@@ -340,7 +399,11 @@ pub async fn reconstruction_batch(
 }
 
 /// `HEAD /v1/files/{file_id}`: the file size.
-pub async fn head_file(State(s): State<AppState>, Path(file_id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn head_file(
+    State(s): State<AppState>,
+    Path(file_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let claims = claims(&s, &headers, false)?;
     let record = file_for(&s, &claims, &file_id).await?;
     let mut r = Response::new(Body::empty());
@@ -372,7 +435,9 @@ pub async fn fetch(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let pairs = query_pairs(uri.query());
-    let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+    let get = |k: &str| {
+        pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).unwrap_or_default()
+    };
     let (r, exp, sig) = (get("r"), get("exp"), get("sig"));
     if !s.signer.verify("fetch", &format!("{xorb}\0{r}\0{exp}"), sig) {
         return Err(ApiError::forbidden("invalid signature"));
@@ -382,7 +447,8 @@ pub async fn fetch(
     }
     let hash: XorbHash = parse_hash(&xorb)?;
     let allowed = parse_ranges(r).ok_or_else(|| ApiError::forbidden("invalid signed ranges"))?;
-    let requested: Vec<(u64, u64)> = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    let requested: Vec<(u64, u64)> = match headers.get(header::RANGE).and_then(|v| v.to_str().ok())
+    {
         None => allowed.clone(),
         Some(v) => parse_range_header(v)
             .ok_or_else(|| ApiError::bad_request("bad Range"))?
@@ -401,7 +467,10 @@ pub async fn fetch(
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
         let hm = resp.headers_mut();
         hm.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        for (name, value) in [(header::CONTENT_LENGTH, (b - a + 1).to_string()), (header::CONTENT_RANGE, format!("bytes {a}-{b}/*"))] {
+        for (name, value) in [
+            (header::CONTENT_LENGTH, (b - a + 1).to_string()),
+            (header::CONTENT_RANGE, format!("bytes {a}-{b}/*")),
+        ] {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 hm.insert(name, v);
             }
@@ -468,7 +537,8 @@ pub async fn upload_xorb(
     let bytes = read_body(&headers, body, XORB_BODY_LIMIT).await?;
     let lock = s.xorb_lock(&hash);
     let _guard = lock.lock().await;
-    let inserted = s.blocking(move |s| s.store.put_xorb(xorb, &bytes).map_err(store_input_error)).await?;
+    let inserted =
+        s.blocking(move |s| s.store.put_xorb(xorb, &bytes).map_err(store_input_error)).await?;
     if inserted {
         tracing::debug!(%xorb, "xorb stored");
     }
@@ -498,18 +568,24 @@ pub async fn head_xorb(
 
 /// Verifies a shard against the store and records its files. Returns 1 if a file was new.
 fn register_shard(s: &AppState, bytes: &[u8], key: &RepoKey) -> ApiResult<u8> {
-    let shard = Shard::decode(bytes).map_err(|e| ApiError::bad_request(format!("invalid shard: {e}")))?;
+    let shard =
+        Shard::decode(bytes).map_err(|e| ApiError::bad_request(format!("invalid shard: {e}")))?;
     let mut metas: HashMap<XorbHash, XorbMeta> = HashMap::new();
     for x in &shard.xorbs {
-        let m = s
-            .store
-            .xorb_meta(&x.hash)?
-            .filter(XorbMeta::is_complete)
-            .ok_or_else(|| ApiError::bad_request(format!("shard lists xorb {} that was not uploaded", x.hash)))?;
+        let m = s.store.xorb_meta(&x.hash)?.filter(XorbMeta::is_complete).ok_or_else(|| {
+            ApiError::bad_request(format!("shard lists xorb {} that was not uploaded", x.hash))
+        })?;
         let same = m.chunks.len() == x.chunks.len()
-            && m.chunks.iter().flatten().zip(&x.chunks).all(|(a, b)| a.hash == b.hash && a.unpacked_len == b.len);
+            && m.chunks
+                .iter()
+                .flatten()
+                .zip(&x.chunks)
+                .all(|(a, b)| a.hash == b.hash && a.unpacked_len == b.len);
         if !same {
-            return Err(ApiError::bad_request(format!("shard's chunk list of xorb {} does not match it", x.hash)));
+            return Err(ApiError::bad_request(format!(
+                "shard's chunk list of xorb {} does not match it",
+                x.hash
+            )));
         }
         metas.insert(x.hash, m);
     }
@@ -541,23 +617,27 @@ fn verify_file(
     f: &crate::format::ShardFile,
 ) -> ApiResult<FileRecord> {
     let bad = |why: String| ApiError::bad_request(format!("file {}: {why}", f.hash));
-    let verification = f.verification.as_ref().ok_or_else(|| bad("no verification records".into()))?;
+    let verification =
+        f.verification.as_ref().ok_or_else(|| bad("no verification records".into()))?;
     if verification.len() != f.terms.len() {
         return Err(bad("one verification record per term is required".into()));
     }
     let mut leaves = Vec::new();
     let mut terms = Vec::with_capacity(f.terms.len());
     for (t, expected) in f.terms.iter().zip(verification) {
-        if !metas.contains_key(&t.xorb) {
-            let m = s
-                .store
-                .xorb_meta(&t.xorb)?
-                .ok_or_else(|| bad(format!("xorb {} was not uploaded", t.xorb)))?;
-            metas.insert(t.xorb, m);
-        }
-        let m = metas.get(&t.xorb).ok_or_else(|| ApiError::internal("meta cache"))?;
+        let m = match metas.entry(t.xorb) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                s.store
+                    .xorb_meta(&t.xorb)?
+                    .ok_or_else(|| bad(format!("xorb {} was not uploaded", t.xorb)))?,
+            ),
+        };
         if t.chunk_start >= t.chunk_end || t.chunk_end as usize > m.chunks.len() {
-            return Err(bad(format!("chunk range {}..{} outside xorb {}", t.chunk_start, t.chunk_end, t.xorb)));
+            return Err(bad(format!(
+                "chunk range {}..{} outside xorb {}",
+                t.chunk_start, t.chunk_end, t.xorb
+            )));
         }
         let chunks = m.chunks[t.chunk_start as usize..t.chunk_end as usize]
             .iter()
@@ -573,7 +653,12 @@ fn verify_file(
             return Err(bad("verification hash mismatch".into()));
         }
         leaves.extend(chunks.iter().map(|(h, l)| (*h, u64::from(*l))));
-        terms.push(Term { xorb: t.xorb, chunk_start: t.chunk_start, chunk_end: t.chunk_end, unpacked_len: t.unpacked_len });
+        terms.push(Term {
+            xorb: t.xorb,
+            chunk_start: t.chunk_start,
+            chunk_end: t.chunk_end,
+            unpacked_len: t.unpacked_len,
+        });
     }
     if file_hash(&leaves) != f.hash {
         return Err(bad("file hash does not match its chunks".into()));
@@ -603,14 +688,22 @@ async fn shard_upload(s: &AppState, headers: &HeaderMap, body: Body) -> ApiResul
 }
 
 /// `POST /v1/shards`.
-pub async fn upload_shard_v1(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<ShardUploadResponse>> {
+pub async fn upload_shard_v1(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ShardUploadResponse>> {
     let result = shard_upload(&s, &headers, body).await?;
     Ok(Json(ShardUploadResponse { result }))
 }
 
 /// `POST /v2/shards`: the same, answered as an NDJSON event stream (validation happens before
 /// the stream starts, so failures are plain 4xx answers).
-pub async fn upload_shard_v2(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+pub async fn upload_shard_v2(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let result = shard_upload(&s, &headers, body).await?;
     let mut out = String::new();
     for e in [ShardEvent::Validating { verified: 1, total: 1 }, ShardEvent::Result { result }] {
@@ -639,21 +732,35 @@ pub async fn dedup(
     let body = s
         .blocking(move |s| {
             let Some((xorb, _)) = s.store.chunk_location(&chunk)? else { return Ok(None) };
-            let Some(m) = s.store.xorb_meta(&xorb)?.filter(XorbMeta::is_complete) else { return Ok(None) };
+            let Some(m) = s.store.xorb_meta(&xorb)?.filter(XorbMeta::is_complete) else {
+                return Ok(None);
+            };
             let mut start = 0u32;
             let chunks = m
                 .chunks
                 .iter()
                 .flatten()
                 .map(|c| {
-                    let sc = ShardChunk { hash: c.hash, unpacked_start: start, len: c.unpacked_len, flags: 0 };
+                    let sc = ShardChunk {
+                        hash: c.hash,
+                        unpacked_start: start,
+                        len: c.unpacked_len,
+                        flags: 0,
+                    };
                     start = start.saturating_add(c.unpacked_len);
                     sc
                 })
                 .collect();
             let bytes_on_disk = u32::try_from(m.stored_len()).unwrap_or(u32::MAX);
-            let shard = Shard { files: Vec::new(), xorbs: vec![ShardXorb { hash: xorb, bytes_on_disk, chunks }], footer: None };
-            shard.encode_dedup_response(Some(key), Some(expiry)).map(Some).map_err(ApiError::internal)
+            let shard = Shard {
+                files: Vec::new(),
+                xorbs: vec![ShardXorb { hash: xorb, bytes_on_disk, chunks }],
+                footer: None,
+            };
+            shard
+                .encode_dedup_response(Some(key), Some(expiry))
+                .map(Some)
+                .map_err(ApiError::internal)
         })
         .await?;
     match body {

@@ -6,22 +6,22 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine;
 
 use super::repos::snapshot;
-use super::{json_body, query_get, query_pairs, query_with, read_body, repo_url, RepoParams};
+use super::{RepoParams, json_body, query_get, query_pairs, query_with, read_body, repo_url};
 use crate::hash::Sha256;
 use crate::protocol::{
-    format_hub_date, git_blob_oid, is_commit_id, is_hex64, normalize_repo_path, parse_bool,
     CommitAuthor, CommitHeader, CommitInfo, CommitLine, CommitResponse, PreuploadRequest,
-    PreuploadResponse, PreuploadResult, RepoType, UploadMode,
+    PreuploadResponse, PreuploadResult, RepoType, UploadMode, format_hub_date, git_blob_oid,
+    is_commit_id, is_hex64, normalize_repo_path, parse_bool,
 };
-use crate::server::db::{CommitMeta, Entry};
+use crate::server::db::{CommitMeta, Entry, RepoKey};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -33,9 +33,39 @@ const LFS_THRESHOLD: u64 = 10 << 20;
 
 /// Extensions the Hub's default `.gitattributes` routes to LFS.
 const LFS_EXTENSIONS: &[&str] = &[
-    "7z", "arrow", "bin", "bz2", "ckpt", "ftz", "gguf", "gz", "h5", "jit", "joblib", "mlmodel",
-    "model", "msgpack", "npy", "npz", "onnx", "ot", "parquet", "pb", "pickle", "pkl", "pt", "pth",
-    "rar", "safetensors", "tar", "tflite", "tgz", "wasm", "xz", "zip", "zst",
+    "7z",
+    "arrow",
+    "bin",
+    "bz2",
+    "ckpt",
+    "ftz",
+    "gguf",
+    "gz",
+    "h5",
+    "jit",
+    "joblib",
+    "mlmodel",
+    "model",
+    "msgpack",
+    "npy",
+    "npz",
+    "onnx",
+    "ot",
+    "parquet",
+    "pb",
+    "pickle",
+    "pkl",
+    "pt",
+    "pth",
+    "rar",
+    "safetensors",
+    "tar",
+    "tflite",
+    "tgz",
+    "wasm",
+    "xz",
+    "zip",
+    "zst",
 ];
 
 /// Upload mode of a file: regular for empty and small text files, LFS for large, binary or
@@ -101,7 +131,8 @@ enum Op {
 
 /// Parses the NDJSON body: a header line, then operations. Paths are validated here.
 fn parse_commit(body: &[u8]) -> ApiResult<(CommitHeader, Vec<Op>)> {
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("commit body is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::bad_request("commit body is not UTF-8"))?;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut header = None;
     let mut ops = Vec::new();
@@ -113,15 +144,21 @@ fn parse_commit(body: &[u8]) -> ApiResult<(CommitHeader, Vec<Op>)> {
                 header = Some(h);
                 continue;
             }
-            CommitLine::Header(_) => return Err(ApiError::bad_request("the header must be the first line, once")),
-            _ if header.is_none() => return Err(ApiError::bad_request("the first line must be the header")),
+            CommitLine::Header(_) => {
+                return Err(ApiError::bad_request("the header must be the first line, once"));
+            }
+            _ if header.is_none() => {
+                return Err(ApiError::bad_request("the first line must be the header"));
+            }
             CommitLine::File(f) => {
                 let content = match f.encoding.as_deref() {
-                    Some("base64") => b64
-                        .decode(f.content.as_bytes())
-                        .map_err(|_| ApiError::bad_request(format!("invalid base64 for {}", f.path)))?,
+                    Some("base64") => b64.decode(f.content.as_bytes()).map_err(|_| {
+                        ApiError::bad_request(format!("invalid base64 for {}", f.path))
+                    })?,
                     None | Some("utf-8") | Some("utf8") => f.content.into_bytes(),
-                    Some(other) => return Err(ApiError::bad_request(format!("unknown encoding {other}"))),
+                    Some(other) => {
+                        return Err(ApiError::bad_request(format!("unknown encoding {other}")));
+                    }
                 };
                 Op::Inline { path: normalize_repo_path(&f.path)?, content }
             }
@@ -129,7 +166,8 @@ fn parse_commit(body: &[u8]) -> ApiResult<(CommitHeader, Vec<Op>)> {
                 if f.algo.as_deref().is_some_and(|a| a != "sha256") || !is_hex64(&f.oid) {
                     return Err(ApiError::bad_request(format!("invalid LFS oid for {}", f.path)));
                 }
-                let sha256 = Sha256::from_hex(&f.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let sha256 =
+                    Sha256::from_hex(&f.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Op::Lfs { path: normalize_repo_path(&f.path)?, sha256, size: f.size }
             }
             CommitLine::DeletedFile(d) => Op::DeleteFile(normalize_repo_path(&d.path)?),
@@ -160,8 +198,9 @@ enum Change {
     DeleteFolder(String),
 }
 
-/// Makes the data of every operation durable and turns operations into tree changes.
-fn stage(s: &AppState, ops: Vec<Op>) -> ApiResult<Vec<Change>> {
+/// Makes the data of every operation durable and turns operations into tree changes. LFS
+/// pointers must name objects uploaded for (or committed to) this repo, with the right size.
+fn stage(s: &AppState, key: &RepoKey, ops: Vec<Op>) -> ApiResult<Vec<Change>> {
     let mut session = s.store.ingest_session();
     let mut changes = Vec::with_capacity(ops.len());
     for op in ops {
@@ -178,13 +217,11 @@ fn stage(s: &AppState, ops: Vec<Op>) -> ApiResult<Vec<Change>> {
                 })
             }
             Op::Lfs { path, sha256, size } => {
-                let missing = || ApiError::bad_request(format!("LFS object {sha256} of {path} was not uploaded"));
-                let file = s.store.file_by_sha256(&sha256)?.ok_or_else(missing)?;
-                let record = s.store.file(&file)?.ok_or_else(missing)?;
-                if size.is_some_and(|n| n != record.size) {
-                    return Err(ApiError::bad_request(format!("size mismatch for LFS object of {path}")));
-                }
-                Change::Put(Entry::lfs(path, record.size, file, sha256))
+                let missing = || {
+                    ApiError::bad_request(format!("LFS object {sha256} of {path} was not uploaded"))
+                };
+                let record = s.db.repo_object(key, &sha256, size)?.ok_or_else(missing)?;
+                Change::Put(Entry::lfs(path, record.size, record.hash, sha256))
             }
             Op::DeleteFile(p) => Change::DeleteFile(p),
             Op::DeleteFolder(p) => Change::DeleteFolder(p),
@@ -224,7 +261,10 @@ fn apply(old: Vec<Entry>, changes: &[Change], head: &str) -> ApiResult<Vec<Entry
         while let Some(i) = path[end..].find('/') {
             end += i;
             if files.contains_key(&path[..end]) {
-                return Err(ApiError::bad_request(format!("{} is a file and a folder", &path[..end])));
+                return Err(ApiError::bad_request(format!(
+                    "{} is a file and a folder",
+                    &path[..end]
+                )));
             }
             end += 1;
         }
@@ -259,16 +299,24 @@ pub async fn commit(
         .blocking(move |s| {
             let (header, ops) = parse_commit(&bytes)?;
             drop(bytes);
-            let changes = stage(s, ops)?;
-            let meta = CommitMeta { author, date: now, title: header.summary, message: header.description };
+            let changes = stage(s, &key, ops)?;
+            let meta = CommitMeta {
+                author,
+                date: now,
+                title: header.summary,
+                message: header.description,
+            };
             let parent = header.parent_commit.map(|p| p.to_ascii_lowercase());
-            s.db.commit_to_branch(&key, &branch, parent.as_deref(), &meta, |old, head| apply(old, &changes, head))
+            s.db.commit_to_branch(&key, &branch, parent.as_deref(), &meta, |old, head| {
+                apply(old, &changes, head)
+            })
         })
         .await?;
     if outcome.created {
         tracing::info!(repo = %id, commit = %outcome.commit, "commit");
     }
-    let commit_url = format!("{}/commit/{}", repo_url(&s.base_url(&headers), repo_type, &id), outcome.commit);
+    let commit_url =
+        format!("{}/commit/{}", repo_url(&s.base_url(&headers), repo_type, &id), outcome.commit);
     Ok(Json(CommitResponse { success: true, commit_oid: outcome.commit, commit_url }))
 }
 
@@ -314,6 +362,7 @@ pub async fn history(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -3,14 +3,14 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::repos::snapshot;
 use super::RepoParams;
+use super::repos::snapshot;
 use crate::hash::FileHash;
-use crate::protocol::{headers as h, parse_range_header, RepoType};
+use crate::protocol::{RepoType, headers as h, parse_range_header};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -118,7 +118,11 @@ async fn resolve(
         },
     };
     put(&mut out, header::CONTENT_LENGTH, &(end - start).to_string());
-    let body = if method == Method::HEAD { Body::empty() } else { file_body(s.clone(), entry.file, start, end) };
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        file_body(s.clone(), entry.file, start, end)
+    };
     let mut r = Response::new(body);
     *r.status_mut() = status;
     *r.headers_mut() = out;

@@ -10,18 +10,18 @@ use std::io::Read;
 
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 
 use super::files::file_body;
-use super::{json_body, query_get, query_pairs, RepoParams};
+use super::{RepoParams, json_body, query_get, query_pairs};
 use crate::hash::{Sha256, Sha256Hasher};
 use crate::protocol::{
-    is_hex64, percent_encode, LfsAction, LfsActions, LfsBatchObject, LfsBatchRequest,
-    LfsBatchResponse, LfsObject, LfsObjectError, RepoType,
+    LfsAction, LfsActions, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsObject,
+    LfsObjectError, RepoType, is_hex64, percent_encode,
 };
 use crate::server::db::RepoKey;
 use crate::server::error::{ApiError, ApiResult};
@@ -37,17 +37,32 @@ fn lfs_json<T: serde::Serialize>(v: &T) -> Response {
 }
 
 /// Batch route for model repos: `/{ns}/{name}.git/info/lfs/objects/batch`.
-pub async fn batch_model(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap, b: Body) -> ApiResult<Response> {
+pub async fn batch_model(
+    st: State<AppState>,
+    p: Path<RepoParams>,
+    h: HeaderMap,
+    b: Body,
+) -> ApiResult<Response> {
     batch(st, p, h, b, RepoType::Model).await
 }
 
 /// Batch route for datasets.
-pub async fn batch_dataset(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap, b: Body) -> ApiResult<Response> {
+pub async fn batch_dataset(
+    st: State<AppState>,
+    p: Path<RepoParams>,
+    h: HeaderMap,
+    b: Body,
+) -> ApiResult<Response> {
     batch(st, p, h, b, RepoType::Dataset).await
 }
 
 /// Batch route for spaces.
-pub async fn batch_space(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap, b: Body) -> ApiResult<Response> {
+pub async fn batch_space(
+    st: State<AppState>,
+    p: Path<RepoParams>,
+    h: HeaderMap,
+    b: Body,
+) -> ApiResult<Response> {
     batch(st, p, h, b, RepoType::Space).await
 }
 
@@ -80,16 +95,16 @@ async fn batch(
     let base = s.base_url(&headers);
     let exp = s.now() + s.options.token_ttl_secs;
     let objects = req.objects;
+    let k = key.clone();
     let present = s
         .blocking(move |s| {
             objects
                 .into_iter()
                 .map(|o| {
                     let stored = match Sha256::from_hex(&o.oid) {
-                        Ok(sha) if is_hex64(&o.oid) => match s.store.file_by_sha256(&sha)? {
-                            Some(f) => s.store.file(&f)?.is_some_and(|r| r.size == o.size),
-                            None => false,
-                        },
+                        Ok(sha) if is_hex64(&o.oid) => {
+                            s.db.repo_object(&k, &sha, Some(o.size))?.is_some()
+                        }
                         _ => false,
                     };
                     Ok((o, stored))
@@ -101,10 +116,22 @@ async fn batch(
         .into_iter()
         .map(|(o, stored)| batch_object(&s, &base, &key, o, stored, upload, exp))
         .collect();
-    Ok(lfs_json(&LfsBatchResponse { transfer: "basic".into(), objects, hash_algo: "sha256".into() }))
+    Ok(lfs_json(&LfsBatchResponse {
+        transfer: "basic".into(),
+        objects,
+        hash_algo: "sha256".into(),
+    }))
 }
 
-fn batch_object(s: &AppState, base: &str, key: &RepoKey, o: LfsObject, stored: bool, upload: bool, exp: u64) -> LfsBatchObject {
+fn batch_object(
+    s: &AppState,
+    base: &str,
+    key: &RepoKey,
+    o: LfsObject,
+    stored: bool,
+    upload: bool,
+    exp: u64,
+) -> LfsBatchObject {
     let error = |code, message: &str| LfsBatchObject {
         oid: o.oid.clone(),
         size: o.size,
@@ -123,12 +150,20 @@ fn batch_object(s: &AppState, base: &str, key: &RepoKey, o: LfsObject, stored: b
         (true, true) => None,
         (true, false) => Some(LfsActions {
             upload: Some(LfsAction {
-                href: format!("{base}/_lfs/upload/{}/{}?{query}{}", o.oid, o.size, s.signer.sign("lfs-up", &msg)),
+                href: format!(
+                    "{base}/_lfs/upload/{}/{}?{query}{}",
+                    o.oid,
+                    o.size,
+                    s.signer.sign("lfs-up", &msg)
+                ),
                 header: None,
                 expires_in: Some(s.options.token_ttl_secs),
             }),
             verify: Some(LfsAction {
-                href: format!("{base}/_lfs/verify?{query}{}", s.signer.sign("lfs-verify", &format!("{}\0{exp}", key.as_str()))),
+                href: format!(
+                    "{base}/_lfs/verify?{query}{}",
+                    s.signer.sign("lfs-verify", &format!("{}\0{exp}", key.as_str()))
+                ),
                 header: None,
                 expires_in: Some(s.options.token_ttl_secs),
             }),
@@ -137,7 +172,12 @@ fn batch_object(s: &AppState, base: &str, key: &RepoKey, o: LfsObject, stored: b
         (false, false) => return error(404, "object not found"),
         (false, true) => Some(LfsActions {
             download: Some(LfsAction {
-                href: format!("{base}/_lfs/objects/{}/{}?{query}{}", o.oid, o.size, s.signer.sign("lfs-down", &msg)),
+                href: format!(
+                    "{base}/_lfs/objects/{}/{}?{query}{}",
+                    o.oid,
+                    o.size,
+                    s.signer.sign("lfs-down", &msg)
+                ),
                 header: None,
                 expires_in: Some(s.options.token_ttl_secs),
             }),
@@ -155,7 +195,12 @@ pub struct ObjectParams {
 }
 
 /// Checks a presigned object URL; returns the repo key.
-fn check_signed(s: &AppState, domain: &str, p: &ObjectParams, query: Option<&str>) -> ApiResult<RepoKey> {
+fn check_signed(
+    s: &AppState,
+    domain: &str,
+    p: &ObjectParams,
+    query: Option<&str>,
+) -> ApiResult<RepoKey> {
     let pairs = query_pairs(query);
     let repo = query_get(&pairs, "repo").unwrap_or_default();
     let exp: u64 = query_get(&pairs, "exp").and_then(|e| e.parse().ok()).unwrap_or(0);
@@ -201,7 +246,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    check_signed(&s, "lfs-up", &p, uri.query())?;
+    let key = check_signed(&s, "lfs-up", &p, uri.query())?;
     if super::content_length(&headers).is_some_and(|n| n != p.size) {
         return Err(ApiError::bad_request("Content-Length differs from the announced size"));
     }
@@ -219,6 +264,7 @@ pub async fn upload(
                 return Err(ApiError::bad_request("uploaded bytes do not match the oid and size"));
             }
             session.commit()?;
+            s.db.register_files(&key, &[report.file])?;
             Ok(report.new_bytes)
         }
     });
@@ -272,12 +318,8 @@ pub async fn verify(
     }
     let o: LfsObject = json_body(&headers, body).await?;
     let sha = Sha256::from_hex(&o.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let ok = s
-        .blocking(move |s| match s.store.file_by_sha256(&sha)? {
-            Some(f) => Ok(s.store.file(&f)?.is_some_and(|r| r.size == o.size)),
-            None => Ok(false),
-        })
-        .await?;
+    let key = RepoKey::from_trusted(repo);
+    let ok = s.blocking(move |s| Ok(s.db.repo_object(&key, &sha, Some(o.size))?.is_some())).await?;
     if !ok {
         return Err(ApiError::not_found("object not found"));
     }

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
-use crate::protocol::{parse_urlencoded, percent_encode, validate_revision, RepoId, RepoType};
+use crate::protocol::{RepoId, RepoType, parse_urlencoded, percent_encode, validate_revision};
 
 /// Limit of small JSON bodies (create, preupload, batch, tags...).
 pub const JSON_LIMIT: u64 = 16 << 20;
@@ -44,7 +44,9 @@ impl RepoParams {
     /// The repo type and id; an unknown type or malformed id is a 404 like on the Hub.
     pub fn repo(&self, default: RepoType) -> ApiResult<(RepoType, RepoId)> {
         let repo_type = match &self.kind {
-            Some(k) => RepoType::from_api_segment(k).map_err(|e| ApiError::not_found(e.to_string()))?,
+            Some(k) => {
+                RepoType::from_api_segment(k).map_err(|e| ApiError::not_found(e.to_string()))?
+            }
             None => default,
         };
         let name = self.name.strip_suffix(".git").unwrap_or(&self.name);
@@ -84,9 +86,13 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> ApiResult
 }
 
 /// Reads a JSON body under a limit.
-pub async fn json_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: Body) -> ApiResult<T> {
+pub async fn json_body<T: for<'de> Deserialize<'de>>(
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<T> {
     let bytes = read_body(headers, body, JSON_LIMIT).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// The declared `Content-Length`, if any.
@@ -125,6 +131,7 @@ pub fn repo_url(base: &str, repo_type: RepoType, id: &RepoId) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

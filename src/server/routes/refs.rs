@@ -1,13 +1,13 @@
 //! Refs listing, tags and branches.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
-use axum::Json;
 
-use super::{json_body, query_get, query_pairs, RepoParams};
+use super::{RepoParams, json_body, query_get, query_pairs};
 use crate::protocol::{
-    parse_bool, validate_ref_name, BranchRequest, GitRef, RepoType, Refs, TagRequest,
+    BranchRequest, GitRef, Refs, RepoType, TagRequest, parse_bool, validate_ref_name,
 };
 use crate::server::db::{branch_ref, tag_ref};
 use crate::server::error::{ApiError, ApiResult};
@@ -24,10 +24,15 @@ pub async fn list(
     let (repo_type, id) = p.repo(RepoType::Model)?;
     let (key, _) = s.visible_repo(&caller, repo_type, &id).await?;
     let refs = s.blocking(move |s| s.db.refs(&key)).await?;
-    let include_prs = query_get(&query_pairs(uri.query()), "include_prs").and_then(parse_bool).unwrap_or(false);
+    let include_prs =
+        query_get(&query_pairs(uri.query()), "include_prs").and_then(parse_bool).unwrap_or(false);
     let mut out = Refs { pull_requests: include_prs.then(Vec::new), ..Refs::default() };
     for (full, commit) in refs {
-        let git_ref = |name: &str| GitRef { name: name.to_owned(), git_ref: full.clone(), target_commit: commit.clone() };
+        let git_ref = |name: &str| GitRef {
+            name: name.to_owned(),
+            git_ref: full.clone(),
+            target_commit: commit.clone(),
+        };
         if let Some(b) = full.strip_prefix("refs/heads/") {
             out.branches.push(git_ref(b));
         } else if let Some(t) = full.strip_prefix("refs/tags/") {
@@ -53,7 +58,8 @@ pub async fn create_tag(
     let tag = req.tag.clone();
     let created = s
         .blocking(move |s| {
-            let commit = s.db.resolve(&key, &rev)?.ok_or_else(|| ApiError::revision_not_found(&rev))?;
+            let commit =
+                s.db.resolve(&key, &rev)?.ok_or_else(|| ApiError::revision_not_found(&rev))?;
             s.db.create_ref(&key, &tag_ref(&tag), &commit)
         })
         .await?;
@@ -85,7 +91,11 @@ pub async fn create_branch(
     let (key, _) = s.writable_repo(&caller, repo_type, &id).await?;
     let req: BranchRequest = json_body(&headers, body).await.or_else(|e| {
         // `{}` and an empty body both mean "from the default branch".
-        if e.status() == axum::http::StatusCode::BAD_REQUEST { Ok(BranchRequest::default()) } else { Err(e) }
+        if e.status() == axum::http::StatusCode::BAD_REQUEST {
+            Ok(BranchRequest::default())
+        } else {
+            Err(e)
+        }
     })?;
     let branch = p.revision()?;
     validate_ref_name(&branch)?;
@@ -93,7 +103,8 @@ pub async fn create_branch(
     let name = branch.clone();
     let created = s
         .blocking(move |s| {
-            let commit = s.db.resolve(&key, &start)?.ok_or_else(|| ApiError::revision_not_found(&start))?;
+            let commit =
+                s.db.resolve(&key, &start)?.ok_or_else(|| ApiError::revision_not_found(&start))?;
             s.db.create_ref(&key, &branch_ref(&name), &commit)
         })
         .await?;
@@ -113,7 +124,12 @@ pub async fn delete_branch(
     delete_ref(s, p, headers, false).await
 }
 
-async fn delete_ref(s: AppState, p: RepoParams, headers: HeaderMap, tag: bool) -> ApiResult<Json<serde_json::Value>> {
+async fn delete_ref(
+    s: AppState,
+    p: RepoParams,
+    headers: HeaderMap,
+    tag: bool,
+) -> ApiResult<Json<serde_json::Value>> {
     let caller = s.caller(&headers)?;
     let (repo_type, id) = p.repo(RepoType::Model)?;
     let (key, _) = s.writable_repo(&caller, repo_type, &id).await?;

@@ -3,18 +3,21 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use sha1::Digest;
 
-use super::{json_body, query_get, query_pairs, query_with, read_body, repo_url, RepoParams, JSON_LIMIT};
+use super::{
+    JSON_LIMIT, RepoParams, json_body, query_get, query_pairs, query_with, read_body, repo_url,
+};
 use crate::protocol::{
-    format_hub_date, parse_bool, parse_urlencoded, CreateRepoRequest, CreateRepoResponse,
-    DeleteRepoRequest, LfsInfo, PathsInfoRequest, RepoId, RepoInfo, RepoType, Sibling, SiblingLfs,
-    TreeDirectory, TreeEntry, TreeFile, ValidateYamlResponse, WhoAmI, WhoAmIAuth, WhoAmIToken,
+    CreateRepoRequest, CreateRepoResponse, DeleteRepoRequest, LfsInfo, PathsInfoRequest, RepoId,
+    RepoInfo, RepoType, Sibling, SiblingLfs, TreeDirectory, TreeEntry, TreeFile,
+    ValidateYamlResponse, WhoAmI, WhoAmIAuth, WhoAmIToken, format_hub_date, parse_bool,
+    parse_urlencoded,
 };
 use crate::server::auth::{Caller, Scope};
 use crate::server::db::{CommitRecord, Entry, RepoKey, RepoRecord};
@@ -22,7 +25,11 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
 /// `POST /api/repos/create`.
-pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+pub async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let caller = s.caller(&headers)?;
     let Some(user) = caller.user().map(str::to_owned) else {
         return Err(ApiError::unauthorized("You must be authenticated to create a repo"));
@@ -35,7 +42,9 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -
     let namespace = req.organization.clone().unwrap_or_else(|| user.clone());
     let id = RepoId::new(&namespace, &req.name)?;
     if namespace != user && s.options.tokens.is_user(&namespace) {
-        return Err(ApiError::forbidden(format!("You cannot create repos in the namespace {namespace}")));
+        return Err(ApiError::forbidden(format!(
+            "You cannot create repos in the namespace {namespace}"
+        )));
     }
     let private = req.private.unwrap_or(false) || req.visibility.as_deref() == Some("private");
     let record = RepoRecord {
@@ -58,7 +67,11 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -
 }
 
 /// `DELETE /api/repos/delete`.
-pub async fn delete(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+pub async fn delete(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let caller = s.caller(&headers)?;
     let req: DeleteRepoRequest = json_body(&headers, body).await?;
     let repo_type = RepoType::from_name(req.repo_type.as_deref())?;
@@ -72,7 +85,10 @@ pub async fn delete(State(s): State<AppState>, headers: HeaderMap, body: Body) -
 }
 
 /// `POST /api/validate-yaml`: accepts any README metadata.
-pub async fn validate_yaml(headers: HeaderMap, body: Body) -> ApiResult<Json<ValidateYamlResponse>> {
+pub async fn validate_yaml(
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ValidateYamlResponse>> {
     let bytes = read_body(&headers, body, JSON_LIMIT).await?;
     serde_json::from_slice::<serde_json::Value>(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
@@ -82,7 +98,9 @@ pub async fn validate_yaml(headers: HeaderMap, body: Body) -> ApiResult<Json<Val
 /// `GET /api/whoami-v2`.
 pub async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<WhoAmI>> {
     match s.caller(&headers)? {
-        Caller::Anonymous => Err(ApiError::unauthorized("Invalid credentials in Authorization header")),
+        Caller::Anonymous => {
+            Err(ApiError::unauthorized("Invalid credentials in Authorization header"))
+        }
         Caller::User { name, scope } => Ok(Json(WhoAmI {
             kind: "user".into(),
             name: name.clone(),
@@ -110,18 +128,24 @@ pub struct Snapshot {
     /// The commit.
     pub commit: CommitRecord,
     /// Its files, sorted by path.
-    pub entries: Vec<Entry>,
+    pub entries: std::sync::Arc<Vec<Entry>>,
 }
 
 /// Resolves the repo and revision of a request (RepoNotFound / RevisionNotFound).
-pub async fn snapshot(s: &AppState, caller: &Caller, p: &RepoParams, default: RepoType) -> ApiResult<Snapshot> {
+pub async fn snapshot(
+    s: &AppState,
+    caller: &Caller,
+    p: &RepoParams,
+    default: RepoType,
+) -> ApiResult<Snapshot> {
     let (repo_type, id) = p.repo(default)?;
     let rev = p.revision()?;
     let (key, record) = s.visible_repo(caller, repo_type, &id).await?;
     let k = key.clone();
     let (commit, entries) = s
         .blocking(move |s| {
-            let commit = s.db.resolve(&k, &rev)?.ok_or_else(|| ApiError::revision_not_found(&rev))?;
+            let commit =
+                s.db.resolve(&k, &rev)?.ok_or_else(|| ApiError::revision_not_found(&rev))?;
             s.db.commit_tree(&k, &commit)
         })
         .await?;
@@ -177,7 +201,11 @@ pub fn file_entry(e: &Entry, xet: bool) -> TreeEntry {
         oid: e.git_oid.clone(),
         size: e.size,
         path: e.path.clone(),
-        lfs: e.lfs.then(|| LfsInfo { oid: e.sha256.to_string(), size: e.size, pointer_size: e.pointer_size() }),
+        lfs: e.lfs.then(|| LfsInfo {
+            oid: e.sha256.to_string(),
+            size: e.size,
+            pointer_size: e.pointer_size(),
+        }),
         xet_hash: (e.lfs && xet).then(|| e.file.to_string()),
     })
 }
@@ -201,7 +229,12 @@ fn dir_oids(entries: &[Entry]) -> HashMap<String, String> {
 }
 
 /// Lists a folder (`""` = root). `None` if the folder does not exist.
-pub fn list_dir(entries: &[Entry], dir: &str, recursive: bool, xet: bool) -> Option<Vec<TreeEntry>> {
+pub fn list_dir(
+    entries: &[Entry],
+    dir: &str,
+    recursive: bool,
+    xet: bool,
+) -> Option<Vec<TreeEntry>> {
     let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
     let oids = dir_oids(entries);
     let mut seen_dirs = BTreeSet::new();
@@ -258,7 +291,12 @@ pub async fn tree(
     let items = listing.get(start..end).unwrap_or_default().to_vec();
     let mut response = Json(items).into_response();
     if end < listing.len() {
-        let next = format!("{}{}?{}", s.base_url(&headers), uri.path(), query_with(&pairs, "cursor", &end.to_string()));
+        let next = format!(
+            "{}{}?{}",
+            s.base_url(&headers),
+            uri.path(),
+            query_with(&pairs, "cursor", &end.to_string())
+        );
         if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
             response.headers_mut().insert(axum::http::header::LINK, v);
         }
@@ -301,13 +339,18 @@ pub async fn paths_info(
         if let Ok(i) = snap.entries.binary_search_by(|e| e.path.as_str().cmp(path)) {
             out.push(file_entry(&snap.entries[i], !s.options.no_xet));
         } else if let Some(oid) = oids.get(path) {
-            out.push(TreeEntry::Directory(TreeDirectory { oid: oid.clone(), size: 0, path: path.to_owned() }));
+            out.push(TreeEntry::Directory(TreeDirectory {
+                oid: oid.clone(),
+                size: 0,
+                path: path.to_owned(),
+            }));
         }
     }
     Ok(Json(out))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::hash::{FileHash, Sha256};
@@ -338,7 +381,10 @@ mod tests {
         let root = list_dir(&entries, "", false, true).unwrap();
         assert_eq!(paths(&root), ["1_Pooling/", "a/", "z.txt"]);
         let all = list_dir(&entries, "", true, true).unwrap();
-        assert_eq!(paths(&all), ["1_Pooling/", "1_Pooling/config.json", "a/", "a/b/", "a/b/c.txt", "a/d.txt", "z.txt"]);
+        assert_eq!(
+            paths(&all),
+            ["1_Pooling/", "1_Pooling/config.json", "a/", "a/b/", "a/b/c.txt", "a/d.txt", "z.txt"]
+        );
         assert_eq!(paths(&list_dir(&entries, "a", false, true).unwrap()), ["a/b/", "a/d.txt"]);
         assert!(list_dir(&entries, "nope", true, true).is_none());
         assert!(list_dir(&entries, "a/b/c.txt", false, true).is_none());

@@ -1,0 +1,176 @@
+//! Mount read throughput for one 256 MiB file, side by side in one run:
+//! - cold: first read through a fresh mount, from the local store (chunk cache empty; once with
+//!   the store's xorb files in the OS page cache, once after dropping the OS caches);
+//! - warm: re-reads through the mount (kernel page cache kept by `FOPEN_KEEP_CACHE`);
+//! - local: the same bytes as a plain file on local disk, read from the page cache.
+//!
+//! `cargo bench --profile dev --bench mount` (needs root and /dev/fuse; prints SKIPPED
+//! otherwise). Dropping the OS caches (`/proc/sys/vm/drop_caches`) is skipped unless
+//! `TESSERA_BENCH_DROP_CACHES=1`, since it affects the whole machine.
+#![allow(clippy::expect_used, missing_docs)]
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tessera::mount::{MountConfig, Vfs, VfsOptions};
+use tessera::store::{RevisionKey, Store, TreeEntry};
+
+const SIZE: usize = 256 << 20;
+const COMMIT: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+/// Bytes per read call (as `dd bs=1M`).
+const BUF: usize = 1 << 20;
+
+fn random(n: usize) -> Vec<u8> {
+    let mut state = 0x1234_5678u64;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Reads a whole file sequentially; returns GB/s (10^9 bytes per second).
+fn read_gbps(path: &Path) -> f64 {
+    let mut f = File::open(path).expect("open");
+    let mut buf = vec![0u8; BUF];
+    let t = Instant::now();
+    let mut total = 0usize;
+    loop {
+        let n = f.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert_eq!(total, SIZE, "short read of {}", path.display());
+    total as f64 / t.elapsed().as_secs_f64() / 1e9
+}
+
+/// The mount's bdi `read_ahead_kb` (what sizes the kernel's FUSE read requests).
+fn bdi_read_ahead_kb(mnt: &Path) -> String {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mnt = mnt.canonicalize().unwrap_or_else(|_| mnt.to_path_buf());
+    let dev = text.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(4).is_some_and(|p| Path::new(p) == mnt)).then(|| f[2].to_string())
+    });
+    dev.and_then(|d| std::fs::read_to_string(format!("/sys/class/bdi/{d}/read_ahead_kb")).ok())
+        .map_or_else(|| "?".into(), |v| v.trim().to_string())
+}
+
+fn drop_os_caches() -> bool {
+    std::env::var("TESSERA_BENCH_DROP_CACHES").is_ok_and(|v| v == "1")
+        && std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
+fn mount_fresh(store: &Store, mnt: &Path, flat_dir: Option<&Path>) -> tessera::mount::Mounted {
+    store.clear_cache();
+    let mut opts = VfsOptions::default();
+    opts.flat_dir = flat_dir.map(Path::to_path_buf);
+    let vfs = Vfs::new(store.clone(), None, opts);
+    tessera::mount::mount(vfs, mnt, &MountConfig::default()).expect("mount")
+}
+
+fn main() {
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if !root || !Path::new("/dev/fuse").exists() {
+        println!("SKIPPED: the mount benchmark needs root and /dev/fuse");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let (home, mnt, local) =
+        (dir.path().join("home"), dir.path().join("mnt"), dir.path().join("local.bin"));
+    let data = random(SIZE);
+    std::fs::write(&local, &data).expect("local copy");
+    let store = Store::open(&home).expect("store");
+    let t = Instant::now();
+    let r = store.ingest_bytes(&data).expect("ingest");
+    let ingest = SIZE as f64 / t.elapsed().as_secs_f64() / 1e9;
+    drop(data);
+    let entry = TreeEntry {
+        path: "weights.bin".into(),
+        size: r.size,
+        file: r.file,
+        sha256: r.sha256,
+        git_oid: "0".repeat(40),
+        lfs: true,
+    };
+    store.put_tree(COMMIT, &[entry]).expect("tree");
+    let key = RevisionKey {
+        repo_type: "model".into(),
+        repo_id: "bench/big".into(),
+        revision: "main".into(),
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    store.put_ref(&key.ref_key(), COMMIT, now).expect("ref");
+    let file = mnt.join("bench/big@main/weights.bin");
+
+    let m = mount_fresh(&store, &mnt, None);
+    let read_ahead = bdi_read_ahead_kb(&mnt);
+    let cold = read_gbps(&file);
+    read_gbps(&local);
+    // Interleaved, best of each: the machine may be shared, so both see the same noise.
+    let (mut warm, mut local_gbps) = (0.0f64, 0.0f64);
+    for _ in 0..7 {
+        warm = warm.max(read_gbps(&file));
+        local_gbps = local_gbps.max(read_gbps(&local));
+    }
+    m.unmount().expect("unmount");
+
+    // Passthrough: the first whole read writes the flat copy; later opens bypass the daemon.
+    let flat = dir.path().join("flat");
+    let m = mount_fresh(&store, &mnt, Some(&flat));
+    read_gbps(&file);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::metadata(flat.join(r.file.to_string())).map(|m| m.len()).ok()
+        != Some(SIZE as u64)
+    {
+        assert!(Instant::now() < deadline, "flat copy not written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut passthrough, mut local2) = (0.0f64, 0.0f64);
+    for _ in 0..7 {
+        passthrough = passthrough.max(read_gbps(&file));
+        local2 = local2.max(read_gbps(&local));
+    }
+    m.unmount().expect("unmount");
+
+    let cold_disk = if drop_os_caches() {
+        let m = mount_fresh(&store, &mnt, None);
+        let g = read_gbps(&file);
+        m.unmount().expect("unmount");
+        Some(g)
+    } else {
+        None
+    };
+    std::thread::sleep(Duration::from_millis(100));
+
+    println!(
+        "mount read, {} MiB file, {} KiB reads, bdi read_ahead_kb {read_ahead}",
+        SIZE >> 20,
+        BUF >> 10
+    );
+    println!("  store ingest (chunk+hash+pack)               {ingest:6.2} GB/s");
+    println!("  cold: fresh mount, xorbs in OS page cache     {cold:6.2} GB/s");
+    match cold_disk {
+        Some(g) => println!("  cold: fresh mount, OS caches dropped          {g:6.2} GB/s"),
+        None => println!(
+            "  cold: fresh mount, OS caches dropped          (set TESSERA_BENCH_DROP_CACHES=1)"
+        ),
+    }
+    println!("  warm: through the mount (kernel page cache)   {warm:6.2} GB/s");
+    println!("  local disk file, page cache                   {local_gbps:6.2} GB/s");
+    println!("  warm mount / local page cache                 {:6.2}", warm / local_gbps);
+    println!("  warm, --passthrough (flat copy written)       {passthrough:6.2} GB/s");
+    println!("  local disk file, page cache (same rounds)     {local2:6.2} GB/s");
+    println!("  passthrough / local page cache                {:6.2}", passthrough / local2);
+}

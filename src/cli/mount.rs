@@ -1,0 +1,156 @@
+//! `tessera mount MOUNTPOINT`: every revision of every model as read-only files, in the
+//! foreground until SIGINT or SIGTERM (or an external unmount), then unmounted cleanly.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::Ctx;
+use crate::mount::{MountConfig, Mounted, Vfs, VfsOptions};
+use crate::store::{RemoteSource, Store};
+
+/// Arguments of `tessera mount`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MountArgs {
+    /// Directory to mount on (created if missing); files appear as
+    /// MOUNTPOINT/<org>/<name>@<rev>/<path>, with `/` in a revision written `%2F`.
+    mountpoint: PathBuf,
+    /// Serve exactly what the store holds; never contact a remote.
+    #[arg(long, env = "HF_HUB_OFFLINE")]
+    offline: bool,
+    /// Re-resolve branches and tags after this long (e.g. 90s, 10m, 1h) [default: once per mount].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    ref_ttl: Option<Duration>,
+    /// Let every user read the mount (non-root users need `user_allow_other` in /etc/fuse.conf).
+    #[arg(long)]
+    allow_other: bool,
+    /// Fail a read with EIO when the remote has not delivered after this long.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    fetch_timeout: Duration,
+    /// Threads answering the kernel.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    threads: usize,
+    /// Serve files already wholly in the store by kernel passthrough from flat copies kept
+    /// under <home>/flat (local-disk read speed; costs the files' size again on disk; root).
+    #[arg(long)]
+    passthrough: bool,
+    /// Hub to fetch from on demand [env: HF_ENDPOINT; default: https://huggingface.co].
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Mount without fusermount3's auto_unmount (a killed process then leaves a stale mount
+    /// point, which the next `tessera mount` cleans up).
+    #[arg(long)]
+    no_auto_unmount: bool,
+}
+
+/// Builds the remote that fills the store on demand, given the open store.
+pub(crate) type RemoteFactory = dyn Fn(&Store) -> anyhow::Result<Arc<dyn RemoteSource>>;
+
+pub(crate) fn run(args: MountArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let remote = super::remote::RemoteArgs { endpoint: args.endpoint.clone(), offline: args.offline, repo_type: "model".into() };
+    let runtime = super::remote::runtime()?;
+    let handle = runtime.handle().clone();
+    let factory = move |store: &Store| -> anyhow::Result<Arc<dyn RemoteSource>> {
+        let hub = remote.client_with(crate::hub::RetryPolicy::interactive())?;
+        Ok(Arc::new(crate::sync::HubSource::new(hub, store.clone(), handle.clone())))
+    };
+    let code = run_with(args, ctx, Some(&factory));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// Mounts with the given remote factory (`None`: no remote available).
+pub(crate) fn run_with(
+    args: MountArgs,
+    ctx: &Ctx,
+    remote: Option<&RemoteFactory>,
+) -> anyhow::Result<ExitCode> {
+    let store = ctx.open_store()?;
+    let remote = match (args.offline, remote) {
+        (true, _) => None,
+        (false, Some(make)) => Some(make(&store).context("cannot set up the remote")?),
+        (false, None) => {
+            eprintln!("tessera: no remote configured; serving only what the store holds");
+            None
+        }
+    };
+    let owner =
+        std::fs::metadata(&ctx.home).with_context(|| format!("stat {}", ctx.home.display()))?;
+    let opts = VfsOptions {
+        ref_ttl: args.ref_ttl,
+        fetch_timeout: args.fetch_timeout,
+        uid: owner.uid(),
+        gid: owner.gid(),
+        flat_dir: args.passthrough.then(|| ctx.home.join("flat")),
+        ..VfsOptions::default()
+    };
+    let cfg = MountConfig {
+        allow_other: args.allow_other,
+        threads: args.threads.clamp(1, 256),
+        auto_unmount: !args.no_auto_unmount,
+    };
+    let mode = if remote.is_some() { "lazy" } else { "offline" };
+    let mounted = crate::mount::mount(Vfs::new(store, remote, opts), &args.mountpoint, &cfg)?;
+    eprintln!(
+        "tessera: mounted {} at {} ({mode}); Ctrl-C or SIGTERM unmounts",
+        ctx.home.display(),
+        mounted.mountpoint().display()
+    );
+    let why = wait_for_stop(&mounted)?;
+    let mountpoint = mounted.mountpoint().to_path_buf();
+    mounted.unmount()?;
+    eprintln!("tessera: {why}: unmounted {}", mountpoint.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Blocks until SIGINT, SIGTERM or the session ending by itself; says which.
+fn wait_for_stop(mounted: &Mounted) -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok("SIGTERM"),
+                _ = int.recv() => return Ok("SIGINT"),
+                _ = tick.tick() => if mounted.is_finished() { return Ok("unmounted from outside") },
+            }
+        }
+    })
+}
+
+/// `90`, `90s`, `10m`, `2h`, `1d`.
+fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().with_context(|| format!("bad duration {s:?} (try 90s, 10m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => bail!("bad duration unit in {s:?} (use s, m, h or d)"),
+    };
+    n.checked_mul(secs).map(Duration::from_secs).context("duration too large")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m").ok(), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1d").ok(), Some(Duration::from_secs(86400)));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! Any revision of any model as read-only files: `MOUNTPOINT/<org>/<name>@<rev>/<path>`.
+//!
+//! - [`vfs`]: the filesystem without FUSE (inodes, lookup, readdir, read, xattrs), returning
+//!   [`Errno`]; revisions resolve on first lookup and stay pinned (see [`VfsOptions::ref_ttl`]).
+//! - `fetch`: missing bytes through a [`RemoteSource`](crate::store::RemoteSource), with a
+//!   deadline and sequential prefetch.
+//! - `flat`: flat copies of fully-present files for FUSE passthrough (opt-in).
+//! - [`errno`]: the one mapping from store and remote failures to errno values.
+//! - [`fuse`]: the thin fuser adapter, mounting and unmounting.
+//!
+//! The mount sees only `store` (and its `RemoteSource` trait); the CLI plugs in the remote.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tessera::mount::{ROOT_INO, Vfs, VfsOptions};
+//! use tessera::store::{RevisionKey, Store, TreeEntry};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! let added = store.ingest_bytes(b"{\"model_type\": \"bert\"}")?;
+//! let commit = "0123456789abcdef0123456789abcdef01234567";
+//! let entry = TreeEntry { path: "config.json".into(), size: added.size, file: added.file,
+//!     sha256: added.sha256, git_oid: "0".repeat(40), lfs: false };
+//! store.put_tree(commit, &[entry])?;
+//! let key = RevisionKey { repo_type: "model".into(), repo_id: "org/bert".into(), revision: "main".into() };
+//! store.put_ref(&key.ref_key(), commit, 0)?;
+//!
+//! let vfs = Vfs::new(store, None, VfsOptions::default());
+//! let org = vfs.lookup(ROOT_INO, "org")?.attr.ino;
+//! let rev = vfs.lookup(org, "bert@main")?.attr.ino;
+//! let file = vfs.lookup(rev, "config.json")?.attr.ino;
+//! assert_eq!(vfs.read(file, 2, 10)?, b"model_type");
+//! assert_eq!(vfs.getxattr(file, "user.tessera.commit")?, commit.as_bytes());
+//! # Ok(()) }
+//! ```
+
+pub mod errno;
+mod fetch;
+mod flat;
+pub mod fuse;
+mod names;
+pub mod vfs;
+
+#[cfg(test)]
+mod tests;
+
+pub use errno::Errno;
+pub use fuse::{MountConfig, MountError, Mounted, mount};
+pub use vfs::{Attr, DirEntry, Entry, Kind, ROOT_INO, Vfs, VfsOptions};
