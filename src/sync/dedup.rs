@@ -38,14 +38,30 @@ pub(crate) struct CasSession {
 
 impl CasSession {
     /// A session for writes to branch `rev`, or reads of commit `rev`.
-    pub(crate) fn new(hub: HubClient, repo_type: RepoType, repo_id: &str, rev: &str, write: bool) -> Self {
-        Self { hub, repo_type, repo_id: repo_id.into(), rev: rev.into(), write, auth: Mutex::new(None) }
+    pub(crate) fn new(
+        hub: HubClient,
+        repo_type: RepoType,
+        repo_id: &str,
+        rev: &str,
+        write: bool,
+    ) -> Self {
+        Self {
+            hub,
+            repo_type,
+            repo_id: repo_id.into(),
+            rev: rev.into(),
+            write,
+            auth: Mutex::new(None),
+        }
     }
 
     /// A token valid for at least another minute.
     pub(crate) async fn auth(&self) -> Result<CasAuth, SyncError> {
         let mut slot = self.auth.lock().await;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if let Some(a) = slot.as_ref().filter(|a| a.exp > now + TOKEN_MARGIN_SECS) {
             return Ok(a.clone());
         }
@@ -68,9 +84,9 @@ impl CasSession {
 /// A Hub without a CAS answers the token route with 404.
 fn no_xet(e: crate::hub::HubError) -> SyncError {
     match e {
-        crate::hub::HubError::NotFound(_) => {
-            SyncError::Protocol("the remote offers no Xet storage (the xet token route is missing)".into())
-        }
+        crate::hub::HubError::NotFound(_) => SyncError::Protocol(
+            "the remote offers no Xet storage (the xet token route is missing)".into(),
+        ),
         other => SyncError::Hub(other),
     }
 }
@@ -85,11 +101,29 @@ pub(crate) async fn remote_chunks(
 ) -> Result<(Known, usize), SyncError> {
     let wanted: Vec<ChunkHash> = {
         let mut seen = HashSet::new();
-        files.iter().flat_map(|f| f.chunks.iter().map(|c| c.0)).filter(|h| seen.insert(*h)).collect()
+        files
+            .iter()
+            .flat_map(|f| f.chunks.iter().map(|c| c.0))
+            .filter(|h| seen.insert(*h))
+            .collect()
     };
     let mut known = confirmed(cas, local_candidates(store, cache, wanted.clone()).await?).await?;
-    let queries: Vec<ChunkHash> = key_chunks(files.iter().map(|f| &f.chunks[..])).into_iter().filter(|h| !known.contains_key(h)).collect();
+    let queries: Vec<ChunkHash> = key_chunks(files.iter().map(|f| &f.chunks[..]))
+        .into_iter()
+        .filter(|h| !known.contains_key(h))
+        .collect();
     let sent = queries.len();
+    global_dedup(cas, queries, &wanted, &mut known).await?;
+    Ok((known, sent))
+}
+
+/// Asks the CAS about `queries` and adds to `known` every wanted chunk the answers list.
+async fn global_dedup(
+    cas: &CasSession,
+    queries: Vec<ChunkHash>,
+    wanted: &[ChunkHash],
+    known: &mut Known,
+) -> Result<(), SyncError> {
     let answers: Vec<Option<bytes::Bytes>> = futures::stream::iter(queries)
         .map(|h| async move {
             let auth = cas.auth().await?;
@@ -108,16 +142,21 @@ pub(crate) async fn remote_chunks(
             continue;
         }
         seen_xorbs.extend(shard.xorbs.iter().map(|x| x.hash));
-        let unknown: Vec<ChunkHash> = wanted.iter().filter(|h| !known.contains_key(*h)).copied().collect();
+        let unknown: Vec<ChunkHash> =
+            wanted.iter().filter(|h| !known.contains_key(*h)).copied().collect();
         for (h, x, i) in match_dedup(&shard, &unknown) {
             known.insert(h, (x, i));
         }
     }
-    Ok((known, sent))
+    Ok(())
 }
 
 /// Where the local store and the push cache place `wanted` chunks.
-async fn local_candidates(store: &Store, cache: Option<&ShardCache>, wanted: Vec<ChunkHash>) -> Result<Vec<(ChunkHash, XorbHash, u32)>, SyncError> {
+async fn local_candidates(
+    store: &Store,
+    cache: Option<&ShardCache>,
+    wanted: Vec<ChunkHash>,
+) -> Result<Vec<(ChunkHash, XorbHash, u32)>, SyncError> {
     let (store, cache) = (store.clone(), cache.cloned());
     blocking(move || {
         let mut out = Vec::new();
@@ -139,7 +178,10 @@ async fn local_candidates(store: &Store, cache: Option<&ShardCache>, wanted: Vec
 }
 
 /// The candidates whose xorb the CAS confirms it holds.
-async fn confirmed(cas: &CasSession, local: Vec<(ChunkHash, XorbHash, u32)>) -> Result<Known, SyncError> {
+async fn confirmed(
+    cas: &CasSession,
+    local: Vec<(ChunkHash, XorbHash, u32)>,
+) -> Result<Known, SyncError> {
     let candidates: HashSet<XorbHash> = local.iter().map(|(_, x, _)| *x).collect();
     let present: HashSet<XorbHash> = futures::stream::iter(candidates)
         .map(|x| async move {
@@ -153,5 +195,9 @@ async fn confirmed(cas: &CasSession, local: Vec<(ChunkHash, XorbHash, u32)>) -> 
         .into_iter()
         .flatten()
         .collect();
-    Ok(local.into_iter().filter(|(_, x, _)| present.contains(x)).map(|(h, x, i)| (h, (x, i))).collect())
+    Ok(local
+        .into_iter()
+        .filter(|(_, x, _)| present.contains(x))
+        .map(|(h, x, i)| (h, (x, i)))
+        .collect())
 }

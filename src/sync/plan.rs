@@ -21,11 +21,13 @@ use std::ops::Range;
 use base64::Engine;
 
 use crate::format::{
-    CHUNK_FLAG_GLOBAL_DEDUP, MAX_XORB_BYTES, MAX_XORB_CHUNKS, SHARD_HEADER_LEN, Shard, ShardChunk, ShardFile, ShardTerm,
-    ShardXorb, XorbChunk,
+    CHUNK_FLAG_GLOBAL_DEDUP, MAX_XORB_BYTES, MAX_XORB_CHUNKS, SHARD_HEADER_LEN, Shard, ShardChunk,
+    ShardFile, ShardTerm, ShardXorb, XorbChunk,
 };
 use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash, keyed_chunk_hash, range_hash};
-use crate::protocol::{CommitHeader, CommitLine, InlineFile, LfsFileOp, PathOp, TreeFile, UploadMode};
+use crate::protocol::{
+    CommitHeader, CommitLine, InlineFile, LfsFileOp, PathOp, TreeFile, UploadMode,
+};
 
 /// Chunks whose hash is 0 modulo this (and every file's first chunk) may be asked about in
 /// global-dedup queries (`xet-protocol.md` §7).
@@ -38,9 +40,39 @@ pub const SHARD_TARGET_BYTES: usize = 32 << 20;
 const RECORD: usize = 48;
 /// Extensions the Hub's default `.gitattributes` routes to LFS.
 const LFS_EXTENSIONS: &[&str] = &[
-    "7z", "arrow", "bin", "bz2", "ckpt", "ftz", "gguf", "gz", "h5", "jit", "joblib", "mlmodel", "model", "msgpack",
-    "npy", "npz", "onnx", "ot", "parquet", "pb", "pickle", "pkl", "pt", "pth", "rar", "safetensors", "tar", "tflite",
-    "tgz", "wasm", "xz", "zip", "zst",
+    "7z",
+    "arrow",
+    "bin",
+    "bz2",
+    "ckpt",
+    "ftz",
+    "gguf",
+    "gz",
+    "h5",
+    "jit",
+    "joblib",
+    "mlmodel",
+    "model",
+    "msgpack",
+    "npy",
+    "npz",
+    "onnx",
+    "ot",
+    "parquet",
+    "pb",
+    "pickle",
+    "pkl",
+    "pt",
+    "pth",
+    "rar",
+    "safetensors",
+    "tar",
+    "tflite",
+    "tgz",
+    "wasm",
+    "xz",
+    "zip",
+    "zst",
 ];
 
 /// A local file, chunked and hashed.
@@ -140,7 +172,12 @@ impl Diff {
 
 /// Compares local files with the remote listing. With `delete`, remote files absent locally
 /// are deleted when `may_delete` allows them; `.gitattributes` is never deleted.
-pub fn diff(local: &[LocalFile], remote: &[TreeFile], delete: bool, may_delete: impl Fn(&str) -> bool) -> Diff {
+pub fn diff(
+    local: &[LocalFile],
+    remote: &[TreeFile],
+    delete: bool,
+    may_delete: impl Fn(&str) -> bool,
+) -> Diff {
     let by_path: HashMap<&str, &TreeFile> = remote.iter().map(|r| (r.path.as_str(), r)).collect();
     let mut d = Diff::default();
     for (i, f) in local.iter().enumerate() {
@@ -155,7 +192,9 @@ pub fn diff(local: &[LocalFile], remote: &[TreeFile], delete: bool, may_delete: 
         d.deleted = remote
             .iter()
             .map(|r| r.path.clone())
-            .filter(|p| !here.contains(p.as_str()) && may_delete(p) && !p.ends_with(".gitattributes"))
+            .filter(|p| {
+                !here.contains(p.as_str()) && may_delete(p) && !p.ends_with(".gitattributes")
+            })
             .collect();
         d.deleted.sort();
     }
@@ -169,7 +208,10 @@ pub fn guess_upload_mode(path: &str, size: u64, sample: &[u8]) -> UploadMode {
     let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     if size == 0 {
         UploadMode::Regular
-    } else if size >= LFS_THRESHOLD || ext.is_some_and(|e| LFS_EXTENSIONS.contains(&e.as_str())) || sample.contains(&0) {
+    } else if size >= LFS_THRESHOLD
+        || ext.is_some_and(|e| LFS_EXTENSIONS.contains(&e.as_str()))
+        || sample.contains(&0)
+    {
         UploadMode::Lfs
     } else {
         UploadMode::Regular
@@ -279,7 +321,12 @@ pub fn pack(files: &[&[(ChunkHash, u32)]], known: &HashMap<ChunkHash, (XorbHash,
                 (Some((x, i)), _) => (XorbRef::Remote(*x), *i),
                 (None, Some((n, i))) => (XorbRef::New(*n), *i),
                 (None, None) => {
-                    let (n, i) = place(&mut p, &mut open_bytes, *len as usize, NewChunk { file: fi, index: ci });
+                    let (n, i) = place(
+                        &mut p,
+                        &mut open_bytes,
+                        *len as usize,
+                        NewChunk { file: fi, index: ci },
+                    );
                     session.insert(*h, (n, i));
                     (XorbRef::New(n), i)
                 }
@@ -293,7 +340,10 @@ pub fn pack(files: &[&[(ChunkHash, u32)]], known: &HashMap<ChunkHash, (XorbHash,
 
 /// Appends a new chunk to the open xorb, opening another when it would not fit.
 fn place(p: &mut Packing, open_bytes: &mut usize, len: usize, chunk: NewChunk) -> (usize, u32) {
-    let full = p.xorbs.last().is_none_or(|x| x.len() >= MAX_XORB_CHUNKS || *open_bytes + len > MAX_XORB_BYTES);
+    let full = p
+        .xorbs
+        .last()
+        .is_none_or(|x| x.len() >= MAX_XORB_CHUNKS || *open_bytes + len > MAX_XORB_BYTES);
     if full {
         p.xorbs.push(Vec::new());
         *open_bytes = 0;
@@ -316,12 +366,22 @@ fn extend_terms(terms: &mut Vec<PlannedTerm>, xorb: XorbRef, idx: u32, len: u32,
             return;
         }
     }
-    terms.push(PlannedTerm { xorb, chunk_start: idx, chunk_end: idx + 1, unpacked_len: len, file_chunks: ci..ci + 1 });
+    terms.push(PlannedTerm {
+        xorb,
+        chunk_start: idx,
+        chunk_end: idx + 1,
+        unpacked_len: len,
+        file_chunks: ci..ci + 1,
+    });
 }
 
 /// A file's shard entry: its terms (new xorbs named by `new_hashes`), one verification hash
 /// per term over the file's own chunk hashes, and its sha256.
-pub fn shard_file(file: &LocalFile, terms: &[PlannedTerm], new_hashes: &[XorbHash]) -> Option<ShardFile> {
+pub fn shard_file(
+    file: &LocalFile,
+    terms: &[PlannedTerm],
+    new_hashes: &[XorbHash],
+) -> Option<ShardFile> {
     let mut out = Vec::with_capacity(terms.len());
     let mut verification = Vec::with_capacity(terms.len());
     for t in terms {
@@ -329,20 +389,37 @@ pub fn shard_file(file: &LocalFile, terms: &[PlannedTerm], new_hashes: &[XorbHas
             XorbRef::Remote(x) => x,
             XorbRef::New(n) => *new_hashes.get(n)?,
         };
-        out.push(ShardTerm { xorb, unpacked_len: t.unpacked_len, chunk_start: t.chunk_start, chunk_end: t.chunk_end });
-        let hashes: Vec<ChunkHash> = file.chunks.get(t.file_chunks.clone())?.iter().map(|c| c.0).collect();
+        out.push(ShardTerm {
+            xorb,
+            unpacked_len: t.unpacked_len,
+            chunk_start: t.chunk_start,
+            chunk_end: t.chunk_end,
+        });
+        let hashes: Vec<ChunkHash> =
+            file.chunks.get(t.file_chunks.clone())?.iter().map(|c| c.0).collect();
         verification.push(range_hash(&hashes));
     }
-    Some(ShardFile { hash: file.file_hash, terms: out, verification: Some(verification), sha256: Some(file.sha256) })
+    Some(ShardFile {
+        hash: file.file_hash,
+        terms: out,
+        verification: Some(verification),
+        sha256: Some(file.sha256),
+    })
 }
 
 /// A new xorb's shard entry; chunks in `first_chunks` or with a key hash carry the
 /// global-dedup flag.
-pub fn shard_xorb(hash: XorbHash, body_len: usize, chunks: &[XorbChunk], first_chunks: &HashSet<ChunkHash>) -> ShardXorb {
+pub fn shard_xorb(
+    hash: XorbHash,
+    body_len: usize,
+    chunks: &[XorbChunk],
+    first_chunks: &HashSet<ChunkHash>,
+) -> ShardXorb {
     let chunks = chunks
         .iter()
         .map(|c| {
-            let key = first_chunks.contains(&c.hash) || c.hash.low_u64() % GLOBAL_DEDUP_MODULUS == 0;
+            let key =
+                first_chunks.contains(&c.hash) || c.hash.low_u64() % GLOBAL_DEDUP_MODULUS == 0;
             ShardChunk {
                 hash: c.hash,
                 unpacked_start: c.unpacked_start,
@@ -415,7 +492,12 @@ pub enum CommitOp {
 }
 
 /// The NDJSON lines of a commit whose parent must be `parent`.
-pub fn commit_lines(summary: &str, description: &str, parent: Option<&str>, ops: Vec<CommitOp>) -> Vec<CommitLine> {
+pub fn commit_lines(
+    summary: &str,
+    description: &str,
+    parent: Option<&str>,
+    ops: Vec<CommitOp>,
+) -> Vec<CommitLine> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let header = CommitHeader {
         summary: summary.to_string(),
@@ -424,12 +506,17 @@ pub fn commit_lines(summary: &str, description: &str, parent: Option<&str>, ops:
     };
     let mut lines = vec![CommitLine::Header(header)];
     lines.extend(ops.into_iter().map(|op| match op {
-        CommitOp::Lfs { path, sha256, size } => {
-            CommitLine::LfsFile(LfsFileOp { path, algo: Some("sha256".into()), oid: sha256.to_string(), size: Some(size) })
-        }
-        CommitOp::Inline { path, content } => {
-            CommitLine::File(InlineFile { content: b64.encode(content), path, encoding: Some("base64".into()) })
-        }
+        CommitOp::Lfs { path, sha256, size } => CommitLine::LfsFile(LfsFileOp {
+            path,
+            algo: Some("sha256".into()),
+            oid: sha256.to_string(),
+            size: Some(size),
+        }),
+        CommitOp::Inline { path, content } => CommitLine::File(InlineFile {
+            content: b64.encode(content),
+            path,
+            encoding: Some("base64".into()),
+        }),
         CommitOp::Delete { path } => CommitLine::DeletedFile(PathOp { path }),
     }));
     lines
@@ -447,7 +534,8 @@ mod tests {
 
     fn local(path: &str, content: &[u8]) -> LocalFile {
         let chunks = vec![(chunk_hash(content), content.len() as u32)];
-        let leaves: Vec<(ChunkHash, u64)> = chunks.iter().map(|(h, l)| (*h, u64::from(*l))).collect();
+        let leaves: Vec<(ChunkHash, u64)> =
+            chunks.iter().map(|(h, l)| (*h, u64::from(*l))).collect();
         LocalFile {
             path: path.into(),
             size: content.len() as u64,
@@ -464,7 +552,11 @@ mod tests {
             oid: f.git_oid.clone().unwrap_or_default(),
             size: f.size,
             path: f.path.clone(),
-            lfs: lfs.then(|| LfsInfo { oid: f.sha256.to_string(), size: f.size, pointer_size: 130 }),
+            lfs: lfs.then(|| LfsInfo {
+                oid: f.sha256.to_string(),
+                size: f.size,
+                pointer_size: 130,
+            }),
             xet_hash: xet.then(|| f.file_hash.to_string()),
         }
     }
@@ -476,9 +568,17 @@ mod tests {
         let c = local("c.txt", b"three");
         let mut b_old = remote(&local("b.txt", b"TWO"), false, false);
         b_old.size = 3;
-        let listing = vec![remote(&a, true, true), b_old, remote(&local("gone", b"x"), false, false), remote(&local(".gitattributes", b"*"), false, false)];
+        let listing = vec![
+            remote(&a, true, true),
+            b_old,
+            remote(&local("gone", b"x"), false, false),
+            remote(&local(".gitattributes", b"*"), false, false),
+        ];
         let d = diff(&[a.clone(), b, c], &listing, true, |_| true);
-        assert_eq!((d.added.clone(), d.updated.clone(), d.deleted.clone()), (vec![2], vec![1], vec!["gone".to_string()]));
+        assert_eq!(
+            (d.added.clone(), d.updated.clone(), d.deleted.clone()),
+            (vec![2], vec![1], vec!["gone".to_string()])
+        );
         assert_eq!(d.changed(), vec![1, 2]);
         let keep = diff(&[a], &listing, false, |_| true);
         assert!(keep.deleted.is_empty() && keep.added.is_empty() && keep.updated.is_empty());
@@ -495,7 +595,10 @@ mod tests {
         assert!(!same_content(&other, &remote(&f, false, false)));
         let mut no_oid = f.clone();
         no_oid.git_oid = None;
-        assert!(!same_content(&no_oid, &remote(&f, false, false)), "unknown git oid counts as changed");
+        assert!(
+            !same_content(&no_oid, &remote(&f, false, false)),
+            "unknown git oid counts as changed"
+        );
     }
 
     #[test]
@@ -511,7 +614,9 @@ mod tests {
     #[test]
     fn pack_reuses_remote_and_session_chunks() {
         let known: HashMap<ChunkHash, (XorbHash, u32)> =
-            [(h(1), (XorbHash::ZERO, 4)), (h(2), (XorbHash::ZERO, 5)), (h(9), (XorbHash::ZERO, 9))].into_iter().collect();
+            [(h(1), (XorbHash::ZERO, 4)), (h(2), (XorbHash::ZERO, 5)), (h(9), (XorbHash::ZERO, 9))]
+                .into_iter()
+                .collect();
         // File 0: two remote chunks in sequence, then two new; file 1 repeats a new chunk.
         let f0 = vec![(h(1), 10), (h(2), 20), (h(3), 30), (h(4), 40)];
         let f1 = vec![(h(4), 40), (h(3), 30), (h(9), 5)];
@@ -520,16 +625,26 @@ mod tests {
         assert_eq!(p.new_bytes, 70);
         let t0 = &p.terms[0];
         assert_eq!(t0.len(), 2);
-        assert_eq!((t0[0].xorb, t0[0].chunk_start, t0[0].chunk_end, t0[0].unpacked_len), (XorbRef::Remote(XorbHash::ZERO), 4, 6, 30));
-        assert_eq!((t0[1].xorb, t0[1].chunk_start, t0[1].chunk_end, t0[1].file_chunks.clone()), (XorbRef::New(0), 0, 2, 2..4));
+        assert_eq!(
+            (t0[0].xorb, t0[0].chunk_start, t0[0].chunk_end, t0[0].unpacked_len),
+            (XorbRef::Remote(XorbHash::ZERO), 4, 6, 30)
+        );
+        assert_eq!(
+            (t0[1].xorb, t0[1].chunk_start, t0[1].chunk_end, t0[1].file_chunks.clone()),
+            (XorbRef::New(0), 0, 2, 2..4)
+        );
         // Out of order in file 1: three terms, never a backwards range.
         let t1 = &p.terms[1];
-        assert_eq!(t1.iter().map(|t| (t.chunk_start, t.chunk_end)).collect::<Vec<_>>(), vec![(1, 2), (0, 1), (9, 10)]);
+        assert_eq!(
+            t1.iter().map(|t| (t.chunk_start, t.chunk_end)).collect::<Vec<_>>(),
+            vec![(1, 2), (0, 1), (9, 10)]
+        );
     }
 
     #[test]
     fn pack_cuts_xorbs_at_the_chunk_limit() {
-        let chunks: Vec<(ChunkHash, u32)> = (0..MAX_XORB_CHUNKS as u32 + 3).map(|i| (h(i), 1)).collect();
+        let chunks: Vec<(ChunkHash, u32)> =
+            (0..MAX_XORB_CHUNKS as u32 + 3).map(|i| (h(i), 1)).collect();
         let p = pack(&[&chunks], &HashMap::new());
         assert_eq!(p.xorbs.iter().map(Vec::len).collect::<Vec<_>>(), vec![MAX_XORB_CHUNKS, 3]);
         assert_eq!(p.terms[0].len(), 2);
@@ -543,7 +658,10 @@ mod tests {
         let x = XorbHash::from_bytes([7; 32]);
         let sf = shard_file(&f, &p.terms[0], &[x]).unwrap();
         assert_eq!(sf.terms[0].xorb, x);
-        assert_eq!(sf.verification.as_ref().unwrap()[0].to_string(), "22ef2fdcff5cea306e42ad7e15ed8a0c5e789e7d2ec34658c10d2758946847da");
+        assert_eq!(
+            sf.verification.as_ref().unwrap()[0].to_string(),
+            "22ef2fdcff5cea306e42ad7e15ed8a0c5e789e7d2ec34658c10d2758946847da"
+        );
         assert!(shard_file(&f, &p.terms[0], &[]).is_none(), "unresolved new xorb");
         let shard = Shard { files: vec![sf], xorbs: vec![], footer: None };
         assert!(Shard::decode(&shard.encode_upload().unwrap()).is_ok());
@@ -553,16 +671,31 @@ mod tests {
     fn split_puts_xorbs_first_and_respects_the_target() {
         let file = |i: u8| ShardFile {
             hash: FileHash::from_bytes([i; 32]),
-            terms: vec![ShardTerm { xorb: XorbHash::ZERO, unpacked_len: 1, chunk_start: 0, chunk_end: 1 }],
+            terms: vec![ShardTerm {
+                xorb: XorbHash::ZERO,
+                unpacked_len: 1,
+                chunk_start: 0,
+                chunk_end: 1,
+            }],
             verification: Some(vec![range_hash(&[h(0)])]),
             sha256: Some(Sha256::default()),
         };
-        let xorb = |i: u8| ShardXorb { hash: XorbHash::from_bytes([i; 32]), bytes_on_disk: 9, chunks: vec![ShardChunk { hash: h(0), unpacked_start: 0, len: 1, flags: 0 }; 10] };
+        let xorb = |i: u8| ShardXorb {
+            hash: XorbHash::from_bytes([i; 32]),
+            bytes_on_disk: 9,
+            chunks: vec![ShardChunk { hash: h(0), unpacked_start: 0, len: 1, flags: 0 }; 10],
+        };
         let one = split_shards(vec![file(2), file(1), file(2)], vec![xorb(1)], SHARD_TARGET_BYTES);
         assert_eq!(one.len(), 1);
-        assert_eq!(one[0].files.iter().map(|f| f.hash.as_bytes()[0]).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            one[0].files.iter().map(|f| f.hash.as_bytes()[0]).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         let many = split_shards(vec![file(1), file(2)], vec![xorb(1), xorb(2)], 700);
-        assert!(many.len() >= 3 && many[0].files.is_empty() && !many[0].xorbs.is_empty(), "{many:?}");
+        assert!(
+            many.len() >= 3 && many[0].files.is_empty() && !many[0].xorbs.is_empty(),
+            "{many:?}"
+        );
         assert!(many.iter().all(|s| s.encode_upload().unwrap().len() <= 700));
         assert!(split_shards(vec![], vec![], 700).is_empty());
     }
@@ -572,9 +705,17 @@ mod tests {
         let key = [3u8; 32];
         let listed = [h(1), h(2), h(3)];
         // The server lists raw hashes; encoding the answer keys them, as a CAS does.
-        let chunks = listed.iter().enumerate().map(|(i, c)| ShardChunk { hash: *c, unpacked_start: i as u32, len: 1, flags: 0 }).collect();
+        let chunks = listed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ShardChunk { hash: *c, unpacked_start: i as u32, len: 1, flags: 0 })
+            .collect();
         let x = XorbHash::from_bytes([5; 32]);
-        let answer = Shard { files: vec![], xorbs: vec![ShardXorb { hash: x, bytes_on_disk: 0, chunks }], footer: None };
+        let answer = Shard {
+            files: vec![],
+            xorbs: vec![ShardXorb { hash: x, bytes_on_disk: 0, chunks }],
+            footer: None,
+        };
         let bytes = answer.encode_dedup_response(Some(key), Some(1)).unwrap();
         let decoded = Shard::decode(&bytes).unwrap();
         assert_ne!(decoded.xorbs[0].chunks[0].hash, h(1), "hashes are keyed on the wire");
@@ -604,9 +745,15 @@ mod tests {
         ];
         let lines = commit_lines("msg", "", Some("abc"), ops);
         let text: Vec<String> = lines.iter().map(|l| serde_json::to_string(l).unwrap()).collect();
-        assert_eq!(text[0], r#"{"key":"header","value":{"summary":"msg","description":"","parentCommit":"abc"}}"#);
+        assert_eq!(
+            text[0],
+            r#"{"key":"header","value":{"summary":"msg","description":"","parentCommit":"abc"}}"#
+        );
         assert!(text[1].contains(r#""key":"lfsFile""#) && text[1].contains(r#""algo":"sha256""#));
-        assert_eq!(text[2], r#"{"key":"file","value":{"content":"aGk=","path":"a.txt","encoding":"base64"}}"#);
+        assert_eq!(
+            text[2],
+            r#"{"key":"file","value":{"content":"aGk=","path":"a.txt","encoding":"base64"}}"#
+        );
         assert_eq!(text[3], r#"{"key":"deletedFile","value":{"path":"old"}}"#);
     }
 }

@@ -135,14 +135,29 @@ enum Head {
 }
 
 /// Pushes `opts.dir` to `opts.branch` of `opts.repo_id`.
-pub async fn push(hub: &HubClient, store: &Store, opts: &PushOptions, progress: &dyn PushProgress) -> Result<PushReport, SyncError> {
+pub async fn push(
+    hub: &HubClient,
+    store: &Store,
+    opts: &PushOptions,
+    progress: &dyn PushProgress,
+) -> Result<PushReport, SyncError> {
     let started = Instant::now();
-    let filter = PathFilter::new(&opts.include, &opts.exclude).map_err(|e| SyncError::Usage(format!("bad --include/--exclude pattern: {e}")))?;
+    let filter = PathFilter::new(&opts.include, &opts.exclude)
+        .map_err(|e| SyncError::Usage(format!("bad --include/--exclude pattern: {e}")))?;
     let found = scan::walk(&opts.dir, &filter)?;
     let head = probe(hub, opts).await?;
     let clock = Instant::now();
     let local = hash_all(&found, progress).await?;
-    let mut p = Push { hub, store, opts, progress, found, local, report: PushReport::default(), query_rev: None };
+    let mut p = Push {
+        hub,
+        store,
+        opts,
+        progress,
+        found,
+        local,
+        report: PushReport::default(),
+        query_rev: None,
+    };
     p.report.timings.hash = clock.elapsed().as_secs_f64();
     p.run(head, &filter).await?;
     p.report.seconds = started.elapsed().as_secs_f64();
@@ -156,9 +171,9 @@ async fn probe(hub: &HubClient, opts: &PushOptions) -> Result<Head, SyncError> {
         Ok(c) => Ok(Head::Branch(c)),
         Err(HubError::RepoNotFound(_)) if opts.create => Ok(Head::NoRepo),
         Err(HubError::RevisionNotFound { .. }) if opts.create => Ok(Head::NoBranch),
-        Err(HubError::RepoNotFound(_)) => {
-            Err(SyncError::Usage(format!("repository {id} not found (or not visible with this token); pass --create to create it")))
-        }
+        Err(HubError::RepoNotFound(_)) => Err(SyncError::Usage(format!(
+            "repository {id} not found (or not visible with this token); pass --create to create it"
+        ))),
         Err(HubError::RevisionNotFound { .. }) => Err(SyncError::Usage(format!(
             "branch {} does not exist in {id}; pass --create to create it from the default branch",
             opts.branch
@@ -168,7 +183,10 @@ async fn probe(hub: &HubClient, opts: &PushOptions) -> Result<Head, SyncError> {
 }
 
 /// Hashes the files off the runtime, reporting progress as they finish.
-async fn hash_all(found: &[FoundFile], progress: &dyn PushProgress) -> Result<Vec<LocalFile>, SyncError> {
+async fn hash_all(
+    found: &[FoundFile],
+    progress: &dyn PushProgress,
+) -> Result<Vec<LocalFile>, SyncError> {
     progress.phase("hashing", found.iter().map(|f| f.size).sum());
     let done = Arc::new(AtomicU64::new(0));
     let (files, counter) = (found.to_vec(), done.clone());
@@ -222,7 +240,8 @@ impl Push<'_> {
             self.report.timings.plan = clock.elapsed().as_secs_f64();
             return self.tag().await;
         }
-        let lfs: Vec<usize> = diff.changed().into_iter().filter(|i| modes.get(i) == Some(&UploadMode::Lfs)).collect();
+        let lfs: Vec<usize> =
+            diff.changed().into_iter().filter(|i| modes.get(i) == Some(&UploadMode::Lfs)).collect();
         self.send_data(&lfs, clock).await?;
         let clock = Instant::now();
         self.commit(head.as_deref(), &diff, &modes).await?;
@@ -233,7 +252,8 @@ impl Push<'_> {
 
     /// Creates the repo or branch when needed (not in a dry run); returns the head to build on.
     async fn establish(&mut self, head: Head) -> Result<Option<String>, SyncError> {
-        let (t, id, branch) = (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
+        let (t, id, branch) =
+            (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
         let commit = match head {
             Head::Branch(c) => Some(c),
             Head::NoRepo if self.opts.dry_run => None,
@@ -256,7 +276,8 @@ impl Push<'_> {
 
     /// The branch head, creating the branch from the default branch when it is missing.
     async fn branch_head_creating(&self) -> Result<String, SyncError> {
-        let (t, id, branch) = (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
+        let (t, id, branch) =
+            (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
         match self.hub.revision_commit(t, id, branch).await {
             Err(HubError::RevisionNotFound { .. }) => {
                 self.hub.create_branch(t, id, branch, None).await?;
@@ -275,13 +296,18 @@ impl Push<'_> {
         if changed.is_empty() {
             return Ok(HashMap::new());
         }
-        let asked: Vec<PreuploadFile> = changed.iter().map(|i| preupload_file(&self.local[*i])).collect();
-        let answers = self.hub.preupload(self.opts.repo_type, &self.opts.repo_id, rev, &asked).await?;
-        let by_path: HashMap<&str, &PreuploadResult> = answers.iter().map(|a| (a.path.as_str(), a)).collect();
+        let asked: Vec<PreuploadFile> =
+            changed.iter().map(|i| preupload_file(&self.local[*i])).collect();
+        let answers =
+            self.hub.preupload(self.opts.repo_type, &self.opts.repo_id, rev, &asked).await?;
+        let by_path: HashMap<&str, &PreuploadResult> =
+            answers.iter().map(|a| (a.path.as_str(), a)).collect();
         let mut modes = HashMap::new();
         for i in changed {
             let f = &self.local[i];
-            let a = by_path.get(f.path.as_str()).ok_or_else(|| SyncError::Protocol(format!("preupload did not answer for {}", f.path)))?;
+            let a = by_path.get(f.path.as_str()).ok_or_else(|| {
+                SyncError::Protocol(format!("preupload did not answer for {}", f.path))
+            })?;
             let mode = if f.size == 0 { UploadMode::Regular } else { a.upload_mode };
             if !a.should_ignore && !already_there(f, mode, a.oid.as_deref()) {
                 modes.insert(i, mode);
@@ -311,10 +337,7 @@ impl Push<'_> {
             self.report.timings.plan = clock.elapsed().as_secs_f64();
             return Ok(());
         }
-        let cas = self.query_rev.as_ref().map(|rev| {
-            let (rev, write) = if self.opts.dry_run { (rev.as_str(), false) } else { (self.opts.branch.as_str(), true) };
-            CasSession::new(self.hub.clone(), self.opts.repo_type, &self.opts.repo_id, rev, write)
-        });
+        let cas = self.cas_session();
         let cache = match &cas {
             Some(c) => Some(ShardCache::new(self.store.home(), &c.auth().await?.url)),
             None => None,
@@ -324,26 +347,56 @@ impl Push<'_> {
             Some(c) => remote_chunks(c, self.store, cache.as_ref(), &files).await?,
             None => (HashMap::new(), 0),
         };
-        let lists: Vec<&[(crate::hash::ChunkHash, u32)]> = files.iter().map(|f| &f.chunks[..]).collect();
+        let lists: Vec<&[(crate::hash::ChunkHash, u32)]> =
+            files.iter().map(|f| &f.chunks[..]).collect();
         let packing = plan::pack(&lists, &known);
         self.report.dedup_queries = queries;
         self.report.timings.plan = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        let sent = self.send_xorbs(cas.as_ref(), cache.as_ref(), lfs, packing.xorbs.clone(), packing.new_bytes).await?;
+        let sent = self
+            .send_xorbs(cas.as_ref(), cache.as_ref(), lfs, packing.xorbs.clone(), packing.new_bytes)
+            .await?;
         self.report.xorbs_uploaded = sent.sent;
         self.report.bytes_uploaded += sent.bytes;
         self.report.chunks_new = sent.chunks as u64;
         self.report.timings.xorbs = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        let shard_files = files
-            .iter()
-            .zip(&packing.terms)
-            .map(|(f, t)| plan::shard_file(f, t, &sent.hashes).ok_or_else(|| SyncError::Internal(format!("unresolved xorb in {}", f.path))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let shards = plan::split_shards(shard_files, sent.entries, plan::SHARD_TARGET_BYTES);
-        self.report.shard_bytes = upload::send_shards(cas.as_ref(), &shards, self.opts.dry_run).await?;
+        self.report.shard_bytes =
+            self.send_shards(cas.as_ref(), &files, &packing.terms, sent).await?;
         self.report.timings.shard = clock.elapsed().as_secs_f64();
         Ok(())
+    }
+
+    /// CAS access: a write token for the branch, or in a dry run a read token for the revision
+    /// planned against; none when the repo does not exist yet.
+    fn cas_session(&self) -> Option<CasSession> {
+        let rev = self.query_rev.as_ref()?;
+        let (rev, write) = if self.opts.dry_run {
+            (rev.as_str(), false)
+        } else {
+            (self.opts.branch.as_str(), true)
+        };
+        Some(CasSession::new(self.hub.clone(), self.opts.repo_type, &self.opts.repo_id, rev, write))
+    }
+
+    /// The files' shard entries and the new xorbs' chunk lists, as one or more shards.
+    async fn send_shards(
+        &self,
+        cas: Option<&CasSession>,
+        files: &[&LocalFile],
+        terms: &[Vec<plan::PlannedTerm>],
+        sent: upload::SentXorbs,
+    ) -> Result<u64, SyncError> {
+        let shard_files = files
+            .iter()
+            .zip(terms)
+            .map(|(f, t)| {
+                plan::shard_file(f, t, &sent.hashes)
+                    .ok_or_else(|| SyncError::Internal(format!("unresolved xorb in {}", f.path)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let shards = plan::split_shards(shard_files, sent.entries, plan::SHARD_TARGET_BYTES);
+        upload::send_shards(cas, &shards, self.opts.dry_run).await
     }
 
     async fn send_xorbs(
@@ -355,8 +408,15 @@ impl Push<'_> {
         new_bytes: u64,
     ) -> Result<upload::SentXorbs, SyncError> {
         self.progress.phase("uploading", new_bytes);
-        let sources = lfs.iter().map(|i| Source { abs: self.found[*i].abs.clone(), chunks: self.local[*i].chunks.clone() }).collect();
-        let first: HashSet<_> = lfs.iter().filter_map(|i| self.local[*i].chunks.first().map(|c| c.0)).collect();
+        let sources = lfs
+            .iter()
+            .map(|i| Source {
+                abs: self.found[*i].abs.clone(),
+                chunks: self.local[*i].chunks.clone(),
+            })
+            .collect();
+        let first: HashSet<_> =
+            lfs.iter().filter_map(|i| self.local[*i].chunks.first().map(|c| c.0)).collect();
         let progress = self.progress;
         let advance = |n: u64| progress.advance(n);
         let target = XorbTarget { cas, dry_run: self.opts.dry_run, cache, advance: &advance };
@@ -364,7 +424,12 @@ impl Push<'_> {
     }
 
     /// The commit, based on `head`; a dry run only counts the inline bytes.
-    async fn commit(&mut self, head: Option<&str>, diff: &Diff, modes: &HashMap<usize, UploadMode>) -> Result<(), SyncError> {
+    async fn commit(
+        &mut self,
+        head: Option<&str>,
+        diff: &Diff,
+        modes: &HashMap<usize, UploadMode>,
+    ) -> Result<(), SyncError> {
         let mut ops = Vec::new();
         for i in diff.changed() {
             let f = &self.local[i];
@@ -386,7 +451,9 @@ impl Push<'_> {
         let (t, id) = (self.opts.repo_type, self.opts.repo_id.as_str());
         match self.hub.commit(t, id, &self.opts.branch, &lines).await {
             Ok(r) => self.committed(r.commit_oid, r.commit_url),
-            Err(HubError::Status { status: 409 | 412, .. }) => self.after_conflict(head, diff).await?,
+            Err(HubError::Status { status: 409 | 412, .. }) => {
+                self.after_conflict(head, diff).await?
+            }
             Err(e) => return Err(e.into()),
         }
         Ok(())
@@ -406,7 +473,8 @@ impl Push<'_> {
     /// The commit was refused because the branch moved. If the new head already holds exactly
     /// this push (a retried commit that had gone through), that is success; otherwise an error.
     async fn after_conflict(&mut self, base: &str, diff: &Diff) -> Result<(), SyncError> {
-        let (t, id, branch) = (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
+        let (t, id, branch) =
+            (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
         let now = self.hub.revision_commit(t, id, branch).await?;
         let tree = self.hub.list_tree(t, id, &now).await?.files;
         if now != base && reflects(&tree, &self.local, diff) {
@@ -422,9 +490,15 @@ impl Push<'_> {
 
     /// Tags the resulting commit (not in a dry run).
     async fn tag(&mut self) -> Result<(), SyncError> {
-        let (Some(tag), Some(commit), false) = (&self.opts.tag, &self.report.commit, self.opts.dry_run) else { return Ok(()) };
+        let (Some(tag), Some(commit), false) =
+            (&self.opts.tag, &self.report.commit, self.opts.dry_run)
+        else {
+            return Ok(());
+        };
         match self.hub.create_tag(self.opts.repo_type, &self.opts.repo_id, commit, tag).await {
-            Err(HubError::Status { status: 409, .. }) => Err(SyncError::Usage(format!("tag {tag} already exists in {}", self.opts.repo_id))),
+            Err(HubError::Status { status: 409, .. }) => {
+                Err(SyncError::Usage(format!("tag {tag} already exists in {}", self.opts.repo_id)))
+            }
             other => Ok(other?),
         }
     }
@@ -436,7 +510,11 @@ fn guess(f: &LocalFile) -> UploadMode {
 
 fn preupload_file(f: &LocalFile) -> PreuploadFile {
     use base64::Engine;
-    PreuploadFile { path: f.path.clone(), sample: Some(base64::engine::general_purpose::STANDARD.encode(&f.sample)), size: f.size }
+    PreuploadFile {
+        path: f.path.clone(),
+        sample: Some(base64::engine::general_purpose::STANDARD.encode(&f.sample)),
+        size: f.size,
+    }
 }
 
 /// Whether preupload's `oid` says the remote already has this content at this path.
@@ -451,7 +529,9 @@ fn already_there(f: &LocalFile, mode: UploadMode, oid: Option<&str>) -> bool {
 /// Whether a tree shows every change of the push.
 fn reflects(tree: &[TreeFile], local: &[LocalFile], diff: &Diff) -> bool {
     let by_path: HashMap<&str, &TreeFile> = tree.iter().map(|e| (e.path.as_str(), e)).collect();
-    let changed_ok = diff.changed().iter().all(|i| by_path.get(local[*i].path.as_str()).is_some_and(|e| plan::same_content(&local[*i], e)));
+    let changed_ok = diff.changed().iter().all(|i| {
+        by_path.get(local[*i].path.as_str()).is_some_and(|e| plan::same_content(&local[*i], e))
+    });
     changed_ok && diff.deleted.iter().all(|p| !by_path.contains_key(p.as_str()))
 }
 

@@ -31,7 +31,8 @@ pub(crate) struct FoundFile {
 /// Every file under `dir` that `filter` allows, sorted by repo path. Symlinks to files are
 /// followed; symlinks to folders are not (no loops).
 pub(crate) fn walk(dir: &Path, filter: &PathFilter) -> Result<Vec<FoundFile>, SyncError> {
-    let meta = std::fs::metadata(dir).map_err(|e| SyncError::Usage(format!("cannot read folder {}: {e}", dir.display())))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| SyncError::Usage(format!("cannot read folder {}: {e}", dir.display())))?;
     if !meta.is_dir() {
         return Err(SyncError::Usage(format!("{} is not a folder", dir.display())));
     }
@@ -41,12 +42,19 @@ pub(crate) fn walk(dir: &Path, filter: &PathFilter) -> Result<Vec<FoundFile>, Sy
     Ok(out)
 }
 
-fn walk_into(dir: &Path, prefix: &str, filter: &PathFilter, out: &mut Vec<FoundFile>) -> Result<(), SyncError> {
+fn walk_into(
+    dir: &Path,
+    prefix: &str,
+    filter: &PathFilter,
+    out: &mut Vec<FoundFile>,
+) -> Result<(), SyncError> {
     let local = |e: std::io::Error| SyncError::Local(format!("{}: {e}", dir.display()));
     for entry in std::fs::read_dir(dir).map_err(local)? {
         let entry = entry.map_err(local)?;
         let name = entry.file_name();
-        let name = name.to_str().ok_or_else(|| SyncError::Usage(format!("{}: file name is not UTF-8", entry.path().display())))?;
+        let name = name.to_str().ok_or_else(|| {
+            SyncError::Usage(format!("{}: file name is not UTF-8", entry.path().display()))
+        })?;
         let path = format!("{prefix}{name}");
         let kind = entry.file_type().map_err(local)?;
         if kind.is_dir() {
@@ -59,14 +67,18 @@ fn walk_into(dir: &Path, prefix: &str, filter: &PathFilter, out: &mut Vec<FoundF
         if !meta.is_file() || !filter.allows(&path) {
             continue;
         }
-        crate::protocol::normalize_repo_path(&path).map_err(|e| SyncError::Usage(format!("cannot push {path:?}: {e}")))?;
+        crate::protocol::normalize_repo_path(&path)
+            .map_err(|e| SyncError::Usage(format!("cannot push {path:?}: {e}")))?;
         out.push(FoundFile { path, abs: entry.path(), size: meta.len() });
     }
     Ok(())
 }
 
 /// Chunks and hashes every file, several at a time; `progress` gets byte counts as they finish.
-pub(crate) fn hash_files(files: &[FoundFile], progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<LocalFile>, SyncError> {
+pub(crate) fn hash_files(
+    files: &[FoundFile],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<LocalFile>, SyncError> {
     files.par_iter().map(|f| hash_file(f, progress)).collect()
 }
 
@@ -80,19 +92,20 @@ fn hash_file(f: &FoundFile, progress: &(dyn Fn(u64) + Sync)) -> Result<LocalFile
     let file = std::fs::File::open(&f.abs).map_err(local)?;
     let mut chunks: Vec<(ChunkHash, u32)> = Vec::new();
     let mut sample = Vec::with_capacity(SAMPLE);
-    let summary = chunk_stream::<_, std::io::Error>(std::io::BufReader::with_capacity(0, file), |w| {
-        if sample.is_empty() {
-            sample.extend_from_slice(&w.data[..w.data.len().min(SAMPLE)]);
-        }
-        let mut start = 0;
-        for (end, h) in w.ends.iter().zip(w.hashes) {
-            chunks.push((*h, (end - start) as u32));
-            start = *end;
-        }
-        progress(start as u64);
-        Ok(())
-    })
-    .map_err(local)?;
+    let summary =
+        chunk_stream::<_, std::io::Error>(std::io::BufReader::with_capacity(0, file), |w| {
+            if sample.is_empty() {
+                sample.extend_from_slice(&w.data[..w.data.len().min(SAMPLE)]);
+            }
+            let mut start = 0;
+            for (end, h) in w.ends.iter().zip(w.hashes) {
+                chunks.push((*h, (end - start) as u32));
+                start = *end;
+            }
+            progress(start as u64);
+            Ok(())
+        })
+        .map_err(local)?;
     Ok(LocalFile {
         path: f.path.clone(),
         size: summary.size,
@@ -153,7 +166,10 @@ pub(crate) fn read_unchanged(f: &FoundFile, expected: &LocalFile) -> Result<Vec<
 
 /// The error for a file modified while it was being pushed.
 pub(crate) fn changed(f: &FoundFile) -> SyncError {
-    SyncError::Local(format!("{} changed while it was being pushed; run the push again", f.abs.display()))
+    SyncError::Local(format!(
+        "{} changed while it was being pushed; run the push again",
+        f.abs.display()
+    ))
 }
 
 #[cfg(test)]
@@ -163,19 +179,30 @@ mod tests {
     #[test]
     fn streamed_and_in_memory_hashes_agree() {
         let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..(IN_MEMORY as usize + 300_000)).map(|i| (i as u64).wrapping_mul(2654435761) as u8 ^ (i >> 13) as u8).collect();
+        let data: Vec<u8> = (0..(IN_MEMORY as usize + 300_000))
+            .map(|i| (i as u64).wrapping_mul(2654435761) as u8 ^ (i >> 13) as u8)
+            .collect();
         let p = dir.path().join("big.bin");
         std::fs::write(&p, &data).unwrap();
         std::fs::create_dir_all(dir.path().join(".git")).unwrap();
         std::fs::write(dir.path().join(".git/HEAD"), b"ref").unwrap();
         std::fs::write(dir.path().join("small.txt"), b"hello world").unwrap();
         let found = walk(dir.path(), &PathFilter::default()).unwrap();
-        assert_eq!(found.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), vec!["big.bin", "small.txt"]);
+        assert_eq!(
+            found.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            vec!["big.bin", "small.txt"]
+        );
         let hashed = hash_files(&found, &|_| {}).unwrap();
         let whole = hash_bytes("big.bin", &data);
-        assert_eq!((hashed[0].file_hash, hashed[0].sha256, &hashed[0].chunks), (whole.file_hash, whole.sha256, &whole.chunks));
+        assert_eq!(
+            (hashed[0].file_hash, hashed[0].sha256, &hashed[0].chunks),
+            (whole.file_hash, whole.sha256, &whole.chunks)
+        );
         assert_eq!(hashed[0].sample, data[..SAMPLE]);
-        assert_eq!(hashed[1].file_hash.to_string(), "f15edd43b7e85cfd25e2758ffe13b99fdd09dfa817e8d9f6548722a7a126db7f");
+        assert_eq!(
+            hashed[1].file_hash.to_string(),
+            "f15edd43b7e85cfd25e2758ffe13b99fdd09dfa817e8d9f6548722a7a126db7f"
+        );
         assert!(walk(&dir.path().join("nope"), &PathFilter::default()).is_err());
     }
 }

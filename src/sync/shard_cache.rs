@@ -30,7 +30,9 @@ impl ShardCache {
     /// Records a xorb the CAS holds.
     pub(crate) fn record(&self, xorb: &ShardXorb) -> std::io::Result<()> {
         let shard = Shard { files: Vec::new(), xorbs: vec![xorb.clone()], footer: None };
-        let bytes = shard.encode_with_footer(&shard.footer_totals(), false).map_err(std::io::Error::other)?;
+        let bytes = shard
+            .encode_with_footer(&shard.footer_totals(), false)
+            .map_err(std::io::Error::other)?;
         std::fs::create_dir_all(&self.dir)?;
         let name = format!("{}{SUFFIX}", xorb.hash);
         let tmp = self.dir.join(format!("{name}.{}.tmp", std::process::id()));
@@ -49,8 +51,14 @@ impl ShardCache {
             if !path.to_string_lossy().ends_with(SUFFIX) {
                 continue;
             }
-            entries.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len(), path.clone()));
-            let Some(shard) = std::fs::read(&path).ok().and_then(|b| Shard::decode(&b).ok()) else { continue };
+            entries.push((
+                meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                meta.len(),
+                path.clone(),
+            ));
+            let Some(shard) = std::fs::read(&path).ok().and_then(|b| Shard::decode(&b).ok()) else {
+                continue;
+            };
             for x in &shard.xorbs {
                 for (i, c) in (0u32..).zip(&x.chunks) {
                     if wanted.contains(&c.hash) {
@@ -89,7 +97,11 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let (a, b) = (chunk_hash(b"a"), chunk_hash(b"b"));
         let x = XorbHash::from_bytes([9; 32]);
-        let chunks = [a, b].iter().enumerate().map(|(i, h)| ShardChunk { hash: *h, unpacked_start: i as u32, len: 1, flags: 0 }).collect();
+        let chunks = [a, b]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| ShardChunk { hash: *h, unpacked_start: i as u32, len: 1, flags: 0 })
+            .collect();
         let cache = ShardCache::new(home.path(), "http://cas/");
         cache.record(&ShardXorb { hash: x, bytes_on_disk: 18, chunks }).unwrap();
         std::fs::write(cache.dir.join(format!("junk{SUFFIX}")), b"not a shard").unwrap();

