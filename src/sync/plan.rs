@@ -727,8 +727,8 @@ mod tests {
     #[test]
     fn key_chunks_are_first_chunks_and_modulus_hits() {
         let hit = (0u32..).map(h).find(|c| c.low_u64() % GLOBAL_DEDUP_MODULUS == 0).unwrap();
-        let f0 = vec![(h(100_000), 1), (hit, 1), (h(100_001), 1)];
-        let f1 = vec![(h(100_000), 1), (h(100_002), 1)];
+        let f0 = [(h(100_000), 1), (hit, 1), (h(100_001), 1)];
+        let f1 = [(h(100_000), 1), (h(100_002), 1)];
         assert_eq!(key_chunks([&f0[..], &f1[..]]), vec![h(100_000), hit]);
     }
 
