@@ -32,9 +32,9 @@ struct Cli {
     #[arg(long, global = true, env = "TESSERA_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
 
-    /// Log filter (e.g. `info`, `tessera=debug`); logs go to stderr.
-    #[arg(long, global = true, env = "TESSERA_LOG", default_value = "warn", value_name = "FILTER")]
-    log: String,
+    /// Log filter (e.g. `info`, `tessera=debug`); logs go to stderr [default: $RUST_LOG, else warn].
+    #[arg(long, global = true, env = "TESSERA_LOG", value_name = "FILTER")]
+    log: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -91,7 +91,8 @@ impl Ctx {
 /// Entry point of the `tessera` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let filter = cli.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "warn".into());
+    init_logging(&filter);
     let ctx = Ctx { home: cli.home.clone().unwrap_or_else(default_home) };
     match run(cli.command, &ctx) {
         Ok(code) => code,
