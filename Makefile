@@ -13,9 +13,12 @@ demo: build
 	$(ENV) bash scripts/demo.sh
 
 test: setup
-	$(ENV) cargo build --bin tessera && $(ENV) cargo test --all-targets -- --test-threads=2
+	$(ENV) cargo build --bin tessera --benches
+	$(ENV) cargo test --lib --bins --tests -- --test-threads=2
+	$(ENV) cargo test --doc
 
 bench: setup
+	$(ENV) cargo bench --profile dev --bench compare
 	$(ENV) cargo bench --profile dev --bench foundation
 
 fmt:

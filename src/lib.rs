@@ -4,6 +4,8 @@
 //! - pure leaves: [`hash`] (typed Xet hashes), [`chunking`] (Gear CDC), [`format`] (xorb and
 //!   shard codecs);
 //! - [`store`]: the embedded chunk store (RocksDB index + xorb files), synchronous;
+//! - [`protocol`]: Hub and Xet CAS wire types (pure); [`server`]: the Hub-compatible server;
+//!   [`hub`]: the async Hub/CAS client; [`sync`]: pull and the lazy remote for mounts;
 //! - `mount` (feature `mount`): revisions as read-only files over FUSE, fetched lazily;
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
@@ -12,6 +14,10 @@ pub mod chunking;
 pub mod cli;
 pub mod format;
 pub mod hash;
+pub mod hub;
 #[cfg(feature = "mount")]
 pub mod mount;
+pub mod protocol;
+pub mod server;
 pub mod store;
+pub mod sync;

@@ -54,34 +54,29 @@ impl Chunker {
     /// `data[n - 1]` (the chunker is then reset for the next chunk), or `None` when all of `data`
     /// was consumed without a boundary.
     pub fn next_boundary(&mut self, data: &[u8]) -> Option<usize> {
-        let table = &gearhash::DEFAULT_TABLE;
         let mut i = 0;
         if self.len < HASH_START {
             let skip = (HASH_START - self.len).min(data.len());
             i += skip;
             self.len += skip;
         }
-        let mut h = self.hash;
+        let mut gear = gearhash::Hasher::default();
+        gear.set_hash(self.hash);
         // Hash without testing up to MIN_CHUNK - 1 bytes: no cut is allowed before MIN.
         let warm_end = data.len().min(i + (MIN_CHUNK - 1).saturating_sub(self.len));
-        for &b in &data[i..warm_end] {
-            h = (h << 1).wrapping_add(table[b as usize]);
-        }
+        gear.update(&data[i..warm_end]);
         self.len += warm_end - i;
         i = warm_end;
+        // The crate's SIMD scan (the one xet-core uses) finds the first byte whose hash matches.
         let scan_end = data.len().min(i + MAX_CHUNK.saturating_sub(self.len));
-        while i < scan_end {
-            h = (h << 1).wrapping_add(table[data[i] as usize]);
-            i += 1;
-            if h & MASK == 0 {
-                return self.cut(i);
-            }
+        if let Some(n) = gear.next_match(&data[i..scan_end], MASK) {
+            return self.cut(i + n);
         }
-        self.len += scan_end - warm_end;
+        self.len += scan_end - i;
         if self.len >= MAX_CHUNK {
-            return self.cut(i);
+            return self.cut(scan_end);
         }
-        self.hash = h;
+        self.hash = gear.get_hash();
         None
     }
 

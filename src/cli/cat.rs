@@ -16,7 +16,8 @@ const PIECE: u64 = 16 << 20;
 pub(crate) struct CatArgs {
     /// A Xet file hash (64 hex digits), or `org/name[@rev]:path` of a pulled (or pullable) repo.
     target: String,
-
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
     /// Only bytes START-END (END exclusive; either may be omitted: `100-`, `-4096`).
     #[arg(long, value_name = "START-END")]
     range: Option<String>,
@@ -39,9 +40,18 @@ pub(crate) fn run(args: CatArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A file hash, given directly.
-fn resolve_target(_store: &crate::store::Store, args: &CatArgs) -> anyhow::Result<FileHash> {
-    FileHash::from_hex(&args.target).context("expected a file hash (64 hex digits)")
+/// A file hash, given directly or as `org/name[@rev]:path`.
+fn resolve_target(store: &crate::store::Store, args: &CatArgs) -> anyhow::Result<FileHash> {
+    if let Ok(h) = FileHash::from_hex(&args.target) {
+        return Ok(h);
+    }
+    let (spec, path) = args.target.split_once(':').context("expected a file hash or org/name[@rev]:path")?;
+    let key = args.remote.key(spec)?;
+    let (commit, tree) = super::export::local_or_pull(store, &key, &args.remote)?;
+    tree.iter()
+        .find(|e| e.path == path)
+        .map(|e| e.file)
+        .with_context(|| format!("no file {path:?} in {spec} (commit {commit})"))
 }
 
 /// Parses `START-END` against a file of `size` bytes.

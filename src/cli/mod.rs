@@ -4,12 +4,17 @@
 mod add;
 mod cat;
 mod du;
+mod export;
 mod fsck;
 mod gc;
 mod hash;
+mod ls;
+pub mod hub;
 #[cfg(feature = "mount")]
 mod mount;
 mod output;
+mod pull;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +54,17 @@ enum Command {
     Gc(gc::GcArgs),
     /// Forget a pin made by `add` (the data goes at the next `gc`).
     Unpin(add::UnpinArgs),
+    /// Mirror a revision of a Hub repo into the store, fetching only what it lacks.
+    Pull(pull::PullArgs),
+    /// List the files of a revision (path, size, hashes).
+    Ls(ls::LsArgs),
+    /// Write a revision out as plain files, or as a Hugging Face cache (--hf-cache).
+    Export(export::ExportArgs),
+    /// Run a Hub-compatible server (Hub API + Xet CAS) over a store.
+    Hub {
+        #[command(subcommand)]
+        cmd: hub::HubCommand,
+    },
     /// Mount every revision of every model read-only at MOUNTPOINT/<org>/<name>@<rev>/.
     #[cfg(feature = "mount")]
     Mount(mount::MountArgs),
@@ -91,6 +107,10 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => fsck::run(a, ctx),
         Command::Gc(a) => gc::run(a, ctx),
         Command::Unpin(a) => add::unpin(a, ctx),
+        Command::Pull(a) => pull::run(a, ctx),
+        Command::Ls(a) => ls::run(a, ctx),
+        Command::Export(a) => export::run(a, ctx),
+        Command::Hub { cmd } => hub::run(cmd, &ctx.home),
         #[cfg(feature = "mount")]
         Command::Mount(a) => mount::run(a, ctx),
     }

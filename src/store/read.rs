@@ -8,7 +8,7 @@ use super::codec::unpack_chunk;
 use super::db::{self, KvBatch};
 use super::records::{ChunkMeta, FileRecord, XorbMeta};
 use super::{Result, Store, StoreError};
-use crate::hash::{ChunkHash, FileHash, XorbHash, xorb_hash};
+use crate::hash::{ChunkHash, FileHash, XorbHash};
 
 /// One chunk needed by a read, with the part of it the caller wants.
 struct Piece {
@@ -118,12 +118,19 @@ impl Store {
         if self.xorb_meta(&hash)?.is_some_and(|m| m.is_complete()) {
             return Ok(false);
         }
-        let (chunks, stored_len) = parse_xorb_body(&hash, body)?;
-        let leaves: Vec<(ChunkHash, u64)> = chunks.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
-        let actual = xorb_hash(&leaves);
-        if actual != hash {
-            return Err(StoreError::XorbHashMismatch { expected: hash, actual });
+        let parsed = crate::format::parse_xorb(body).map_err(|e| StoreError::MalformedXorb { xorb: hash, why: e.to_string() })?;
+        if parsed.chunks.is_empty() {
+            return Err(StoreError::MalformedXorb { xorb: hash, why: "no chunks".into() });
         }
+        if parsed.hash != hash {
+            return Err(StoreError::XorbHashMismatch { expected: hash, actual: parsed.hash });
+        }
+        let stored_len = parsed.body_len;
+        let chunks: Vec<ChunkMeta> = parsed
+            .chunks
+            .iter()
+            .map(|c| ChunkMeta { hash: c.hash, byte_start: c.byte_start, byte_end: c.byte_end, unpacked_len: c.unpacked_len })
+            .collect();
         self.inner.xorbs.write_complete(&hash, &body[..stored_len])?;
         let mut batch = KvBatch::default();
         db::put_xorb(&mut batch, &XorbMeta { hash, chunks: chunks.into_iter().map(Some).collect() });
@@ -166,31 +173,6 @@ fn chunk_of(meta: &XorbMeta, idx: u32, until: u32) -> Result<ChunkMeta> {
         chunk_start: idx,
         chunk_end: until.max(idx + 1),
     })
-}
-
-/// Decodes an uploaded body into chunk metas; returns them and the length of the chunk data
-/// (a trailing `XETBLOB` footer is accepted and dropped).
-fn parse_xorb_body(hash: &XorbHash, body: &[u8]) -> Result<(Vec<ChunkMeta>, usize)> {
-    let mut metas = Vec::new();
-    let mut pos = 0usize;
-    while pos < body.len() && !body[pos..].starts_with(b"XETBLOB") {
-        let len = super::codec::serialized_len(&body[pos..])
-            .ok_or_else(|| StoreError::MalformedXorb { xorb: *hash, why: format!("bad chunk header at byte {pos}") })?;
-        let end = pos + len;
-        let data = super::codec::unpack_unverified(&body[pos..end])
-            .map_err(|why| StoreError::MalformedXorb { xorb: *hash, why: format!("chunk at byte {pos}: {why}") })?;
-        metas.push(ChunkMeta {
-            hash: crate::hash::chunk_hash(&data),
-            byte_start: pos as u32,
-            byte_end: end as u32,
-            unpacked_len: data.len() as u32,
-        });
-        pos = end;
-    }
-    if metas.is_empty() {
-        return Err(StoreError::MalformedXorb { xorb: *hash, why: "no chunks".into() });
-    }
-    Ok((metas, pos))
 }
 
 /// Decodes fetched chunks and checks each against its expected hash.

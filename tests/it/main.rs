@@ -5,5 +5,6 @@
 mod architecture;
 mod common;
 mod foundation;
+mod hub_server;
 #[cfg(feature = "mount")]
 mod mount;

@@ -1,0 +1,117 @@
+//! `tessera export`: a pulled revision as plain files, or as a Hugging Face cache that
+//! `huggingface_hub` and transformers use with `HF_HUB_OFFLINE=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use super::remote::{RemoteArgs, runtime};
+use super::Ctx;
+use crate::store::{RevisionKey, Store, TreeEntry};
+
+/// Bytes copied per read from the store.
+const PIECE: u64 = 16 << 20;
+
+/// Arguments of `tessera export`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExportArgs {
+    /// Write the Hugging Face cache layout under this directory
+    /// (`models--org--name/{blobs,snapshots/<commit>,refs}`) instead of plain files.
+    #[arg(long, value_name = "CACHE_DIR")]
+    hf_cache: Option<PathBuf>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// `org/name[@revision]`.
+    repo: String,
+    /// Target directory for plain files (not with --hf-cache).
+    dir: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let key = args.remote.key(&args.repo)?;
+    let store = ctx.open_store()?;
+    let (commit, tree) = local_or_pull(&store, &key, &args.remote)?;
+    match (&args.hf_cache, &args.dir) {
+        (Some(cache), None) => export_hf_cache(&store, &key, &commit, &tree, cache)?,
+        (None, Some(dir)) => {
+            for e in &tree {
+                write_file(&store, e, &safe_join(dir, &e.path)?)?;
+            }
+        }
+        _ => bail!("give either a target DIR or --hf-cache CACHE_DIR"),
+    }
+    eprintln!("exported {} files of {}@{} ({commit})", tree.len(), key.repo_id, key.revision);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The revision from the store, pulling it first unless offline.
+pub(crate) fn local_or_pull(store: &Store, key: &RevisionKey, remote: &RemoteArgs) -> anyhow::Result<(String, Vec<TreeEntry>)> {
+    if let Ok(found) = crate::sync::local_revision(store, key) {
+        if remote.offline() || crate::protocol::is_commit_id(&key.revision) {
+            return Ok(found);
+        }
+    }
+    if remote.offline() {
+        return Ok(crate::sync::local_revision(store, key)?);
+    }
+    let hub = remote.client()?;
+    runtime()?.block_on(crate::sync::pull(&hub, store, key, &()))?;
+    Ok(crate::sync::local_revision(store, key)?)
+}
+
+/// `models--org--name/{blobs/<etag>, snapshots/<commit>/<path> -> ../../blobs/<etag>, refs/<rev>}`.
+fn export_hf_cache(store: &Store, key: &RevisionKey, commit: &str, tree: &[TreeEntry], cache: &Path) -> anyhow::Result<()> {
+    let repo_dir = cache.join(format!("{}s--{}", key.repo_type, key.repo_id.replace('/', "--")));
+    let snapshot = repo_dir.join("snapshots").join(commit);
+    for e in tree {
+        let etag = if e.lfs { e.sha256.to_string() } else { e.git_oid.clone() };
+        let blob = repo_dir.join("blobs").join(&etag);
+        if !blob.exists() {
+            write_file(store, e, &blob)?;
+        }
+        let link = safe_join(&snapshot, &e.path)?;
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let depth = e.path.matches('/').count() + 2;
+        let target = PathBuf::from("../".repeat(depth)).join("blobs").join(&etag);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).with_context(|| format!("cannot link {}", link.display()))?;
+    }
+    if !crate::protocol::is_commit_id(&key.revision) {
+        let r = safe_join(&repo_dir.join("refs"), &key.revision)?;
+        if let Some(parent) = r.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&r, commit)?;
+    }
+    Ok(())
+}
+
+/// `base/path`, refusing paths that would leave `base`.
+fn safe_join(base: &Path, path: &str) -> anyhow::Result<PathBuf> {
+    let clean = crate::protocol::normalize_repo_path(path).with_context(|| format!("unsafe path {path:?}"))?;
+    Ok(base.join(clean))
+}
+
+/// Writes one file's bytes from the store, via a temp file renamed into place.
+fn write_file(store: &Store, e: &TreeEntry, dest: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let record = store.file(&e.file)?.with_context(|| format!("{} is not in the store", e.path))?;
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = dest.with_extension("tessera-partial");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
+    let mut pos = 0;
+    while pos < record.size {
+        let n = PIECE.min(record.size - pos);
+        out.write_all(&store.read_record_range(&record, pos, n)?)?;
+        pos += n;
+    }
+    out.flush()?;
+    drop(out);
+    std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    Ok(())
+}

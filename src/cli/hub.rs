@@ -1,0 +1,103 @@
+//! `tessera hub serve`: run the Hub-compatible server with its Xet CAS over a store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::server::{serve, AppState, ServerOptions, TokenTable};
+
+/// `tessera hub ...` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum HubCommand {
+    /// Serve the Hub API and the Xet CAS API from a store, for `huggingface_hub` / `hf_xet`
+    /// clients pointed at it with `HF_ENDPOINT`.
+    Serve(HubServeArgs),
+}
+
+/// Arguments of `tessera hub serve`.
+#[derive(Debug, clap::Args)]
+pub struct HubServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Store directory holding files, repos, refs and commits [default: --home].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Hub tokens, one `TOKEN USER read|write` per line. Without it every write is refused.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// Base URL for the URLs the server hands out [default: http://{Host header}].
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Limit the send rate of all response bodies together, in bytes per second.
+    #[arg(long, value_name = "N")]
+    max_bytes_per_sec: Option<u64>,
+    /// Entries per page of tree listings and commit history.
+    #[arg(long, default_value_t = 1000, hide = true)]
+    tree_page_size: usize,
+}
+
+/// Runs a `hub` subcommand.
+pub fn run(cmd: HubCommand, home: &Path) -> anyhow::Result<ExitCode> {
+    match cmd {
+        HubCommand::Serve(args) => run_serve(args, home),
+    }
+}
+
+fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
+    let tokens = match &args.tokens {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            TokenTable::parse(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => TokenTable::default(),
+    };
+    if args.max_bytes_per_sec == Some(0) {
+        anyhow::bail!("--max-bytes-per-sec must be positive");
+    }
+    let options = ServerOptions::default()
+        .public_url(args.public_url.clone())
+        .tokens(tokens)
+        .max_bytes_per_sec(args.max_bytes_per_sec)
+        .tree_page_size(args.tree_page_size);
+    let data = args.data.clone().unwrap_or_else(|| home.to_owned());
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let state = AppState::open(&data, options).with_context(|| format!("opening {}", data.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("tessera hub: listening on http://{addr}");
+        tracing::info!(%addr, data = %data.display(), "hub server ready");
+        serve(listener, state, shutdown_signal()).await?;
+        tracing::info!("hub server stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

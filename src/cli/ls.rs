@@ -1,0 +1,35 @@
+//! `tessera ls`: the files of a pulled revision.
+
+use std::process::ExitCode;
+
+use super::remote::RemoteArgs;
+use super::{Ctx, output};
+
+/// Arguments of `tessera ls`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LsArgs {
+    /// One JSON object per file.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// `org/name[@revision]` (pulled before; see `tessera pull`).
+    repo: String,
+}
+
+pub(crate) fn run(args: LsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let key = args.remote.key(&args.repo)?;
+    let store = ctx.open_store()?;
+    let (commit, tree) = super::export::local_or_pull(&store, &key, &args.remote)?;
+    for e in &tree {
+        if args.json {
+            output::json_line(e)?;
+        } else {
+            println!("{:>12}  {}  {}  {}", e.size, e.file, e.sha256, e.path);
+        }
+    }
+    if !args.json {
+        eprintln!("{} files at commit {commit}", tree.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

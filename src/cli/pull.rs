@@ -1,0 +1,65 @@
+//! `tessera pull`: mirror a revision into the store.
+
+use std::process::ExitCode;
+
+use indicatif::ProgressBar;
+
+use super::remote::{RemoteArgs, runtime};
+use super::{Ctx, output};
+use crate::sync::{PullProgress, PullReport};
+
+/// Arguments of `tessera pull`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PullArgs {
+    /// Print a final JSON line {"repo","revision","commit","files","bytes_total","bytes_fetched","seconds"}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// `org/name[@revision]`; the revision is a branch, tag, commit id or refs/pr/N (default main).
+    repo: String,
+}
+
+struct Bar(ProgressBar);
+
+impl PullProgress for Bar {
+    fn start(&self, _files: usize, bytes: u64) {
+        self.0.set_length(bytes);
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+pub(crate) fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let key = args.remote.key(&args.repo)?;
+    let store = ctx.open_store()?;
+    let report = if args.remote.offline() {
+        crate::sync::pull_offline(&store, &key)?
+    } else {
+        let hub = args.remote.client()?;
+        let bar = Bar(output::byte_bar(0, "pulling"));
+        let report = runtime()?.block_on(crate::sync::pull(&hub, &store, &key, &bar))?;
+        bar.0.finish_and_clear();
+        report
+    };
+    print(&report, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(r: &PullReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return output::json_line(r);
+    }
+    println!(
+        "{}@{} -> {}: {} files, {} total, {} fetched in {:.2}s",
+        r.repo,
+        r.revision,
+        r.commit,
+        r.files,
+        output::size(r.bytes_total),
+        output::size(r.bytes_fetched),
+        r.seconds
+    );
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Hub API calls: revision info, tree listing, Xet tokens, and plain file downloads.
+
+use futures::StreamExt;
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::{HubClient, HubError, retry};
+use crate::protocol::{RepoInfo, RepoType, TreeEntry, TreeFile, XetTokenResponse, percent_encode};
+
+/// Every file of a revision, as listed by the tree API.
+#[derive(Debug, Clone)]
+pub struct TreeListing {
+    /// The commit the listing belongs to.
+    pub commit: String,
+    /// The files (folders are dropped).
+    pub files: Vec<TreeFile>,
+}
+
+impl HubClient {
+    fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.config.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    /// GETs a Hub API URL and decodes JSON, mapping the Hub's error statuses.
+    async fn get_json<T: DeserializeOwned>(&self, url: &str, repo: &str, rev: Option<&str>) -> Result<T, HubError> {
+        let resp = retry::send(&self.config.retry, url, || self.authed(self.http.get(url))).await?;
+        let resp = check(resp, repo, rev).await?;
+        let body = resp.bytes().await.map_err(|e| transport(url, e))?;
+        serde_json::from_slice(&body).map_err(|e| HubError::Malformed { url: url.to_string(), message: e.to_string() })
+    }
+
+    /// Resolves a revision (branch, tag, commit, `refs/pr/N`) to its commit id.
+    pub async fn revision_commit(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<String, HubError> {
+        let url = format!("{}/revision/{}", self.api_url(repo_type, repo_id), percent_encode(rev, false));
+        let info: RepoInfo = self.get_json(&url, repo_id, Some(rev)).await?;
+        info.sha.ok_or_else(|| HubError::Malformed { url, message: "no sha in revision info".into() })
+    }
+
+    /// Lists every file of a commit, following `Link: rel="next"` pagination.
+    pub async fn list_tree(&self, repo_type: RepoType, repo_id: &str, commit: &str) -> Result<TreeListing, HubError> {
+        let mut next = Some(format!("{}/tree/{}?recursive=true&expand=false", self.api_url(repo_type, repo_id), percent_encode(commit, false)));
+        let mut files = Vec::new();
+        while let Some(url) = next.take() {
+            let resp = retry::send(&self.config.retry, &url, || self.authed(self.http.get(&url))).await?;
+            let resp = check(resp, repo_id, Some(commit)).await?;
+            next = next_link(&resp);
+            let body = resp.bytes().await.map_err(|e| transport(&url, e))?;
+            let page: Vec<TreeEntry> = serde_json::from_slice(&body)
+                .map_err(|e| HubError::Malformed { url: url.clone(), message: e.to_string() })?;
+            files.extend(page.into_iter().filter_map(|e| match e {
+                TreeEntry::File(f) => Some(f),
+                TreeEntry::Directory(_) => None,
+            }));
+        }
+        Ok(TreeListing { commit: commit.to_string(), files })
+    }
+
+    /// A short-lived CAS read token for a revision.
+    pub async fn xet_read_token(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<XetTokenResponse, HubError> {
+        let url = format!("{}/xet-read-token/{}", self.api_url(repo_type, repo_id), percent_encode(rev, false));
+        self.get_json(&url, repo_id, Some(rev)).await
+    }
+
+    /// URL of a file at a revision: `{endpoint}/{prefix}{repo}/resolve/{rev}/{path}`.
+    pub fn resolve_url(&self, repo_type: RepoType, repo_id: &str, rev: &str, path: &str) -> String {
+        format!(
+            "{}/{}{}/resolve/{}/{}",
+            self.config.endpoint,
+            repo_type.url_prefix(),
+            repo_id,
+            percent_encode(rev, false),
+            percent_encode(path, true)
+        )
+    }
+
+    /// Streams a file's bytes from `offset` into `sink`, resuming with a Range request after a
+    /// broken transfer. Returns the bytes received.
+    pub async fn download(
+        &self,
+        url: &str,
+        repo: &str,
+        offset: u64,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, HubError> {
+        let mut received = 0u64;
+        let mut failures = 0u32;
+        loop {
+            let from = offset + received;
+            let make = || {
+                let rb = self.authed(self.http.get(url));
+                if from > 0 { rb.header(reqwest::header::RANGE, format!("bytes={from}-")) } else { rb }
+            };
+            let resp = check(retry::send(&self.config.retry, url, make).await?, repo, None).await?;
+            if from > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
+                return Err(HubError::Malformed { url: url.into(), message: "server ignored the Range header".into() });
+            }
+            let mut stream = resp.bytes_stream();
+            let mut broke = None;
+            while let Some(piece) = stream.next().await {
+                match piece {
+                    Ok(bytes) => {
+                        sink(&bytes).map_err(|e| HubError::Transport { url: url.into(), message: format!("local write: {e}") })?;
+                        received += bytes.len() as u64;
+                    }
+                    Err(e) => {
+                        broke = Some(retry::describe(e));
+                        break;
+                    }
+                }
+            }
+            match broke {
+                None => return Ok(received),
+                Some(why) => {
+                    failures += 1;
+                    if failures >= self.config.retry.attempts {
+                        return Err(HubError::Transport { url: url.into(), message: format!("transfer broke: {why}") });
+                    }
+                    tracing::debug!(url, received, %why, "transfer broke; resuming");
+                    tokio::time::sleep(self.config.retry.backoff(failures)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Maps the Hub's error answers (`X-Error-Code`) to typed errors.
+pub(crate) async fn check(resp: Response, repo: &str, rev: Option<&str>) -> Result<Response, HubError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let code = resp.headers().get("x-error-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let url = resp.url().path().to_string();
+    let message = resp.headers().get("x-error-message").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = resp.text().await.unwrap_or_default();
+    let message = message.unwrap_or_else(|| body.chars().take(300).collect());
+    Err(match (status.as_u16(), code.as_str()) {
+        (_, "RepoNotFound") => HubError::RepoNotFound(repo.to_string()),
+        (_, "RevisionNotFound") => HubError::RevisionNotFound { repo: repo.into(), rev: rev.unwrap_or("").into() },
+        (_, "EntryNotFound") | (404, _) => HubError::NotFound(format!("{url}: {message}")),
+        (401 | 403, _) => HubError::Unauthorized { status: status.as_u16(), message },
+        (s, _) => HubError::Status { method: "GET".into(), url, status: s, message },
+    })
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(resp: &Response) -> Option<String> {
+    let link = resp.headers().get(reqwest::header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    })
+}
+
+fn transport(url: &str, e: reqwest::Error) -> HubError {
+    HubError::Transport { url: url.to_string(), message: retry::describe(e) }
+}

@@ -1,0 +1,136 @@
+//! CAS calls: file reconstruction (v2, falling back to v1) and ranged xorb fetches.
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+
+use super::{HubClient, HubError, api, retry};
+use crate::hash::{FileHash, XorbHash};
+use crate::protocol::{ChunkRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2};
+
+/// One byte range of one xorb to download: it holds chunks `chunks` of `xorb`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchUnit {
+    /// The xorb.
+    pub xorb: XorbHash,
+    /// Chunk range `[start, end)` the bytes hold.
+    pub chunks: ChunkRange,
+    /// Presigned URL (no Authorization header is sent to it).
+    pub url: String,
+    /// First byte (offset in the stored xorb).
+    pub byte_start: u64,
+    /// Last byte, inclusive.
+    pub byte_end: u64,
+}
+
+/// How to rebuild a file: terms in order, and where their bytes are.
+#[derive(Debug, Clone)]
+pub struct Reconstruction {
+    /// Bytes of the first term to skip (ranged reconstructions only).
+    pub offset_into_first_range: u64,
+    /// The file's terms in order.
+    pub terms: Vec<ReconstructionTerm>,
+    /// Byte ranges that together cover every term.
+    pub units: Vec<FetchUnit>,
+}
+
+impl HubClient {
+    /// The reconstruction of a file (v2, or v1 where the server has no v2).
+    pub async fn reconstruction(&self, cas_url: &str, token: &str, file: &FileHash) -> Result<Reconstruction, HubError> {
+        let base = cas_url.trim_end_matches('/');
+        let v2 = format!("{base}/v2/reconstructions/{file}");
+        let resp = retry::send(&self.config.retry, &v2, || self.http.get(&v2).bearer_auth(token)).await?;
+        if !matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::NOT_IMPLEMENTED) || resp.headers().contains_key("x-error-code") {
+            let body = api::check(resp, &file.to_string(), None).await?.bytes().await.map_err(|e| bad_body(&v2, e))?;
+            let r: ReconstructionV2 = serde_json::from_slice(&body).map_err(|e| malformed(&v2, e))?;
+            return from_v2(r, &v2);
+        }
+        let v1 = format!("{base}/v1/reconstructions/{file}");
+        let resp = retry::send(&self.config.retry, &v1, || self.http.get(&v1).bearer_auth(token)).await?;
+        let body = api::check(resp, &file.to_string(), None).await?.bytes().await.map_err(|e| bad_body(&v1, e))?;
+        let r: ReconstructionV1 = serde_json::from_slice(&body).map_err(|e| malformed(&v1, e))?;
+        from_v1(r, &v1)
+    }
+
+    /// Streams the bytes of a fetch unit (from `skip` bytes in, for resumes) into `sink`.
+    /// A broken transfer is resumed from where it stopped. Returns the bytes received.
+    pub async fn fetch_unit(
+        &self,
+        unit: &FetchUnit,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, HubError> {
+        let total = unit.byte_end + 1 - unit.byte_start;
+        let mut got = 0u64;
+        let mut failures = 0u32;
+        while got < total {
+            let range = format!("bytes={}-{}", unit.byte_start + got, unit.byte_end);
+            let resp = retry::send(&self.config.retry, "xorb range", || self.http.get(&unit.url).header(reqwest::header::RANGE, &range)).await?;
+            let resp = api::check(resp, &unit.xorb.to_string(), None).await?;
+            let mut stream = resp.bytes_stream();
+            let before = got;
+            let mut broke = None;
+            while let Some(piece) = stream.next().await {
+                match piece {
+                    Ok(bytes) => {
+                        let room = (total - got) as usize;
+                        let take = &bytes[..bytes.len().min(room)];
+                        sink(take).map_err(|e| HubError::Transport { url: "xorb range".into(), message: format!("local write: {e}") })?;
+                        got += take.len() as u64;
+                    }
+                    Err(e) => {
+                        broke = Some(retry::describe(e));
+                        break;
+                    }
+                }
+            }
+            if got < total {
+                // Progress resets the count: only attempts that bring nothing use up retries.
+                failures = if got == before { failures + 1 } else { 0 };
+                if failures >= self.config.retry.attempts {
+                    let why = broke.unwrap_or_else(|| "body shorter than the range".into());
+                    return Err(HubError::Transport { url: format!("xorb {}", unit.xorb), message: why });
+                }
+                tokio::time::sleep(self.config.retry.backoff(failures)).await;
+            }
+        }
+        Ok(got)
+    }
+}
+
+fn from_v2(r: ReconstructionV2, url: &str) -> Result<Reconstruction, HubError> {
+    let mut units = Vec::new();
+    for (xorb, fetches) in r.xorbs {
+        let xorb = XorbHash::from_hex(&xorb).map_err(|e| malformed(url, e))?;
+        for f in fetches {
+            for range in f.ranges {
+                units.push(unit(xorb, range.chunks, f.url.clone(), range.bytes.start, range.bytes.end, url)?);
+            }
+        }
+    }
+    Ok(Reconstruction { offset_into_first_range: r.offset_into_first_range, terms: r.terms, units })
+}
+
+fn from_v1(r: ReconstructionV1, url: &str) -> Result<Reconstruction, HubError> {
+    let mut units = Vec::new();
+    for (xorb, fetches) in r.fetch_info {
+        let xorb = XorbHash::from_hex(&xorb).map_err(|e| malformed(url, e))?;
+        for f in fetches {
+            units.push(unit(xorb, f.range, f.url, f.url_range.start, f.url_range.end, url)?);
+        }
+    }
+    Ok(Reconstruction { offset_into_first_range: r.offset_into_first_range, terms: r.terms, units })
+}
+
+fn unit(xorb: XorbHash, chunks: ChunkRange, url: String, start: u64, end: u64, from: &str) -> Result<FetchUnit, HubError> {
+    if end < start || chunks.end <= chunks.start {
+        return Err(HubError::Malformed { url: from.into(), message: format!("empty fetch range for xorb {xorb}") });
+    }
+    Ok(FetchUnit { xorb, chunks, url, byte_start: start, byte_end: end })
+}
+
+fn malformed(url: &str, e: impl std::fmt::Display) -> HubError {
+    HubError::Malformed { url: url.to_string(), message: e.to_string() }
+}
+
+fn bad_body(url: &str, e: reqwest::Error) -> HubError {
+    HubError::Transport { url: url.to_string(), message: retry::describe(e) }
+}

@@ -1,0 +1,134 @@
+//! Async client of the Hub HTTP API and the Xet CAS API (`hub-api.md`, `xet-protocol.md` §5-6),
+//! for the real Hub and for `tessera hub serve` alike.
+//!
+//! Every request goes through [`retry`]: connection errors, 429 (honouring `Retry-After`) and 5xx
+//! are retried with exponential backoff and jitter; a transfer that stalls longer than the read
+//! timeout fails and is retried. The token is sent only to the Hub, never to CAS or xorb URLs,
+//! and never appears in logs or `Debug` output.
+
+mod api;
+mod cas;
+mod retry;
+
+use std::time::Duration;
+
+pub use api::TreeListing;
+pub use cas::{FetchUnit, Reconstruction};
+pub use retry::RetryPolicy;
+
+use crate::protocol::RepoType;
+
+/// What can go wrong talking to a Hub.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The repo does not exist (or is private and the token does not grant it).
+    #[error("repository {0} not found (or private without a token that grants it)")]
+    RepoNotFound(String),
+    /// The revision does not exist in the repo.
+    #[error("revision {rev} not found in {repo}")]
+    RevisionNotFound {
+        /// The repo.
+        repo: String,
+        /// The revision asked for.
+        rev: String,
+    },
+    /// A file or other object does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The token was refused.
+    #[error("unauthorized ({status}): {message}")]
+    Unauthorized {
+        /// 401 or 403.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// Any other non-success answer.
+    #[error("{method} {url}: HTTP {status}: {message}")]
+    Status {
+        /// Request method.
+        method: String,
+        /// Request URL (no credentials).
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The server could not be reached or the transfer broke, after all retries.
+    #[error("{url}: {message}")]
+    Transport {
+        /// Request URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// The server answered with something that is not what the protocol says.
+    #[error("malformed answer from {url}: {message}")]
+    Malformed {
+        /// Request URL.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl HubError {
+    /// Whether retrying later could help (the mount maps these to EIO without caching them).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, HubError::Transport { .. }) || matches!(self, HubError::Status { status, .. } if *status == 429 || *status >= 500)
+    }
+}
+
+/// Where and as whom to talk to a Hub.
+#[derive(Clone)]
+pub struct HubConfig {
+    /// Base URL, e.g. `https://huggingface.co` (no trailing slash).
+    pub endpoint: String,
+    /// Bearer token for the Hub API, if any.
+    pub token: Option<String>,
+    /// Retry and timeout settings.
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A Hub client; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HubClient {
+    http: reqwest::Client,
+    config: HubConfig,
+}
+
+impl HubClient {
+    /// Builds a client; fails only if the TLS backend cannot initialise.
+    pub fn new(mut config: HubConfig) -> Result<Self, HubError> {
+        config.endpoint = config.endpoint.trim_end_matches('/').to_string();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(config.retry.stall_timeout)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| HubError::Transport { url: config.endpoint.clone(), message: e.to_string() })?;
+        Ok(Self { http, config })
+    }
+
+    /// The Hub's base URL.
+    pub fn endpoint(&self) -> &str {
+        &self.config.endpoint
+    }
+
+    /// `{endpoint}/api/{type}s/{repo_id}`.
+    fn api_url(&self, repo_type: RepoType, repo_id: &str) -> String {
+        format!("{}/api/{}/{}", self.config.endpoint, repo_type.api_segment(), repo_id)
+    }
+}

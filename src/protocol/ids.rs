@@ -1,0 +1,308 @@
+//! Repo types, repo ids, revisions, ref names and in-repo paths: parsing and validation.
+//!
+//! The rules follow the Python client's validators (`hub-api.md` §1, §5.7), so anything a
+//! server built on them accepts is something `huggingface_hub` can also address.
+
+use std::fmt;
+
+/// Why a repo id, revision, ref name or path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdError {
+    /// Not a repo type the server knows (`model`, `dataset`, `space`).
+    #[error("unknown repo type {0:?}")]
+    RepoType(String),
+    /// A repo id or one of its parts breaks the naming rules.
+    #[error("invalid repo id {id:?}: {reason}")]
+    RepoId {
+        /// The rejected id, truncated.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A revision, branch or tag name breaks the ref-name rules.
+    #[error("invalid revision {rev:?}: {reason}")]
+    Revision {
+        /// The rejected name, truncated.
+        rev: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A path inside a repo that is empty, absolute, escapes the repo or names `.git`.
+    #[error("invalid path {path:?}: {reason}")]
+    Path {
+        /// The rejected path, truncated.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+/// The kind of a Hub repository; decides URL prefixes and cache folder names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RepoType {
+    /// A model repo (the default everywhere).
+    Model,
+    /// A dataset repo.
+    Dataset,
+    /// A Space.
+    Space,
+}
+
+impl RepoType {
+    /// All types, in a fixed order.
+    pub const ALL: [RepoType; 3] = [RepoType::Model, RepoType::Dataset, RepoType::Space];
+
+    /// Singular name as sent in JSON bodies: `model`, `dataset`, `space`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoType::Model => "model",
+            RepoType::Dataset => "dataset",
+            RepoType::Space => "space",
+        }
+    }
+
+    /// Segment of `/api/{segment}/...`: `models`, `datasets`, `spaces`.
+    pub fn api_segment(self) -> &'static str {
+        match self {
+            RepoType::Model => "models",
+            RepoType::Dataset => "datasets",
+            RepoType::Space => "spaces",
+        }
+    }
+
+    /// Prefix of file and LFS URLs: empty for models, `datasets/`, `spaces/`.
+    pub fn url_prefix(self) -> &'static str {
+        match self {
+            RepoType::Model => "",
+            RepoType::Dataset => "datasets/",
+            RepoType::Space => "spaces/",
+        }
+    }
+
+    /// Parses the singular name (`model`, ...). `None` or an empty string means a model.
+    pub fn from_name(name: Option<&str>) -> Result<Self, IdError> {
+        match name.unwrap_or("model") {
+            "" | "model" => Ok(RepoType::Model),
+            "dataset" => Ok(RepoType::Dataset),
+            "space" => Ok(RepoType::Space),
+            other => Err(IdError::RepoType(clip(other))),
+        }
+    }
+
+    /// Parses the plural API segment (`models`, ...).
+    pub fn from_api_segment(segment: &str) -> Result<Self, IdError> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.api_segment() == segment)
+            .ok_or_else(|| IdError::RepoType(clip(segment)))
+    }
+}
+
+impl fmt::Display for RepoType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated `namespace/name` repo id.
+///
+/// ```
+/// use tessera::protocol::RepoId;
+/// let id = RepoId::parse("sentence-transformers/all-MiniLM-L6-v2").unwrap();
+/// assert_eq!(id.namespace(), "sentence-transformers");
+/// assert!(RepoId::parse("a/../b").is_err());
+/// assert!(RepoId::parse("gpt2").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoId {
+    namespace: String,
+    name: String,
+}
+
+impl RepoId {
+    /// Builds an id from its two parts, validating each.
+    pub fn new(namespace: &str, name: &str) -> Result<Self, IdError> {
+        let full = format!("{namespace}/{name}");
+        validate_id_part(namespace).map_err(|reason| IdError::RepoId { id: clip(&full), reason })?;
+        validate_id_part(name).map_err(|reason| IdError::RepoId { id: clip(&full), reason })?;
+        if name.ends_with(".git") {
+            return Err(IdError::RepoId { id: clip(&full), reason: "must not end in .git" });
+        }
+        Ok(Self { namespace: namespace.to_owned(), name: name.to_owned() })
+    }
+
+    /// Parses `namespace/name` (exactly one `/`).
+    pub fn parse(id: &str) -> Result<Self, IdError> {
+        match id.split_once('/') {
+            Some((ns, name)) if !name.contains('/') => Self::new(ns, name),
+            _ => Err(IdError::RepoId { id: clip(id), reason: "expected namespace/name" }),
+        }
+    }
+
+    /// The user or organisation part.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The repo name part.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for RepoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One part of a repo id: `[A-Za-z0-9_.-]{1,96}`, no leading/trailing `-` or `.`, no `--`/`..`.
+fn validate_id_part(part: &str) -> Result<(), &'static str> {
+    if part.is_empty() || part.len() > 96 {
+        return Err("each part must be 1 to 96 characters");
+    }
+    if !part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        return Err("only A-Z, a-z, 0-9, '_', '.' and '-' are allowed");
+    }
+    let edge = |b: Option<u8>| matches!(b, Some(b'-' | b'.'));
+    if edge(part.bytes().next()) || edge(part.bytes().last()) {
+        return Err("must not start or end with '-' or '.'");
+    }
+    if part.contains("--") || part.contains("..") {
+        return Err("'--' and '..' are forbidden");
+    }
+    Ok(())
+}
+
+/// True for a full commit id: exactly 40 lowercase hex digits.
+pub fn is_commit_id(rev: &str) -> bool {
+    rev.len() == 40 && rev.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Validates a branch or tag name (a simplified `git check-ref-format`).
+///
+/// Slashes are allowed (`release/v1`); names that look like commit ids are refused so that a
+/// revision is never ambiguous.
+pub fn validate_ref_name(name: &str) -> Result<(), IdError> {
+    let err = |reason| Err(IdError::Revision { rev: clip(name), reason });
+    if name.is_empty() || name.len() > 200 {
+        return err("must be 1 to 200 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/')) {
+        return err("only A-Z, a-z, 0-9, '_', '.', '-' and '/' are allowed");
+    }
+    if name.starts_with('-') || name.ends_with('.') || name.ends_with(".lock") {
+        return err("must not start with '-' or end with '.' or '.lock'");
+    }
+    if name.contains("..") || name.split('/').any(|c| c.is_empty() || c.starts_with('.')) {
+        return err("empty components, '..' and components starting with '.' are forbidden");
+    }
+    if is_commit_id(name) {
+        return err("must not look like a commit id");
+    }
+    Ok(())
+}
+
+/// Validates and normalizes a path inside a repo as sent in a commit.
+///
+/// Refused: empty paths, absolute paths, backslashes, control characters, empty, `.` or `..`
+/// segments, and any `.git` or `.cache` segment (`hub-api.md` §5.7). A trailing `/` (the
+/// `deletedFolder` form) is removed.
+///
+/// ```
+/// use tessera::protocol::normalize_repo_path;
+/// assert_eq!(normalize_repo_path("a/b.bin").unwrap(), "a/b.bin");
+/// assert_eq!(normalize_repo_path("dir/").unwrap(), "dir");
+/// for bad in ["../x", "/x", ".git/config", "a/../b", "a//b", "", "a\\b"] {
+///     assert!(normalize_repo_path(bad).is_err(), "{bad}");
+/// }
+/// ```
+pub fn normalize_repo_path(path: &str) -> Result<String, IdError> {
+    let err = |reason| Err(IdError::Path { path: clip(path), reason });
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if trimmed.is_empty() {
+        return err("empty path");
+    }
+    if trimmed.len() > 4096 {
+        return err("longer than 4096 bytes");
+    }
+    if trimmed.starts_with('/') {
+        return err("absolute paths are not allowed");
+    }
+    if trimmed.chars().any(|c| c.is_control() || c == '\\') {
+        return err("control characters and backslashes are not allowed");
+    }
+    for segment in trimmed.split('/') {
+        match segment {
+            "" => return err("empty path segment"),
+            "." | ".." => return err("'.' and '..' segments are not allowed"),
+            ".git" | ".cache" => return err("'.git' and '.cache' segments are not allowed"),
+            _ => {}
+        }
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Validates a revision as it arrives in a URL (after percent-decoding): not empty, no control
+/// characters, bounded. Whether it names anything is decided by the repo's refs.
+pub fn validate_revision(rev: &str) -> Result<(), IdError> {
+    if rev.is_empty() || rev.len() > 256 || rev.chars().any(char::is_control) {
+        return Err(IdError::Revision { rev: clip(rev), reason: "empty, too long or has control characters" });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_id_rules() {
+        for ok in ["a/b", "Org_1/model.v2", "x/y-z"] {
+            assert!(RepoId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a", "a/b/c", "-a/b", "a/b.", "a--b/c", "a/b.git", "a b/c", "ä/b", "/b", "a/"] {
+            assert!(RepoId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ref_names() {
+        for ok in ["main", "v1.0", "release/2024-01", "feature_x"] {
+            assert!(validate_ref_name(ok).is_ok(), "{ok}");
+        }
+        let hex40 = "0123456789abcdef0123456789abcdef01234567";
+        for bad in ["", "a..b", "/a", "a/", "a//b", ".hidden", "x.lock", "-x", "a b", hex40] {
+            assert!(validate_ref_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn commit_ids() {
+        assert!(is_commit_id("0123456789abcdef0123456789abcdef01234567"));
+        assert!(!is_commit_id("0123456789ABCDEF0123456789abcdef01234567"));
+        assert!(!is_commit_id("main"));
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(normalize_repo_path("1_Pooling/config.json").unwrap(), "1_Pooling/config.json");
+        for bad in ["./x", "x/.", "x/..", "a/.cache/b", ".git", "x\0y", "x\ny"] {
+            assert!(normalize_repo_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(normalize_repo_path(".gitattributes").is_ok());
+    }
+
+    #[test]
+    fn repo_types() {
+        assert_eq!(RepoType::from_name(None).unwrap(), RepoType::Model);
+        assert_eq!(RepoType::from_api_segment("datasets").unwrap(), RepoType::Dataset);
+        assert!(RepoType::from_api_segment("buckets").is_err());
+        assert_eq!(RepoType::Space.url_prefix(), "spaces/");
+    }
+}

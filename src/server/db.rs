@@ -1,0 +1,419 @@
+//! Repos, refs, commits and trees of the hub server, kept in the store's `kv_*` tables.
+//! Synchronous: handlers call it through `spawn_blocking`.
+//!
+//! Layout (keys are UTF-8; `\0` separates parts, which no id or ref name can contain):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `HubRepo` | `{type}/{ns}/{name}` | [`RepoRecord`] JSON |
+//! | `HubRef` | `{repo}\0refs/heads/{b}` or `\0refs/tags/{t}` | commit id |
+//! | `HubCommit` | `{repo}\0{commit}` | [`CommitRecord`] JSON |
+//! | `HubTree` | `t\0{tree id}` | `Vec<`[`Entry`]`>` JSON, sorted by path |
+//! | `HubTree` | `f\0{repo}\0{file hash}` | empty: the file may be read with this repo's CAS token |
+//!
+//! A commit writes its tree, its record, its file index entries and the branch update in ONE
+//! [`KvBatch`], after the file data itself is durable in the store; a crash therefore leaves each
+//! branch at its last complete commit. Writers that read-modify-write refs hold one lock.
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use crate::hash::{FileHash, Sha256};
+use crate::protocol::{is_commit_id, lfs_pointer, sha1_hex, RepoId, RepoType};
+use crate::store::{KvBatch, Store, Table};
+
+/// Key of a repo in every table: `{type}/{ns}/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RepoKey(String);
+
+impl RepoKey {
+    /// The key of a repo.
+    pub fn new(repo_type: RepoType, id: &RepoId) -> Self {
+        Self(format!("{}/{}", repo_type.as_str(), id))
+    }
+
+    /// The key text, as carried in CAS tokens.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Rebuilds a key from its text (from a verified token).
+    pub fn from_trusted(s: String) -> Self {
+        Self(s)
+    }
+
+    fn sub(&self, rest: &str) -> Vec<u8> {
+        format!("{}\0{rest}", self.0).into_bytes()
+    }
+}
+
+/// A repo.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RepoRecord {
+    /// `model`, `dataset` or `space`.
+    pub repo_type: String,
+    /// `ns/name`.
+    pub id: String,
+    /// Visible only to members.
+    pub private: bool,
+    /// User who created it.
+    pub owner: String,
+    /// Creation time, unix seconds.
+    pub created: u64,
+    /// Space SDK.
+    #[serde(default)]
+    pub sdk: Option<String>,
+}
+
+impl RepoRecord {
+    /// The namespace part of the id.
+    pub fn namespace(&self) -> &str {
+        self.id.split_once('/').map_or(self.id.as_str(), |(ns, _)| ns)
+    }
+}
+
+/// One file of a tree.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    /// Path in the repo.
+    pub path: String,
+    /// Content size.
+    pub size: u64,
+    /// Xet file hash (every file is in the store).
+    pub file: FileHash,
+    /// SHA-256 of the content.
+    pub sha256: Sha256,
+    /// Git blob oid: of the content, or of the LFS pointer for LFS files.
+    pub git_oid: String,
+    /// Committed as an LFS pointer.
+    pub lfs: bool,
+}
+
+impl Entry {
+    /// An LFS entry, its git oid computed from the pointer.
+    pub fn lfs(path: String, size: u64, file: FileHash, sha256: Sha256) -> Self {
+        let git_oid = crate::protocol::git_blob_oid(lfs_pointer(&sha256.to_string(), size).as_bytes());
+        Self { path, size, file, sha256, git_oid, lfs: true }
+    }
+
+    /// Size of the LFS pointer file.
+    pub fn pointer_size(&self) -> u64 {
+        lfs_pointer(&self.sha256.to_string(), self.size).len() as u64
+    }
+
+    /// The etag clients key their cache on: sha256 for LFS files, git oid otherwise.
+    pub fn etag(&self) -> String {
+        if self.lfs { self.sha256.to_string() } else { self.git_oid.clone() }
+    }
+}
+
+/// A commit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CommitRecord {
+    /// 40-hex id.
+    pub id: String,
+    /// Tree id.
+    pub tree: String,
+    /// Parent commit ids (none for the first).
+    pub parents: Vec<String>,
+    /// Author user name.
+    pub author: String,
+    /// Unix seconds.
+    pub date: u64,
+    /// Summary.
+    pub title: String,
+    /// Description.
+    pub message: String,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// The branch head after the call.
+    pub commit: String,
+    /// False when the tree did not change (the head is returned as is).
+    pub created: bool,
+}
+
+/// Metadata of a new commit.
+#[derive(Debug, Clone)]
+pub struct CommitMeta {
+    /// Author user name.
+    pub author: String,
+    /// Unix seconds.
+    pub date: u64,
+    /// Summary.
+    pub title: String,
+    /// Description.
+    pub message: String,
+}
+
+/// The hub's repository database over the store.
+pub struct HubDb {
+    store: Store,
+    write_lock: Mutex<()>,
+}
+
+/// Full ref name of a branch.
+pub fn branch_ref(name: &str) -> String {
+    format!("refs/heads/{name}")
+}
+
+/// Full ref name of a tag.
+pub fn tag_ref(name: &str) -> String {
+    format!("refs/tags/{name}")
+}
+
+fn to_json<T: Serialize>(v: &T) -> ApiResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(ApiError::internal)
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(ApiError::internal)
+}
+
+impl HubDb {
+    /// A database over a store.
+    pub fn new(store: Store) -> Self {
+        Self { store, write_lock: Mutex::new(()) }
+    }
+
+    /// The repo record, if the repo exists.
+    pub fn repo(&self, key: &RepoKey) -> ApiResult<Option<RepoRecord>> {
+        match self.store.kv_get(Table::HubRepo, key.0.as_bytes())? {
+            Some(v) => Ok(Some(from_json(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The commit a full ref name points at.
+    pub fn get_ref(&self, key: &RepoKey, full_ref: &str) -> ApiResult<Option<String>> {
+        Ok(self
+            .store
+            .kv_get(Table::HubRef, &key.sub(full_ref))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Resolves a branch, tag, `refs/...` name or full commit id to a commit id.
+    pub fn resolve(&self, key: &RepoKey, rev: &str) -> ApiResult<Option<String>> {
+        if rev.starts_with("refs/") {
+            return self.get_ref(key, rev);
+        }
+        if let Some(c) = self.get_ref(key, &branch_ref(rev))? {
+            return Ok(Some(c));
+        }
+        if let Some(c) = self.get_ref(key, &tag_ref(rev))? {
+            return Ok(Some(c));
+        }
+        if is_commit_id(rev) && self.store.kv_get(Table::HubCommit, &key.sub(rev))?.is_some() {
+            return Ok(Some(rev.to_owned()));
+        }
+        Ok(None)
+    }
+
+    /// A commit of the repo.
+    pub fn commit(&self, key: &RepoKey, id: &str) -> ApiResult<Option<CommitRecord>> {
+        match self.store.kv_get(Table::HubCommit, &key.sub(id))? {
+            Some(v) => Ok(Some(from_json(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The files of a tree, sorted by path.
+    pub fn tree(&self, tree_id: &str) -> ApiResult<Vec<Entry>> {
+        match self.store.kv_get(Table::HubTree, format!("t\0{tree_id}").as_bytes())? {
+            Some(v) => from_json(&v),
+            None => Err(ApiError::internal(format!("tree {tree_id} missing"))),
+        }
+    }
+
+    /// The files of a commit, sorted by path.
+    pub fn commit_tree(&self, key: &RepoKey, commit: &str) -> ApiResult<(CommitRecord, Vec<Entry>)> {
+        let record = self
+            .commit(key, commit)?
+            .ok_or_else(|| ApiError::internal(format!("commit {commit} missing")))?;
+        let tree = self.tree(&record.tree)?;
+        Ok((record, tree))
+    }
+
+    /// All refs of the repo: (full name, commit).
+    pub fn refs(&self, key: &RepoKey) -> ApiResult<Vec<(String, String)>> {
+        let prefix = key.sub("");
+        Ok(self
+            .store
+            .kv_scan_prefix(Table::HubRef, &prefix)?
+            .into_iter()
+            .map(|(k, v)| {
+                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                (name, String::from_utf8_lossy(&v).into_owned())
+            })
+            .collect())
+    }
+
+    /// Up to `limit` commits reachable from `from` (first parents), newest first, skipping `skip`.
+    pub fn history(&self, key: &RepoKey, from: &str, skip: usize, limit: usize) -> ApiResult<Vec<CommitRecord>> {
+        let mut out = Vec::new();
+        let mut next = Some(from.to_owned());
+        let mut seen = 0usize;
+        while let Some(id) = next {
+            let Some(c) = self.commit(key, &id)? else { break };
+            next = c.parents.first().cloned();
+            if seen >= skip {
+                out.push(c);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            seen += 1;
+        }
+        Ok(out)
+    }
+
+    /// True if the file was committed to (or uploaded for) this repo.
+    pub fn file_in_repo(&self, key: &RepoKey, file: &FileHash) -> ApiResult<bool> {
+        let k = format!("f\0{}\0{file}", key.0);
+        Ok(self.store.kv_get(Table::HubTree, k.as_bytes())?.is_some())
+    }
+
+    /// Records that files may be read with this repo's CAS tokens.
+    pub fn register_files(&self, key: &RepoKey, files: &[FileHash]) -> ApiResult<()> {
+        let mut batch = KvBatch::default();
+        for f in files {
+            batch.put(Table::HubTree, format!("f\0{}\0{f}", key.0), Vec::new());
+        }
+        self.store.kv_write(batch)?;
+        Ok(())
+    }
+
+    /// Creates a repo with an empty first commit on `main`. `Ok(false)` if it already exists.
+    pub fn create_repo(&self, key: &RepoKey, record: &RepoRecord) -> ApiResult<bool> {
+        let _guard = self.write_lock.lock();
+        if self.repo(key)?.is_some() {
+            return Ok(false);
+        }
+        let mut batch = KvBatch::default();
+        let meta = CommitMeta {
+            author: record.owner.clone(),
+            date: record.created,
+            title: "initial commit".into(),
+            message: String::new(),
+        };
+        let commit = write_commit(&mut batch, key, &[], None, &meta)?;
+        batch.put(Table::HubRef, key.sub(&branch_ref("main")), commit.as_bytes());
+        batch.put(Table::HubRepo, key.0.as_bytes(), to_json(record)?);
+        self.store.kv_write(batch)?;
+        Ok(true)
+    }
+
+    /// Deletes a repo and its refs and commits (trees and file data stay for GC).
+    pub fn delete_repo(&self, key: &RepoKey) -> ApiResult<()> {
+        let _guard = self.write_lock.lock();
+        let mut batch = KvBatch::default();
+        batch.delete(Table::HubRepo, key.0.as_bytes());
+        for table in [Table::HubRef, Table::HubCommit] {
+            for (k, _) in self.store.kv_scan_prefix(table, &key.sub(""))? {
+                batch.delete(table, k);
+            }
+        }
+        for (k, _) in self.store.kv_scan_prefix(Table::HubTree, format!("f\0{}\0", key.0).as_bytes())? {
+            batch.delete(Table::HubTree, k);
+        }
+        self.store.kv_write(batch)?;
+        Ok(())
+    }
+
+    /// Creates a ref; `Ok(false)` if it exists.
+    pub fn create_ref(&self, key: &RepoKey, full_ref: &str, commit: &str) -> ApiResult<bool> {
+        let _guard = self.write_lock.lock();
+        if self.get_ref(key, full_ref)?.is_some() {
+            return Ok(false);
+        }
+        let mut batch = KvBatch::default();
+        batch.put(Table::HubRef, key.sub(full_ref), commit.as_bytes());
+        self.store.kv_write(batch)?;
+        Ok(true)
+    }
+
+    /// Deletes a ref; `Ok(false)` if it did not exist.
+    pub fn delete_ref(&self, key: &RepoKey, full_ref: &str) -> ApiResult<bool> {
+        let _guard = self.write_lock.lock();
+        if self.get_ref(key, full_ref)?.is_none() {
+            return Ok(false);
+        }
+        let mut batch = KvBatch::default();
+        batch.delete(Table::HubRef, key.sub(full_ref));
+        self.store.kv_write(batch)?;
+        Ok(true)
+    }
+
+    /// Commits on top of a branch: `apply` turns the head's files into the new files.
+    ///
+    /// Refuses with 412 if `expected_parent` is given and is not the head. Returns the head
+    /// unchanged (`created: false`) when the files do not change, so a retried commit is
+    /// idempotent.
+    pub fn commit_to_branch(
+        &self,
+        key: &RepoKey,
+        branch: &str,
+        expected_parent: Option<&str>,
+        meta: &CommitMeta,
+        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+    ) -> ApiResult<CommitOutcome> {
+        let _guard = self.write_lock.lock();
+        let full_ref = branch_ref(branch);
+        let head = self.get_ref(key, &full_ref)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
+        if let Some(parent) = expected_parent {
+            if !head.starts_with(parent) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::PRECONDITION_FAILED,
+                    format!("Parent commit {parent} is not the head of {branch} ({head})"),
+                ));
+            }
+        }
+        let (_, old) = self.commit_tree(key, &head)?;
+        let new = apply(old.clone(), &head)?;
+        if new == old {
+            return Ok(CommitOutcome { commit: head, created: false });
+        }
+        let mut batch = KvBatch::default();
+        let commit = write_commit(&mut batch, key, &new, Some(&head), meta)?;
+        for e in &new {
+            batch.put(Table::HubTree, format!("f\0{}\0{}", key.0, e.file), Vec::new());
+        }
+        batch.put(Table::HubRef, key.sub(&full_ref), commit.as_bytes());
+        self.store.kv_write(batch)?;
+        Ok(CommitOutcome { commit, created: true })
+    }
+}
+
+/// Adds a tree and a commit record to a batch; returns the commit id.
+fn write_commit(
+    batch: &mut KvBatch,
+    key: &RepoKey,
+    entries: &[Entry],
+    parent: Option<&str>,
+    meta: &CommitMeta,
+) -> ApiResult<String> {
+    let tree_json = to_json(&entries)?;
+    let tree = sha1_hex(&tree_json);
+    let parents: Vec<String> = parent.map(str::to_owned).into_iter().collect();
+    let mut text = format!("tree {tree}\n");
+    for p in &parents {
+        text.push_str(&format!("parent {p}\n"));
+    }
+    text.push_str(&format!("author {} {}\n\n{}\n\n{}", meta.author, meta.date, meta.title, meta.message));
+    let id = sha1_hex(text.as_bytes());
+    let record = CommitRecord {
+        id: id.clone(),
+        tree: tree.clone(),
+        parents,
+        author: meta.author.clone(),
+        date: meta.date,
+        title: meta.title.clone(),
+        message: meta.message.clone(),
+    };
+    batch.put(Table::HubTree, format!("t\0{tree}"), tree_json);
+    batch.put(Table::HubCommit, key.sub(&id), to_json(&record)?);
+    Ok(id)
+}

@@ -1,0 +1,666 @@
+//! The Xet CAS API (`xet-protocol.md` §5) and the Hub's token routes for it (§6.1).
+//!
+//! - Tokens: `GET /api/{type}s/{ns}/{name}/xet-{read|write}-token/{rev}` issue signed CAS
+//!   tokens bound to the repo and a scope.
+//! - Reconstruction v1/v2 (and batch) of files registered to the token's repo, with presigned
+//!   fetch URLs (`/_cas/fetch/{xorb}`) that authorise exactly the listed byte ranges.
+//! - Uploads: xorbs are re-hashed by the store and refused on mismatch; shards are decoded and
+//!   every term checked against stored xorbs (existence, lengths, verification hashes, file
+//!   hash) before anything is recorded.
+//! - Global dedup: `GET /v1/chunks/{prefix}/{hash}` answers a one-xorb shard whose chunk hashes
+//!   are keyed with a fresh key.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Body;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+
+use super::{query_pairs, read_body, RepoParams};
+use crate::format::{Shard, ShardChunk, ShardXorb};
+use crate::hash::{file_hash, range_hash, ChunkHash, FileHash, Sha256Hasher, XorbHash};
+use crate::protocol::{
+    headers as h, parse_range_header, BatchReconstruction, ChunkRange, FetchInfo, FileKey,
+    InclusiveByteRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2, RepoType,
+    ShardEvent, ShardUploadResponse, XetTokenResponse, XorbFetchV2, XorbRangeV2,
+    XorbUploadResponse,
+};
+use crate::server::auth::CasClaims;
+use crate::server::db::RepoKey;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::store::{FileRecord, StoreError, Term, XorbMeta};
+
+/// Largest xorb body: 64 MiB of chunk data plus headers and an optional footer.
+const XORB_BODY_LIMIT: u64 = (64 << 20) + (1 << 20);
+/// Largest shard body.
+const SHARD_BODY_LIMIT: u64 = 64 << 20;
+/// Bytes read from the store per step of a streamed fetch.
+const PIECE: u64 = 4 << 20;
+/// Most ranges one V2 fetch URL carries.
+const RANGES_PER_URL: usize = 200;
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+/// `GET /api/{type}s/{ns}/{name}/xet-read-token/{rev}`.
+pub async fn read_token(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap) -> ApiResult<Response> {
+    token(st, p, h, false).await
+}
+
+/// `GET /api/{type}s/{ns}/{name}/xet-write-token/{rev}`.
+pub async fn write_token(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap) -> ApiResult<Response> {
+    token(st, p, h, true).await
+}
+
+async fn token(State(s): State<AppState>, Path(p): Path<RepoParams>, headers: HeaderMap, write: bool) -> ApiResult<Response> {
+    let caller = s.caller(&headers)?;
+    let (repo_type, id) = p.repo(RepoType::Model)?;
+    let (key, _) = if write {
+        s.writable_repo(&caller, repo_type, &id).await?
+    } else {
+        s.visible_repo(&caller, repo_type, &id).await?
+    };
+    if !write {
+        let rev = p.revision()?;
+        let k = key.clone();
+        let found = s.blocking(move |s| s.db.resolve(&k, &rev)).await?;
+        if found.is_none() {
+            return Err(ApiError::revision_not_found(&p.revision()?));
+        }
+    }
+    let exp = s.now() + s.options.token_ttl_secs;
+    let access_token = s.signer.cas_token(&CasClaims { repo: key.as_str().to_owned(), write, exp });
+    let cas_url = s.base_url(&headers);
+    let mut r = Json(XetTokenResponse { access_token: access_token.clone(), exp, cas_url: cas_url.clone() })
+        .into_response();
+    for (name, value) in [
+        (h::X_XET_ACCESS_TOKEN, access_token),
+        (h::X_XET_TOKEN_EXPIRATION, exp.to_string()),
+        (h::X_XET_CAS_URL, cas_url),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(HeaderName::from_static(name), v);
+        }
+    }
+    Ok(r)
+}
+
+/// Checks the CAS bearer token: 401 if missing, invalid or expired, 403 if `write` is needed.
+fn claims(s: &AppState, headers: &HeaderMap, write: bool) -> ApiResult<CasClaims> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("missing CAS token"))?;
+    let claims = s
+        .signer
+        .check_cas_token(token.trim(), s.now())
+        .ok_or_else(|| ApiError::unauthorized("invalid or expired CAS token"))?;
+    if write && !claims.write {
+        return Err(ApiError::forbidden("this CAS token is read-only"));
+    }
+    Ok(claims)
+}
+
+fn parse_hash<T: std::str::FromStr>(s: &str) -> ApiResult<T> {
+    s.parse().map_err(|_| ApiError::bad_request(format!("invalid hash {:?}", s.chars().take(80).collect::<String>())))
+}
+
+fn store_input_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::XorbHashMismatch { .. } | StoreError::MalformedXorb { .. } | StoreError::CorruptChunk { .. } => {
+            ApiError::bad_request(e.to_string())
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconstruction
+
+/// A reconstruction before URLs are attached.
+struct Plan {
+    offset: u64,
+    terms: Vec<ReconstructionTerm>,
+    /// Per xorb: merged chunk ranges with their inclusive byte ranges.
+    fetch: BTreeMap<XorbHash, Vec<(ChunkRange, InclusiveByteRange)>>,
+}
+
+fn meta<'a>(s: &AppState, cache: &'a mut HashMap<XorbHash, XorbMeta>, xorb: &XorbHash) -> ApiResult<&'a XorbMeta> {
+    if !cache.contains_key(xorb) {
+        let m = s.store.xorb_meta(xorb)?.ok_or_else(|| ApiError::internal(format!("xorb {xorb} missing")))?;
+        cache.insert(*xorb, m);
+    }
+    cache.get(xorb).ok_or_else(|| ApiError::internal("xorb cache"))
+}
+
+/// Computes terms and fetch ranges for `[start, end)` of a file (`xet-protocol.md` §5.2).
+fn plan(s: &AppState, record: &FileRecord, start: u64, end: u64) -> ApiResult<Plan> {
+    let mut metas = HashMap::new();
+    let mut pos = 0u64;
+    let mut offset = None;
+    let mut terms = Vec::new();
+    let mut wanted: BTreeMap<XorbHash, Vec<(u32, u32)>> = BTreeMap::new();
+    for t in &record.terms {
+        let term_end = pos + u64::from(t.unpacked_len);
+        if term_end <= start || pos >= end {
+            pos = term_end;
+            continue;
+        }
+        let m = meta(s, &mut metas, &t.xorb)?;
+        let (mut first, mut last, mut kept, mut cpos) = (None, 0, 0u64, pos);
+        for i in t.chunk_start..t.chunk_end {
+            let c = m
+                .chunks
+                .get(i as usize)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| ApiError::internal(format!("chunk {i} of {} missing", t.xorb)))?;
+            let (a, b) = (cpos, cpos + u64::from(c.unpacked_len));
+            cpos = b;
+            if b <= start || a >= end {
+                continue;
+            }
+            if first.is_none() {
+                first = Some(i);
+                offset.get_or_insert(start.saturating_sub(a));
+            }
+            last = i + 1;
+            kept += u64::from(c.unpacked_len);
+        }
+        if cpos != term_end {
+            return Err(ApiError::internal(format!("term lengths of {} disagree with its xorb", record.hash)));
+        }
+        pos = term_end;
+        if let Some(f) = first {
+            let unpacked_length = u32::try_from(kept).map_err(ApiError::internal)?;
+            terms.push(ReconstructionTerm { hash: t.xorb, unpacked_length, range: ChunkRange { start: f, end: last } });
+            wanted.entry(t.xorb).or_default().push((f, last));
+        }
+    }
+    let mut fetch = BTreeMap::new();
+    for (xorb, mut ranges) in wanted {
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::new();
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        let m = meta(s, &mut metas, &xorb)?;
+        let byte = |i: u32| m.chunks.get(i as usize).and_then(Option::as_ref);
+        let list = merged
+            .into_iter()
+            .map(|(a, b)| {
+                let (first, lastc) = (byte(a), byte(b - 1));
+                let (Some(first), Some(lastc)) = (first, lastc) else {
+                    return Err(ApiError::internal("chunk range outside xorb"));
+                };
+                let bytes = InclusiveByteRange { start: u64::from(first.byte_start), end: u64::from(lastc.byte_end) - 1 };
+                Ok((ChunkRange { start: a, end: b }, bytes))
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        fetch.insert(xorb, list);
+    }
+    Ok(Plan { offset: offset.unwrap_or(0), terms, fetch })
+}
+
+/// A presigned URL serving the given byte ranges of a xorb.
+fn fetch_url(s: &AppState, base: &str, xorb: &XorbHash, ranges: &[InclusiveByteRange]) -> String {
+    let r = ranges.iter().map(|b| format!("{}-{}", b.start, b.end)).collect::<Vec<_>>().join(",");
+    let exp = s.now() + s.options.token_ttl_secs;
+    let sig = s.signer.sign("fetch", &format!("{xorb}\0{r}\0{exp}"));
+    format!("{base}/_cas/fetch/{xorb}?r={r}&exp={exp}&sig={sig}")
+}
+
+/// Loads a file the token's repo may read, and the byte range asked for.
+async fn file_for(s: &AppState, claims: &CasClaims, file_id: &str) -> ApiResult<FileRecord> {
+    let file: FileHash = parse_hash(file_id)?;
+    let key = RepoKey::from_trusted(claims.repo.clone());
+    s.blocking(move |s| {
+        if !s.db.file_in_repo(&key, &file)? {
+            return Err(ApiError::not_found("file not found"));
+        }
+        s.store.file(&file)?.ok_or_else(|| ApiError::not_found("file not found"))
+    })
+    .await
+}
+
+/// The requested `[start, end)` of a file of `size` bytes; `None` = 416.
+fn requested_range(headers: &HeaderMap, size: u64) -> ApiResult<(u64, u64)> {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok((0, size));
+    };
+    let specs = parse_range_header(value).filter(|r| r.len() == 1).ok_or_else(|| ApiError::bad_request("bad Range"))?;
+    match specs[0].resolve(size) {
+        Some(r) => Ok(r),
+        None if size == 0 => Ok((0, 0)),
+        None => Err(ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range starts past the end of the file")),
+    }
+}
+
+/// `GET /v1/reconstructions/{file_id}`.
+pub async fn reconstruction_v1(
+    State(s): State<AppState>,
+    Path(file_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<ReconstructionV1>> {
+    let claims = claims(&s, &headers, false)?;
+    let record = file_for(&s, &claims, &file_id).await?;
+    let (start, end) = requested_range(&headers, record.size)?;
+    let plan = s.blocking(move |s| plan(s, &record, start, end)).await?;
+    let base = s.base_url(&headers);
+    let fetch_info = plan
+        .fetch
+        .iter()
+        .map(|(xorb, ranges)| {
+            let infos = ranges
+                .iter()
+                .map(|(chunks, bytes)| FetchInfo { range: *chunks, url: fetch_url(&s, &base, xorb, &[*bytes]), url_range: *bytes })
+                .collect();
+            (xorb.to_string(), infos)
+        })
+        .collect();
+    Ok(Json(ReconstructionV1 { offset_into_first_range: plan.offset, terms: plan.terms, fetch_info }))
+}
+
+/// `GET /v2/reconstructions/{file_id}`.
+pub async fn reconstruction_v2(
+    State(s): State<AppState>,
+    Path(file_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<ReconstructionV2>> {
+    let claims = claims(&s, &headers, false)?;
+    let record = file_for(&s, &claims, &file_id).await?;
+    let (start, end) = requested_range(&headers, record.size)?;
+    let plan = s.blocking(move |s| plan(s, &record, start, end)).await?;
+    let base = s.base_url(&headers);
+    let xorbs = plan
+        .fetch
+        .iter()
+        .map(|(xorb, ranges)| {
+            let fetches = ranges
+                .chunks(RANGES_PER_URL)
+                .map(|group| {
+                    let bytes: Vec<InclusiveByteRange> = group.iter().map(|(_, b)| *b).collect();
+                    XorbFetchV2 {
+                        url: fetch_url(&s, &base, xorb, &bytes),
+                        ranges: group.iter().map(|(c, b)| XorbRangeV2 { chunks: *c, bytes: *b }).collect(),
+                    }
+                })
+                .collect();
+            (xorb.to_string(), fetches)
+        })
+        .collect();
+    Ok(Json(ReconstructionV2 { offset_into_first_range: plan.offset, terms: plan.terms, xorbs }))
+}
+
+/// Batch reconstruction: `GET /v1/reconstructions?file_id=...` or `POST` with `[{hash}]`.
+pub async fn reconstruction_batch(
+    State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<BatchReconstruction>> {
+    let claims = claims(&s, &headers, false)?;
+    let mut ids: Vec<String> =
+        query_pairs(uri.query()).into_iter().filter(|(k, _)| k == "file_id").map(|(_, v)| v).collect();
+    let bytes = read_body(&headers, body, super::JSON_LIMIT).await?;
+    if !bytes.is_empty() {
+        let keys: Vec<FileKey> = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        ids.extend(keys.into_iter().map(|k| k.hash));
+    }
+    if ids.len() > 1000 {
+        return Err(ApiError::bad_request("at most 1000 files per batch"));
+    }
+    let base = s.base_url(&headers);
+    let mut out = BatchReconstruction::default();
+    for id in ids {
+        let record = file_for(&s, &claims, &id).await?;
+        let size = record.size;
+        let plan = s.blocking(move |s| plan(s, &record, 0, size)).await?;
+        for (xorb, ranges) in &plan.fetch {
+            let infos = out.fetch_info.entry(xorb.to_string()).or_default();
+            for (chunks, bytes) in ranges {
+                if !infos.iter().any(|f| f.range == *chunks) {
+                    infos.push(FetchInfo { range: *chunks, url: fetch_url(&s, &base, xorb, &[*bytes]), url_range: *bytes });
+                }
+            }
+        }
+        out.files.insert(id, plan.terms);
+    }
+    Ok(Json(out))
+}
+
+/// `HEAD /v1/files/{file_id}`: the file size.
+pub async fn head_file(State(s): State<AppState>, Path(file_id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    let claims = claims(&s, &headers, false)?;
+    let record = file_for(&s, &claims, &file_id).await?;
+    let mut r = Response::new(Body::empty());
+    if let Ok(v) = HeaderValue::from_str(&record.size.to_string()) {
+        r.headers_mut().insert(header::CONTENT_LENGTH, v);
+    }
+    Ok(r)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presigned xorb range reads
+
+/// Parses `a-b,c-d` (inclusive ends).
+fn parse_ranges(r: &str) -> Option<Vec<(u64, u64)>> {
+    r.split(',')
+        .map(|p| {
+            let (a, b) = p.split_once('-')?;
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b).then_some((a, b))
+        })
+        .collect()
+}
+
+/// `GET /_cas/fetch/{xorb}?r&exp&sig` with `Range`: raw stored bytes, only inside signed ranges.
+pub async fn fetch(
+    State(s): State<AppState>,
+    Path(xorb): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let pairs = query_pairs(uri.query());
+    let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+    let (r, exp, sig) = (get("r"), get("exp"), get("sig"));
+    if !s.signer.verify("fetch", &format!("{xorb}\0{r}\0{exp}"), sig) {
+        return Err(ApiError::forbidden("invalid signature"));
+    }
+    if exp.parse::<u64>().unwrap_or(0) <= s.now() {
+        return Err(ApiError::forbidden("URL expired"));
+    }
+    let hash: XorbHash = parse_hash(&xorb)?;
+    let allowed = parse_ranges(r).ok_or_else(|| ApiError::forbidden("invalid signed ranges"))?;
+    let requested: Vec<(u64, u64)> = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => allowed.clone(),
+        Some(v) => parse_range_header(v)
+            .ok_or_else(|| ApiError::bad_request("bad Range"))?
+            .into_iter()
+            .map(|spec| match spec {
+                crate::protocol::RangeSpec::FromTo(a, Some(b)) => Ok((a, b)),
+                _ => Err(ApiError::bad_request("only closed ranges are served")),
+            })
+            .collect::<ApiResult<_>>()?,
+    };
+    if !requested.iter().all(|(a, b)| allowed.iter().any(|(lo, hi)| a >= lo && b <= hi)) {
+        return Err(ApiError::forbidden("range not covered by the signature"));
+    }
+    if let [(a, b)] = requested[..] {
+        let mut resp = Response::new(xorb_body(s.clone(), hash, a, b + 1));
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let hm = resp.headers_mut();
+        hm.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        for (name, value) in [(header::CONTENT_LENGTH, (b - a + 1).to_string()), (header::CONTENT_RANGE, format!("bytes {a}-{b}/*"))] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                hm.insert(name, v);
+            }
+        }
+        return Ok(resp);
+    }
+    // Several ranges: multipart/byteranges, built in memory (signed ranges are bounded by a xorb).
+    let boundary = format!("tessera-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let b2 = boundary.clone();
+    let body = s
+        .blocking(move |s| {
+            let mut out = Vec::new();
+            for (a, b) in requested {
+                let bytes = s.store.read_xorb_bytes(&hash, a, b + 1)?;
+                out.extend_from_slice(
+                    format!("--{b2}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {a}-{b}/*\r\n\r\n")
+                        .as_bytes(),
+                );
+                out.extend_from_slice(&bytes);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(format!("--{b2}--\r\n").as_bytes());
+            Ok(out)
+        })
+        .await?;
+    let ct = format!("multipart/byteranges; boundary={boundary}");
+    Ok((StatusCode::PARTIAL_CONTENT, [(header::CONTENT_TYPE, ct)], body).into_response())
+}
+
+/// Streams `[start, end)` of a stored xorb.
+fn xorb_body(s: AppState, xorb: XorbHash, start: u64, end: u64) -> Body {
+    let stream = futures::stream::unfold(start, move |pos| {
+        let s = s.clone();
+        async move {
+            if pos >= end {
+                return None;
+            }
+            let stop = end.min(pos + PIECE);
+            let read = s.blocking(move |s| Ok(s.store.read_xorb_bytes(&xorb, pos, stop)?)).await;
+            Some(match read {
+                Ok(bytes) if bytes.len() as u64 == stop - pos => (Ok(Bytes::from(bytes)), stop),
+                _ => (Err(std::io::Error::other("xorb read failed")), end),
+            })
+        }
+    });
+    Body::from_stream(stream)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uploads
+
+/// `POST /v1/xorbs/{prefix}/{hash}`.
+pub async fn upload_xorb(
+    State(s): State<AppState>,
+    Path((prefix, hash)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<XorbUploadResponse>> {
+    claims(&s, &headers, true)?;
+    if prefix != "default" {
+        return Err(ApiError::bad_request("the only xorb prefix is default"));
+    }
+    let xorb: XorbHash = parse_hash(&hash)?;
+    let bytes = read_body(&headers, body, XORB_BODY_LIMIT).await?;
+    let lock = s.xorb_lock(&hash);
+    let _guard = lock.lock().await;
+    let inserted = s.blocking(move |s| s.store.put_xorb(xorb, &bytes).map_err(store_input_error)).await?;
+    if inserted {
+        tracing::debug!(%xorb, "xorb stored");
+    }
+    Ok(Json(XorbUploadResponse { was_inserted: inserted }))
+}
+
+/// `HEAD /v1/xorbs/{prefix}/{hash}`.
+pub async fn head_xorb(
+    State(s): State<AppState>,
+    Path((_prefix, hash)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    claims(&s, &headers, false)?;
+    let xorb: XorbHash = parse_hash(&hash)?;
+    let m = s.blocking(move |s| Ok(s.store.xorb_meta(&xorb)?)).await?;
+    match m {
+        Some(m) if m.is_complete() => {
+            let mut r = Response::new(Body::empty());
+            if let Ok(v) = HeaderValue::from_str(&m.stored_len().to_string()) {
+                r.headers_mut().insert(header::CONTENT_LENGTH, v);
+            }
+            Ok(r)
+        }
+        _ => Err(ApiError::not_found("xorb not found")),
+    }
+}
+
+/// Verifies a shard against the store and records its files. Returns 1 if a file was new.
+fn register_shard(s: &AppState, bytes: &[u8], key: &RepoKey) -> ApiResult<u8> {
+    let shard = Shard::decode(bytes).map_err(|e| ApiError::bad_request(format!("invalid shard: {e}")))?;
+    let mut metas: HashMap<XorbHash, XorbMeta> = HashMap::new();
+    for x in &shard.xorbs {
+        let m = s
+            .store
+            .xorb_meta(&x.hash)?
+            .filter(XorbMeta::is_complete)
+            .ok_or_else(|| ApiError::bad_request(format!("shard lists xorb {} that was not uploaded", x.hash)))?;
+        let same = m.chunks.len() == x.chunks.len()
+            && m.chunks.iter().flatten().zip(&x.chunks).all(|(a, b)| a.hash == b.hash && a.unpacked_len == b.len);
+        if !same {
+            return Err(ApiError::bad_request(format!("shard's chunk list of xorb {} does not match it", x.hash)));
+        }
+        metas.insert(x.hash, m);
+    }
+    let mut records = Vec::with_capacity(shard.files.len());
+    for f in &shard.files {
+        records.push(verify_file(s, &mut metas, f)?);
+    }
+    let mut any_new = false;
+    for mut record in records {
+        if s.store.file(&record.hash)?.is_some() {
+            continue;
+        }
+        if record.sha256 == crate::hash::Sha256::default() && record.size > 0 {
+            record.sha256 = sha256_of(s, &record)?;
+        }
+        s.store.put_file(&record)?;
+        any_new = true;
+    }
+    let files: Vec<FileHash> = shard.files.iter().map(|f| f.hash).collect();
+    s.db.register_files(key, &files)?;
+    Ok(u8::from(any_new || shard.files.is_empty()))
+}
+
+/// Checks one file of a shard: every term's xorb is stored, ranges and lengths agree, the
+/// verification hash and the file hash match. Returns its record (sha256 zero when absent).
+fn verify_file(
+    s: &AppState,
+    metas: &mut HashMap<XorbHash, XorbMeta>,
+    f: &crate::format::ShardFile,
+) -> ApiResult<FileRecord> {
+    let bad = |why: String| ApiError::bad_request(format!("file {}: {why}", f.hash));
+    let verification = f.verification.as_ref().ok_or_else(|| bad("no verification records".into()))?;
+    if verification.len() != f.terms.len() {
+        return Err(bad("one verification record per term is required".into()));
+    }
+    let mut leaves = Vec::new();
+    let mut terms = Vec::with_capacity(f.terms.len());
+    for (t, expected) in f.terms.iter().zip(verification) {
+        if !metas.contains_key(&t.xorb) {
+            let m = s
+                .store
+                .xorb_meta(&t.xorb)?
+                .ok_or_else(|| bad(format!("xorb {} was not uploaded", t.xorb)))?;
+            metas.insert(t.xorb, m);
+        }
+        let m = metas.get(&t.xorb).ok_or_else(|| ApiError::internal("meta cache"))?;
+        if t.chunk_start >= t.chunk_end || t.chunk_end as usize > m.chunks.len() {
+            return Err(bad(format!("chunk range {}..{} outside xorb {}", t.chunk_start, t.chunk_end, t.xorb)));
+        }
+        let chunks = m.chunks[t.chunk_start as usize..t.chunk_end as usize]
+            .iter()
+            .map(|c| c.as_ref().map(|c| (c.hash, c.unpacked_len)))
+            .collect::<Option<Vec<(ChunkHash, u32)>>>()
+            .ok_or_else(|| bad(format!("xorb {} is not fully stored", t.xorb)))?;
+        let len: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
+        if len != u64::from(t.unpacked_len) {
+            return Err(bad("term length disagrees with its chunks".into()));
+        }
+        let hashes: Vec<ChunkHash> = chunks.iter().map(|c| c.0).collect();
+        if range_hash(&hashes) != *expected {
+            return Err(bad("verification hash mismatch".into()));
+        }
+        leaves.extend(chunks.iter().map(|(h, l)| (*h, u64::from(*l))));
+        terms.push(Term { xorb: t.xorb, chunk_start: t.chunk_start, chunk_end: t.chunk_end, unpacked_len: t.unpacked_len });
+    }
+    if file_hash(&leaves) != f.hash {
+        return Err(bad("file hash does not match its chunks".into()));
+    }
+    Ok(FileRecord { hash: f.hash, size: f.size(), sha256: f.sha256.unwrap_or_default(), terms })
+}
+
+/// SHA-256 of a file rebuilt from the store (for shards without the metadata extension).
+fn sha256_of(s: &AppState, record: &FileRecord) -> ApiResult<crate::hash::Sha256> {
+    let mut h = Sha256Hasher::default();
+    let mut pos = 0;
+    while pos < record.size {
+        let len = (record.size - pos).min(PIECE);
+        h.update(&s.store.read_record_range(record, pos, len)?);
+        pos += len;
+    }
+    Ok(h.finish())
+}
+
+async fn shard_upload(s: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<u8> {
+    let c = claims(s, headers, true)?;
+    let bytes = read_body(headers, body, SHARD_BODY_LIMIT).await?;
+    let key = RepoKey::from_trusted(c.repo);
+    let result = s.blocking(move |s| register_shard(s, &bytes, &key)).await?;
+    tracing::debug!(result, "shard registered");
+    Ok(result)
+}
+
+/// `POST /v1/shards`.
+pub async fn upload_shard_v1(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Json<ShardUploadResponse>> {
+    let result = shard_upload(&s, &headers, body).await?;
+    Ok(Json(ShardUploadResponse { result }))
+}
+
+/// `POST /v2/shards`: the same, answered as an NDJSON event stream (validation happens before
+/// the stream starts, so failures are plain 4xx answers).
+pub async fn upload_shard_v2(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let result = shard_upload(&s, &headers, body).await?;
+    let mut out = String::new();
+    for e in [ShardEvent::Validating { verified: 1, total: 1 }, ShardEvent::Result { result }] {
+        out.push_str(&serde_json::to_string(&e).map_err(ApiError::internal)?);
+        out.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Global dedup
+
+/// `GET /v1/chunks/{prefix}/{hash}`: a dedup shard for a known chunk, 404 otherwise.
+pub async fn dedup(
+    State(s): State<AppState>,
+    Path((prefix, hash)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    claims(&s, &headers, false)?;
+    if prefix != "default" && prefix != "default-merkledb" {
+        return Err(ApiError::bad_request("unknown prefix"));
+    }
+    let chunk: ChunkHash = parse_hash(&hash)?;
+    let key: [u8; 32] = rand::random();
+    let expiry = s.now() + s.options.token_ttl_secs;
+    let body = s
+        .blocking(move |s| {
+            let Some((xorb, _)) = s.store.chunk_location(&chunk)? else { return Ok(None) };
+            let Some(m) = s.store.xorb_meta(&xorb)?.filter(XorbMeta::is_complete) else { return Ok(None) };
+            let mut start = 0u32;
+            let chunks = m
+                .chunks
+                .iter()
+                .flatten()
+                .map(|c| {
+                    let sc = ShardChunk { hash: c.hash, unpacked_start: start, len: c.unpacked_len, flags: 0 };
+                    start = start.saturating_add(c.unpacked_len);
+                    sc
+                })
+                .collect();
+            let bytes_on_disk = u32::try_from(m.stored_len()).unwrap_or(u32::MAX);
+            let shard = Shard { files: Vec::new(), xorbs: vec![ShardXorb { hash: xorb, bytes_on_disk, chunks }], footer: None };
+            shard.encode_dedup_response(Some(key), Some(expiry)).map(Some).map_err(ApiError::internal)
+        })
+        .await?;
+    match body {
+        Some(b) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], b).into_response()),
+        None => Err(ApiError::not_found("chunk not found")),
+    }
+}
+
+/// `POST /v1/telemetry`: accepted and dropped.
+pub async fn telemetry(headers: HeaderMap, body: Body) -> ApiResult<StatusCode> {
+    read_body(&headers, body, super::JSON_LIMIT).await?;
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,346 @@
+//! Repo-level routes: create and delete repos, repo info, tree listing, paths-info,
+//! `validate-yaml` and `whoami-v2`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::body::Body;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sha1::Digest;
+
+use super::{json_body, query_get, query_pairs, query_with, read_body, repo_url, RepoParams, JSON_LIMIT};
+use crate::protocol::{
+    format_hub_date, parse_bool, parse_urlencoded, CreateRepoRequest, CreateRepoResponse,
+    DeleteRepoRequest, LfsInfo, PathsInfoRequest, RepoId, RepoInfo, RepoType, Sibling, SiblingLfs,
+    TreeDirectory, TreeEntry, TreeFile, ValidateYamlResponse, WhoAmI, WhoAmIAuth, WhoAmIToken,
+};
+use crate::server::auth::{Caller, Scope};
+use crate::server::db::{CommitRecord, Entry, RepoKey, RepoRecord};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+
+/// `POST /api/repos/create`.
+pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let caller = s.caller(&headers)?;
+    let Some(user) = caller.user().map(str::to_owned) else {
+        return Err(ApiError::unauthorized("You must be authenticated to create a repo"));
+    };
+    if !caller.can_write() {
+        return Err(ApiError::forbidden("You need a write token to create a repo"));
+    }
+    let req: CreateRepoRequest = json_body(&headers, body).await?;
+    let repo_type = RepoType::from_name(req.repo_type.as_deref())?;
+    let namespace = req.organization.clone().unwrap_or_else(|| user.clone());
+    let id = RepoId::new(&namespace, &req.name)?;
+    if namespace != user && s.options.tokens.is_user(&namespace) {
+        return Err(ApiError::forbidden(format!("You cannot create repos in the namespace {namespace}")));
+    }
+    let private = req.private.unwrap_or(false) || req.visibility.as_deref() == Some("private");
+    let record = RepoRecord {
+        repo_type: repo_type.as_str().to_owned(),
+        id: id.to_string(),
+        private,
+        owner: user,
+        created: s.now(),
+        sdk: req.sdk.clone(),
+    };
+    let key = RepoKey::new(repo_type, &id);
+    let created = s.blocking(move |s| s.db.create_repo(&key, &record)).await?;
+    let url = repo_url(&s.base_url(&headers), repo_type, &id);
+    if !created {
+        return Err(ApiError::conflict(format!("You already created this {repo_type} repo"))
+            .with_field("url", url));
+    }
+    tracing::info!(repo = %id, %repo_type, private, "repo created");
+    Ok(Json(CreateRepoResponse { url, name: id.to_string(), id: id.to_string() }).into_response())
+}
+
+/// `DELETE /api/repos/delete`.
+pub async fn delete(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let caller = s.caller(&headers)?;
+    let req: DeleteRepoRequest = json_body(&headers, body).await?;
+    let repo_type = RepoType::from_name(req.repo_type.as_deref())?;
+    let namespace = req.organization.clone().or_else(|| caller.user().map(str::to_owned));
+    let namespace = namespace.ok_or_else(|| ApiError::repo_not_found(false))?;
+    let id = RepoId::new(&namespace, &req.name)?;
+    let (key, _) = s.writable_repo(&caller, repo_type, &id).await?;
+    s.blocking(move |s| s.db.delete_repo(&key)).await?;
+    tracing::info!(repo = %id, "repo deleted");
+    Ok(Json(serde_json::json!({})).into_response())
+}
+
+/// `POST /api/validate-yaml`: accepts any README metadata.
+pub async fn validate_yaml(headers: HeaderMap, body: Body) -> ApiResult<Json<ValidateYamlResponse>> {
+    let bytes = read_body(&headers, body, JSON_LIMIT).await?;
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(Json(ValidateYamlResponse::default()))
+}
+
+/// `GET /api/whoami-v2`.
+pub async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<WhoAmI>> {
+    match s.caller(&headers)? {
+        Caller::Anonymous => Err(ApiError::unauthorized("Invalid credentials in Authorization header")),
+        Caller::User { name, scope } => Ok(Json(WhoAmI {
+            kind: "user".into(),
+            name: name.clone(),
+            orgs: Vec::new(),
+            auth: WhoAmIAuth {
+                access_token: WhoAmIToken {
+                    display_name: format!("{name}-token"),
+                    role: if scope == Scope::Write { "write" } else { "read" }.into(),
+                },
+            },
+        })),
+    }
+}
+
+/// A repo the caller may see, resolved at a revision, with its files.
+pub struct Snapshot {
+    /// Repo type.
+    pub repo_type: RepoType,
+    /// Repo id.
+    pub id: RepoId,
+    /// Repo key.
+    pub key: RepoKey,
+    /// Repo record.
+    pub record: RepoRecord,
+    /// The commit.
+    pub commit: CommitRecord,
+    /// Its files, sorted by path.
+    pub entries: Vec<Entry>,
+}
+
+/// Resolves the repo and revision of a request (RepoNotFound / RevisionNotFound).
+pub async fn snapshot(s: &AppState, caller: &Caller, p: &RepoParams, default: RepoType) -> ApiResult<Snapshot> {
+    let (repo_type, id) = p.repo(default)?;
+    let rev = p.revision()?;
+    let (key, record) = s.visible_repo(caller, repo_type, &id).await?;
+    let k = key.clone();
+    let (commit, entries) = s
+        .blocking(move |s| {
+            let commit = s.db.resolve(&k, &rev)?.ok_or_else(|| ApiError::revision_not_found(&rev))?;
+            s.db.commit_tree(&k, &commit)
+        })
+        .await?;
+    Ok(Snapshot { repo_type, id, key, record, commit, entries })
+}
+
+/// `GET /api/{type}s/{ns}/{name}[/revision/{rev}]`.
+pub async fn info(
+    State(s): State<AppState>,
+    Path(p): Path<RepoParams>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> ApiResult<Json<RepoInfo>> {
+    let caller = s.caller(&headers)?;
+    let snap = snapshot(&s, &caller, &p, RepoType::Model).await?;
+    let pairs = query_pairs(uri.query());
+    let blobs = query_get(&pairs, "blobs").and_then(parse_bool).unwrap_or(false);
+    let siblings = snap
+        .entries
+        .iter()
+        .map(|e| Sibling {
+            rfilename: e.path.clone(),
+            size: blobs.then_some(e.size),
+            blob_id: blobs.then(|| e.git_oid.clone()),
+            lfs: (blobs && e.lfs).then(|| SiblingLfs {
+                size: e.size,
+                sha256: e.sha256.to_string(),
+                pointer_size: e.pointer_size(),
+            }),
+        })
+        .collect();
+    Ok(Json(RepoInfo {
+        id: snap.id.to_string(),
+        author: Some(snap.id.namespace().to_owned()),
+        sha: Some(snap.commit.id.clone()),
+        private: snap.record.private,
+        gated: serde_json::Value::Bool(false),
+        disabled: false,
+        last_modified: Some(format_hub_date(snap.commit.date)),
+        created_at: Some(format_hub_date(snap.record.created)),
+        siblings,
+        tags: Vec::new(),
+        downloads: 0,
+        likes: 0,
+        xet_enabled: true,
+        sdk: snap.record.sdk.clone(),
+    }))
+}
+
+/// Tree-listing entry of a file.
+pub fn file_entry(e: &Entry) -> TreeEntry {
+    TreeEntry::File(TreeFile {
+        oid: e.git_oid.clone(),
+        size: e.size,
+        path: e.path.clone(),
+        lfs: e.lfs.then(|| LfsInfo { oid: e.sha256.to_string(), size: e.size, pointer_size: e.pointer_size() }),
+        xet_hash: e.lfs.then(|| e.file.to_string()),
+    })
+}
+
+/// Digest of a folder: SHA-1 over the paths and oids of every file below it.
+fn dir_oids(entries: &[Entry]) -> HashMap<String, String> {
+    let mut hashers: HashMap<&str, sha1::Sha1> = HashMap::new();
+    for e in entries {
+        let mut end = 0;
+        while let Some(i) = e.path[end..].find('/') {
+            end += i;
+            let h = hashers.entry(&e.path[..end]).or_default();
+            h.update(e.path.as_bytes());
+            h.update([0]);
+            h.update(e.git_oid.as_bytes());
+            h.update([b'\n']);
+            end += 1;
+        }
+    }
+    hashers.into_iter().map(|(d, h)| (d.to_owned(), hex::encode(h.finalize()))).collect()
+}
+
+/// Lists a folder (`""` = root). `None` if the folder does not exist.
+pub fn list_dir(entries: &[Entry], dir: &str, recursive: bool) -> Option<Vec<TreeEntry>> {
+    let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    let oids = dir_oids(entries);
+    let mut seen_dirs = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut found = dir.is_empty();
+    let mut push_dir = |path: &str, out: &mut Vec<TreeEntry>| {
+        if seen_dirs.insert(path.to_owned()) {
+            let oid = oids.get(path).cloned().unwrap_or_default();
+            out.push(TreeEntry::Directory(TreeDirectory { oid, size: 0, path: path.to_owned() }));
+        }
+    };
+    for e in entries.iter().filter(|e| e.path.starts_with(&prefix)) {
+        found = true;
+        let rest = &e.path[prefix.len()..];
+        if recursive {
+            let mut end = 0;
+            while let Some(i) = rest[end..].find('/') {
+                end += i;
+                push_dir(&format!("{prefix}{}", &rest[..end]), &mut out);
+                end += 1;
+            }
+            out.push(file_entry(e));
+        } else if let Some((first, _)) = rest.split_once('/') {
+            push_dir(&format!("{prefix}{first}"), &mut out);
+        } else {
+            out.push(file_entry(e));
+        }
+    }
+    found.then_some(out)
+}
+
+/// `GET /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]`, paginated with `Link` and `cursor`.
+pub async fn tree(
+    State(s): State<AppState>,
+    Path(p): Path<RepoParams>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = s.caller(&headers)?;
+    let snap = snapshot(&s, &caller, &p, RepoType::Model).await?;
+    let pairs = query_pairs(uri.query());
+    let recursive = query_get(&pairs, "recursive").and_then(parse_bool).unwrap_or(false);
+    let dir = p.path.as_deref().unwrap_or("").trim_matches('/');
+    let listing = match list_dir(&snap.entries, dir, recursive) {
+        Some(l) => l,
+        None => match snap.entries.iter().find(|e| e.path == dir) {
+            Some(e) => vec![file_entry(e)],
+            None => return Err(ApiError::entry_not_found(dir, Some(&snap.commit.id))),
+        },
+    };
+    let start: usize = query_get(&pairs, "cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let page = s.options.tree_page_size;
+    let end = start.saturating_add(page).min(listing.len());
+    let items = listing.get(start..end).unwrap_or_default().to_vec();
+    let mut response = Json(items).into_response();
+    if end < listing.len() {
+        let next = format!("{}{}?{}", s.base_url(&headers), uri.path(), query_with(&pairs, "cursor", &end.to_string()));
+        if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
+            response.headers_mut().insert(axum::http::header::LINK, v);
+        }
+    }
+    Ok(response)
+}
+
+/// `POST /api/{type}s/{ns}/{name}/paths-info/{rev}` (form or JSON body).
+pub async fn paths_info(
+    State(s): State<AppState>,
+    Path(p): Path<RepoParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Vec<TreeEntry>>> {
+    let caller = s.caller(&headers)?;
+    let bytes = read_body(&headers, body, JSON_LIMIT).await?;
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let paths: Vec<String> = if is_json {
+        serde_json::from_slice::<PathsInfoRequest>(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+            .paths
+    } else {
+        parse_urlencoded(&String::from_utf8_lossy(&bytes))
+            .into_iter()
+            .filter(|(k, _)| k == "paths" || k == "paths[]")
+            .map(|(_, v)| v)
+            .collect()
+    };
+    if paths.len() > 10_000 {
+        return Err(ApiError::bad_request("too many paths in one request"));
+    }
+    let snap = snapshot(&s, &caller, &p, RepoType::Model).await?;
+    let oids = dir_oids(&snap.entries);
+    let mut out = Vec::new();
+    for path in paths {
+        let path = path.trim_matches('/');
+        if let Ok(i) = snap.entries.binary_search_by(|e| e.path.as_str().cmp(path)) {
+            out.push(file_entry(&snap.entries[i]));
+        } else if let Some(oid) = oids.get(path) {
+            out.push(TreeEntry::Directory(TreeDirectory { oid: oid.clone(), size: 0, path: path.to_owned() }));
+        }
+    }
+    Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::{FileHash, Sha256};
+
+    fn e(path: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            size: 1,
+            file: FileHash::ZERO,
+            sha256: Sha256::default(),
+            git_oid: "x".into(),
+            lfs: false,
+        }
+    }
+
+    fn paths(l: &[TreeEntry]) -> Vec<String> {
+        l.iter()
+            .map(|t| match t {
+                TreeEntry::File(f) => f.path.clone(),
+                TreeEntry::Directory(d) => format!("{}/", d.path),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn listing() {
+        let entries = vec![e("1_Pooling/config.json"), e("a/b/c.txt"), e("a/d.txt"), e("z.txt")];
+        let root = list_dir(&entries, "", false).unwrap();
+        assert_eq!(paths(&root), ["1_Pooling/", "a/", "z.txt"]);
+        let all = list_dir(&entries, "", true).unwrap();
+        assert_eq!(paths(&all), ["1_Pooling/", "1_Pooling/config.json", "a/", "a/b/", "a/b/c.txt", "a/d.txt", "z.txt"]);
+        assert_eq!(paths(&list_dir(&entries, "a", false).unwrap()), ["a/b/", "a/d.txt"]);
+        assert!(list_dir(&entries, "nope", true).is_none());
+        assert!(list_dir(&entries, "a/b/c.txt", false).is_none());
+    }
+}

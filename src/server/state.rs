@@ -1,0 +1,248 @@
+//! Shared state of the hub server: the store, the repo database, tokens, the signing key and
+//! the settings of one `tessera hub serve`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+
+use super::auth::{Caller, Signer, TokenTable};
+use super::db::{HubDb, RepoKey, RepoRecord};
+use super::error::{ApiError, ApiResult};
+use super::limit::RateLimiter;
+use crate::protocol::{RepoId, RepoType};
+use crate::store::Store;
+
+/// Settings of a server, resolved by the CLI.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Base URL for the URLs the server hands out; `None` = from the request's `Host`.
+    pub public_url: Option<String>,
+    /// Hub tokens.
+    pub tokens: TokenTable,
+    /// Send-rate limit of response bodies, bytes per second.
+    pub max_bytes_per_sec: Option<u64>,
+    /// Entries per tree-listing page.
+    pub tree_page_size: usize,
+    /// Lifetime of Xet tokens and presigned URLs, seconds.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            tokens: TokenTable::default(),
+            max_bytes_per_sec: None,
+            tree_page_size: 1000,
+            token_ttl_secs: 3600,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Sets the public URL.
+    pub fn public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Sets the token table.
+    pub fn tokens(mut self, tokens: TokenTable) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// Sets the send-rate limit.
+    pub fn max_bytes_per_sec(mut self, rate: Option<u64>) -> Self {
+        self.max_bytes_per_sec = rate;
+        self
+    }
+
+    /// Sets the tree page size (at least 1).
+    pub fn tree_page_size(mut self, n: usize) -> Self {
+        self.tree_page_size = n.max(1);
+        self
+    }
+}
+
+/// Errors opening the server's state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The store could not be opened.
+    #[error("opening the store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The data directory could not be prepared.
+    #[error("{path}: {source}")]
+    Io {
+        /// File or folder.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Everything handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The shared parts.
+pub struct Inner {
+    /// The chunk store.
+    pub store: Store,
+    /// Repos, refs and commits.
+    pub db: HubDb,
+    /// Signs CAS tokens and presigned URLs.
+    pub signer: Signer,
+    /// Settings.
+    pub options: ServerOptions,
+    /// Staging folder for LFS uploads.
+    pub upload_dir: PathBuf,
+    /// Response-body rate limiter.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// Serialises concurrent uploads of the same xorb.
+    pub xorb_locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io { path: path.to_owned(), source }
+}
+
+/// Reads the signing secret of a data dir, creating it on first use.
+fn load_secret(dir: &Path) -> Result<[u8; 32], StateError> {
+    let path = dir.join("secret");
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(key);
+        }
+    }
+    let key: [u8; 32] = rand::random();
+    let tmp = dir.join("secret.tmp");
+    std::fs::write(&tmp, key).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    Ok(key)
+}
+
+impl AppState {
+    /// Opens the store under `data` and prepares `data/server/`.
+    pub fn open(data: &Path, options: ServerOptions) -> Result<Self, StateError> {
+        let store = Store::open(data)?;
+        let server_dir = data.join("server");
+        let upload_dir = server_dir.join("uploads");
+        std::fs::create_dir_all(&upload_dir).map_err(io_err(&upload_dir))?;
+        // Leftovers of uploads interrupted by a crash.
+        if let Ok(rd) = std::fs::read_dir(&upload_dir) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let signer = Signer::new(load_secret(&server_dir)?);
+        let limiter = options.max_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
+        Ok(Self(Arc::new(Inner {
+            db: HubDb::new(store.clone()),
+            store,
+            signer,
+            options,
+            upload_dir,
+            limiter,
+            xorb_locks: parking_lot::Mutex::new(HashMap::new()),
+        })))
+    }
+
+    /// Current unix time in seconds.
+    pub fn now(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    /// Base URL for handed-out links: `--public-url`, else `http://{Host}`.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(u) = &self.options.public_url {
+            return u.clone();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b)))
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
+    /// The caller of a request.
+    pub fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
+        self.options.tokens.caller(headers)
+    }
+
+    /// Runs blocking store work off the async runtime.
+    pub async fn blocking<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || f(&state)).await?
+    }
+
+    /// Loads a repo the caller may see (401/404 `RepoNotFound` otherwise).
+    pub async fn visible_repo(
+        &self,
+        caller: &Caller,
+        repo_type: RepoType,
+        id: &RepoId,
+    ) -> ApiResult<(RepoKey, RepoRecord)> {
+        let key = RepoKey::new(repo_type, id);
+        let k = key.clone();
+        let record = self.blocking(move |s| s.db.repo(&k)).await?;
+        match record {
+            Some(r) if !r.private || self.is_member(caller, &r) => Ok((key, r)),
+            _ => Err(ApiError::repo_not_found(caller.is_authenticated())),
+        }
+    }
+
+    /// Loads a repo the caller may write to (401/403 otherwise).
+    pub async fn writable_repo(
+        &self,
+        caller: &Caller,
+        repo_type: RepoType,
+        id: &RepoId,
+    ) -> ApiResult<(RepoKey, RepoRecord)> {
+        let (key, record) = self.visible_repo(caller, repo_type, id).await?;
+        self.check_write(caller, &record)?;
+        Ok((key, record))
+    }
+
+    /// 401 without a token, 403 without write access to this repo.
+    pub fn check_write(&self, caller: &Caller, record: &RepoRecord) -> ApiResult<()> {
+        if !caller.is_authenticated() {
+            return Err(ApiError::unauthorized("You must use a write token to modify this repo"));
+        }
+        if !caller.can_write() || !self.is_member(caller, record) {
+            return Err(ApiError::forbidden("Your token does not have write access to this repo"));
+        }
+        Ok(())
+    }
+
+    /// Whether the caller counts as a member of the repo's namespace.
+    pub fn is_member(&self, caller: &Caller, record: &RepoRecord) -> bool {
+        super::auth::is_member(caller, record.namespace(), &record.owner, &self.options.tokens)
+    }
+
+    /// The lock serialising uploads of one xorb.
+    pub fn xorb_lock(&self, hash: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.xorb_locks.lock();
+        if map.len() > 4096 {
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        map.entry(hash.to_owned()).or_default().clone()
+    }
+}

@@ -1,0 +1,261 @@
+//! Fetching one file into the store: from its Xet reconstruction (only the absent ranges) or,
+//! for files the CAS does not hold, by a plain resumable download chunked locally.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::Mutex;
+
+use super::SyncError;
+use crate::hash::{FileHash, Sha256};
+use crate::hub::{FetchUnit, HubClient, Reconstruction};
+use crate::protocol::{RepoType, XetTokenResponse};
+use crate::store::{ExpectedFile, FetchedRange, FileRecord, Store, Term, TreeEntry};
+
+/// Xorb ranges downloaded at the same time, per file.
+const RANGE_CONCURRENCY: usize = 8;
+/// Attempts at a file whose fetched bytes do not verify (a flaky proxy), before giving up.
+const VERIFY_ATTEMPTS: u32 = 3;
+
+/// What a file of a revision must be.
+#[derive(Debug, Clone)]
+pub(crate) struct FileTarget {
+    pub(crate) path: String,
+    pub(crate) size: u64,
+    pub(crate) git_oid: String,
+    /// LFS oid, for LFS files.
+    pub(crate) sha256: Option<Sha256>,
+    /// Xet hash, for files the CAS can reconstruct.
+    pub(crate) xet: Option<FileHash>,
+}
+
+/// Fetches files of one revision, sharing a CAS token and a fetched-bytes counter.
+pub(crate) struct FileFetcher {
+    hub: HubClient,
+    store: Store,
+    repo_type: RepoType,
+    repo_id: String,
+    commit: String,
+    token: Mutex<Option<XetTokenResponse>>,
+    fetched: Arc<AtomicU64>,
+}
+
+impl FileFetcher {
+    pub(crate) fn new(hub: HubClient, store: Store, repo_type: RepoType, repo_id: String, commit: String, fetched: Arc<AtomicU64>) -> Self {
+        Self { hub, store, repo_type, repo_id, commit, token: Mutex::new(None), fetched }
+    }
+
+    /// Makes the whole file present and verified; returns its tree entry.
+    pub(crate) async fn ensure(&self, t: &FileTarget) -> Result<FileRecord, SyncError> {
+        if let Some(record) = self.local(t).await? {
+            return Ok(record);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match t.xet {
+                Some(xet) => self.fetch_xet(t, xet).await,
+                None => self.fetch_plain(t).await,
+            };
+            match result {
+                Err(SyncError::Corrupt(why)) if attempt < VERIFY_ATTEMPTS => {
+                    tracing::warn!(path = %t.path, %why, "fetched data did not verify; fetching again");
+                }
+                Ok(record) => {
+                    if t.sha256.is_none() {
+                        let (store, oid, hash) = (self.store.clone(), t.git_oid.clone(), record.hash);
+                        blocking(move || store.put_git_oid(&oid, &hash).map_err(SyncError::from)).await?;
+                    }
+                    return Ok(record);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The file's record if the store holds all of it already.
+    async fn local(&self, t: &FileTarget) -> Result<Option<FileRecord>, SyncError> {
+        let (store, t) = (self.store.clone(), t.clone());
+        blocking(move || {
+            let hash = match (t.xet, t.sha256) {
+                (Some(x), _) => Some(x),
+                (None, Some(sha)) => store.file_by_sha256(&sha)?,
+                (None, None) => store.file_by_git_oid(&t.git_oid)?,
+            };
+            let Some(hash) = hash else { return Ok(None) };
+            match store.file(&hash)? {
+                Some(r) if r.size == t.size && store.is_complete(&r)? => Ok(Some(r)),
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// A CAS read token, refreshed 30 s before it expires.
+    async fn token(&self) -> Result<XetTokenResponse, SyncError> {
+        let mut slot = self.token.lock().await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if let Some(t) = slot.as_ref().filter(|t| t.exp > now + 30) {
+            return Ok(t.clone());
+        }
+        let fresh = self.hub.xet_read_token(self.repo_type, &self.repo_id, &self.commit).await?;
+        *slot = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    pub(crate) fn store_handle(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// The file's reconstruction from the CAS.
+    pub(crate) async fn reconstruction(&self, xet: FileHash) -> Result<Reconstruction, SyncError> {
+        let token = self.token().await?;
+        Ok(self.hub.reconstruction(&token.cas_url, &token.access_token, &xet).await?)
+    }
+
+    /// Downloads those of `units` holding chunks the store lacks into staging files, in parallel.
+    pub(crate) async fn stage_units(&self, units: Vec<FetchUnit>) -> Result<Vec<FetchedRange>, SyncError> {
+        let needed = self.absent_units(units).await?;
+        futures::stream::iter(needed).map(|u| self.stage_unit(u)).buffer_unordered(RANGE_CONCURRENCY).try_collect().await
+    }
+
+    async fn fetch_xet(&self, t: &FileTarget, xet: FileHash) -> Result<FileRecord, SyncError> {
+        let recon = self.reconstruction(xet).await?;
+        let staged = self.stage_units(recon.units.clone()).await?;
+        let terms: Vec<Term> = recon
+            .terms
+            .iter()
+            .map(|t| Term { xorb: t.hash, chunk_start: t.range.start, chunk_end: t.range.end, unpacked_len: t.unpacked_length })
+            .collect();
+        let expected = ExpectedFile { hash: xet, size: t.size, sha256: t.sha256 };
+        let store = self.store.clone();
+        let paths: Vec<_> = staged.iter().map(|f| f.staged.clone()).collect();
+        let adopted = blocking(move || store.adopt_fetched(&expected, &terms, &staged).map_err(SyncError::from)).await;
+        for p in paths {
+            let _ = std::fs::remove_file(p);
+        }
+        adopted
+    }
+
+    /// Fetch units holding at least one chunk the store lacks.
+    async fn absent_units(&self, units: Vec<FetchUnit>) -> Result<Vec<FetchUnit>, SyncError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            let mut metas = std::collections::HashMap::new();
+            for u in units {
+                if !metas.contains_key(&u.xorb) {
+                    metas.insert(u.xorb, store.xorb_meta(&u.xorb)?);
+                }
+                let meta = metas.get(&u.xorb).and_then(Option::as_ref);
+                let complete = meta.is_some_and(|m| (u.chunks.start..u.chunks.end).all(|i| m.chunks.get(i as usize).is_some_and(Option::is_some)));
+                if !complete {
+                    out.push(u);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Downloads one unit into a staging file.
+    async fn stage_unit(&self, u: FetchUnit) -> Result<FetchedRange, SyncError> {
+        let path = self.store.staging_path(&u.xorb, u.byte_start);
+        let mut file = std::fs::File::create(&path).map_err(|e| SyncError::Local(format!("{}: {e}", path.display())))?;
+        let got = self.hub.fetch_unit(&u, |b| file.write_all(b)).await;
+        let got = match got {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e.into());
+            }
+        };
+        self.fetched.fetch_add(got, Ordering::Relaxed);
+        Ok(FetchedRange { xorb: u.xorb, first_chunk: u.chunks.start, byte_start: u.byte_start, byte_end: u.byte_end + 1, staged: path })
+    }
+
+    async fn fetch_plain(&self, t: &FileTarget) -> Result<FileRecord, SyncError> {
+        let url = self.hub.resolve_url(self.repo_type, &self.repo_id, &self.commit, &t.path);
+        let path = self.store.staging_path(&crate::hash::XorbHash::ZERO, 0);
+        let mut file = std::fs::File::create(&path).map_err(|e| SyncError::Local(format!("{}: {e}", path.display())))?;
+        let got = self.hub.download(&url, &self.repo_id, 0, |b| file.write_all(b)).await;
+        drop(file);
+        let result = match got {
+            Ok(n) => {
+                self.fetched.fetch_add(n, Ordering::Relaxed);
+                let (store, t, p) = (self.store.clone(), t.clone(), path.clone());
+                blocking(move || ingest_verified(&store, &t, &p)).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+}
+
+/// Chunks a downloaded file into the store, committing only if it is what the tree said.
+fn ingest_verified(store: &Store, t: &FileTarget, path: &std::path::Path) -> Result<FileRecord, SyncError> {
+    let file = std::fs::File::open(path).map_err(|e| SyncError::Local(format!("{}: {e}", path.display())))?;
+    let mut oid = GitOidReader::new(file, t.size);
+    let mut session = store.ingest_session();
+    let report = session.add_reader(&mut oid)?;
+    let bad = |why: String| Err(SyncError::Corrupt(format!("{}: {why}", t.path)));
+    if report.size != t.size {
+        return bad(format!("{} bytes, expected {}", report.size, t.size));
+    }
+    match t.sha256 {
+        Some(sha) if sha != report.sha256 => return bad(format!("sha256 {} != {sha}", report.sha256)),
+        None if oid.finish() != t.git_oid => return bad("git blob id differs".into()),
+        _ => {}
+    }
+    let records = session.commit()?;
+    records.into_iter().next().ok_or_else(|| SyncError::Internal("ingest returned no record".into()))
+}
+
+/// Computes the git blob id (`sha1("blob <len>\0" + content)`) of what passes through.
+struct GitOidReader<R> {
+    inner: R,
+    sha1: sha1::Sha1,
+}
+
+impl<R> GitOidReader<R> {
+    fn new(inner: R, size: u64) -> Self {
+        use sha1::Digest;
+        let mut sha1 = sha1::Sha1::new();
+        sha1.update(format!("blob {size}\0").as_bytes());
+        Self { inner, sha1 }
+    }
+
+    fn finish(&mut self) -> String {
+        use sha1::Digest;
+        hex::encode(std::mem::take(&mut self.sha1).finalize())
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for GitOidReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha1::Digest;
+        let n = self.inner.read(buf)?;
+        self.sha1.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Runs blocking store work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, SyncError> + Send + 'static) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| SyncError::Internal(e.to_string()))?
+}
+
+/// The tree entry of a fetched file.
+pub(crate) fn entry(t: &FileTarget, record: &FileRecord) -> TreeEntry {
+    TreeEntry {
+        path: t.path.clone(),
+        size: record.size,
+        file: record.hash,
+        sha256: record.sha256,
+        git_oid: t.git_oid.clone(),
+        lfs: t.sha256.is_some(),
+    }
+}

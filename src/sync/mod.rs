@@ -1,0 +1,53 @@
+//! Sync between the store and a Hub: `pull` (mirror a revision), and the lazy remote source the
+//! mount uses. Async code here reaches the synchronous store through `spawn_blocking`.
+
+mod fetch;
+pub mod pull;
+mod remote;
+
+pub use pull::{PullProgress, PullReport, pull, pull_offline};
+pub use remote::HubSource;
+
+use crate::hub::HubError;
+use crate::store::{RevisionKey, Store, StoreError, TreeEntry};
+
+/// What can go wrong syncing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The Hub answered with an error or could not be reached.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Fetched bytes do not verify (they were not stored).
+    #[error("corrupt data from the remote: {0}")]
+    Corrupt(String),
+    /// The Hub sent something outside the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// Offline and the store lacks it.
+    #[error("offline, and the store does not hold {0}")]
+    Offline(String),
+    /// A local file operation failed.
+    #[error("local: {0}")]
+    Local(String),
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// A bug (a task panicked).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// The commit and tree the store recorded for a revision (no network).
+pub fn local_revision(store: &Store, key: &RevisionKey) -> Result<(String, Vec<TreeEntry>), SyncError> {
+    let commit = match store.get_ref(&key.ref_key())? {
+        Some((commit, _)) => commit,
+        None if crate::protocol::is_commit_id(&key.revision) => key.revision.clone(),
+        None => return Err(SyncError::Offline(format!("revision {} of {} {}", key.revision, key.repo_type, key.repo_id))),
+    };
+    let tree = store.tree(&commit)?.ok_or_else(|| SyncError::Offline(format!("the tree of commit {commit}")))?;
+    Ok((commit, tree))
+}
