@@ -15,9 +15,9 @@ pub mod cli;
 pub mod format;
 pub mod hash;
 pub mod hub;
-#[cfg(feature = "mount")]
-pub mod mount;
 pub mod protocol;
 pub mod server;
+#[cfg(feature = "mount")]
+pub mod mount;
 pub mod store;
 pub mod sync;

@@ -34,6 +34,9 @@ pub struct HubServeArgs {
     /// Limit the send rate of all response bodies together, in bytes per second.
     #[arg(long, value_name = "N")]
     max_bytes_per_sec: Option<u64>,
+    /// Serve as a Hub without Xet storage (plain LFS downloads only), to test fallbacks.
+    #[arg(long)]
+    no_xet: bool,
     /// Entries per page of tree listings and commit history.
     #[arg(long, default_value_t = 1000, hide = true)]
     tree_page_size: usize,
@@ -61,7 +64,8 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         .public_url(args.public_url.clone())
         .tokens(tokens)
         .max_bytes_per_sec(args.max_bytes_per_sec)
-        .tree_page_size(args.tree_page_size);
+        .tree_page_size(args.tree_page_size)
+        .no_xet(args.no_xet);
     let data = args.data.clone().unwrap_or_else(|| home.to_owned());
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let state = AppState::open(&data, options).with_context(|| format!("opening {}", data.display()))?;

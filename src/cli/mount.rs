@@ -38,6 +38,9 @@ pub(crate) struct MountArgs {
     /// under <home>/flat (local-disk read speed; costs the files' size again on disk; root).
     #[arg(long)]
     passthrough: bool,
+    /// Hub to fetch from on demand [env: HF_ENDPOINT; default: https://huggingface.co].
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
     /// Mount without fusermount3's auto_unmount (a killed process then leaves a stale mount
     /// point, which the next `tessera mount` cleans up).
     #[arg(long)]
@@ -48,10 +51,16 @@ pub(crate) struct MountArgs {
 pub(crate) type RemoteFactory = dyn Fn(&Store) -> anyhow::Result<Arc<dyn RemoteSource>>;
 
 pub(crate) fn run(args: MountArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    // HOOK (lead): plug the Hub-backed remote from `sync` in here, e.g.
-    //     run_with(args, ctx, Some(&|store: &Store| Ok(Arc::new(sync::remote::HubRemote::new(store.clone(), ..)?) as _)))
-    // Until then the mount serves what the store holds, as with --offline.
-    run_with(args, ctx, None)
+    let remote = super::remote::RemoteArgs { endpoint: args.endpoint.clone(), offline: args.offline, repo_type: "model".into() };
+    let runtime = super::remote::runtime()?;
+    let handle = runtime.handle().clone();
+    let factory = move |store: &Store| -> anyhow::Result<Arc<dyn RemoteSource>> {
+        let hub = remote.client_with(crate::hub::RetryPolicy::interactive())?;
+        Ok(Arc::new(crate::sync::HubSource::new(hub, store.clone(), handle.clone())))
+    };
+    let code = run_with(args, ctx, Some(&factory));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
 }
 
 /// Mounts with the given remote factory (`None`: no remote available).

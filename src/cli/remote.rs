@@ -29,12 +29,17 @@ impl RemoteArgs {
 
     /// A client for the configured Hub (token from `HF_TOKEN` or `$HF_HOME/token`).
     pub(crate) fn client(&self) -> anyhow::Result<HubClient> {
+        self.client_with(RetryPolicy::default())
+    }
+
+    /// Same, with a retry policy of the caller's choice.
+    pub(crate) fn client_with(&self, retry: RetryPolicy) -> anyhow::Result<HubClient> {
         let endpoint = self
             .endpoint
             .clone()
             .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| "https://huggingface.co".to_string());
-        let config = HubConfig { endpoint, token: hf_token(), retry: RetryPolicy::default() };
+        let config = HubConfig { endpoint, token: hf_token(), retry };
         HubClient::new(config).context("cannot set up the HTTP client")
     }
 

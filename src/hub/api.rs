@@ -26,9 +26,7 @@ impl HubClient {
 
     /// GETs a Hub API URL and decodes JSON, mapping the Hub's error statuses.
     async fn get_json<T: DeserializeOwned>(&self, url: &str, repo: &str, rev: Option<&str>) -> Result<T, HubError> {
-        let resp = retry::send(&self.config.retry, url, || self.authed(self.http.get(url))).await?;
-        let resp = check(resp, repo, rev).await?;
-        let body = resp.bytes().await.map_err(|e| transport(url, e))?;
+        let (_, body) = get_body(&self.config.retry, url, repo, rev, || self.authed(self.http.get(url))).await?;
         serde_json::from_slice(&body).map_err(|e| HubError::Malformed { url: url.to_string(), message: e.to_string() })
     }
 
@@ -44,10 +42,8 @@ impl HubClient {
         let mut next = Some(format!("{}/tree/{}?recursive=true&expand=false", self.api_url(repo_type, repo_id), percent_encode(commit, false)));
         let mut files = Vec::new();
         while let Some(url) = next.take() {
-            let resp = retry::send(&self.config.retry, &url, || self.authed(self.http.get(&url))).await?;
-            let resp = check(resp, repo_id, Some(commit)).await?;
-            next = next_link(&resp);
-            let body = resp.bytes().await.map_err(|e| transport(&url, e))?;
+            let (headers, body) = get_body(&self.config.retry, &url, repo_id, Some(commit), || self.authed(self.http.get(&url))).await?;
+            next = next_link(&headers);
             let page: Vec<TreeEntry> = serde_json::from_slice(&body)
                 .map_err(|e| HubError::Malformed { url: url.clone(), message: e.to_string() })?;
             files.extend(page.into_iter().filter_map(|e| match e {
@@ -146,9 +142,35 @@ pub(crate) async fn check(resp: Response, repo: &str, rev: Option<&str>) -> Resu
     })
 }
 
+/// GETs a whole body, retrying (with backoff) when the body breaks off mid-transfer as well as
+/// on the failures [`retry::send`] handles. Returns the headers and the body.
+pub(crate) async fn get_body(
+    policy: &retry::RetryPolicy,
+    url: &str,
+    repo: &str,
+    rev: Option<&str>,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<(reqwest::header::HeaderMap, bytes::Bytes), HubError> {
+    let mut broken = 0;
+    loop {
+        let resp = check(retry::send(policy, url, &make).await?, repo, rev).await?;
+        let headers = resp.headers().clone();
+        match resp.bytes().await {
+            Ok(body) => return Ok((headers, body)),
+            Err(e) => {
+                broken += 1;
+                if broken >= policy.attempts {
+                    return Err(transport(url, e));
+                }
+                tokio::time::sleep(policy.backoff(broken)).await;
+            }
+        }
+    }
+}
+
 /// The `rel="next"` target of a `Link` header.
-fn next_link(resp: &Response) -> Option<String> {
-    let link = resp.headers().get(reqwest::header::LINK)?.to_str().ok()?;
+fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let link = headers.get(reqwest::header::LINK)?.to_str().ok()?;
     link.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         params.contains("rel=\"next\"").then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())

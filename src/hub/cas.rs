@@ -1,7 +1,6 @@
 //! CAS calls: file reconstruction (v2, falling back to v1) and ranged xorb fetches.
 
 use futures::StreamExt;
-use reqwest::StatusCode;
 
 use super::{HubClient, HubError, api, retry};
 use crate::hash::{FileHash, XorbHash};
@@ -38,15 +37,18 @@ impl HubClient {
     pub async fn reconstruction(&self, cas_url: &str, token: &str, file: &FileHash) -> Result<Reconstruction, HubError> {
         let base = cas_url.trim_end_matches('/');
         let v2 = format!("{base}/v2/reconstructions/{file}");
-        let resp = retry::send(&self.config.retry, &v2, || self.http.get(&v2).bearer_auth(token)).await?;
-        if !matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::NOT_IMPLEMENTED) || resp.headers().contains_key("x-error-code") {
-            let body = api::check(resp, &file.to_string(), None).await?.bytes().await.map_err(|e| bad_body(&v2, e))?;
-            let r: ReconstructionV2 = serde_json::from_slice(&body).map_err(|e| malformed(&v2, e))?;
-            return from_v2(r, &v2);
+        let name = file.to_string();
+        match api::get_body(&self.config.retry, &v2, &name, None, || self.http.get(&v2).bearer_auth(token)).await {
+            Ok((_, body)) => {
+                let r: ReconstructionV2 = serde_json::from_slice(&body).map_err(|e| malformed(&v2, e))?;
+                return from_v2(r, &v2);
+            }
+            // A server without v2 answers 404/501 without an X-Error-Code: fall back to v1.
+            Err(HubError::NotFound(_)) | Err(HubError::Status { status: 501, .. }) => {}
+            Err(e) => return Err(e),
         }
         let v1 = format!("{base}/v1/reconstructions/{file}");
-        let resp = retry::send(&self.config.retry, &v1, || self.http.get(&v1).bearer_auth(token)).await?;
-        let body = api::check(resp, &file.to_string(), None).await?.bytes().await.map_err(|e| bad_body(&v1, e))?;
+        let (_, body) = api::get_body(&self.config.retry, &v1, &name, None, || self.http.get(&v1).bearer_auth(token)).await?;
         let r: ReconstructionV1 = serde_json::from_slice(&body).map_err(|e| malformed(&v1, e))?;
         from_v1(r, &v1)
     }
@@ -129,8 +131,4 @@ fn unit(xorb: XorbHash, chunks: ChunkRange, url: String, start: u64, end: u64, f
 
 fn malformed(url: &str, e: impl std::fmt::Display) -> HubError {
     HubError::Malformed { url: url.to_string(), message: e.to_string() }
-}
-
-fn bad_body(url: &str, e: reqwest::Error) -> HubError {
-    HubError::Transport { url: url.to_string(), message: retry::describe(e) }
 }

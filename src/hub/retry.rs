@@ -31,6 +31,12 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// For a reader waiting on a mount: fewer, shorter retries, so a dead remote becomes an
+    /// error within seconds rather than minutes.
+    pub fn interactive() -> Self {
+        Self { attempts: 4, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(2), stall_timeout: Duration::from_secs(15) }
+    }
+
     /// Backoff before attempt `n` (1-based retries), with jitter.
     pub(crate) fn backoff(&self, n: u32) -> Duration {
         let exp = self.base_delay.saturating_mul(1u32 << n.min(16));
@@ -76,6 +82,10 @@ pub(crate) async fn send(
                 return Ok(resp);
             }
             Ok(resp) => return Ok(resp),
+            // A URL that does not even parse will not get better by retrying.
+            Err(e) if e.is_builder() => {
+                return Err(HubError::Malformed { url: url.to_string(), message: describe(e) });
+            }
             Err(e) => {
                 last = describe(e);
                 if attempt + 1 < policy.attempts {

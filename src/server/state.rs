@@ -29,6 +29,8 @@ pub struct ServerOptions {
     pub tree_page_size: usize,
     /// Lifetime of Xet tokens and presigned URLs, seconds.
     pub token_ttl_secs: u64,
+    /// Behave like a Hub without Xet storage: no `X-Xet-Hash`, no `xetHash`, no CAS tokens.
+    pub no_xet: bool,
 }
 
 impl Default for ServerOptions {
@@ -39,6 +41,7 @@ impl Default for ServerOptions {
             max_bytes_per_sec: None,
             tree_page_size: 1000,
             token_ttl_secs: 3600,
+            no_xet: false,
         }
     }
 }
@@ -59,6 +62,12 @@ impl ServerOptions {
     /// Sets the send-rate limit.
     pub fn max_bytes_per_sec(mut self, rate: Option<u64>) -> Self {
         self.max_bytes_per_sec = rate;
+        self
+    }
+
+    /// Turns Xet off (a plain LFS Hub, for clients' fallback paths).
+    pub fn no_xet(mut self, off: bool) -> Self {
+        self.no_xet = off;
         self
     }
 

@@ -63,6 +63,9 @@ impl FileFetcher {
                 Err(SyncError::Corrupt(why)) if attempt < VERIFY_ATTEMPTS => {
                     tracing::warn!(path = %t.path, %why, "fetched data did not verify; fetching again");
                 }
+                Err(SyncError::Hub(e @ crate::hub::HubError::Malformed { .. })) if attempt < VERIFY_ATTEMPTS => {
+                    tracing::warn!(path = %t.path, error = %e, "malformed answer; asking again");
+                }
                 Ok(record) => {
                     if t.sha256.is_none() {
                         let (store, oid, hash) = (self.store.clone(), t.git_oid.clone(), record.hash);
@@ -132,7 +135,7 @@ impl FileFetcher {
         let expected = ExpectedFile { hash: xet, size: t.size, sha256: t.sha256 };
         let store = self.store.clone();
         let paths: Vec<_> = staged.iter().map(|f| f.staged.clone()).collect();
-        let adopted = blocking(move || store.adopt_fetched(&expected, &terms, &staged).map_err(SyncError::from)).await;
+        let adopted = blocking(move || store.adopt_fetched(&expected, &terms, &staged).map_err(fetched_error)).await;
         for p in paths {
             let _ = std::fs::remove_file(p);
         }
@@ -192,6 +195,15 @@ impl FileFetcher {
         };
         let _ = std::fs::remove_file(&path);
         result
+    }
+}
+
+/// Fetched bytes that do not decode or verify are the remote's fault (retryable), not the store's.
+pub(crate) fn fetched_error(e: crate::store::StoreError) -> SyncError {
+    use crate::store::StoreError;
+    match e {
+        StoreError::FetchedMismatch { .. } | StoreError::MalformedXorb { .. } => SyncError::Corrupt(e.to_string()),
+        other => SyncError::Store(other),
     }
 }
 

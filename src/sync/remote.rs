@@ -133,7 +133,7 @@ impl FileFetcher {
         let staged = self.stage_units(wanted).await?;
         let store = self.store_handle();
         let paths: Vec<_> = staged.iter().map(|f| f.staged.clone()).collect();
-        let result = blocking(move || store.adopt_unverified(&staged).map_err(SyncError::from)).await;
+        let result = blocking(move || store.adopt_unverified(&staged).map_err(super::fetch::fetched_error)).await;
         for p in paths {
             let _ = std::fs::remove_file(p);
         }

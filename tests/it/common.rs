@@ -121,3 +121,99 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A running `tessera hub serve` on 127.0.0.1 (free port), killed on drop.
+pub struct Hub {
+    pub child: std::process::Child,
+    pub url: String,
+    pub data: PathBuf,
+}
+
+/// Write token accepted by [`Hub`] servers.
+pub const WRITE_TOKEN: &str = "hf_test_writer";
+
+impl Hub {
+    /// Starts a server on `data` with extra flags (e.g. `--no-xet`, `--max-bytes-per-sec`).
+    pub fn start(data: &Path, extra: &[&str]) -> Hub {
+        use std::io::BufRead;
+        let tokens = data.with_extension("tokens");
+        std::fs::write(&tokens, format!("{WRITE_TOKEN} tester write\n")).expect("tokens");
+        let mut child = Command::new(tessera_bin())
+            .args(["hub", "serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .arg("--tokens")
+            .arg(&tokens)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn hub");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
+        let hub = Hub { child, url, data: data.to_path_buf() };
+        hub.wait_healthy();
+        hub
+    }
+
+    fn wait_healthy(&self) {
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            use std::io::{Read, Write};
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                let _ = write!(s, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                if buf.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "hub not healthy");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (SIGKILL) and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs a script from `tests/py/` with the venv's python and `HF_ENDPOINT` set; returns stdout.
+pub fn py_script(py: &Path, endpoint: &str, script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(script);
+    let out = Command::new(py)
+        .arg(path)
+        .args(args)
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts two directory trees hold the same files with the same bytes.
+pub fn assert_same_tree(got: &Path, want: &Path) {
+    let (a, b) = (files_under(got), files_under(want));
+    assert_eq!(a, b, "file lists differ: {} vs {}", got.display(), want.display());
+    for f in a {
+        let (x, y) = (std::fs::read(got.join(&f)).expect("read"), std::fs::read(want.join(&f)).expect("read"));
+        assert!(x == y, "{} differs", f.display());
+    }
+}

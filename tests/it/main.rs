@@ -4,7 +4,9 @@
 
 mod architecture;
 mod common;
+mod fault_proxy;
 mod foundation;
+mod pull;
 mod hub_server;
 #[cfg(feature = "mount")]
 mod mount;

@@ -58,6 +58,9 @@ pub async fn write_token(st: State<AppState>, p: Path<RepoParams>, h: HeaderMap)
 
 async fn token(State(s): State<AppState>, Path(p): Path<RepoParams>, headers: HeaderMap, write: bool) -> ApiResult<Response> {
     let caller = s.caller(&headers)?;
+    if s.options.no_xet {
+        return Err(ApiError::not_found("Xet storage is disabled on this server"));
+    }
     let (repo_type, id) = p.repo(RepoType::Model)?;
     let (key, _) = if write {
         s.writable_repo(&caller, repo_type, &id).await?

@@ -77,6 +77,8 @@ async fn resolve(
     if entry.lfs {
         put(&mut out, HeaderName::from_static(h::X_LINKED_ETAG), &format!("\"{}\"", entry.sha256));
         put(&mut out, HeaderName::from_static(h::X_LINKED_SIZE), &size.to_string());
+    }
+    if entry.lfs && !s.options.no_xet {
         put(&mut out, HeaderName::from_static(h::X_XET_HASH), &entry.file.to_string());
         let refresh = format!(
             "{}/api/{}/{}/xet-read-token/{}",

@@ -166,19 +166,19 @@ pub async fn info(
         tags: Vec::new(),
         downloads: 0,
         likes: 0,
-        xet_enabled: true,
+        xet_enabled: !s.options.no_xet,
         sdk: snap.record.sdk.clone(),
     }))
 }
 
 /// Tree-listing entry of a file.
-pub fn file_entry(e: &Entry) -> TreeEntry {
+pub fn file_entry(e: &Entry, xet: bool) -> TreeEntry {
     TreeEntry::File(TreeFile {
         oid: e.git_oid.clone(),
         size: e.size,
         path: e.path.clone(),
         lfs: e.lfs.then(|| LfsInfo { oid: e.sha256.to_string(), size: e.size, pointer_size: e.pointer_size() }),
-        xet_hash: e.lfs.then(|| e.file.to_string()),
+        xet_hash: (e.lfs && xet).then(|| e.file.to_string()),
     })
 }
 
@@ -201,7 +201,7 @@ fn dir_oids(entries: &[Entry]) -> HashMap<String, String> {
 }
 
 /// Lists a folder (`""` = root). `None` if the folder does not exist.
-pub fn list_dir(entries: &[Entry], dir: &str, recursive: bool) -> Option<Vec<TreeEntry>> {
+pub fn list_dir(entries: &[Entry], dir: &str, recursive: bool, xet: bool) -> Option<Vec<TreeEntry>> {
     let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
     let oids = dir_oids(entries);
     let mut seen_dirs = BTreeSet::new();
@@ -223,11 +223,11 @@ pub fn list_dir(entries: &[Entry], dir: &str, recursive: bool) -> Option<Vec<Tre
                 push_dir(&format!("{prefix}{}", &rest[..end]), &mut out);
                 end += 1;
             }
-            out.push(file_entry(e));
+            out.push(file_entry(e, xet));
         } else if let Some((first, _)) = rest.split_once('/') {
             push_dir(&format!("{prefix}{first}"), &mut out);
         } else {
-            out.push(file_entry(e));
+            out.push(file_entry(e, xet));
         }
     }
     found.then_some(out)
@@ -245,10 +245,10 @@ pub async fn tree(
     let pairs = query_pairs(uri.query());
     let recursive = query_get(&pairs, "recursive").and_then(parse_bool).unwrap_or(false);
     let dir = p.path.as_deref().unwrap_or("").trim_matches('/');
-    let listing = match list_dir(&snap.entries, dir, recursive) {
+    let listing = match list_dir(&snap.entries, dir, recursive, !s.options.no_xet) {
         Some(l) => l,
         None => match snap.entries.iter().find(|e| e.path == dir) {
-            Some(e) => vec![file_entry(e)],
+            Some(e) => vec![file_entry(e, !s.options.no_xet)],
             None => return Err(ApiError::entry_not_found(dir, Some(&snap.commit.id))),
         },
     };
@@ -299,7 +299,7 @@ pub async fn paths_info(
     for path in paths {
         let path = path.trim_matches('/');
         if let Ok(i) = snap.entries.binary_search_by(|e| e.path.as_str().cmp(path)) {
-            out.push(file_entry(&snap.entries[i]));
+            out.push(file_entry(&snap.entries[i], !s.options.no_xet));
         } else if let Some(oid) = oids.get(path) {
             out.push(TreeEntry::Directory(TreeDirectory { oid: oid.clone(), size: 0, path: path.to_owned() }));
         }
@@ -335,12 +335,12 @@ mod tests {
     #[test]
     fn listing() {
         let entries = vec![e("1_Pooling/config.json"), e("a/b/c.txt"), e("a/d.txt"), e("z.txt")];
-        let root = list_dir(&entries, "", false).unwrap();
+        let root = list_dir(&entries, "", false, true).unwrap();
         assert_eq!(paths(&root), ["1_Pooling/", "a/", "z.txt"]);
-        let all = list_dir(&entries, "", true).unwrap();
+        let all = list_dir(&entries, "", true, true).unwrap();
         assert_eq!(paths(&all), ["1_Pooling/", "1_Pooling/config.json", "a/", "a/b/", "a/b/c.txt", "a/d.txt", "z.txt"]);
-        assert_eq!(paths(&list_dir(&entries, "a", false).unwrap()), ["a/b/", "a/d.txt"]);
-        assert!(list_dir(&entries, "nope", true).is_none());
-        assert!(list_dir(&entries, "a/b/c.txt", false).is_none());
+        assert_eq!(paths(&list_dir(&entries, "a", false, true).unwrap()), ["a/b/", "a/d.txt"]);
+        assert!(list_dir(&entries, "nope", true, true).is_none());
+        assert!(list_dir(&entries, "a/b/c.txt", false, true).is_none());
     }
 }
