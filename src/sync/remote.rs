@@ -43,7 +43,8 @@ impl HubSource {
     }
 
     fn run<T>(&self, what: &str, fut: impl std::future::Future<Output = Result<T, SyncError>>) -> Result<T, SourceError> {
-        match self.runtime.block_on(tokio::time::timeout(DEADLINE, fut)) {
+        // The timer must be made inside the runtime: callers are FUSE threads, outside it.
+        match self.runtime.block_on(async move { tokio::time::timeout(DEADLINE, fut).await }) {
             Ok(r) => r.map_err(to_source_error),
             Err(_) => Err(SourceError::Unavailable(format!("{what}: no answer within {}s", DEADLINE.as_secs()))),
         }
