@@ -136,10 +136,17 @@ impl Fetcher {
     fn run(&self, file: &FileNode, flight: &Arc<Flight>) -> Result<(), Errno> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = self
-            .remote
-            .fetch(&file.key, &file.entry.file, flight.start, flight.end - flight.start)
-            .map_err(Errno::from);
+        let call = || {
+            self.remote.fetch(&file.key, &file.entry.file, flight.start, flight.end - flight.start)
+        };
+        // A panicking remote must still finish the flight, or its waiters would wait in vain.
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+            Ok(r) => r.map_err(Errno::from),
+            Err(_) => {
+                tracing::error!(path = %file.entry.path, "the remote panicked while fetching");
+                Err(Errno::Io)
+            }
+        };
         tracing::debug!(path = %file.entry.path, start = flight.start, end = flight.end, ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "fetch");
         finish(file, flight, result);
         result

@@ -63,6 +63,7 @@ enum Mode {
     Up,
     Down,
     Hang(Duration),
+    Panic,
 }
 
 /// A remote that is another store: resolve copies the ref and tree, fetch copies the chunks
@@ -95,6 +96,7 @@ impl StoreRemote {
         match mode {
             Mode::Up => Ok(()),
             Mode::Down => Err(SourceError::Unavailable("connection refused".into())),
+            Mode::Panic => panic!("a bug in the remote"),
             Mode::Hang(d) => {
                 std::thread::sleep(d);
                 Err(SourceError::Unavailable("timed out".into()))
@@ -408,4 +410,18 @@ fn parallel_lazy_readers_get_the_right_bytes() {
         }
     });
     assert!(f.remote.fetches.load(Ordering::SeqCst) > 0);
+}
+
+#[test]
+fn a_panicking_remote_costs_one_read_not_the_mount() {
+    let (f, _) = lazy_setup(1 << 20);
+    let remote: Arc<dyn RemoteSource> = f.remote.clone();
+    let vfs = Vfs::new(f.local.clone(), Some(remote), VfsOptions::default());
+    let ino = walk(&vfs, "org/m@main/config.json").expect("resolves").attr.ino;
+    f.remote.set(Mode::Panic);
+    let t = Instant::now();
+    assert_eq!(vfs.read(ino, 0, 100), Err(Errno::Io));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    f.remote.set(Mode::Up);
+    assert_eq!(vfs.read(ino, 0, 100), Ok(b"{\"a\": 1}".to_vec()));
 }
