@@ -335,6 +335,16 @@ fn lazy_random_reads_fetch_only_what_they_touch_and_start_reads_prefetch() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(read_all(&vfs, "org/m@main/model.onnx").is_ok_and(|b| b == data));
+    // The prefetch asked for whole windows, each once, skipping what the random read had
+    // already brought (the file's first 5 MB): nothing below 4 MiB was asked again.
+    let asked = f.remote.asked.lock().clone();
+    let windows = &asked[1..];
+    assert!(windows.iter().all(|(o, l)| o % (1 << 20) == 0 && *l == 1 << 20), "{asked:?}");
+    assert!(windows.iter().all(|(o, _)| *o >= 4 << 20), "{asked:?}");
+    let mut unique = windows.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), windows.len(), "a window was fetched twice: {asked:?}");
 }
 
 #[test]
