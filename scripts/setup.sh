@@ -8,7 +8,7 @@ source "$here/env.sh"
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-apt_packages=(clang libclang-dev fuse3 espeak-ng attr)
+apt_packages=(clang libclang-dev fuse3 espeak-ng attr time curl)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

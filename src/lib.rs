@@ -7,6 +7,7 @@
 //! - [`protocol`]: Hub and Xet CAS wire types (pure); [`server`]: the Hub-compatible server;
 //!   [`hub`]: the async Hub/CAS client; [`sync`]: pull and the lazy remote for mounts;
 //! - `mount` (feature `mount`): revisions as read-only files over FUSE, fetched lazily;
+//! - `infer` (feature `infer`): ONNX models over the KServe v2 REST API;
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
 
@@ -19,5 +20,7 @@ pub mod protocol;
 pub mod server;
 #[cfg(feature = "mount")]
 pub mod mount;
+#[cfg(feature = "infer")]
+pub mod infer;
 pub mod store;
 pub mod sync;

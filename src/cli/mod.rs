@@ -15,6 +15,8 @@ mod mount;
 mod output;
 mod pull;
 mod remote;
+#[cfg(feature = "infer")]
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +70,9 @@ enum Command {
     /// Mount every revision of every model read-only at MOUNTPOINT/<org>/<name>@<rev>/.
     #[cfg(feature = "mount")]
     Mount(mount::MountArgs),
+    /// Serve ONNX models (e.g. from a mount) over the KServe v2 / Open Inference REST API.
+    #[cfg(feature = "infer")]
+    Serve(serve::ServeArgs),
 }
 
 /// Context every subcommand receives.
@@ -113,6 +118,8 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Hub { cmd } => hub::run(cmd, &ctx.home),
         #[cfg(feature = "mount")]
         Command::Mount(a) => mount::run(a, ctx),
+        #[cfg(feature = "infer")]
+        Command::Serve(a) => serve::run(a, &ctx.home).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -43,8 +43,8 @@ impl HubSource {
     }
 
     fn run<T>(&self, what: &str, fut: impl std::future::Future<Output = Result<T, SyncError>>) -> Result<T, SourceError> {
-        // The timer must be made inside the runtime: callers are FUSE threads, outside it.
-        match self.runtime.block_on(async move { tokio::time::timeout(DEADLINE, fut).await }) {
+        // The timer must be created inside the runtime, hence the async block.
+        match self.runtime.block_on(async { tokio::time::timeout(DEADLINE, fut).await }) {
             Ok(r) => r.map_err(to_source_error),
             Err(_) => Err(SourceError::Unavailable(format!("{what}: no answer within {}s", DEADLINE.as_secs()))),
         }

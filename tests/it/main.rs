@@ -10,3 +10,5 @@ mod pull;
 mod hub_server;
 #[cfg(feature = "mount")]
 mod mount;
+#[cfg(feature = "infer")]
+mod serve;

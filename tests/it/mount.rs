@@ -604,3 +604,54 @@ fn lazy_mount_fetches_on_first_read_and_survives_a_dead_remote() {
         "read after the remote came back"
     );
 }
+
+/// The real lazy path: an empty store, `tessera mount --endpoint` on `tessera hub serve`.
+#[test]
+fn lazy_mount_from_the_hub_without_a_prior_pull() {
+    require!(fuse_ready(), "no /dev/fuse");
+    let py = require!(crate::common::python(), "no venv");
+    let (v5, v6) = (
+        require!(crate::common::asset("silero-vad-5.1.2"), "silero").join("silero_vad/data"),
+        require!(crate::common::asset("silero-vad-6.2.3"), "silero").join("silero_vad/data"),
+    );
+    let data = tempfile::tempdir().expect("tmp");
+    let mut hub = crate::common::Hub::start(data.path(), &[]);
+    let seeded = crate::common::py_script(&py, &hub.url, "seed_repo.py", &[
+        "org/silero",
+        crate::common::WRITE_TOKEN,
+        &format!("{}=v5.1.2", v5.display()),
+        &format!("{}=", v6.display()),
+    ]);
+    let first: serde_json::Value = serde_json::from_str(seeded.lines().next().expect("line")).expect("json");
+    let commit5 = first["commit"].as_str().expect("commit").to_string();
+    let home = Home::new();
+    let mnt_dir = tempfile::tempdir().expect("tmp");
+    let mnt = mnt_dir.path().join("models");
+    let proc_ = MountProc::start(&home, &mnt, &["--endpoint", &hub.url]);
+    let unread = "silero_vad_16k_op15.onnx";
+    for (rev, src) in [("v5.1.2", &v5), ("main", &v6), (commit5.as_str(), &v5)] {
+        let root = mnt.join(format!("org/silero@{rev}"));
+        for f in crate::common::files_under(src) {
+            if rev == "main" && f.ends_with(unread) {
+                let meta = std::fs::metadata(root.join(&f)).expect("stat unread");
+                assert_eq!(meta.len(), std::fs::metadata(src.join(&f)).expect("stat").len());
+                continue;
+            }
+            let got = std::fs::read(root.join(&f)).expect("read through mount");
+            assert!(got == std::fs::read(src.join(&f)).expect("read"), "{rev}/{}", f.display());
+        }
+    }
+    let ls = Command::new("ls").arg("-R").arg(mnt.join("org")).output().expect("ls");
+    assert!(ls.status.success(), "ls -R failed");
+    // The remote dies: what was read is still served, an unread file fails fast, the mount stays.
+    hub.stop();
+    let again = std::fs::read(mnt.join("org/silero@main/silero_vad.onnx")).expect("read after hub stop");
+    assert!(again == std::fs::read(v6.join("silero_vad.onnx")).expect("read"));
+    let started = Instant::now();
+    let dead = std::fs::read(mnt.join("org/silero@main").join(unread));
+    assert!(dead.is_err(), "an unread file cannot come from a dead remote");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(is_mounted(&mnt), "the mount must stay up");
+    drop(proc_);
+    home.ok(&["fsck"]);
+}

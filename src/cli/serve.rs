@@ -1,0 +1,186 @@
+//! `tessera serve`: ONNX models over the KServe v2 REST API.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::infer::{DeviceRequest, LoadedModel, ModelOptions, Runtime, ServeState, serve};
+
+/// Serve ONNX models over the KServe v2 / Open Inference Protocol REST API.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// A model to serve, as NAME=PATH to an .onnx file; repeat for more.
+    #[arg(long = "model", value_name = "NAME=PATH", required = true, value_parser = parse_model)]
+    pub models: Vec<(String, PathBuf)>,
+    /// auto (CUDA when a GPU and the CUDA provider are present, else CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
+    /// Intra-op threads per session [default: cores / workers].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Sessions per model that may run at once [default: number of cores].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// The ONNX Runtime library, e.g. .../onnxruntime/capi/libonnxruntime.so.1.31.1
+    /// [default: libonnxruntime.so on the loader's path].
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_request_bytes: usize,
+    /// Neither read nor write the optimized-model cache (<home>/ort-cache).
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+fn parse_model(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s.split_once('=').ok_or_else(|| format!("'{s}' is not NAME=PATH"))?;
+    let ok =
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !ok {
+        return Err(format!(
+            "model name '{name}' must be non-empty and use only letters, digits, '_', '.' and '-'"
+        ));
+    }
+    if path.is_empty() {
+        return Err(format!("model '{name}' has an empty path"));
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
+}
+
+/// Runs the server until SIGTERM or Ctrl-C. Models load in the background after the listener is
+/// bound; `/v2/health/ready` turns true when all have. A model that fails to load stops the
+/// server with an error.
+pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
+    for (i, (name, _)) in args.models.iter().enumerate() {
+        if args.models[..i].iter().any(|(n, _)| n == name) {
+            bail!("model name '{name}' is given twice");
+        }
+    }
+    let (runtime, device_line) = Runtime::init(args.ort_lib.as_deref(), args.device)?;
+    tracing::info!("{device_line}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = args.workers.unwrap_or(cores).max(1);
+    let opts = ModelOptions {
+        threads: args.threads.unwrap_or((cores / workers).max(1)),
+        max_sessions: workers,
+        cache_dir: (!args.no_cache).then(|| home.join("ort-cache")),
+    };
+    let state = ServeState::new(&args.models, workers, args.max_request_bytes);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!("listening on http://{addr}");
+        // The first stdout line names the address, as `hub serve` does, for scripts using port 0.
+        println!("tessera serve: listening on http://{addr}");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Arc::clone(&state), shutdown_signal(stop_rx)));
+        let loading = {
+            let state = Arc::clone(&state);
+            tokio::task::spawn_blocking(move || {
+                load_all(&runtime, &args.models, &opts, &state, cores)
+            })
+        };
+        let loaded = loading.await.context("model loading task")?;
+        if let Err(e) = loaded {
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            return Err(e);
+        }
+        server.await.context("server task")?.context("serving")?;
+        tracing::info!("shut down");
+        // The sender lives until here so that the server only stops on a signal.
+        drop(stop_tx);
+        Ok(())
+    })
+}
+
+/// Loads every model, `threads` at a time; stops at the first failure.
+fn load_all(
+    runtime: &Runtime,
+    models: &[(String, PathBuf)],
+    opts: &ModelOptions,
+    state: &ServeState,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let next = AtomicUsize::new(0);
+    let failed = parking_lot::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, models.len().max(1)) {
+            s.spawn(|| {
+                while failed.lock().is_none() {
+                    let Some((name, path)) = models.get(next.fetch_add(1, Ordering::SeqCst)) else { return };
+                    match LoadedModel::load(runtime, name, path, opts) {
+                        Ok(m) => {
+                            tracing::info!(
+                                "loaded model '{name}' from {} in {:.1} ms (optimized-model cache: {:?})",
+                                path.display(),
+                                m.load_time.as_secs_f64() * 1e3,
+                                m.cache
+                            );
+                            state.set_loaded(m);
+                        }
+                        Err(e) => {
+                            failed.lock().get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner() {
+        return Err(e.into());
+    }
+    tracing::info!(
+        "ready: {} models loaded in {:.2} s",
+        models.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Completes on SIGTERM, Ctrl-C, or when `stop` fires.
+async fn shutdown_signal(stop: tokio::sync::oneshot::Receiver<()>) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM: finishing requests in flight"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: finishing requests in flight"),
+        Ok(()) = stop => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_specs_parse() {
+        assert_eq!(parse_model("vad=/m/a.onnx"), Ok(("vad".into(), PathBuf::from("/m/a.onnx"))));
+        assert_eq!(parse_model("a=b=c"), Ok(("a".into(), PathBuf::from("b=c"))));
+        assert!(parse_model("nopath").is_err());
+        assert!(parse_model("=x").is_err());
+        assert!(parse_model("a/b=x").is_err());
+        assert!(parse_model("a=").is_err());
+    }
+}

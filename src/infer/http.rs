@@ -1,0 +1,309 @@
+//! The KServe v2 / Open Inference Protocol REST API over axum, plus `/metrics`.
+//!
+//! Health and readiness answer 200 for true and 400 for false, as the protocol says. Errors are
+//! `{"error": "..."}`: 400 for a bad request (naming the problem), 404 for an unknown model, 413
+//! for a body over the limit, 503 while a model is still loading, 500 when ONNX Runtime fails.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use super::metrics::Metrics;
+use super::session::{LoadedModel, RunError};
+use super::tensor::{self, InferResponse, OutputJson};
+
+/// What the HTTP layer shares: the models (loaded or still loading), metrics and limits.
+#[derive(Debug)]
+pub struct ServeState {
+    slots: BTreeMap<String, ModelSlot>,
+    metrics: Metrics,
+    max_body: usize,
+    loaded: AtomicUsize,
+    ready: AtomicBool,
+}
+
+#[derive(Debug)]
+struct ModelSlot {
+    path: PathBuf,
+    model: OnceLock<Arc<LoadedModel>>,
+    /// Runs admitted at once: one per session the model may have.
+    permits: Semaphore,
+}
+
+impl ServeState {
+    /// State for these (name, path) models, none loaded yet; `concurrency` runs per model at
+    /// once; request bodies up to `max_body` bytes.
+    pub fn new(models: &[(String, PathBuf)], concurrency: usize, max_body: usize) -> Arc<Self> {
+        let slots = models
+            .iter()
+            .map(|(n, p)| {
+                let slot = ModelSlot {
+                    path: p.clone(),
+                    model: OnceLock::new(),
+                    permits: Semaphore::new(concurrency.max(1)),
+                };
+                (n.clone(), slot)
+            })
+            .collect();
+        Arc::new(ServeState {
+            slots,
+            metrics: Metrics::new(models.iter().map(|(n, _)| n.as_str())),
+            max_body,
+            loaded: AtomicUsize::new(0),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Publishes a loaded model; the server is ready once every model is.
+    pub fn set_loaded(&self, model: LoadedModel) {
+        let Some(slot) = self.slots.get(&model.name) else { return };
+        if let Some(m) = self.metrics.model(&model.name) {
+            m.set_loaded(model.load_time, model.cache == super::session::CacheOutcome::Hit);
+        }
+        if slot.model.set(Arc::new(model)).is_ok()
+            && self.loaded.fetch_add(1, Ordering::SeqCst) + 1 == self.slots.len()
+        {
+            self.ready.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// True once every model is loaded.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// An error answer: status and message, sent as `{"error": message}`.
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The routes of the API.
+pub fn router(state: Arc<ServeState>) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(|| async { axum::Json(json!({ "live": true })) }))
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes, then finishes the requests
+/// in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServeState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn server_metadata() -> impl IntoResponse {
+    axum::Json(json!({ "name": "tessera", "version": env!("CARGO_PKG_VERSION"), "extensions": [] }))
+}
+
+async fn server_ready(State(st): State<Arc<ServeState>>) -> impl IntoResponse {
+    let ready = st.is_ready();
+    let status = if ready { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    (status, axum::Json(json!({ "ready": ready })))
+}
+
+fn slot<'s>(st: &'s ServeState, name: &str) -> Result<&'s ModelSlot, ApiError> {
+    st.slots.get(name).ok_or_else(|| {
+        st.metrics.unknown_model();
+        ApiError(StatusCode::NOT_FOUND, format!("unknown model '{name}'"))
+    })
+}
+
+fn loaded<'s>(slot: &'s ModelSlot, name: &str) -> Result<&'s Arc<LoadedModel>, ApiError> {
+    slot.model.get().ok_or_else(|| {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("model '{name}' is still loading"))
+    })
+}
+
+async fn model_ready(State(st): State<Arc<ServeState>>, Path(name): Path<String>) -> ApiResult {
+    let ready = slot(&st, &name)?.model.get().is_some();
+    let status = if ready { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    Ok((status, axum::Json(json!({ "name": name, "ready": ready }))).into_response())
+}
+
+async fn model_metadata(State(st): State<Arc<ServeState>>, Path(name): Path<String>) -> ApiResult {
+    let slot = slot(&st, &name)?;
+    let m = loaded(slot, &name)?;
+    let mut parameters = m.parameters.clone();
+    parameters.insert("source".into(), slot.path.display().to_string());
+    parameters.insert("device".into(), m.device.to_string());
+    Ok(axum::Json(json!({
+        "name": name,
+        "versions": ["1"],
+        "platform": "onnxruntime_onnx",
+        "inputs": m.inputs,
+        "outputs": m.outputs,
+        "parameters": parameters,
+    }))
+    .into_response())
+}
+
+async fn metrics(State(st): State<Arc<ServeState>>) -> impl IntoResponse {
+    let mut text = st.metrics.render();
+    text.push_str("# HELP tessera_model_sessions ONNX Runtime sessions created, per model.\n");
+    text.push_str("# TYPE tessera_model_sessions gauge\n");
+    for (name, slot) in &st.slots {
+        if let Some(m) = slot.model.get() {
+            text.push_str(&format!(
+                "tessera_model_sessions{{model=\"{}\"}} {}\n",
+                name.replace('"', "\\\""),
+                m.sessions()
+            ));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+}
+
+async fn infer(
+    State(st): State<Arc<ServeState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let start = Instant::now();
+    let slot = slot(&st, &name)?;
+    let result = infer_on(&st, slot, &name, &headers, body).await;
+    if let Some(m) = st.metrics.model(&name) {
+        let status = match &result {
+            Ok(r) => r.status(),
+            Err(e) => e.0,
+        };
+        m.observe(status.as_u16(), start.elapsed());
+    }
+    result
+}
+
+async fn infer_on(
+    st: &ServeState,
+    slot: &ModelSlot,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let too_large = || {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {} bytes", st.max_body),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body as u64) {
+        return Err(too_large());
+    }
+    let model = Arc::clone(loaded(slot, name)?);
+    let bytes = axum::body::to_bytes(body, st.max_body).await.map_err(|_| too_large())?;
+    let bad = |e: tensor::TensorError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
+    let req = tensor::parse_request(&bytes).map_err(bad)?;
+    drop(bytes);
+    tensor::check_inputs(&req.inputs, &model.inputs).map_err(bad)?;
+    if let Some(wanted) = &req.outputs {
+        tensor::check_outputs(wanted, &model.outputs).map_err(bad)?;
+    }
+    let _permit =
+        slot.permits.acquire().await.map_err(|_| {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down".into())
+        })?;
+    let runner = Arc::clone(&model);
+    let wanted = req.outputs.clone();
+    let outputs = tokio::task::spawn_blocking(move || runner.run(req.inputs, wanted.as_deref()))
+        .await
+        .map_err(|e| {
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("inference task failed: {e}"))
+        })?
+        .map_err(|e| match e {
+            RunError::InvalidInput(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            RunError::Failed(m) => {
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("inference failed: {m}"))
+            }
+        })?;
+    let response = InferResponse {
+        model_name: name,
+        id: req.id.as_deref(),
+        outputs: outputs.iter().map(OutputJson::new).collect(),
+    };
+    let body = serde_json::to_vec(&response).map_err(|e| {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the response: {e}"))
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn call(
+        app: Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let req =
+            Request::builder().method(method).uri(uri).body(Body::from(body.to_string())).unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn routes_without_models_loaded() {
+        let st = ServeState::new(&[("m".into(), PathBuf::from("/x.onnx"))], 1, 1000);
+        let app = router(st);
+        assert_eq!(call(app.clone(), "GET", "/v2/health/live", "").await.0, StatusCode::OK);
+        assert_eq!(
+            call(app.clone(), "GET", "/v2/health/ready", "").await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            call(app.clone(), "GET", "/v2/models/m/ready", "").await.0,
+            StatusCode::BAD_REQUEST
+        );
+        let (s, v) = call(app.clone(), "POST", "/v2/models/nope/infer", "{}").await;
+        assert_eq!((s, v["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown model 'nope'")));
+        assert_eq!(
+            call(app.clone(), "POST", "/v2/models/m/infer", "{}").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (s, v) = call(app.clone(), "GET", "/v2", "").await;
+        assert_eq!((s, v["name"].as_str()), (StatusCode::OK, Some("tessera")));
+        assert_eq!(call(app, "GET", "/nope", "").await.0, StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,21 @@
+//! ONNX inference served over the KServe v2 / Open Inference Protocol REST API.
+//!
+//! - [`tensor`] (pure): KServe JSON tensors <-> typed tensors, and the checks of a request
+//!   against a model's declared inputs, each error naming the problem.
+//! - [`session`]: ONNX Runtime through `ort` (loaded with `ort::init_from`, never the panicking
+//!   implicit loader), device choice, model loading through the optimized-model cache, pooled
+//!   sessions.
+//! - [`http`]: the axum router (`router`) and `serve`; inference runs on `spawn_blocking`.
+//! - [`metrics`]: Prometheus text metrics.
+
+pub mod http;
+pub mod metrics;
+pub mod session;
+pub mod tensor;
+
+pub use http::{ServeState, router, serve};
+pub use metrics::Metrics;
+pub use session::{
+    CacheOutcome, Device, DeviceRequest, InferError, LoadedModel, ModelOptions, RunError, Runtime,
+};
+pub use tensor::{Datatype, InferRequest, Tensor, TensorData, TensorError, TensorSpec};
