@@ -300,7 +300,7 @@ impl Report {
                 s,
                 r##"<line x1="{gx:.1}" y1="{TOP}" x2="{gx:.1}" y2="{axis_y}" stroke="#ddd"/><text x="{gx:.1}" y="{:.1}" text-anchor="middle" fill="#444">{}</text>"##,
                 axis_y + 18.0,
-                secs(ms)
+                tick(ms, scale_max)
             );
         }
         let _ = writeln!(
@@ -370,6 +370,12 @@ impl Report {
 
 fn secs(ms: f64) -> String {
     if ms >= 10_000.0 { format!("{:.1}", ms / 1e3) } else { format!("{:.2}", ms / 1e3) }
+}
+
+/// An axis label in seconds with as many decimals as the scale needs, the same on every tick.
+fn tick(ms: f64, scale_max_ms: f64) -> String {
+    let digits = if scale_max_ms >= 10_000.0 { 0 } else if scale_max_ms >= 1_000.0 { 1 } else { 2 };
+    format!("{:.*}", digits, ms / 1e3)
 }
 
 /// The smallest 1, 2 or 5 times a power of ten at or above `v`.
