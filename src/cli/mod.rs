@@ -2,6 +2,8 @@
 //! exit codes. Nothing else in the crate reads the environment or prints for the user.
 
 mod add;
+#[cfg(all(feature = "mount", feature = "infer"))]
+mod bench;
 mod cat;
 mod du;
 mod export;
@@ -73,6 +75,12 @@ enum Command {
     /// Serve ONNX models (e.g. from a mount) over the KServe v2 / Open Inference REST API.
     #[cfg(feature = "infer")]
     Serve(serve::ServeArgs),
+    /// End-to-end benchmarks of the real binaries.
+    #[cfg(all(feature = "mount", feature = "infer"))]
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCommand,
+    },
 }
 
 /// Context every subcommand receives.
@@ -121,6 +129,8 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Mount(a) => mount::run(a, ctx),
         #[cfg(feature = "infer")]
         Command::Serve(a) => serve::run(a, &ctx.home).map(|()| ExitCode::SUCCESS),
+        #[cfg(all(feature = "mount", feature = "infer"))]
+        Command::Bench { cmd } => bench::run(cmd),
     }
 }
 
