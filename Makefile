@@ -20,6 +20,7 @@ test: setup
 bench: setup
 	$(ENV) cargo bench --profile dev --bench compare
 	$(ENV) cargo bench --profile dev --bench pull
+	$(ENV) cargo bench --profile dev --bench push
 	$(ENV) cargo bench --profile dev --bench foundation
 
 fmt:

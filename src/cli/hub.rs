@@ -34,6 +34,9 @@ pub struct HubServeArgs {
     /// Limit the send rate of all response bodies together, in bytes per second.
     #[arg(long, value_name = "N")]
     max_bytes_per_sec: Option<u64>,
+    /// Limit the receive rate of all request bodies (uploads) together, in bytes per second.
+    #[arg(long, value_name = "N")]
+    max_upload_bytes_per_sec: Option<u64>,
     /// Serve as a Hub without Xet storage (plain LFS downloads only), to test fallbacks.
     #[arg(long)]
     no_xet: bool,
@@ -58,13 +61,14 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         }
         None => TokenTable::default(),
     };
-    if args.max_bytes_per_sec == Some(0) {
-        anyhow::bail!("--max-bytes-per-sec must be positive");
+    if args.max_bytes_per_sec == Some(0) || args.max_upload_bytes_per_sec == Some(0) {
+        anyhow::bail!("--max-bytes-per-sec and --max-upload-bytes-per-sec must be positive");
     }
     let options = ServerOptions::default()
         .public_url(args.public_url.clone())
         .tokens(tokens)
         .max_bytes_per_sec(args.max_bytes_per_sec)
+        .max_upload_bytes_per_sec(args.max_upload_bytes_per_sec)
         .tree_page_size(args.tree_page_size)
         .no_xet(args.no_xet);
     let data = args.data.clone().unwrap_or_else(|| home.to_owned());

@@ -16,6 +16,7 @@ pub mod hub;
 mod mount;
 mod output;
 mod pull;
+mod push;
 mod remote;
 #[cfg(feature = "infer")]
 mod serve;
@@ -60,6 +61,8 @@ enum Command {
     Unpin(add::UnpinArgs),
     /// Mirror a revision of a Hub repo into the store, fetching only what it lacks.
     Pull(pull::PullArgs),
+    /// Publish a folder as a commit, sending only the chunks the remote lacks.
+    Push(push::PushArgs),
     /// List the files of a revision (path, size, hashes).
     Ls(ls::LsArgs),
     /// Write a revision out as plain files, or as a Hugging Face cache (--hf-cache).
@@ -122,6 +125,7 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Gc(a) => gc::run(a, ctx),
         Command::Unpin(a) => add::unpin(a, ctx),
         Command::Pull(a) => pull::run(a, ctx),
+        Command::Push(a) => push::run(a, ctx),
         Command::Ls(a) => ls::run(a, ctx),
         Command::Export(a) => export::run(a, ctx),
         Command::Hub { cmd } => hub::run(cmd, &ctx.home),

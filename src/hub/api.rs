@@ -17,7 +17,7 @@ pub struct TreeListing {
 }
 
 impl HubClient {
-    fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    pub(super) fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.config.token {
             Some(t) => rb.bearer_auth(t),
             None => rb,
@@ -25,7 +25,7 @@ impl HubClient {
     }
 
     /// GETs a Hub API URL and decodes JSON, mapping the Hub's error statuses.
-    async fn get_json<T: DeserializeOwned>(&self, url: &str, repo: &str, rev: Option<&str>) -> Result<T, HubError> {
+    pub(super) async fn get_json<T: DeserializeOwned>(&self, url: &str, repo: &str, rev: Option<&str>) -> Result<T, HubError> {
         let (_, body) = get_body(&self.config.retry, url, repo, rev, || self.authed(self.http.get(url))).await?;
         serde_json::from_slice(&body).map_err(|e| HubError::Malformed { url: url.to_string(), message: e.to_string() })
     }

@@ -1,5 +1,6 @@
-//! Async client of the Hub HTTP API and the Xet CAS API (`hub-api.md`, `xet-protocol.md` §5-6),
-//! for the real Hub and for `tessera hub serve` alike.
+//! Async client of the Hub HTTP API and the Xet CAS API (`hub-api.md`, `xet-protocol.md` §5-7),
+//! for the real Hub and for `tessera hub serve` alike: reads (`api`, `cas`) and uploads
+//! (`upload`: repos, preupload, xorbs, shards, global dedup, commits).
 //!
 //! Every request goes through [`retry`]: connection errors, 429 (honouring `Retry-After`) and 5xx
 //! are retried with exponential backoff and jitter; a transfer that stalls longer than the read
@@ -9,12 +10,14 @@
 mod api;
 mod cas;
 mod retry;
+mod upload;
 
 use std::time::Duration;
 
 pub use api::TreeListing;
 pub use cas::{FetchUnit, Reconstruction};
 pub use retry::RetryPolicy;
+pub use upload::CasAuth;
 
 use crate::protocol::RepoType;
 

@@ -1,6 +1,7 @@
-//! A server-wide send-rate limiter: one token bucket shared by every response body.
+//! Server-wide rate limiters: one token bucket shared by every response body and, separately,
+//! one shared by every request body (uploads), to simulate slow links in tests.
 //!
-//! The bucket holds at most one second of tokens (at least 64 KiB) and refills continuously; a
+//! A bucket holds at most one second of tokens (at least 64 KiB) and refills continuously; a
 //! body frame waits until its bytes are available. Frames are cut to 64 KiB first so that many
 //! concurrent responses share the rate fairly.
 
@@ -54,13 +55,21 @@ impl RateLimiter {
     }
 }
 
-/// Middleware: re-streams every response body through the limiter.
+/// Middleware: re-streams request and response bodies through their limiters.
 pub async fn throttle(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
-    let response = next.run(req).await;
-    let Some(limiter) = state.limiter.clone() else {
-        return response;
+    let req = match state.upload_limiter.clone() {
+        Some(limiter) => req.map(|body| throttled(body, limiter)),
+        None => req,
     };
-    let (parts, body) = response.into_parts();
+    let response = next.run(req).await;
+    match state.limiter.clone() {
+        Some(limiter) => response.map(|body| throttled(body, limiter)),
+        None => response,
+    }
+}
+
+/// `body`, released no faster than `limiter` allows, in pieces of at most 64 KiB.
+fn throttled(body: Body, limiter: std::sync::Arc<RateLimiter>) -> Body {
     let stream = body
         .into_data_stream()
         .flat_map(|frame| {
@@ -86,7 +95,7 @@ pub async fn throttle(State(state): State<AppState>, req: Request<Body>, next: N
                 piece
             }
         });
-    Response::from_parts(parts, Body::from_stream(stream))
+    Body::from_stream(stream)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //!   §5) over an [`AppState`]; [`serve`] runs it until a shutdown future resolves.
 //! - [`state`]: store, repo database, tokens, signing key, options; [`auth`]: Hub tokens,
 //!   access rules, CAS tokens and presigned URLs; [`error`]: the one `IntoResponse` that sets
-//!   `X-Error-Code` / `X-Error-Message`; [`limit`]: the response-body rate limiter;
+//!   `X-Error-Code` / `X-Error-Message`; [`limit`]: the request- and response-body rate limiters;
 //!   `routes/*`: the handlers.
 //! - Store work runs on the blocking pool; request bodies are bounded per route.
 //!

@@ -25,6 +25,8 @@ pub struct ServerOptions {
     pub tokens: TokenTable,
     /// Send-rate limit of response bodies, bytes per second.
     pub max_bytes_per_sec: Option<u64>,
+    /// Receive-rate limit of request bodies (uploads), bytes per second.
+    pub max_upload_bytes_per_sec: Option<u64>,
     /// Entries per tree-listing page.
     pub tree_page_size: usize,
     /// Lifetime of Xet tokens and presigned URLs, seconds.
@@ -39,6 +41,7 @@ impl Default for ServerOptions {
             public_url: None,
             tokens: TokenTable::default(),
             max_bytes_per_sec: None,
+            max_upload_bytes_per_sec: None,
             tree_page_size: 1000,
             token_ttl_secs: 3600,
             no_xet: false,
@@ -62,6 +65,12 @@ impl ServerOptions {
     /// Sets the send-rate limit.
     pub fn max_bytes_per_sec(mut self, rate: Option<u64>) -> Self {
         self.max_bytes_per_sec = rate;
+        self
+    }
+
+    /// Sets the receive-rate limit of request bodies.
+    pub fn max_upload_bytes_per_sec(mut self, rate: Option<u64>) -> Self {
+        self.max_upload_bytes_per_sec = rate;
         self
     }
 
@@ -111,6 +120,8 @@ pub struct Inner {
     pub options: ServerOptions,
     /// Response-body rate limiter.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// Request-body rate limiter.
+    pub upload_limiter: Option<Arc<RateLimiter>>,
     /// Serialises concurrent uploads of the same xorb.
     pub xorb_locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -149,12 +160,14 @@ impl AppState {
         std::fs::create_dir_all(&server_dir).map_err(io_err(&server_dir))?;
         let signer = Signer::new(load_secret(&server_dir)?);
         let limiter = options.max_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
+        let upload_limiter = options.max_upload_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
         Ok(Self(Arc::new(Inner {
             db: HubDb::new(store.clone()),
             store,
             signer,
             options,
             limiter,
+            upload_limiter,
             xorb_locks: parking_lot::Mutex::new(HashMap::new()),
         })))
     }

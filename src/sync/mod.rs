@@ -1,11 +1,19 @@
-//! Sync between the store and a Hub: `pull` (mirror a revision), and the lazy remote source the
-//! mount uses. Async code here reaches the synchronous store through `spawn_blocking`.
+//! Sync between the store and a Hub: `pull` (mirror a revision), `push` (publish a folder as a
+//! commit, sending only what the remote lacks, planned by the pure [`plan`]), and the lazy
+//! remote source the mount uses. Async code here reaches the synchronous store through
+//! `spawn_blocking`.
 
+mod dedup;
 mod fetch;
+pub mod plan;
 pub mod pull;
+pub mod push;
 mod remote;
+mod scan;
+mod upload;
 
 pub use pull::{PullProgress, PullReport, pull, pull_offline};
+pub use push::{PushOptions, PushProgress, PushReport, PushTimings, push};
 pub use remote::HubSource;
 
 use crate::hub::HubError;
@@ -36,6 +44,9 @@ pub enum SyncError {
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
+    /// The remote changed under us (a branch moved during a push); nothing was overwritten.
+    #[error("{0}")]
+    Conflict(String),
     /// A bug (a task panicked).
     #[error("internal: {0}")]
     Internal(String),

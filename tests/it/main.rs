@@ -9,6 +9,7 @@ mod common;
 mod fault_proxy;
 mod foundation;
 mod pull;
+mod push;
 mod hub_server;
 mod hub_http;
 #[cfg(feature = "mount")]

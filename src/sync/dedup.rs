@@ -1,0 +1,139 @@
+//! What the remote already holds, chunk by chunk: the local store's index for xorbs the CAS
+//! confirms it has (`HEAD`), then the global-dedup API for key chunks still unknown. Only the
+//! remote decides: a chunk the store holds in a xorb the CAS lacks is new.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::Mutex;
+
+use super::SyncError;
+use super::fetch::blocking;
+use super::plan::{LocalFile, key_chunks, match_dedup};
+use crate::format::Shard;
+use crate::hash::{ChunkHash, XorbHash};
+use crate::hub::{CasAuth, HubClient};
+use crate::protocol::RepoType;
+use crate::store::Store;
+
+/// Requests in flight at once for HEADs and dedup queries.
+const QUERY_CONCURRENCY: usize = 8;
+/// A token is renewed when it has less than this left.
+const TOKEN_MARGIN_SECS: u64 = 60;
+
+/// Remote chunk locations: chunk hash -> (xorb, index).
+pub(crate) type Known = HashMap<ChunkHash, (XorbHash, u32)>;
+
+/// A CAS token for one repo revision, renewed before it expires.
+pub(crate) struct CasSession {
+    hub: HubClient,
+    repo_type: RepoType,
+    repo_id: String,
+    rev: String,
+    write: bool,
+    auth: Mutex<Option<CasAuth>>,
+}
+
+impl CasSession {
+    /// A session for writes to branch `rev`, or reads of commit `rev`.
+    pub(crate) fn new(hub: HubClient, repo_type: RepoType, repo_id: &str, rev: &str, write: bool) -> Self {
+        Self { hub, repo_type, repo_id: repo_id.into(), rev: rev.into(), write, auth: Mutex::new(None) }
+    }
+
+    /// A token valid for at least another minute.
+    pub(crate) async fn auth(&self) -> Result<CasAuth, SyncError> {
+        let mut slot = self.auth.lock().await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if let Some(a) = slot.as_ref().filter(|a| a.exp > now + TOKEN_MARGIN_SECS) {
+            return Ok(a.clone());
+        }
+        let t = if self.write {
+            self.hub.xet_write_token(self.repo_type, &self.repo_id, &self.rev).await
+        } else {
+            self.hub.xet_read_token(self.repo_type, &self.repo_id, &self.rev).await
+        };
+        let fresh = CasAuth::from(t.map_err(no_xet)?);
+        *slot = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// The client.
+    pub(crate) fn hub(&self) -> &HubClient {
+        &self.hub
+    }
+}
+
+/// A Hub without a CAS answers the token route with 404.
+fn no_xet(e: crate::hub::HubError) -> SyncError {
+    match e {
+        crate::hub::HubError::NotFound(_) => {
+            SyncError::Protocol("the remote offers no Xet storage (the xet token route is missing)".into())
+        }
+        other => SyncError::Hub(other),
+    }
+}
+
+/// Where the remote holds the chunks of `files` that it has, as far as can be learned.
+/// Returns the locations and the number of global-dedup queries sent.
+pub(crate) async fn remote_chunks(cas: &CasSession, store: &Store, files: &[&LocalFile]) -> Result<(Known, usize), SyncError> {
+    let wanted: Vec<ChunkHash> = {
+        let mut seen = HashSet::new();
+        files.iter().flat_map(|f| f.chunks.iter().map(|c| c.0)).filter(|h| seen.insert(*h)).collect()
+    };
+    let mut known = from_store(cas, store, wanted.clone()).await?;
+    let queries: Vec<ChunkHash> = key_chunks(files.iter().map(|f| &f.chunks[..])).into_iter().filter(|h| !known.contains_key(h)).collect();
+    let sent = queries.len();
+    let answers: Vec<Option<bytes::Bytes>> = futures::stream::iter(queries)
+        .map(|h| async move {
+            let auth = cas.auth().await?;
+            cas.hub().dedup_query(&auth, &h).await.map_err(SyncError::from)
+        })
+        .buffer_unordered(QUERY_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut seen_xorbs: HashSet<XorbHash> = known.values().map(|v| v.0).collect();
+    for body in answers.into_iter().flatten() {
+        let Ok(shard) = Shard::decode(&body) else {
+            tracing::warn!("ignoring a global-dedup answer that does not decode");
+            continue;
+        };
+        if shard.xorbs.iter().all(|x| seen_xorbs.contains(&x.hash)) {
+            continue;
+        }
+        seen_xorbs.extend(shard.xorbs.iter().map(|x| x.hash));
+        let unknown: Vec<ChunkHash> = wanted.iter().filter(|h| !known.contains_key(*h)).copied().collect();
+        for (h, x, i) in match_dedup(&shard, &unknown) {
+            known.insert(h, (x, i));
+        }
+    }
+    Ok((known, sent))
+}
+
+/// Chunks the local store places in xorbs that the CAS confirms it holds.
+async fn from_store(cas: &CasSession, store: &Store, wanted: Vec<ChunkHash>) -> Result<Known, SyncError> {
+    let store = store.clone();
+    let local: Vec<(ChunkHash, XorbHash, u32)> = blocking(move || {
+        let mut out = Vec::new();
+        for h in wanted {
+            if let Some((x, i)) = store.chunk_location(&h)? {
+                out.push((h, x, i));
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    let candidates: HashSet<XorbHash> = local.iter().map(|(_, x, _)| *x).collect();
+    let present: HashSet<XorbHash> = futures::stream::iter(candidates)
+        .map(|x| async move {
+            let auth = cas.auth().await?;
+            let has = cas.hub().xorb_exists(&auth, &x).await?;
+            Ok::<_, SyncError>(has.then_some(x))
+        })
+        .buffer_unordered(QUERY_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(local.into_iter().filter(|(_, x, _)| present.contains(x)).map(|(h, x, i)| (h, (x, i))).collect())
+}

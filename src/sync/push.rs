@@ -1,0 +1,503 @@
+//! `push`: publish a local folder as one commit on a Hub branch, sending only what the remote
+//! lacks (`docs/architecture.md` §4).
+//!
+//! 1. Walk and hash the folder on every core; resolve the branch head and list its tree.
+//! 2. Diff against the tree ([`plan::diff`]); ask preupload how each changed file travels.
+//! 3. For Xet (LFS-mode) files: learn which chunks the remote holds (the local store's index
+//!    confirmed by `HEAD`, then global dedup), pack the others into new xorbs ([`plan::pack`]),
+//!    send the xorbs the CAS lacks, then the shard(s) with verification and sha256 entries.
+//! 4. One commit whose `parentCommit` is the head seen in step 1: a branch that moved meanwhile
+//!    fails the push, it is never overwritten. Nothing changed: no commit.
+//!
+//! The order means the remote never receives a commit naming data it lacks, and every step is
+//! idempotent, so a re-run after a kill sends only what is still missing.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::SyncError;
+use super::dedup::{CasSession, remote_chunks};
+use super::fetch::blocking;
+use super::plan::{self, CommitOp, Diff, LocalFile, PathFilter};
+use super::scan::{self, FoundFile};
+use super::upload::{self, Source, XorbTarget};
+use crate::format::ShardFile;
+use crate::hub::{HubClient, HubError};
+use crate::protocol::{PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
+use crate::store::{FileRecord, Store, Term};
+
+/// What to push where.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Repo type.
+    pub repo_type: RepoType,
+    /// `org/name`.
+    pub repo_id: String,
+    /// Target branch.
+    pub branch: String,
+    /// Create the repo (or branch) when absent.
+    pub create: bool,
+    /// Make a created repo private.
+    pub private: bool,
+    /// Commit title.
+    pub message: Option<String>,
+    /// Tag to put on the resulting commit.
+    pub tag: Option<String>,
+    /// Also delete remote files absent from the folder.
+    pub delete: bool,
+    /// Only paths matching one of these globs (all when empty).
+    pub include: Vec<String>,
+    /// Never paths matching one of these globs.
+    pub exclude: Vec<String>,
+    /// Compute everything, send nothing.
+    pub dry_run: bool,
+}
+
+/// Seconds spent per phase.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PushTimings {
+    /// Chunking and hashing the folder.
+    pub hash: f64,
+    /// Remote listing, preupload and dedup queries.
+    pub plan: f64,
+    /// Building and sending xorbs.
+    pub xorbs: f64,
+    /// Sending the shard(s).
+    pub shard: f64,
+    /// The commit (and tag).
+    pub commit: f64,
+}
+
+/// The `--json` summary of a push.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PushReport {
+    /// `org/name`.
+    pub repo: String,
+    /// The branch.
+    pub revision: String,
+    /// The branch head after the push (the new commit when one was made).
+    pub commit: Option<String>,
+    /// URL of the new commit.
+    pub commit_url: Option<String>,
+    /// Whether a commit was made.
+    pub pushed: bool,
+    /// Files new to the branch.
+    pub files_added: usize,
+    /// Files whose content changed.
+    pub files_updated: usize,
+    /// Files deleted.
+    pub files_deleted: usize,
+    /// Bytes of the folder's files.
+    pub bytes_total: u64,
+    /// Xorb bytes and inline file bytes sent (or that a dry run would send).
+    pub bytes_uploaded: u64,
+    /// Chunks of the folder's files.
+    pub chunks_total: u64,
+    /// Chunks sent in new xorbs.
+    pub chunks_new: u64,
+    /// A dry run: nothing was sent.
+    pub dry_run: bool,
+    /// Xorbs sent.
+    pub xorbs_uploaded: usize,
+    /// Bytes of the shard(s), not counted in `bytes_uploaded`.
+    pub shard_bytes: u64,
+    /// Global-dedup queries asked.
+    pub dedup_queries: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// Where the time went.
+    pub timings: PushTimings,
+}
+
+/// Progress callbacks (the CLI draws bars; tests ignore them).
+pub trait PushProgress: Send + Sync {
+    /// A phase starts (`hashing`, `uploading`) over this many bytes.
+    fn phase(&self, what: &'static str, bytes: u64);
+    /// `n` more bytes of the phase are done.
+    fn advance(&self, n: u64);
+}
+
+impl PushProgress for () {
+    fn phase(&self, _: &'static str, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// The branch as first seen.
+enum Head {
+    Branch(String),
+    NoRepo,
+    NoBranch,
+}
+
+/// Pushes `opts.dir` to `opts.branch` of `opts.repo_id`.
+pub async fn push(hub: &HubClient, store: &Store, opts: &PushOptions, progress: &dyn PushProgress) -> Result<PushReport, SyncError> {
+    let started = Instant::now();
+    let filter = PathFilter::new(&opts.include, &opts.exclude).map_err(|e| SyncError::Usage(format!("bad --include/--exclude pattern: {e}")))?;
+    let found = scan::walk(&opts.dir, &filter)?;
+    let head = probe(hub, opts).await?;
+    let clock = Instant::now();
+    let local = hash_all(&found, progress).await?;
+    let mut p = Push { hub, store, opts, progress, found, local, report: PushReport::default(), query_rev: None, copies: Vec::new() };
+    p.report.timings.hash = clock.elapsed().as_secs_f64();
+    let ran = p.run(head, &filter).await;
+    p.finish_copies().await;
+    ran?;
+    p.report.seconds = started.elapsed().as_secs_f64();
+    Ok(p.report)
+}
+
+/// Checks the repo and branch before any work, so a wrong name or token fails fast.
+async fn probe(hub: &HubClient, opts: &PushOptions) -> Result<Head, SyncError> {
+    let id = &opts.repo_id;
+    match hub.revision_commit(opts.repo_type, id, &opts.branch).await {
+        Ok(c) => Ok(Head::Branch(c)),
+        Err(HubError::RepoNotFound(_)) if opts.create => Ok(Head::NoRepo),
+        Err(HubError::RevisionNotFound { .. }) if opts.create => Ok(Head::NoBranch),
+        Err(HubError::RepoNotFound(_)) => {
+            Err(SyncError::Usage(format!("repository {id} not found (or not visible with this token); pass --create to create it")))
+        }
+        Err(HubError::RevisionNotFound { .. }) => Err(SyncError::Usage(format!(
+            "branch {} does not exist in {id}; pass --create to create it from the default branch",
+            opts.branch
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Hashes the files off the runtime, reporting progress as they finish.
+async fn hash_all(found: &[FoundFile], progress: &dyn PushProgress) -> Result<Vec<LocalFile>, SyncError> {
+    progress.phase("hashing", found.iter().map(|f| f.size).sum());
+    let done = Arc::new(AtomicU64::new(0));
+    let (files, counter) = (found.to_vec(), done.clone());
+    let mut task = tokio::task::spawn_blocking(move || {
+        scan::hash_files(&files, &|n| {
+            counter.fetch_add(n, Ordering::Relaxed);
+        })
+    });
+    let mut shown = 0;
+    loop {
+        tokio::select! {
+            r = &mut task => {
+                progress.advance(done.load(Ordering::Relaxed).saturating_sub(shown));
+                return r.map_err(|e| SyncError::Internal(e.to_string()))?;
+            }
+            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                let now = done.load(Ordering::Relaxed);
+                progress.advance(now.saturating_sub(shown));
+                shown = now;
+            }
+        }
+    }
+}
+
+/// One push in progress.
+struct Push<'a> {
+    hub: &'a HubClient,
+    store: &'a Store,
+    opts: &'a PushOptions,
+    progress: &'a dyn PushProgress,
+    found: Vec<FoundFile>,
+    local: Vec<LocalFile>,
+    report: PushReport,
+    /// The revision preupload and CAS reads use: the branch, or the default head when a dry
+    /// run targets a branch that does not exist yet; `None` when the repo does not exist.
+    query_rev: Option<String>,
+    /// Local copies of sent xorbs being written in the background.
+    copies: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Push<'_> {
+    async fn run(&mut self, head: Head, filter: &PathFilter) -> Result<(), SyncError> {
+        let clock = Instant::now();
+        let head = self.establish(head).await?;
+        let tree = match &head {
+            Some(c) => self.hub.list_tree(self.opts.repo_type, &self.opts.repo_id, c).await?.files,
+            None => Vec::new(),
+        };
+        let mut diff = plan::diff(&self.local, &tree, self.opts.delete, |p| filter.allows(p));
+        let modes = self.upload_modes(&mut diff).await?;
+        self.start_report(&diff, head.clone());
+        if diff.is_empty() {
+            self.report.timings.plan = clock.elapsed().as_secs_f64();
+            return self.tag().await;
+        }
+        let lfs: Vec<usize> = diff.changed().into_iter().filter(|i| modes.get(i) == Some(&UploadMode::Lfs)).collect();
+        let shard_files = self.send_data(&lfs, clock).await?;
+        let clock = Instant::now();
+        self.commit(head.as_deref(), &diff, &modes).await?;
+        self.tag().await?;
+        self.report.timings.commit = clock.elapsed().as_secs_f64();
+        self.record(&shard_files).await;
+        Ok(())
+    }
+
+    /// Waits for the local copies of sent xorbs.
+    async fn finish_copies(&mut self) {
+        for c in std::mem::take(&mut self.copies) {
+            let _ = c.await;
+        }
+    }
+
+    /// Creates the repo or branch when needed (not in a dry run); returns the head to build on.
+    async fn establish(&mut self, head: Head) -> Result<Option<String>, SyncError> {
+        let (t, id, branch) = (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
+        let commit = match head {
+            Head::Branch(c) => Some(c),
+            Head::NoRepo if self.opts.dry_run => None,
+            Head::NoBranch if self.opts.dry_run => {
+                let c = self.hub.repo_head(t, id).await?;
+                self.query_rev = Some(c.clone());
+                return Ok(Some(c));
+            }
+            Head::NoRepo => {
+                self.hub.create_repo(t, id, self.opts.private).await?;
+                Some(self.branch_head_creating().await?)
+            }
+            Head::NoBranch => Some(self.branch_head_creating().await?),
+        };
+        if commit.is_some() {
+            self.query_rev = Some(branch.to_string());
+        }
+        Ok(commit)
+    }
+
+    /// The branch head, creating the branch from the default branch when it is missing.
+    async fn branch_head_creating(&self) -> Result<String, SyncError> {
+        let (t, id, branch) = (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
+        match self.hub.revision_commit(t, id, branch).await {
+            Err(HubError::RevisionNotFound { .. }) => {
+                self.hub.create_branch(t, id, branch, None).await?;
+                Ok(self.hub.revision_commit(t, id, branch).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Upload mode of each changed file; drops files preupload says to ignore or already has.
+    async fn upload_modes(&self, diff: &mut Diff) -> Result<HashMap<usize, UploadMode>, SyncError> {
+        let changed = diff.changed();
+        let Some(rev) = &self.query_rev else {
+            return Ok(changed.iter().map(|i| (*i, guess(&self.local[*i]))).collect());
+        };
+        if changed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let asked: Vec<PreuploadFile> = changed.iter().map(|i| preupload_file(&self.local[*i])).collect();
+        let answers = self.hub.preupload(self.opts.repo_type, &self.opts.repo_id, rev, &asked).await?;
+        let by_path: HashMap<&str, &PreuploadResult> = answers.iter().map(|a| (a.path.as_str(), a)).collect();
+        let mut modes = HashMap::new();
+        for i in changed {
+            let f = &self.local[i];
+            let a = by_path.get(f.path.as_str()).ok_or_else(|| SyncError::Protocol(format!("preupload did not answer for {}", f.path)))?;
+            let mode = if f.size == 0 { UploadMode::Regular } else { a.upload_mode };
+            if !a.should_ignore && !already_there(f, mode, a.oid.as_deref()) {
+                modes.insert(i, mode);
+            }
+        }
+        diff.added.retain(|i| modes.contains_key(i));
+        diff.updated.retain(|i| modes.contains_key(i));
+        Ok(modes)
+    }
+
+    fn start_report(&mut self, diff: &Diff, head: Option<String>) {
+        let r = &mut self.report;
+        r.repo = self.opts.repo_id.clone();
+        r.revision = self.opts.branch.clone();
+        r.commit = head;
+        r.dry_run = self.opts.dry_run;
+        r.files_added = diff.added.len();
+        r.files_updated = diff.updated.len();
+        r.files_deleted = diff.deleted.len();
+        r.bytes_total = self.local.iter().map(|f| f.size).sum();
+        r.chunks_total = self.local.iter().map(|f| f.chunks.len() as u64).sum();
+    }
+
+    /// Sends the chunks of the Xet files the remote lacks, then the shard(s); returns the
+    /// files' shard entries.
+    async fn send_data(&mut self, lfs: &[usize], clock: Instant) -> Result<Vec<ShardFile>, SyncError> {
+        if lfs.is_empty() {
+            self.report.timings.plan = clock.elapsed().as_secs_f64();
+            return Ok(Vec::new());
+        }
+        let cas = self.query_rev.as_ref().map(|rev| {
+            let (rev, write) = if self.opts.dry_run { (rev.as_str(), false) } else { (self.opts.branch.as_str(), true) };
+            CasSession::new(self.hub.clone(), self.opts.repo_type, &self.opts.repo_id, rev, write)
+        });
+        let files: Vec<&LocalFile> = lfs.iter().map(|i| &self.local[*i]).collect();
+        let (known, queries) = match &cas {
+            Some(c) => remote_chunks(c, self.store, &files).await?,
+            None => (HashMap::new(), 0),
+        };
+        let lists: Vec<&[(crate::hash::ChunkHash, u32)]> = files.iter().map(|f| &f.chunks[..]).collect();
+        let packing = plan::pack(&lists, &known);
+        self.report.dedup_queries = queries;
+        self.report.timings.plan = clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let mut sent = self.send_xorbs(cas.as_ref(), lfs, packing.xorbs.clone(), packing.new_bytes).await?;
+        self.copies = std::mem::take(&mut sent.copies);
+        self.report.xorbs_uploaded = sent.sent;
+        self.report.bytes_uploaded += sent.bytes;
+        self.report.chunks_new = sent.chunks as u64;
+        self.report.timings.xorbs = clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let shard_files = files
+            .iter()
+            .zip(&packing.terms)
+            .map(|(f, t)| plan::shard_file(f, t, &sent.hashes).ok_or_else(|| SyncError::Internal(format!("unresolved xorb in {}", f.path))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let shards = plan::split_shards(shard_files.clone(), sent.entries, plan::SHARD_TARGET_BYTES);
+        self.report.shard_bytes = upload::send_shards(cas.as_ref(), &shards, self.opts.dry_run).await?;
+        self.report.timings.shard = clock.elapsed().as_secs_f64();
+        Ok(shard_files)
+    }
+
+    async fn send_xorbs(
+        &self,
+        cas: Option<&CasSession>,
+        lfs: &[usize],
+        plan: Vec<Vec<plan::NewChunk>>,
+        new_bytes: u64,
+    ) -> Result<upload::SentXorbs, SyncError> {
+        self.progress.phase("uploading", new_bytes);
+        let sources = lfs.iter().map(|i| Source { abs: self.found[*i].abs.clone(), chunks: self.local[*i].chunks.clone() }).collect();
+        let first: HashSet<_> = lfs.iter().filter_map(|i| self.local[*i].chunks.first().map(|c| c.0)).collect();
+        let progress = self.progress;
+        let advance = |n: u64| progress.advance(n);
+        let target = XorbTarget { cas, dry_run: self.opts.dry_run, store: self.store, advance: &advance };
+        upload::send_xorbs(&target, plan, sources, first).await
+    }
+
+    /// The commit, based on `head`; a dry run only counts the inline bytes.
+    async fn commit(&mut self, head: Option<&str>, diff: &Diff, modes: &HashMap<usize, UploadMode>) -> Result<(), SyncError> {
+        let mut ops = Vec::new();
+        for i in diff.changed() {
+            let f = &self.local[i];
+            if modes.get(&i) == Some(&UploadMode::Lfs) {
+                ops.push(CommitOp::Lfs { path: f.path.clone(), sha256: f.sha256, size: f.size });
+                continue;
+            }
+            self.report.bytes_uploaded += f.size;
+            let content = if self.opts.dry_run { Vec::new() } else { self.read_inline(i).await? };
+            ops.push(CommitOp::Inline { path: f.path.clone(), content });
+        }
+        ops.extend(diff.deleted.iter().map(|p| CommitOp::Delete { path: p.clone() }));
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        let head = head.ok_or_else(|| SyncError::Internal("no head to commit on".into()))?;
+        let summary = self.opts.message.clone().unwrap_or_else(|| default_message(diff));
+        let lines = plan::commit_lines(&summary, "", Some(head), ops);
+        let (t, id) = (self.opts.repo_type, self.opts.repo_id.as_str());
+        match self.hub.commit(t, id, &self.opts.branch, &lines).await {
+            Ok(r) => self.committed(r.commit_oid, r.commit_url),
+            Err(HubError::Status { status: 409 | 412, .. }) => self.after_conflict(head, diff).await?,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    async fn read_inline(&self, i: usize) -> Result<Vec<u8>, SyncError> {
+        let (found, local) = (self.found[i].clone(), self.local[i].clone());
+        blocking(move || scan::read_unchanged(&found, &local)).await
+    }
+
+    fn committed(&mut self, commit: String, url: String) {
+        self.report.commit = Some(commit);
+        self.report.commit_url = Some(url);
+        self.report.pushed = true;
+    }
+
+    /// The commit was refused because the branch moved. If the new head already holds exactly
+    /// this push (a retried commit that had gone through), that is success; otherwise an error.
+    async fn after_conflict(&mut self, base: &str, diff: &Diff) -> Result<(), SyncError> {
+        let (t, id, branch) = (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
+        let now = self.hub.revision_commit(t, id, branch).await?;
+        let tree = self.hub.list_tree(t, id, &now).await?.files;
+        if now != base && reflects(&tree, &self.local, diff) {
+            let url = format!("{}/{}{id}/commit/{now}", self.hub.endpoint(), t.url_prefix());
+            self.committed(now, url);
+            return Ok(());
+        }
+        Err(SyncError::Conflict(format!(
+            "branch {branch} of {id} moved during the push (it is now at {now}, the push was based on {base}); \
+             nothing was committed: run the push again to publish on top of the new head"
+        )))
+    }
+
+    /// Tags the resulting commit (not in a dry run).
+    async fn tag(&mut self) -> Result<(), SyncError> {
+        let (Some(tag), Some(commit), false) = (&self.opts.tag, &self.report.commit, self.opts.dry_run) else { return Ok(()) };
+        match self.hub.create_tag(self.opts.repo_type, &self.opts.repo_id, commit, tag).await {
+            Err(HubError::Status { status: 409, .. }) => Err(SyncError::Usage(format!("tag {tag} already exists in {}", self.opts.repo_id))),
+            other => Ok(other?),
+        }
+    }
+
+    /// Keeps the pushed files' records in the local store (best effort), so pulls and mounts of
+    /// the new commit need not fetch what this machine already holds.
+    async fn record(&self, files: &[ShardFile]) {
+        if self.opts.dry_run || files.is_empty() {
+            return;
+        }
+        let records: Vec<FileRecord> = files.iter().map(file_record).collect();
+        let store = self.store.clone();
+        let kept = blocking(move || {
+            for r in &records {
+                store.put_file(r)?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, "could not record pushed files in the local store");
+        }
+    }
+}
+
+fn file_record(f: &ShardFile) -> FileRecord {
+    let terms = f
+        .terms
+        .iter()
+        .map(|t| Term { xorb: t.xorb, chunk_start: t.chunk_start, chunk_end: t.chunk_end, unpacked_len: t.unpacked_len })
+        .collect();
+    FileRecord { hash: f.hash, size: f.size(), sha256: f.sha256.unwrap_or_default(), terms }
+}
+
+fn guess(f: &LocalFile) -> UploadMode {
+    plan::guess_upload_mode(&f.path, f.size, &f.sample)
+}
+
+fn preupload_file(f: &LocalFile) -> PreuploadFile {
+    use base64::Engine;
+    PreuploadFile { path: f.path.clone(), sample: Some(base64::engine::general_purpose::STANDARD.encode(&f.sample)), size: f.size }
+}
+
+/// Whether preupload's `oid` says the remote already has this content at this path.
+fn already_there(f: &LocalFile, mode: UploadMode, oid: Option<&str>) -> bool {
+    let Some(oid) = oid else { return false };
+    match mode {
+        UploadMode::Lfs => oid.eq_ignore_ascii_case(&f.sha256.to_string()),
+        UploadMode::Regular => f.git_oid.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(oid)),
+    }
+}
+
+/// Whether a tree shows every change of the push.
+fn reflects(tree: &[TreeFile], local: &[LocalFile], diff: &Diff) -> bool {
+    let by_path: HashMap<&str, &TreeFile> = tree.iter().map(|e| (e.path.as_str(), e)).collect();
+    let changed_ok = diff.changed().iter().all(|i| by_path.get(local[*i].path.as_str()).is_some_and(|e| plan::same_content(&local[*i], e)));
+    changed_ok && diff.deleted.iter().all(|p| !by_path.contains_key(p.as_str()))
+}
+
+fn default_message(diff: &Diff) -> String {
+    let n = diff.added.len() + diff.updated.len();
+    match (n, diff.deleted.len()) {
+        (n, 0) => format!("Upload {n} files with tessera"),
+        (0, d) => format!("Delete {d} files with tessera"),
+        (n, d) => format!("Upload {n} files and delete {d} with tessera"),
+    }
+}

@@ -1,0 +1,298 @@
+//! Building a push's new xorbs from the files' bytes and sending them, then the shards.
+//!
+//! One blocking thread reads the new chunks, compresses them on every core (checking each
+//! against the hash taken when the file was scanned) into xorbs and hands each finished xorb to
+//! the async side,
+//! which sends a few at a time: a xorb the CAS already holds is skipped, a sent one is also
+//! kept in the local store, so a later push (or a re-run after a kill) knows the remote has it.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use rayon::prelude::*;
+
+use super::SyncError;
+use super::dedup::CasSession;
+use super::fetch::blocking;
+use super::plan::{NewChunk, shard_xorb};
+use crate::format::{BuiltXorb, CompressionPolicy, Shard, ShardXorb, XorbChunk, encode_chunk};
+use crate::hash::{ChunkHash, XorbHash, chunk_hash, xorb_hash};
+use crate::store::Store;
+
+/// Xorbs sent at the same time (each up to 64 MiB in memory).
+const XORB_CONCURRENCY: usize = 2;
+
+/// The bytes of one file the new xorbs read from.
+pub(crate) struct Source {
+    /// Where the file is.
+    pub(crate) abs: PathBuf,
+    /// Its chunks as scanned.
+    pub(crate) chunks: Vec<(ChunkHash, u32)>,
+}
+
+/// Where a push's xorbs go: the CAS (absent when the repo does not exist yet in a dry run),
+/// whether to actually send, the local store to keep copies in, and progress.
+pub(crate) struct XorbTarget<'a> {
+    pub(crate) cas: Option<&'a CasSession>,
+    pub(crate) dry_run: bool,
+    pub(crate) store: &'a Store,
+    pub(crate) advance: &'a (dyn Fn(u64) + Sync),
+}
+
+/// What sending the new xorbs did.
+#[derive(Debug, Default)]
+pub(crate) struct SentXorbs {
+    /// The hash of each planned xorb, in plan order.
+    pub(crate) hashes: Vec<XorbHash>,
+    /// Their shard entries.
+    pub(crate) entries: Vec<ShardXorb>,
+    /// Xorbs sent (or that a dry run would send).
+    pub(crate) sent: usize,
+    /// Their serialized bytes.
+    pub(crate) bytes: u64,
+    /// Their chunks.
+    pub(crate) chunks: usize,
+    /// Local copies of the sent xorbs still being written; await before exiting.
+    pub(crate) copies: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// One finished xorb on its way out.
+struct Outcome {
+    n: usize,
+    hash: XorbHash,
+    entry: ShardXorb,
+    sent: Option<(u64, usize)>,
+    copy: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Builds the planned xorbs and sends those the CAS lacks.
+pub(crate) async fn send_xorbs(
+    target: &XorbTarget<'_>,
+    plan: Vec<Vec<NewChunk>>,
+    sources: Vec<Source>,
+    first_chunks: HashSet<ChunkHash>,
+) -> Result<SentXorbs, SyncError> {
+    let total = plan.len();
+    let (tx, rx) = tokio::sync::mpsc::channel::<(usize, BuiltXorb)>(1);
+    let producer = tokio::task::spawn_blocking(move || build_all(plan, &sources, &tx));
+    let first_chunks = &first_chunks;
+    let built = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let sent: Result<Vec<Outcome>, SyncError> =
+        built.map(|(n, x)| send_one(target, n, x, first_chunks)).buffer_unordered(XORB_CONCURRENCY).try_collect().await;
+    producer.await.map_err(|e| SyncError::Internal(e.to_string()))??;
+    let mut outcomes = sent?;
+    if outcomes.len() != total {
+        return Err(SyncError::Internal(format!("built {} of {total} xorbs", outcomes.len())));
+    }
+    outcomes.sort_by_key(|o| o.n);
+    let mut out = SentXorbs::default();
+    for o in outcomes {
+        if let Some((bytes, chunks)) = o.sent {
+            out.sent += 1;
+            out.bytes += bytes;
+            out.chunks += chunks;
+        }
+        out.hashes.push(o.hash);
+        out.entries.push(o.entry);
+        out.copies.extend(o.copy);
+    }
+    Ok(out)
+}
+
+/// Sends one xorb unless the CAS has it; keeps a copy in the local store.
+async fn send_one(target: &XorbTarget<'_>, n: usize, x: BuiltXorb, first_chunks: &HashSet<ChunkHash>) -> Result<Outcome, SyncError> {
+    let entry = shard_xorb(x.hash, x.body.len(), &x.chunks, first_chunks);
+    let (hash, chunks, unpacked) = (x.hash, x.chunks.len(), entry.unpacked_len());
+    let body = Bytes::from(x.body);
+    let len = body.len() as u64;
+    let mut copy = None;
+    let sent = match target.cas {
+        None => Some((len, chunks)),
+        Some(cas) => {
+            let auth = cas.auth().await?;
+            if cas.hub().xorb_exists(&auth, &hash).await? {
+                None
+            } else {
+                if !target.dry_run {
+                    cas.hub().upload_xorb(&auth, &hash, body.clone()).await?;
+                    copy = Some(tokio::spawn(keep_copy(target.store.clone(), hash, body)));
+                }
+                Some((len, chunks))
+            }
+        }
+    };
+    (target.advance)(unpacked);
+    Ok(Outcome { n, hash, entry, sent, copy })
+}
+
+/// Stores a sent xorb locally so later pushes know the remote has its chunks (best effort).
+async fn keep_copy(store: Store, hash: XorbHash, body: Bytes) {
+    let kept = blocking(move || store.put_xorb(hash, &body).map_err(SyncError::from)).await;
+    if let Err(e) = kept {
+        tracing::warn!(%hash, error = %e, "could not keep a copy of a pushed xorb");
+    }
+}
+
+/// Builds every planned xorb in order, handing each to `tx`.
+fn build_all(plan: Vec<Vec<NewChunk>>, sources: &[Source], tx: &tokio::sync::mpsc::Sender<(usize, BuiltXorb)>) -> Result<(), SyncError> {
+    let mut reader = ChunkReader::new(sources);
+    for (n, chunks) in plan.into_iter().enumerate() {
+        let read: Vec<Run> = runs(&chunks).into_iter().map(|r| reader.read_run(r)).collect::<Result<_, _>>()?;
+        if tx.blocking_send((n, build_xorb(&read)?)).is_err() {
+            // The sending side stopped on an error of its own, which it reports.
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Compresses the chunks of a xorb on every core (checking each against its scanned hash),
+/// then lays them out as [`crate::format::XorbBuilder`] would.
+fn build_xorb(runs: &[Run]) -> Result<BuiltXorb, SyncError> {
+    let chunks: Vec<(&[u8], ChunkHash, &Run)> = runs
+        .iter()
+        .flat_map(|r| {
+            r.chunks.iter().scan(0usize, move |pos, (len, h)| {
+                let start = *pos;
+                *pos += len;
+                Some((&r.buf[start..*pos], *h, r))
+            })
+        })
+        .collect();
+    let encoded: Vec<Vec<u8>> = chunks
+        .par_iter()
+        .map(|(data, h, run)| {
+            if chunk_hash(data) != *h {
+                return Err(run.changed());
+            }
+            encode_chunk(data, CompressionPolicy::Auto).map_err(|e| SyncError::Internal(format!("chunk encoding: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut body = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
+    let mut layout = Vec::with_capacity(encoded.len());
+    let mut unpacked = 0u32;
+    for ((data, hash, _), bytes) in chunks.iter().zip(&encoded) {
+        let byte_start = body.len() as u32;
+        body.extend_from_slice(bytes);
+        let unpacked_len = data.len() as u32;
+        layout.push(XorbChunk { hash: *hash, byte_start, byte_end: body.len() as u32, unpacked_start: unpacked, unpacked_len });
+        unpacked += unpacked_len;
+    }
+    let leaves: Vec<(ChunkHash, u64)> = layout.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
+    Ok(BuiltXorb { hash: xorb_hash(&leaves), body, chunks: layout })
+}
+
+/// Splits a xorb's chunk list into runs of consecutive chunks of one file.
+fn runs(chunks: &[NewChunk]) -> Vec<(usize, std::ops::Range<usize>)> {
+    let mut out: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    for c in chunks {
+        match out.last_mut() {
+            Some((f, r)) if *f == c.file && r.end == c.index => r.end += 1,
+            _ => out.push((c.file, c.index..c.index + 1)),
+        }
+    }
+    out
+}
+
+/// The bytes of consecutive chunks of one file, read at once.
+struct Run {
+    /// The file (for errors).
+    abs: PathBuf,
+    /// The chunks' bytes back to back.
+    buf: Vec<u8>,
+    /// Each chunk's length and scanned hash.
+    chunks: Vec<(usize, ChunkHash)>,
+}
+
+impl Run {
+    fn changed(&self) -> SyncError {
+        SyncError::Local(format!("{} changed while it was being pushed; run the push again", self.abs.display()))
+    }
+}
+
+/// Positional reads of chunk runs.
+struct ChunkReader<'a> {
+    sources: &'a [Source],
+    offsets: HashMap<usize, Vec<u64>>,
+    open: HashMap<usize, std::fs::File>,
+}
+
+impl<'a> ChunkReader<'a> {
+    fn new(sources: &'a [Source]) -> Self {
+        Self { sources, offsets: HashMap::new(), open: HashMap::new() }
+    }
+
+    /// The bytes of chunks `range` of file `file`.
+    fn read_run(&mut self, (file, range): (usize, std::ops::Range<usize>)) -> Result<Run, SyncError> {
+        let src = self.sources.get(file).ok_or_else(|| SyncError::Internal("chunk of an unknown file".into()))?;
+        let offsets = self.offsets.entry(file).or_insert_with(|| {
+            std::iter::once(0)
+                .chain(src.chunks.iter().scan(0u64, |pos, c| {
+                    *pos += u64::from(c.1);
+                    Some(*pos)
+                }))
+                .collect()
+        });
+        let (start, end) = match (offsets.get(range.start), offsets.get(range.end)) {
+            (Some(s), Some(e)) => (*s, *e),
+            _ => return Err(SyncError::Internal("chunk range outside its file".into())),
+        };
+        let local = |e: std::io::Error| SyncError::Local(format!("{}: {e}", src.abs.display()));
+        let handle = match self.open.entry(file) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(std::fs::File::open(&src.abs).map_err(local)?),
+        };
+        let mut buf = vec![0u8; (end - start) as usize];
+        handle.read_exact_at(&mut buf, start).map_err(local)?;
+        let chunks = src.chunks[range].iter().map(|(h, len)| (*len as usize, *h)).collect();
+        Ok(Run { abs: src.abs.clone(), buf, chunks })
+    }
+}
+
+/// Encodes and (unless `dry_run`) sends shards; returns their bytes.
+pub(crate) async fn send_shards(cas: Option<&CasSession>, shards: &[Shard], dry_run: bool) -> Result<u64, SyncError> {
+    let mut total = 0u64;
+    for s in shards {
+        let body = s.encode_upload().map_err(|e| SyncError::Internal(format!("shard encoding: {e}")))?;
+        total += body.len() as u64;
+        if let (Some(cas), false) = (cas, dry_run) {
+            let auth = cas.auth().await?;
+            cas.hub().upload_shard(&auth, Bytes::from(body)).await?;
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_group_consecutive_chunks_of_one_file() {
+        let c = |file, index| NewChunk { file, index };
+        let got = runs(&[c(0, 3), c(0, 4), c(1, 0), c(0, 5), c(0, 7)]);
+        assert_eq!(got, vec![(0, 3..5), (1, 0..1), (0, 5..6), (0, 7..8)]);
+    }
+
+    #[test]
+    fn built_xorbs_equal_the_builder_and_catch_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let chunks = vec![(chunk_hash(&data[..70_000]), 70_000), (chunk_hash(&data[70_000..]), 130_000)];
+        let src = vec![Source { abs: p.clone(), chunks }];
+        let run = ChunkReader::new(&src).read_run((0, 0..2)).unwrap();
+        let built = build_xorb(&[run]).unwrap();
+        let mut b = crate::format::XorbBuilder::new(CompressionPolicy::Auto);
+        b.push(&data[..70_000]).unwrap();
+        b.push(&data[70_000..]).unwrap();
+        assert_eq!(built, b.finish());
+        std::fs::write(&p, vec![1u8; 200_000]).unwrap();
+        let run = ChunkReader::new(&src).read_run((0, 1..2)).unwrap();
+        assert!(matches!(build_xorb(&[run]), Err(SyncError::Local(_))));
+    }
+}
