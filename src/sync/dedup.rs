@@ -1,6 +1,7 @@
-//! What the remote already holds, chunk by chunk: the local store's index for xorbs the CAS
-//! confirms it has (`HEAD`), then the global-dedup API for key chunks still unknown. Only the
-//! remote decides: a chunk the store holds in a xorb the CAS lacks is new.
+//! What the remote already holds, chunk by chunk: the local store's index and the push cache
+//! (xorbs this machine pushed before) name candidate xorbs, kept only when the CAS confirms it
+//! has them (`HEAD`); then the global-dedup API for key chunks still unknown. Only the remote
+//! decides: a chunk the store holds in a xorb the CAS lacks is new.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,6 +11,7 @@ use tokio::sync::Mutex;
 use super::SyncError;
 use super::fetch::blocking;
 use super::plan::{LocalFile, key_chunks, match_dedup};
+use super::shard_cache::ShardCache;
 use crate::format::Shard;
 use crate::hash::{ChunkHash, XorbHash};
 use crate::hub::{CasAuth, HubClient};
@@ -75,12 +77,17 @@ fn no_xet(e: crate::hub::HubError) -> SyncError {
 
 /// Where the remote holds the chunks of `files` that it has, as far as can be learned.
 /// Returns the locations and the number of global-dedup queries sent.
-pub(crate) async fn remote_chunks(cas: &CasSession, store: &Store, files: &[&LocalFile]) -> Result<(Known, usize), SyncError> {
+pub(crate) async fn remote_chunks(
+    cas: &CasSession,
+    store: &Store,
+    cache: Option<&ShardCache>,
+    files: &[&LocalFile],
+) -> Result<(Known, usize), SyncError> {
     let wanted: Vec<ChunkHash> = {
         let mut seen = HashSet::new();
         files.iter().flat_map(|f| f.chunks.iter().map(|c| c.0)).filter(|h| seen.insert(*h)).collect()
     };
-    let mut known = from_store(cas, store, wanted.clone()).await?;
+    let mut known = confirmed(cas, local_candidates(store, cache, wanted.clone()).await?).await?;
     let queries: Vec<ChunkHash> = key_chunks(files.iter().map(|f| &f.chunks[..])).into_iter().filter(|h| !known.contains_key(h)).collect();
     let sent = queries.len();
     let answers: Vec<Option<bytes::Bytes>> = futures::stream::iter(queries)
@@ -109,19 +116,30 @@ pub(crate) async fn remote_chunks(cas: &CasSession, store: &Store, files: &[&Loc
     Ok((known, sent))
 }
 
-/// Chunks the local store places in xorbs that the CAS confirms it holds.
-async fn from_store(cas: &CasSession, store: &Store, wanted: Vec<ChunkHash>) -> Result<Known, SyncError> {
-    let store = store.clone();
-    let local: Vec<(ChunkHash, XorbHash, u32)> = blocking(move || {
+/// Where the local store and the push cache place `wanted` chunks.
+async fn local_candidates(store: &Store, cache: Option<&ShardCache>, wanted: Vec<ChunkHash>) -> Result<Vec<(ChunkHash, XorbHash, u32)>, SyncError> {
+    let (store, cache) = (store.clone(), cache.cloned());
+    blocking(move || {
         let mut out = Vec::new();
+        let mut missing = HashSet::new();
         for h in wanted {
-            if let Some((x, i)) = store.chunk_location(&h)? {
-                out.push((h, x, i));
+            match store.chunk_location(&h)? {
+                Some((x, i)) => out.push((h, x, i)),
+                None => {
+                    missing.insert(h);
+                }
             }
+        }
+        if let Some(cache) = cache {
+            out.extend(cache.lookup(&missing).into_iter().map(|(h, (x, i))| (h, x, i)));
         }
         Ok(out)
     })
-    .await?;
+    .await
+}
+
+/// The candidates whose xorb the CAS confirms it holds.
+async fn confirmed(cas: &CasSession, local: Vec<(ChunkHash, XorbHash, u32)>) -> Result<Known, SyncError> {
     let candidates: HashSet<XorbHash> = local.iter().map(|(_, x, _)| *x).collect();
     let present: HashSet<XorbHash> = futures::stream::iter(candidates)
         .map(|x| async move {

@@ -10,6 +10,7 @@ pub mod pull;
 pub mod push;
 mod remote;
 mod scan;
+mod shard_cache;
 mod upload;
 
 pub use pull::{PullProgress, PullReport, pull, pull_offline};

@@ -23,11 +23,11 @@ use super::dedup::{CasSession, remote_chunks};
 use super::fetch::blocking;
 use super::plan::{self, CommitOp, Diff, LocalFile, PathFilter};
 use super::scan::{self, FoundFile};
+use super::shard_cache::ShardCache;
 use super::upload::{self, Source, XorbTarget};
-use crate::format::ShardFile;
 use crate::hub::{HubClient, HubError};
 use crate::protocol::{PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
-use crate::store::{FileRecord, Store, Term};
+use crate::store::Store;
 
 /// What to push where.
 #[derive(Debug, Clone)]
@@ -142,11 +142,9 @@ pub async fn push(hub: &HubClient, store: &Store, opts: &PushOptions, progress: 
     let head = probe(hub, opts).await?;
     let clock = Instant::now();
     let local = hash_all(&found, progress).await?;
-    let mut p = Push { hub, store, opts, progress, found, local, report: PushReport::default(), query_rev: None, copies: Vec::new() };
+    let mut p = Push { hub, store, opts, progress, found, local, report: PushReport::default(), query_rev: None };
     p.report.timings.hash = clock.elapsed().as_secs_f64();
-    let ran = p.run(head, &filter).await;
-    p.finish_copies().await;
-    ran?;
+    p.run(head, &filter).await?;
     p.report.seconds = started.elapsed().as_secs_f64();
     Ok(p.report)
 }
@@ -207,8 +205,6 @@ struct Push<'a> {
     /// The revision preupload and CAS reads use: the branch, or the default head when a dry
     /// run targets a branch that does not exist yet; `None` when the repo does not exist.
     query_rev: Option<String>,
-    /// Local copies of sent xorbs being written in the background.
-    copies: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Push<'_> {
@@ -227,20 +223,12 @@ impl Push<'_> {
             return self.tag().await;
         }
         let lfs: Vec<usize> = diff.changed().into_iter().filter(|i| modes.get(i) == Some(&UploadMode::Lfs)).collect();
-        let shard_files = self.send_data(&lfs, clock).await?;
+        self.send_data(&lfs, clock).await?;
         let clock = Instant::now();
         self.commit(head.as_deref(), &diff, &modes).await?;
         self.tag().await?;
         self.report.timings.commit = clock.elapsed().as_secs_f64();
-        self.record(&shard_files).await;
         Ok(())
-    }
-
-    /// Waits for the local copies of sent xorbs.
-    async fn finish_copies(&mut self) {
-        for c in std::mem::take(&mut self.copies) {
-            let _ = c.await;
-        }
     }
 
     /// Creates the repo or branch when needed (not in a dry run); returns the head to build on.
@@ -317,20 +305,23 @@ impl Push<'_> {
         r.chunks_total = self.local.iter().map(|f| f.chunks.len() as u64).sum();
     }
 
-    /// Sends the chunks of the Xet files the remote lacks, then the shard(s); returns the
-    /// files' shard entries.
-    async fn send_data(&mut self, lfs: &[usize], clock: Instant) -> Result<Vec<ShardFile>, SyncError> {
+    /// Sends the chunks of the Xet files the remote lacks, then the shard(s).
+    async fn send_data(&mut self, lfs: &[usize], clock: Instant) -> Result<(), SyncError> {
         if lfs.is_empty() {
             self.report.timings.plan = clock.elapsed().as_secs_f64();
-            return Ok(Vec::new());
+            return Ok(());
         }
         let cas = self.query_rev.as_ref().map(|rev| {
             let (rev, write) = if self.opts.dry_run { (rev.as_str(), false) } else { (self.opts.branch.as_str(), true) };
             CasSession::new(self.hub.clone(), self.opts.repo_type, &self.opts.repo_id, rev, write)
         });
+        let cache = match &cas {
+            Some(c) => Some(ShardCache::new(self.store.home(), &c.auth().await?.url)),
+            None => None,
+        };
         let files: Vec<&LocalFile> = lfs.iter().map(|i| &self.local[*i]).collect();
         let (known, queries) = match &cas {
-            Some(c) => remote_chunks(c, self.store, &files).await?,
+            Some(c) => remote_chunks(c, self.store, cache.as_ref(), &files).await?,
             None => (HashMap::new(), 0),
         };
         let lists: Vec<&[(crate::hash::ChunkHash, u32)]> = files.iter().map(|f| &f.chunks[..]).collect();
@@ -338,8 +329,7 @@ impl Push<'_> {
         self.report.dedup_queries = queries;
         self.report.timings.plan = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        let mut sent = self.send_xorbs(cas.as_ref(), lfs, packing.xorbs.clone(), packing.new_bytes).await?;
-        self.copies = std::mem::take(&mut sent.copies);
+        let sent = self.send_xorbs(cas.as_ref(), cache.as_ref(), lfs, packing.xorbs.clone(), packing.new_bytes).await?;
         self.report.xorbs_uploaded = sent.sent;
         self.report.bytes_uploaded += sent.bytes;
         self.report.chunks_new = sent.chunks as u64;
@@ -350,15 +340,16 @@ impl Push<'_> {
             .zip(&packing.terms)
             .map(|(f, t)| plan::shard_file(f, t, &sent.hashes).ok_or_else(|| SyncError::Internal(format!("unresolved xorb in {}", f.path))))
             .collect::<Result<Vec<_>, _>>()?;
-        let shards = plan::split_shards(shard_files.clone(), sent.entries, plan::SHARD_TARGET_BYTES);
+        let shards = plan::split_shards(shard_files, sent.entries, plan::SHARD_TARGET_BYTES);
         self.report.shard_bytes = upload::send_shards(cas.as_ref(), &shards, self.opts.dry_run).await?;
         self.report.timings.shard = clock.elapsed().as_secs_f64();
-        Ok(shard_files)
+        Ok(())
     }
 
     async fn send_xorbs(
         &self,
         cas: Option<&CasSession>,
+        cache: Option<&ShardCache>,
         lfs: &[usize],
         plan: Vec<Vec<plan::NewChunk>>,
         new_bytes: u64,
@@ -368,7 +359,7 @@ impl Push<'_> {
         let first: HashSet<_> = lfs.iter().filter_map(|i| self.local[*i].chunks.first().map(|c| c.0)).collect();
         let progress = self.progress;
         let advance = |n: u64| progress.advance(n);
-        let target = XorbTarget { cas, dry_run: self.opts.dry_run, store: self.store, advance: &advance };
+        let target = XorbTarget { cas, dry_run: self.opts.dry_run, cache, advance: &advance };
         upload::send_xorbs(&target, plan, sources, first).await
     }
 
@@ -437,35 +428,6 @@ impl Push<'_> {
             other => Ok(other?),
         }
     }
-
-    /// Keeps the pushed files' records in the local store (best effort), so pulls and mounts of
-    /// the new commit need not fetch what this machine already holds.
-    async fn record(&self, files: &[ShardFile]) {
-        if self.opts.dry_run || files.is_empty() {
-            return;
-        }
-        let records: Vec<FileRecord> = files.iter().map(file_record).collect();
-        let store = self.store.clone();
-        let kept = blocking(move || {
-            for r in &records {
-                store.put_file(r)?;
-            }
-            Ok(())
-        })
-        .await;
-        if let Err(e) = kept {
-            tracing::warn!(error = %e, "could not record pushed files in the local store");
-        }
-    }
-}
-
-fn file_record(f: &ShardFile) -> FileRecord {
-    let terms = f
-        .terms
-        .iter()
-        .map(|t| Term { xorb: t.xorb, chunk_start: t.chunk_start, chunk_end: t.chunk_end, unpacked_len: t.unpacked_len })
-        .collect();
-    FileRecord { hash: f.hash, size: f.size(), sha256: f.sha256.unwrap_or_default(), terms }
 }
 
 fn guess(f: &LocalFile) -> UploadMode {

@@ -2,9 +2,9 @@
 //!
 //! One blocking thread reads the new chunks, compresses them on every core (checking each
 //! against the hash taken when the file was scanned) into xorbs and hands each finished xorb to
-//! the async side,
-//! which sends a few at a time: a xorb the CAS already holds is skipped, a sent one is also
-//! kept in the local store, so a later push (or a re-run after a kill) knows the remote has it.
+//! the async side, which sends a few at a time. A xorb the CAS already holds is skipped; each
+//! xorb the CAS holds afterwards is noted in the push cache ([`ShardCache`]), so a later push
+//! (or a re-run after a kill) knows the remote has its chunks.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::FileExt;
@@ -18,9 +18,9 @@ use super::SyncError;
 use super::dedup::CasSession;
 use super::fetch::blocking;
 use super::plan::{NewChunk, shard_xorb};
+use super::shard_cache::ShardCache;
 use crate::format::{BuiltXorb, CompressionPolicy, Shard, ShardXorb, XorbChunk, encode_chunk};
 use crate::hash::{ChunkHash, XorbHash, chunk_hash, xorb_hash};
-use crate::store::Store;
 
 /// Xorbs sent at the same time (each up to 64 MiB in memory).
 const XORB_CONCURRENCY: usize = 2;
@@ -34,11 +34,11 @@ pub(crate) struct Source {
 }
 
 /// Where a push's xorbs go: the CAS (absent when the repo does not exist yet in a dry run),
-/// whether to actually send, the local store to keep copies in, and progress.
+/// whether to actually send, the cache noting what the CAS holds, and progress.
 pub(crate) struct XorbTarget<'a> {
     pub(crate) cas: Option<&'a CasSession>,
     pub(crate) dry_run: bool,
-    pub(crate) store: &'a Store,
+    pub(crate) cache: Option<&'a ShardCache>,
     pub(crate) advance: &'a (dyn Fn(u64) + Sync),
 }
 
@@ -55,8 +55,6 @@ pub(crate) struct SentXorbs {
     pub(crate) bytes: u64,
     /// Their chunks.
     pub(crate) chunks: usize,
-    /// Local copies of the sent xorbs still being written; await before exiting.
-    pub(crate) copies: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// One finished xorb on its way out.
@@ -65,7 +63,6 @@ struct Outcome {
     hash: XorbHash,
     entry: ShardXorb,
     sent: Option<(u64, usize)>,
-    copy: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Builds the planned xorbs and sends those the CAS lacks.
@@ -97,42 +94,40 @@ pub(crate) async fn send_xorbs(
         }
         out.hashes.push(o.hash);
         out.entries.push(o.entry);
-        out.copies.extend(o.copy);
     }
     Ok(out)
 }
 
-/// Sends one xorb unless the CAS has it; keeps a copy in the local store.
+/// Sends one xorb unless the CAS has it; notes it in the cache once the CAS holds it.
 async fn send_one(target: &XorbTarget<'_>, n: usize, x: BuiltXorb, first_chunks: &HashSet<ChunkHash>) -> Result<Outcome, SyncError> {
     let entry = shard_xorb(x.hash, x.body.len(), &x.chunks, first_chunks);
     let (hash, chunks, unpacked) = (x.hash, x.chunks.len(), entry.unpacked_len());
     let body = Bytes::from(x.body);
     let len = body.len() as u64;
-    let mut copy = None;
     let sent = match target.cas {
         None => Some((len, chunks)),
         Some(cas) => {
             let auth = cas.auth().await?;
-            if cas.hub().xorb_exists(&auth, &hash).await? {
-                None
-            } else {
-                if !target.dry_run {
-                    cas.hub().upload_xorb(&auth, &hash, body.clone()).await?;
-                    copy = Some(tokio::spawn(keep_copy(target.store.clone(), hash, body)));
-                }
-                Some((len, chunks))
+            let held = cas.hub().xorb_exists(&auth, &hash).await?;
+            if !held && !target.dry_run {
+                cas.hub().upload_xorb(&auth, &hash, body).await?;
             }
+            if let (Some(cache), false) = (target.cache, target.dry_run) {
+                note(cache, &entry).await;
+            }
+            (!held).then_some((len, chunks))
         }
     };
     (target.advance)(unpacked);
-    Ok(Outcome { n, hash, entry, sent, copy })
+    Ok(Outcome { n, hash, entry, sent })
 }
 
-/// Stores a sent xorb locally so later pushes know the remote has its chunks (best effort).
-async fn keep_copy(store: Store, hash: XorbHash, body: Bytes) {
-    let kept = blocking(move || store.put_xorb(hash, &body).map_err(SyncError::from)).await;
-    if let Err(e) = kept {
-        tracing::warn!(%hash, error = %e, "could not keep a copy of a pushed xorb");
+/// Notes a xorb the CAS holds in the push cache (best effort).
+async fn note(cache: &ShardCache, entry: &ShardXorb) {
+    let (cache, entry) = (cache.clone(), entry.clone());
+    let noted = blocking(move || cache.record(&entry).map_err(|e| SyncError::Local(e.to_string()))).await;
+    if let Err(e) = noted {
+        tracing::warn!(error = %e, "could not note a pushed xorb in the push cache");
     }
 }
 
