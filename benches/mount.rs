@@ -65,6 +65,16 @@ fn bdi_read_ahead_kb(mnt: &Path) -> String {
         .map_or_else(|| "?".into(), |v| v.trim().to_string())
 }
 
+/// CPU seconds this process has used, all threads (the in-process mount's and the reader's).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second).
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn drop_os_caches() -> bool {
     std::env::var("TESSERA_BENCH_DROP_CACHES").is_ok_and(|v| v == "1")
         && std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
@@ -116,7 +126,9 @@ fn main() {
 
     let m = mount_fresh(&store, &mnt, None);
     let read_ahead = bdi_read_ahead_kb(&mnt);
+    let cpu0 = cpu_seconds();
     let cold = read_gbps(&file);
+    let cold_cpu = (cpu_seconds() - cpu0) / (SIZE as f64 / 1e9);
     read_gbps(&local);
     // Interleaved, best of each: the machine may be shared, so both see the same noise.
     let (mut warm, mut local_gbps) = (0.0f64, 0.0f64);
@@ -160,7 +172,9 @@ fn main() {
         BUF >> 10
     );
     println!("  store ingest (chunk+hash+pack)               {ingest:6.2} GB/s");
-    println!("  cold: fresh mount, xorbs in OS page cache     {cold:6.2} GB/s");
+    println!(
+        "  cold: fresh mount, xorbs in OS page cache     {cold:6.2} GB/s  ({cold_cpu:.2} CPU-s per GB)"
+    );
     match cold_disk {
         Some(g) => println!("  cold: fresh mount, OS caches dropped          {g:6.2} GB/s"),
         None => println!(

@@ -8,9 +8,11 @@
 //!   [`hub`]: the async Hub/CAS client; [`sync`]: pull and the lazy remote for mounts;
 //! - `mount` (feature `mount`): revisions as read-only files over FUSE, fetched lazily;
 //! - `infer` (feature `infer`): ONNX models over the KServe v2 REST API;
+//! - [`bench`]: end-to-end harnesses over the real binaries (`tessera bench`);
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod chunking;
 pub mod cli;
 pub mod format;

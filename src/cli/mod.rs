@@ -2,6 +2,8 @@
 //! exit codes. Nothing else in the crate reads the environment or prints for the user.
 
 mod add;
+#[cfg(all(feature = "mount", feature = "infer"))]
+mod bench;
 mod cat;
 mod du;
 mod export;
@@ -33,9 +35,9 @@ struct Cli {
     #[arg(long, global = true, env = "TESSERA_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
 
-    /// Log filter (e.g. `info`, `tessera=debug`); logs go to stderr.
-    #[arg(long, global = true, env = "TESSERA_LOG", default_value = "warn", value_name = "FILTER")]
-    log: String,
+    /// Log filter (e.g. `info`, `tessera=debug`); logs go to stderr [default: $RUST_LOG, else warn].
+    #[arg(long, global = true, env = "TESSERA_LOG", value_name = "FILTER")]
+    log: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -76,6 +78,12 @@ enum Command {
     /// Serve ONNX models (e.g. from a mount) over the KServe v2 / Open Inference REST API.
     #[cfg(feature = "infer")]
     Serve(serve::ServeArgs),
+    /// End-to-end benchmarks of the real binaries.
+    #[cfg(all(feature = "mount", feature = "infer"))]
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCommand,
+    },
 }
 
 /// Context every subcommand receives.
@@ -94,7 +102,8 @@ impl Ctx {
 /// Entry point of the `tessera` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let filter = cli.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "warn".into());
+    init_logging(&filter);
     let ctx = Ctx { home: cli.home.clone().unwrap_or_else(default_home) };
     match run(cli.command, &ctx) {
         Ok(code) => code,
@@ -124,6 +133,8 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Mount(a) => mount::run(a, ctx),
         #[cfg(feature = "infer")]
         Command::Serve(a) => serve::run(a, &ctx.home).map(|()| ExitCode::SUCCESS),
+        #[cfg(all(feature = "mount", feature = "infer"))]
+        Command::Bench { cmd } => bench::run(cmd),
     }
 }
 

@@ -9,8 +9,9 @@
 //! shared pool.
 //!
 //! A read at offset 0 starts the file's prefetch: windows of `prefetch_window` bytes from the
-//! start, `prefetch_depth` of them in flight, each skipped without asking the remote when the
-//! store already holds it. Other reads fetch only the range they touch.
+//! start, `prefetch_depth` of them in flight (one until the first has arrived), each skipped
+//! without asking the remote when the store already holds it. Other reads fetch only the range
+//! they touch.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak, mpsc};
@@ -39,6 +40,9 @@ struct Prefetch {
     stopped: bool,
     cursor: u64,
     outstanding: usize,
+    /// Windows fetched; until the first is, only one is in flight (a remote may answer the
+    /// first window with the whole file, and parallel windows would fetch parts twice).
+    done: usize,
 }
 
 /// One remote request for `[start, end)` of a file, and its outcome once known.
@@ -136,10 +140,17 @@ impl Fetcher {
     fn run(&self, file: &FileNode, flight: &Arc<Flight>) -> Result<(), Errno> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = self
-            .remote
-            .fetch(&file.key, &file.entry.file, flight.start, flight.end - flight.start)
-            .map_err(Errno::from);
+        let call = || {
+            self.remote.fetch(&file.key, &file.entry.file, flight.start, flight.end - flight.start)
+        };
+        // A panicking remote must still finish the flight, or its waiters would wait in vain.
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+            Ok(r) => r.map_err(Errno::from),
+            Err(_) => {
+                tracing::error!(path = %file.entry.path, "the remote panicked while fetching");
+                Err(Errno::Io)
+            }
+        };
         tracing::debug!(path = %file.entry.path, start = flight.start, end = flight.end, ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "fetch");
         finish(file, flight, result);
         result
@@ -164,7 +175,8 @@ impl Fetcher {
         loop {
             let (start, end) = {
                 let mut p = file.fetch.prefetch.lock();
-                if p.stopped || p.outstanding >= self.depth || p.cursor >= size {
+                let depth = if p.done == 0 { 1 } else { self.depth };
+                if p.stopped || p.outstanding >= depth || p.cursor >= size {
                     return;
                 }
                 let start = p.cursor;
@@ -173,7 +185,9 @@ impl Fetcher {
                 (start, p.cursor)
             };
             if self.window_present(file, start, end) {
-                file.fetch.prefetch.lock().outstanding -= 1;
+                let mut p = file.fetch.prefetch.lock();
+                p.outstanding -= 1;
+                p.done += 1;
                 continue;
             }
             let flight = Flight::new(start, end);
@@ -224,17 +238,27 @@ impl Fetcher {
     }
 }
 
-/// Whether all chunks of the terms overlapping `[start, end)` are stored.
+/// Whether a read of `[start, end)` would find every chunk it needs: the overlapping chunks and,
+/// in each overlapping term, the chunks before them (the store places a chunk by their lengths).
 pub(crate) fn range_present(store: &Store, record: &FileRecord, start: u64, end: u64) -> bool {
     let mut pos = 0u64;
     for term in &record.terms {
         let term_end = pos + u64::from(term.unpacked_len);
         if term_end > start && pos < end {
             let Ok(Some(meta)) = store.xorb_meta(&term.xorb) else { return false };
-            let chunks = meta.chunks.get(term.chunk_start as usize..term.chunk_end as usize);
-            if !chunks.is_some_and(|c| c.iter().all(Option::is_some)) {
-                return false;
+            let mut at = pos;
+            for idx in term.chunk_start..term.chunk_end {
+                if at >= end {
+                    break;
+                }
+                match meta.chunks.get(idx as usize).copied().flatten() {
+                    Some(c) => at += u64::from(c.unpacked_len),
+                    None => return false,
+                }
             }
+        }
+        if term_end >= end {
+            break;
         }
         pos = term_end;
     }
@@ -253,6 +277,7 @@ fn prefetch_worker(rx: &Mutex<mpsc::Receiver<Job>>, fetcher: &Weak<Fetcher>) {
         {
             let mut p = file.fetch.prefetch.lock();
             p.outstanding = p.outstanding.saturating_sub(1);
+            p.done += 1;
             if result.is_err() {
                 p.stopped = true;
             }

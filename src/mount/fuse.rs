@@ -94,6 +94,17 @@ impl Mounted {
     /// is detached lazily; the kernel connection closes when this process exits.
     pub fn unmount(self) -> Result<(), MountError> {
         let mountpoint = self.mountpoint;
+        // Unmount here rather than through fuser: with auto_unmount it only closes the socket
+        // to fusermount3, which leaves a mount that still answers in place. Busy (files
+        // open): detach lazily; the kernel ends the session once they close.
+        let unmounted = Command::new("fusermount3")
+            .args(["-u", "-q"])
+            .arg(&mountpoint)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !unmounted {
+            lazy_unmount(&mountpoint)?;
+        }
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(self.session.umount_and_join());
@@ -101,12 +112,12 @@ impl Mounted {
         match rx.recv_timeout(UNMOUNT_WAIT) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, mountpoint = %mountpoint.display(), "unmount failed; detaching lazily");
-                lazy_unmount(&mountpoint)
+                tracing::debug!(error = %e, mountpoint = %mountpoint.display(), "session ended with an error");
+                Ok(())
             }
             Err(_) => {
-                tracing::warn!(mountpoint = %mountpoint.display(), "session still busy after unmount; detaching lazily");
-                lazy_unmount(&mountpoint)
+                tracing::warn!(mountpoint = %mountpoint.display(), "session still busy after unmount; letting go");
+                Ok(())
             }
         }
     }
@@ -331,6 +342,15 @@ impl TesseraFs {
     }
 }
 
+/// Runs one request's work, turning a panic (in the remote, say) into `EIO` so the thread
+/// that serves the kernel survives and the mount stays up.
+fn guarded<T>(op: &'static str, f: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::error!(op, "panic while serving a request; answering EIO");
+        Err(Errno::Io)
+    })
+}
+
 fn errno(e: Errno) -> fuser::Errno {
     fuser::Errno::from_i32(e.raw())
 }
@@ -380,14 +400,14 @@ impl Filesystem for TesseraFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(name) = name.to_str() else { return reply.error(fuser::Errno::ENOENT) };
-        match self.vfs.lookup(parent.0, name) {
+        match guarded("lookup", || self.vfs.lookup(parent.0, name)) {
             Ok(e) => reply.entry(&e.ttl, &self.file_attr(&e.attr), Generation(0)),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.vfs.getattr(ino.0) {
+        match guarded("getattr", || self.vfs.getattr(ino.0)) {
             Ok(a) => reply.attr(&super::vfs::IMMUTABLE_TTL, &self.file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
@@ -395,7 +415,7 @@ impl Filesystem for TesseraFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        if let Err(e) = self.vfs.open(ino.0, write) {
+        if let Err(e) = guarded("open", || self.vfs.open(ino.0, write)) {
             return reply.error(errno(e));
         }
         let mut opens = self.opens.lock();
@@ -446,7 +466,7 @@ impl Filesystem for TesseraFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.vfs.read(ino.0, offset, size) {
+        match guarded("read", || self.vfs.read(ino.0, offset, size)) {
             Ok(bytes) => reply.data(&bytes),
             Err(e) => reply.error(errno(e)),
         }
@@ -460,7 +480,7 @@ impl Filesystem for TesseraFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.vfs.readdir(ino.0) {
+        let entries = match guarded("readdir", || self.vfs.readdir(ino.0)) {
             Ok(e) => e,
             Err(e) => return reply.error(errno(e)),
         };
@@ -488,14 +508,14 @@ impl Filesystem for TesseraFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let Some(name) = name.to_str() else { return reply.error(fuser::Errno::ENODATA) };
-        match self.vfs.getxattr(ino.0, name) {
+        match guarded("getxattr", || self.vfs.getxattr(ino.0, name)) {
             Ok(v) => reply_xattr(reply, &v, size),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.vfs.listxattr(ino.0) {
+        match guarded("listxattr", || self.vfs.listxattr(ino.0)) {
             Ok(names) => {
                 let mut v = Vec::new();
                 for n in names {

@@ -63,6 +63,7 @@ enum Mode {
     Up,
     Down,
     Hang(Duration),
+    Panic,
 }
 
 /// A remote that is another store: resolve copies the ref and tree, fetch copies the chunks
@@ -95,6 +96,7 @@ impl StoreRemote {
         match mode {
             Mode::Up => Ok(()),
             Mode::Down => Err(SourceError::Unavailable("connection refused".into())),
+            Mode::Panic => panic!("a bug in the remote"),
             Mode::Hang(d) => {
                 std::thread::sleep(d);
                 Err(SourceError::Unavailable("timed out".into()))
@@ -333,6 +335,16 @@ fn lazy_random_reads_fetch_only_what_they_touch_and_start_reads_prefetch() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(read_all(&vfs, "org/m@main/model.onnx").is_ok_and(|b| b == data));
+    // The prefetch asked for whole windows, each once, skipping what the random read had
+    // already brought (the file's first 5 MB): nothing below 4 MiB was asked again.
+    let asked = f.remote.asked.lock().clone();
+    let windows = &asked[1..];
+    assert!(windows.iter().all(|(o, l)| o % (1 << 20) == 0 && *l == 1 << 20), "{asked:?}");
+    assert!(windows.iter().all(|(o, _)| *o >= 4 << 20), "{asked:?}");
+    let mut unique = windows.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), windows.len(), "a window was fetched twice: {asked:?}");
 }
 
 #[test]
@@ -408,4 +420,18 @@ fn parallel_lazy_readers_get_the_right_bytes() {
         }
     });
     assert!(f.remote.fetches.load(Ordering::SeqCst) > 0);
+}
+
+#[test]
+fn a_panicking_remote_costs_one_read_not_the_mount() {
+    let (f, _) = lazy_setup(1 << 20);
+    let remote: Arc<dyn RemoteSource> = f.remote.clone();
+    let vfs = Vfs::new(f.local.clone(), Some(remote), VfsOptions::default());
+    let ino = walk(&vfs, "org/m@main/config.json").expect("resolves").attr.ino;
+    f.remote.set(Mode::Panic);
+    let t = Instant::now();
+    assert_eq!(vfs.read(ino, 0, 100), Err(Errno::Io));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    f.remote.set(Mode::Up);
+    assert_eq!(vfs.read(ino, 0, 100), Ok(b"{\"a\": 1}".to_vec()));
 }

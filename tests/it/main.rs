@@ -3,6 +3,8 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod architecture;
+#[cfg(all(feature = "mount", feature = "infer"))]
+mod bench_restart;
 mod common;
 mod fault_proxy;
 mod foundation;

@@ -843,7 +843,7 @@ fn serve_fails_clearly_without_the_runtime_or_a_model() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{stderr}");
         let why = if cfg!(feature = "cuda") { "CUDA" } else { "built without the `cuda` feature" };
-        assert!(stderr.lines().any(|l| l.starts_with("error:") && l.contains(why)), "{stderr}");
+        assert!(stderr.lines().any(|l| l.starts_with("tessera: error:") && l.contains(why)), "{stderr}");
     }
 }
 

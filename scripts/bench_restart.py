@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Python side of `tessera bench restart` (the status-quo baseline and the fixtures).
+
+    bench_restart.py make-large OUT.onnx MB
+        Writes an ONNX graph of about MB megabytes: y = x @ W with W a constant fp32 initializer.
+    bench_restart.py seed REPO TOKEN FOLDER
+        Uploads FOLDER as one commit of REPO on $HF_ENDPOINT; prints the commit id.
+    bench_restart.py reference MODEL
+        Prints {"request": KServe v2 request, "outputs": [KServe tensors]} from onnxruntime on
+        MODEL: BERT-style inputs get the fixed sentence ids, others deterministic fill values.
+    bench_restart.py fetch REPO REVISION PATH
+        snapshot_download into $HF_HOME; prints {"file": the PATH's blob, "repo_bytes": total}.
+    bench_restart.py baseline REPO REVISION PATH REQUEST.json
+        The status quo, timed by the caller from process start: snapshot_download (into
+        $HF_HUB_CACHE), onnxruntime loads PATH from the snapshot, runs REQUEST; prints the
+        outputs as one JSON line.
+"""
+
+import json
+import os
+import sys
+
+NUMPY_NAMES = {
+    "tensor(float)": ("FP32", "float32"), "tensor(double)": ("FP64", "float64"),
+    "tensor(int64)": ("INT64", "int64"), "tensor(int32)": ("INT32", "int32"),
+    "tensor(bool)": ("BOOL", "bool_"), "tensor(uint8)": ("UINT8", "uint8"),
+    "tensor(int8)": ("INT8", "int8"), "tensor(float16)": ("FP16", "float16"),
+}
+BERT_IDS = [101, 2023, 2003, 2019, 2742, 6251, 102]
+
+
+def make_large(out, mb):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    k = 1024
+    n = max(1, int(mb) * (1 << 20) // (4 * k))
+    w = (np.random.default_rng(7).standard_normal((k, n), dtype=np.float32) * 0.01)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "large",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+        [numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, out)
+
+
+def seed(repo, token, folder):
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=os.environ["HF_ENDPOINT"], token=token)
+    api.create_repo(repo, exist_ok=True)
+    info = api.upload_folder(repo_id=repo, folder_path=folder, delete_patterns="*")
+    print(info.oid)
+
+
+def session(path):
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def build_request(sess):
+    names = [i.name for i in sess.get_inputs()]
+    inputs = []
+    if set(names) >= {"input_ids", "attention_mask"}:
+        fill = {"input_ids": BERT_IDS, "attention_mask": [1] * 7, "token_type_ids": [0] * 7}
+        for i in sess.get_inputs():
+            inputs.append({"name": i.name, "datatype": "INT64", "shape": [1, 7], "data": fill[i.name]})
+        return {"inputs": inputs}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
+        kserve, _ = NUMPY_NAMES[i.type]
+        count = 1
+        for d in shape:
+            count *= d
+        data = [((j % 7) - 3) * 0.25 for j in range(count)] if kserve.startswith("FP") else [j % 3 for j in range(count)]
+        inputs.append({"name": i.name, "datatype": kserve, "shape": shape, "data": data})
+    return {"inputs": inputs}
+
+
+def run(sess, request):
+    import numpy as np
+
+    feeds = {}
+    for t in request["inputs"]:
+        dtype = next(np_name for k, np_name in NUMPY_NAMES.values() if k == t["datatype"])
+        feeds[t["name"]] = np.array(t["data"], dtype=getattr(np, dtype)).reshape(t["shape"])
+    names = [o.name for o in sess.get_outputs()]
+    outs = sess.run(names, feeds)
+    return [
+        {"name": n, "shape": list(v.shape), "data": np.asarray(v, dtype=np.float64).ravel().tolist()}
+        for n, v in zip(names, outs)
+    ]
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "make-large":
+        make_large(args[0], args[1])
+    elif cmd == "seed":
+        seed(*args)
+    elif cmd == "reference":
+        sess = session(args[0])
+        request = build_request(sess)
+        print(json.dumps({"request": request, "outputs": run(sess, request)}))
+    elif cmd == "fetch":
+        repo, revision, path = args
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(repo, revision=revision)
+        total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
+        print(json.dumps({"file": os.path.realpath(os.path.join(folder, path)), "repo_bytes": total}))
+    elif cmd == "baseline":
+        repo, revision, path, request_file = args
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(repo, revision=revision)
+        sess = session(os.path.join(folder, path))
+        with open(request_file) as f:
+            request = json.load(f)
+        print(json.dumps({"outputs": run(sess, request)}), flush=True)
+    else:
+        sys.exit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
