@@ -250,6 +250,63 @@ pub struct PreuploadFile {
     pub size: u64,
 }
 
+/// Files at least this large always go through LFS/Xet.
+pub const LFS_THRESHOLD: u64 = 10 << 20;
+
+/// Extensions the Hub's default `.gitattributes` routes to LFS.
+const LFS_EXTENSIONS: &[&str] = &[
+    "7z",
+    "arrow",
+    "bin",
+    "bz2",
+    "ckpt",
+    "ftz",
+    "gguf",
+    "gz",
+    "h5",
+    "jit",
+    "joblib",
+    "mlmodel",
+    "model",
+    "msgpack",
+    "npy",
+    "npz",
+    "onnx",
+    "ot",
+    "parquet",
+    "pb",
+    "pickle",
+    "pkl",
+    "pt",
+    "pth",
+    "rar",
+    "safetensors",
+    "tar",
+    "tflite",
+    "tgz",
+    "wasm",
+    "xz",
+    "zip",
+    "zst",
+];
+
+/// Upload mode of a file: regular for empty and small text files, LFS for large, binary or
+/// typically-binary files.
+pub fn upload_mode(path: &str, size: u64, sample: Option<&[u8]>) -> UploadMode {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    if size == 0 {
+        UploadMode::Regular
+    } else if size >= LFS_THRESHOLD
+        || ext.is_some_and(|e| LFS_EXTENSIONS.contains(&e.as_str()))
+        || path.contains("tfevents")
+        || sample.is_some_and(|s| s.contains(&0))
+    {
+        UploadMode::Lfs
+    } else {
+        UploadMode::Regular
+    }
+}
+
 /// How a file travels: inline in the commit, or via LFS/Xet first.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -32,12 +32,12 @@ pub use http::{
 };
 pub use hub::{
     BranchRequest, CommitAuthor, CommitHeader, CommitInfo, CommitLine, CommitResponse,
-    CreateRepoRequest, CreateRepoResponse, DeleteRepoRequest, GitRef, InlineFile, LfsAction,
-    LfsActions, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsFileOp, LfsInfo, LfsObject,
-    LfsObjectError, LfsRef, PathOp, PathsInfoRequest, PreuploadFile, PreuploadRequest,
+    CreateRepoRequest, CreateRepoResponse, DeleteRepoRequest, GitRef, InlineFile, LFS_THRESHOLD,
+    LfsAction, LfsActions, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsFileOp, LfsInfo,
+    LfsObject, LfsObjectError, LfsRef, PathOp, PathsInfoRequest, PreuploadFile, PreuploadRequest,
     PreuploadResponse, PreuploadResult, Refs, RepoInfo, Sibling, SiblingLfs, TagRequest,
     TreeDirectory, TreeEntry, TreeFile, UploadMode, ValidateYamlResponse, WhoAmI, WhoAmIAuth,
-    WhoAmIToken, XetTokenResponse,
+    WhoAmIToken, XetTokenResponse, upload_mode,
 };
 pub use ids::{
     IdError, RepoId, RepoType, is_commit_id, normalize_repo_path, validate_ref_name,

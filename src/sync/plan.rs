@@ -32,48 +32,11 @@ use crate::protocol::{
 /// Chunks whose hash is 0 modulo this (and every file's first chunk) may be asked about in
 /// global-dedup queries (`xet-protocol.md` §7).
 pub const GLOBAL_DEDUP_MODULUS: u64 = 1024;
-/// Files at least this large always go through Xet (the Hub's rule, `hub-api.md` §5.3).
-pub const LFS_THRESHOLD: u64 = 10 << 20;
+pub use crate::protocol::LFS_THRESHOLD;
 /// Shards are cut well below the CAS's 64 MiB limit.
 pub const SHARD_TARGET_BYTES: usize = 32 << 20;
 /// Bytes of one shard record.
 const RECORD: usize = 48;
-/// Extensions the Hub's default `.gitattributes` routes to LFS.
-const LFS_EXTENSIONS: &[&str] = &[
-    "7z",
-    "arrow",
-    "bin",
-    "bz2",
-    "ckpt",
-    "ftz",
-    "gguf",
-    "gz",
-    "h5",
-    "jit",
-    "joblib",
-    "mlmodel",
-    "model",
-    "msgpack",
-    "npy",
-    "npz",
-    "onnx",
-    "ot",
-    "parquet",
-    "pb",
-    "pickle",
-    "pkl",
-    "pt",
-    "pth",
-    "rar",
-    "safetensors",
-    "tar",
-    "tflite",
-    "tgz",
-    "wasm",
-    "xz",
-    "zip",
-    "zst",
-];
 
 /// A local file, chunked and hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,17 +168,7 @@ pub fn diff(
 /// a repo that does not exist yet): regular for empty files, LFS for large, binary or
 /// typically-binary ones.
 pub fn guess_upload_mode(path: &str, size: u64, sample: &[u8]) -> UploadMode {
-    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    if size == 0 {
-        UploadMode::Regular
-    } else if size >= LFS_THRESHOLD
-        || ext.is_some_and(|e| LFS_EXTENSIONS.contains(&e.as_str()))
-        || sample.contains(&0)
-    {
-        UploadMode::Lfs
-    } else {
-        UploadMode::Regular
-    }
+    crate::protocol::upload_mode(path, size, Some(sample))
 }
 
 /// Whether the chunk at `index` of a file may be asked about in a global-dedup query.

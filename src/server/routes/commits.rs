@@ -19,7 +19,7 @@ use crate::hash::Sha256;
 use crate::protocol::{
     CommitAuthor, CommitHeader, CommitInfo, CommitLine, CommitResponse, PreuploadRequest,
     PreuploadResponse, PreuploadResult, RepoType, UploadMode, format_hub_date, git_blob_oid,
-    is_commit_id, is_hex64, normalize_repo_path, parse_bool,
+    is_commit_id, is_hex64, normalize_repo_path, parse_bool, upload_mode,
 };
 use crate::server::db::{CommitMeta, Entry, RepoKey};
 use crate::server::error::{ApiError, ApiResult};
@@ -27,63 +27,6 @@ use crate::server::state::AppState;
 
 /// Limit of a commit body (inline files travel base64-encoded inside).
 pub const COMMIT_BODY_LIMIT: u64 = 512 << 20;
-
-/// Files at least this large always go through LFS/Xet.
-const LFS_THRESHOLD: u64 = 10 << 20;
-
-/// Extensions the Hub's default `.gitattributes` routes to LFS.
-const LFS_EXTENSIONS: &[&str] = &[
-    "7z",
-    "arrow",
-    "bin",
-    "bz2",
-    "ckpt",
-    "ftz",
-    "gguf",
-    "gz",
-    "h5",
-    "jit",
-    "joblib",
-    "mlmodel",
-    "model",
-    "msgpack",
-    "npy",
-    "npz",
-    "onnx",
-    "ot",
-    "parquet",
-    "pb",
-    "pickle",
-    "pkl",
-    "pt",
-    "pth",
-    "rar",
-    "safetensors",
-    "tar",
-    "tflite",
-    "tgz",
-    "wasm",
-    "xz",
-    "zip",
-    "zst",
-];
-
-/// Upload mode of a file: regular for empty and small text files, LFS for large, binary or
-/// typically-binary files.
-pub fn upload_mode(path: &str, size: u64, sample: Option<&[u8]>) -> UploadMode {
-    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    if size == 0 {
-        UploadMode::Regular
-    } else if size >= LFS_THRESHOLD
-        || ext.is_some_and(|e| LFS_EXTENSIONS.contains(&e.as_str()))
-        || path.contains("tfevents")
-        || sample.is_some_and(|s| s.contains(&0))
-    {
-        UploadMode::Lfs
-    } else {
-        UploadMode::Regular
-    }
-}
 
 /// `POST /api/{type}s/{ns}/{name}/preupload/{rev}`.
 pub async fn preupload(
