@@ -6,6 +6,7 @@
 //! next window, so boundaries are exactly those of sequential chunking.
 
 use std::io::Read;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use rayon::prelude::*;
 
@@ -47,33 +48,85 @@ pub struct StreamSummary {
     pub chunks: usize,
 }
 
+/// Free bytes kept before each window's fresh data, where the previous window's unfinished
+/// last chunk (at most [`MAX_CHUNK`]) is copied so the two form one contiguous slice.
+const CARRY_ROOM: usize = MAX_CHUNK;
+
+/// A window's buffer as the reader thread filled it: fresh bytes at `CARRY_ROOM..CARRY_ROOM + len`.
+struct Filled {
+    buf: Vec<u8>,
+    len: usize,
+    eof: bool,
+}
+
 /// Reads `reader` to its end, calling `visit` for each window of whole chunks.
-pub fn chunk_stream<R: Read, E: From<std::io::Error>>(
-    mut reader: R,
+///
+/// A reader thread fills the next window while this one is chunked and hashed (double
+/// buffering), so file I/O overlaps the compute instead of adding to it.
+pub fn chunk_stream<R: Read + Send, E: From<std::io::Error>>(
+    reader: R,
     mut visit: impl FnMut(&Window<'_>) -> Result<(), E>,
 ) -> Result<StreamSummary, E> {
-    let mut sha = Sha256Hasher::default();
-    let mut leaves: Vec<(ChunkHash, u64)> = Vec::new();
-    let mut size = 0u64;
-    let mut buf: Vec<u8> = Vec::with_capacity(WINDOW + MAX_CHUNK);
-    loop {
-        let fresh_from = buf.len();
-        let eof = fill(&mut reader, &mut buf, WINDOW)?;
-        size += (buf.len() - fresh_from) as u64;
-        let (fresh, whole) = (&buf[fresh_from..], &buf[..]);
-        let ((), (ends, hashes)) = rayon::join(|| sha.update(fresh), || chunk_and_hash(whole, eof));
-        visit(&Window { data: &buf, ends: &ends, hashes: &hashes })?;
-        let mut start = 0;
-        for (end, h) in ends.iter().zip(&hashes) {
-            leaves.push((*h, (end - start) as u64));
-            start = *end;
+    std::thread::scope(|scope| {
+        let (give_empty, empty) = sync_channel::<Vec<u8>>(2);
+        let (give_filled, filled) = sync_channel::<std::io::Result<Filled>>(1);
+        scope.spawn(move || read_windows(reader, empty, give_filled));
+        for _ in 0..2 {
+            let _ = give_empty.send(vec![0; CARRY_ROOM + WINDOW]);
         }
-        buf.drain(..start);
-        if eof {
-            break;
+        let mut sha = Sha256Hasher::default();
+        let mut leaves: Vec<(ChunkHash, u64)> = Vec::new();
+        let mut size = 0u64;
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            let Filled { mut buf, len, eof } = filled.recv().map_err(|_| reader_gone())??;
+            size += len as u64;
+            let whole = join_carry(&mut buf, &carry, len);
+            let fresh = &whole[carry.len()..];
+            let ((), (ends, hashes)) = rayon::join(|| sha.update(fresh), || chunk_and_hash(whole, eof));
+            visit(&Window { data: whole, ends: &ends, hashes: &hashes })?;
+            let mut start = 0;
+            for (end, h) in ends.iter().zip(&hashes) {
+                leaves.push((*h, (end - start) as u64));
+                start = *end;
+            }
+            carry = whole[start..].to_vec();
+            if eof {
+                break;
+            }
+            let _ = give_empty.send(buf);
+        }
+        Ok(StreamSummary { file_hash: file_hash(&leaves), sha256: sha.finish(), size, chunks: leaves.len() })
+    })
+}
+
+/// Puts `carry` right before the fresh bytes and returns both as one slice. The carry is at most
+/// one chunk, so it fits the room kept for it; a longer one (never made) is joined by copying.
+fn join_carry<'b>(buf: &'b mut Vec<u8>, carry: &[u8], len: usize) -> &'b [u8] {
+    if carry.len() > CARRY_ROOM {
+        let mut joined = carry.to_vec();
+        joined.extend_from_slice(&buf[CARRY_ROOM..CARRY_ROOM + len]);
+        *buf = joined;
+        return &buf[..];
+    }
+    let start = CARRY_ROOM - carry.len();
+    buf[start..CARRY_ROOM].copy_from_slice(carry);
+    &buf[start..CARRY_ROOM + len]
+}
+
+fn reader_gone() -> std::io::Error {
+    std::io::Error::other("the reader thread stopped unexpectedly")
+}
+
+/// The reader thread: fills each empty buffer it is given until the input ends or fails.
+fn read_windows(mut reader: impl Read, empty: Receiver<Vec<u8>>, filled: SyncSender<std::io::Result<Filled>>) {
+    for mut buf in empty {
+        let result = fill(&mut reader, &mut buf[CARRY_ROOM..]).map(|(len, eof)| Filled { buf, len, eof });
+        let last = !matches!(result, Ok(Filled { eof: false, .. }));
+        if filled.send(result).is_err() || last {
+            return;
         }
     }
-    Ok(StreamSummary { file_hash: file_hash(&leaves), sha256: sha.finish(), size, chunks: leaves.len() })
 }
 
 /// Chunk ends of `buf` (all of them at EOF; otherwise only those surely final) and their hashes.
@@ -90,26 +143,19 @@ fn chunk_and_hash(buf: &[u8], eof: bool) -> (Vec<usize>, Vec<ChunkHash>) {
     (ends, hashes)
 }
 
-/// Appends up to `want` bytes from `reader`; returns whether the reader is exhausted.
-fn fill(reader: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
-    let start = buf.len();
-    buf.resize(start + want, 0);
+/// Fills `buf` from `reader` as far as it goes; returns the bytes read and whether the reader
+/// is exhausted.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<(usize, bool)> {
     let mut got = 0;
-    while got < want {
-        match reader.read(&mut buf[start + got..]) {
-            Ok(0) => {
-                buf.truncate(start + got);
-                return Ok(true);
-            }
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => return Ok((got, true)),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(start + got);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     }
-    Ok(false)
+    Ok((got, false))
 }
 
 #[cfg(test)]

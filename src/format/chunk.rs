@@ -149,6 +149,12 @@ pub fn encode_chunk(data: &[u8], policy: CompressionPolicy) -> Result<Vec<u8>, F
     Ok(out)
 }
 
+/// The most bytes [`encode_chunk_into`] can append for `len` input bytes (header, LZ4 frame,
+/// worst-case block), so callers can size buffers once instead of growing them per chunk.
+pub fn max_encoded_len(len: usize) -> usize {
+    CHUNK_HEADER_LEN + 16 + lz4_flex::block::get_maximum_output_size(len)
+}
+
 /// Appends one serialized chunk to `out` (a xorb under construction) and returns its header.
 /// On error `out` is left as it was.
 pub fn encode_chunk_into(

@@ -36,7 +36,7 @@ pub use bg4::{bg4_recommended, bg4_regroup_into, bg4_split_into};
 pub use chunk::{
     CHUNK_HEADER_LEN, ChunkDecoder, ChunkHeader, CompressionPolicy, CompressionScheme,
     MAX_CHUNK_LEN, MAX_COMPRESSED_CHUNK_LEN, compress_chunk_for_store, decode_chunk,
-    decode_chunk_into, decompress_chunk, encode_chunk, encode_chunk_into,
+    decode_chunk_into, decompress_chunk, encode_chunk, encode_chunk_into, max_encoded_len,
 };
 pub use shard::{
     CHUNK_FLAG_GLOBAL_DEDUP, SHARD_FOOTER_LEN, SHARD_HEADER_LEN, Shard, ShardChunk, ShardFile,

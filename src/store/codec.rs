@@ -8,7 +8,7 @@ use super::StoreError;
 
 /// Appends `data` as one serialized chunk (header + payload, compression chosen per chunk as
 /// xet-core does). Chunks never exceed the codec's limits, which the chunker guarantees.
-pub(crate) fn pack_chunk(data: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn pack_chunk_into(data: &[u8], out: &mut Vec<u8>) {
     if encode_chunk_into(data, CompressionPolicy::Auto, out).is_err() {
         // Only an over-long chunk can fail; the chunker never makes one. Store it raw.
         let len = (data.len() as u32).to_le_bytes();

@@ -7,13 +7,17 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-use super::codec::pack_chunk;
+use super::codec::pack_chunk_into;
 use super::db::{self, KvBatch};
 use super::records::{ChunkMeta, FileRecord, Term, XorbMeta};
 use super::{Result, Store, StoreError};
+use crate::format::max_encoded_len;
 use crate::chunking::stream::{StreamSummary, Window, chunk_stream};
 use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash, xorb_hash};
 
@@ -78,12 +82,96 @@ pub struct IngestSession<'s> {
     sealed: Vec<XorbMeta>,
     seen: HashMap<ChunkHash, (XorbRef, u32)>,
     files: Vec<PendingFile>,
+    /// Writes sealed xorbs in the background, started by the first seal.
+    writer: Option<XorbWriter>,
+    /// Buffers that packed chunks of earlier windows, kept for the next: packing a gigabyte
+    /// into fresh allocations costs more in page faults than in compression.
+    pack_buffers: Vec<Vec<u8>>,
+}
+
+/// Consecutive chunks of a window, packed back to back by one worker.
+struct PackedGroup {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl PackedGroup {
+    fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, &end)| &self.bytes[start..end])
+    }
+}
+
+/// Packs the chunks `which` of `w`, in order, as a few groups done in parallel (a few per core,
+/// so uneven compression costs even out), reusing `buffers`.
+fn pack_in_groups(w: &Window<'_>, which: &[usize], buffers: &mut Vec<Vec<u8>>) -> Vec<PackedGroup> {
+    let per_group = which.len().div_ceil(4 * rayon::current_num_threads()).max(1);
+    let jobs: Vec<(&[usize], Vec<u8>)> =
+        which.chunks(per_group).map(|ids| (ids, buffers.pop().unwrap_or_default())).collect();
+    jobs.into_par_iter()
+        .map(|(ids, mut bytes)| {
+            bytes.clear();
+            bytes.reserve(ids.iter().map(|&i| max_encoded_len(w.chunk(i).len())).sum());
+            let ends = ids
+                .iter()
+                .map(|&i| {
+                    pack_chunk_into(w.chunk(i), &mut bytes);
+                    bytes.len()
+                })
+                .collect();
+            PackedGroup { bytes, ends }
+        })
+        .collect()
+}
+
+/// A thread that writes sealed xorbs durably while the session chunks and packs the next one.
+/// The channel is a rendezvous, so at most one xorb waits besides the one being written.
+struct XorbWriter {
+    queue: SyncSender<(XorbHash, Vec<u8>)>,
+    /// Buffers of written xorbs, emptied, for the next open xorb: reusing them saves faulting
+    /// in (and the kernel zeroing) 64 MiB of fresh memory per xorb.
+    spare: Receiver<Vec<u8>>,
+    done: JoinHandle<Result<()>>,
+}
+
+impl XorbWriter {
+    fn start(store: Store) -> Self {
+        let (queue, jobs) = sync_channel::<(XorbHash, Vec<u8>)>(0);
+        let (give_spare, spare) = sync_channel::<Vec<u8>>(2);
+        let done = std::thread::spawn(move || {
+            for (hash, mut bytes) in jobs {
+                store.inner.xorbs.write_complete(&hash, &bytes)?;
+                bytes.clear();
+                let _ = give_spare.try_send(bytes);
+            }
+            Ok(())
+        });
+        Self { queue, spare, done }
+    }
+
+    /// Waits until every queued xorb is on disk; the first write error, if any.
+    fn finish(self) -> Result<()> {
+        drop(self.queue);
+        self.done.join().unwrap_or_else(|_| Err(writer_panicked()))
+    }
+}
+
+fn writer_panicked() -> StoreError {
+    StoreError::io("write", Path::new("xorbs"), std::io::Error::other("xorb writer thread panicked"))
 }
 
 impl Store {
     /// Starts an ingest session.
     pub fn ingest_session(&self) -> IngestSession<'_> {
-        IngestSession { store: self, open: OpenXorb::default(), sealed: Vec::new(), seen: HashMap::new(), files: Vec::new() }
+        IngestSession {
+            store: self,
+            open: OpenXorb::default(),
+            sealed: Vec::new(),
+            seen: HashMap::new(),
+            files: Vec::new(),
+            writer: None,
+            pack_buffers: Vec::new(),
+        }
     }
 
     /// Adds one file's bytes and commits.
@@ -92,7 +180,7 @@ impl Store {
     }
 
     /// Adds one file from a reader and commits.
-    pub fn ingest_reader(&self, reader: impl Read) -> Result<IngestReport> {
+    pub fn ingest_reader(&self, reader: impl Read + Send) -> Result<IngestReport> {
         let mut session = self.ingest_session();
         let report = session.add_reader(reader)?;
         session.commit()?;
@@ -102,7 +190,7 @@ impl Store {
 
 impl IngestSession<'_> {
     /// Chunks, hashes and packs one file read to its end.
-    pub fn add_reader(&mut self, reader: impl Read) -> Result<IngestReport> {
+    pub fn add_reader(&mut self, reader: impl Read + Send) -> Result<IngestReport> {
         let mut terms: Vec<PendingTerm> = Vec::new();
         let (mut new_bytes, mut new_chunks) = (0u64, 0usize);
         let summary = chunk_stream(reader, |w: &Window<'_>| -> Result<()> {
@@ -120,32 +208,31 @@ impl IngestSession<'_> {
     fn place(&mut self, w: &Window<'_>, terms: &mut Vec<PendingTerm>) -> Result<(u64, usize)> {
         let hashes = w.hashes;
         let known = self.lookup(hashes)?;
-        let packed: Vec<Option<Vec<u8>>> = (0..hashes.len())
-            .into_par_iter()
-            .map(|i| {
-                known[i].is_none().then(|| {
-                    let mut out = Vec::with_capacity(w.chunk(i).len() + 8);
-                    pack_chunk(w.chunk(i), &mut out);
-                    out
-                })
-            })
-            .collect();
+        let unknown: Vec<usize> = (0..hashes.len()).filter(|&i| known[i].is_none()).collect();
+        let groups = pack_in_groups(w, &unknown, &mut self.pack_buffers);
+        let mut packed = groups.iter().flat_map(PackedGroup::chunks);
         let (mut new_bytes, mut new_chunks) = (0u64, 0usize);
-        for (i, packed) in packed.into_iter().enumerate() {
+        for (i, hash) in hashes.iter().enumerate() {
             let len = w.chunk(i).len() as u32;
-            let loc = match (known[i], self.seen.get(&hashes[i])) {
-                (Some(loc), _) => loc,
-                // A repeat inside this window: the first copy was just packed.
-                (None, Some(loc)) => *loc,
-                (None, None) => {
-                    new_bytes += u64::from(len);
-                    new_chunks += 1;
-                    let bytes = packed.unwrap_or_default();
-                    self.append(hashes[i], len, bytes)?
+            let loc = match known[i] {
+                Some(loc) => loc,
+                None => {
+                    let bytes = packed.next().unwrap_or_default();
+                    match self.seen.get(hash) {
+                        // A repeat inside this window: the first copy was just appended.
+                        Some(loc) => *loc,
+                        None => {
+                            new_bytes += u64::from(len);
+                            new_chunks += 1;
+                            self.append(*hash, len, bytes)?
+                        }
+                    }
                 }
             };
             extend_terms(terms, loc, len);
         }
+        drop(packed);
+        self.pack_buffers.extend(groups.into_iter().map(|g| g.bytes));
         Ok((new_bytes, new_chunks))
     }
 
@@ -162,18 +249,27 @@ impl IngestSession<'_> {
     }
 
     /// Appends a packed chunk to the open xorb, sealing it first if it is full.
-    fn append(&mut self, hash: ChunkHash, len: u32, packed: Vec<u8>) -> Result<(XorbRef, u32)> {
+    fn append(&mut self, hash: ChunkHash, len: u32, packed: &[u8]) -> Result<(XorbRef, u32)> {
         if self.open.unpacked + len as usize > MAX_XORB_BYTES || self.open.chunks.len() >= MAX_XORB_CHUNKS {
             self.seal()?;
         }
+        if self.open.bytes.capacity() == 0 {
+            self.open.bytes = self.xorb_buffer();
+        }
         let byte_start = self.open.bytes.len() as u32;
-        self.open.bytes.extend_from_slice(&packed);
+        self.open.bytes.extend_from_slice(packed);
         let meta = ChunkMeta { hash, byte_start, byte_end: self.open.bytes.len() as u32, unpacked_len: len };
         let loc = (XorbRef::Session(self.sealed.len()), self.open.chunks.len() as u32);
         self.open.chunks.push(meta);
         self.open.unpacked += len as usize;
         self.seen.insert(hash, loc);
         Ok(loc)
+    }
+
+    /// An empty buffer that holds a whole xorb: a written one's if the writer has one spare.
+    fn xorb_buffer(&self) -> Vec<u8> {
+        let spare = self.writer.as_ref().and_then(|w| w.spare.try_recv().ok());
+        spare.unwrap_or_else(|| Vec::with_capacity(MAX_XORB_BYTES + MAX_XORB_CHUNKS * max_encoded_len(0)))
     }
 
     /// Writes the open xorb durably under its hash.
@@ -186,15 +282,29 @@ impl IngestSession<'_> {
         let hash = xorb_hash(&leaves);
         let existing = self.store.xorb_meta(&hash)?;
         if !existing.as_ref().is_some_and(XorbMeta::is_complete) {
-            self.store.inner.xorbs.write_complete(&hash, &open.bytes)?;
+            self.write_in_background(hash, open.bytes)?;
         }
         self.sealed.push(XorbMeta { hash, chunks: open.chunks.into_iter().map(Some).collect() });
         Ok(())
     }
 
-    /// Seals the open xorb and indexes every xorb and file of the session in one batch.
+    /// Hands a sealed xorb to the writer thread; a failed writer's error surfaces here.
+    fn write_in_background(&mut self, hash: XorbHash, bytes: Vec<u8>) -> Result<()> {
+        let writer = self.writer.get_or_insert_with(|| XorbWriter::start(self.store.clone()));
+        if writer.queue.send((hash, bytes)).is_err() {
+            // The writer stopped at an error: report it.
+            return self.writer.take().map_or(Ok(()), XorbWriter::finish).and(Err(writer_panicked()));
+        }
+        Ok(())
+    }
+
+    /// Seals the open xorb and indexes every xorb and file of the session in one batch, once
+    /// every xorb is durable.
     pub fn commit(mut self) -> Result<Vec<FileRecord>> {
         self.seal()?;
+        if let Some(writer) = self.writer.take() {
+            writer.finish()?;
+        }
         let mut batch = KvBatch::default();
         for meta in &self.sealed {
             db::put_xorb(&mut batch, meta);
