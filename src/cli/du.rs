@@ -25,5 +25,8 @@ pub(crate) fn run(args: DuArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     println!("xorbs          {:>12}", r.xorbs);
     println!("chunks         {:>12}", r.chunks);
     println!("dedup ratio    {:>12.2}x", r.dedup_ratio);
+    if r.flat_files > 0 {
+        println!("flat copies    {:>12}  ({}, for mount passthrough)", r.flat_files, output::size(r.flat_bytes));
+    }
     Ok(ExitCode::SUCCESS)
 }

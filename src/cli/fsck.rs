@@ -21,11 +21,12 @@ pub(crate) fn run(args: FsckArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             println!("DAMAGED {}: {}", p.object, p.problem);
         }
         println!(
-            "checked {} chunks, {} files ({} partially fetched, {} listed but not fetched): {}",
+            "checked {} chunks, {} files ({} partially fetched, {} listed but not fetched), {} flat copies: {}",
             r.chunks_verified,
             r.files_checked,
             r.files_partial,
             r.files_unfetched,
+            r.flat_verified,
             if r.problems.is_empty() { "ok".to_string() } else { format!("{} problems", r.problems.len()) }
         );
     }

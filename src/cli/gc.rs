@@ -18,9 +18,10 @@ pub(crate) fn run(args: GcArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         output::json_line(&r)?;
     } else {
         println!(
-            "removed {} files and {} xorbs, freed {}",
+            "removed {} files, {} xorbs and {} flat copies, freed {}",
             r.files_removed,
             r.xorbs_removed,
+            r.flat_removed,
             output::size(r.bytes_freed)
         );
     }

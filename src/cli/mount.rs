@@ -34,9 +34,14 @@ pub(crate) struct MountArgs {
     /// Threads answering the kernel.
     #[arg(long, default_value_t = 16, value_name = "N")]
     threads: usize,
-    /// Serve files already wholly in the store by kernel passthrough from flat copies kept
-    /// under <home>/flat (local-disk read speed; costs the files' size again on disk; root).
-    #[arg(long)]
+    /// Do not use FUSE passthrough. By default (as root, on kernels that offer it) a file read
+    /// whole through the mount gets a flat copy under <home>/flat, and later opens hand that
+    /// copy to the kernel: local-disk read speed, at the cost of the file's size again on disk
+    /// (`tessera du` shows it, `gc` drops copies of files no longer indexed).
+    #[arg(long, conflicts_with = "passthrough")]
+    no_passthrough: bool,
+    /// Use passthrough (the default as root; kept for scripts written before it was).
+    #[arg(long, hide = true)]
     passthrough: bool,
     /// Hub to fetch from on demand [env: HF_ENDPOINT; default: https://huggingface.co].
     #[arg(long, value_name = "URL")]
@@ -45,6 +50,14 @@ pub(crate) struct MountArgs {
     /// point, which the next `tessera mount` cleans up).
     #[arg(long)]
     no_auto_unmount: bool,
+}
+
+/// Passthrough needs CAP_SYS_ADMIN to register backing files; without it every open would try
+/// and fail, so only root gets it by default.
+fn passthrough_wanted(args: &MountArgs) -> bool {
+    // /proc/self belongs to the process's effective user.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    !args.no_passthrough && (args.passthrough || root)
 }
 
 /// Builds the remote that fills the store on demand, given the open store.
@@ -85,7 +98,7 @@ pub(crate) fn run_with(
         fetch_timeout: args.fetch_timeout,
         uid: owner.uid(),
         gid: owner.gid(),
-        flat_dir: args.passthrough.then(|| ctx.home.join("flat")),
+        flat_dir: passthrough_wanted(&args).then(|| store.flat_dir()),
         ..VfsOptions::default()
     };
     let cfg = MountConfig {

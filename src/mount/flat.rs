@@ -1,4 +1,4 @@
-//! Flat copies of fully-present files, for FUSE passthrough (opt-in: `tessera mount --passthrough`).
+//! Flat copies of fully-present files, for FUSE passthrough (on by default as root).
 //!
 //! The store keeps files as compressed chunks in xorbs, which the kernel cannot read directly.
 //! A file read to its end whose chunks are all present is written out once, as plain bytes,

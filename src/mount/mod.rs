@@ -4,7 +4,7 @@
 //!   [`Errno`]; revisions resolve on first lookup and stay pinned (see [`VfsOptions::ref_ttl`]).
 //! - `fetch`: missing bytes through a [`RemoteSource`](crate::store::RemoteSource), with a
 //!   deadline and sequential prefetch.
-//! - `flat`: flat copies of fully-present files for FUSE passthrough (opt-in).
+//! - `flat`: flat copies of fully-present files for FUSE passthrough.
 //! - [`errno`]: the one mapping from store and remote failures to errno values.
 //! - [`fuse`]: the thin fuser adapter, mounting and unmounting.
 //!

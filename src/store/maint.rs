@@ -24,6 +24,10 @@ pub struct DuReport {
     pub physical_bytes: u64,
     /// `logical_bytes / physical_bytes` (0 when nothing is stored).
     pub dedup_ratio: f64,
+    /// Flat copies kept for FUSE passthrough (files read whole through a mount).
+    pub flat_files: u64,
+    /// Bytes those copies occupy, besides `physical_bytes`.
+    pub flat_bytes: u64,
 }
 
 /// One problem `fsck` found.
@@ -46,6 +50,8 @@ pub struct FsckReport {
     pub files_partial: u64,
     /// Tree entries whose file is not fetched at all yet (lazy mounts; not damage).
     pub files_unfetched: u64,
+    /// Flat copies (for passthrough) read back and matched to their file's SHA-256.
+    pub flat_verified: u64,
     /// Damage found.
     pub problems: Vec<FsckProblem>,
 }
@@ -57,6 +63,8 @@ pub struct GcReport {
     pub files_removed: u64,
     /// Xorbs deleted.
     pub xorbs_removed: u64,
+    /// Flat copies deleted (their file is no longer indexed).
+    pub flat_removed: u64,
     /// Disk bytes freed.
     pub bytes_freed: u64,
 }
@@ -81,6 +89,10 @@ impl Store {
             r.physical_bytes += self.inner.xorbs.disk_usage(&meta.hash);
             Ok(())
         })?;
+        for copy in self.flat_copies()? {
+            r.flat_files += 1;
+            r.flat_bytes += copy.len;
+        }
         r.dedup_ratio = if r.physical_bytes == 0 { 0.0 } else { r.logical_bytes as f64 / r.physical_bytes as f64 };
         Ok(r)
     }
@@ -109,7 +121,27 @@ impl Store {
             Ok(())
         })?;
         self.check_trees(&mut r)?;
+        self.check_flat_copies(&mut r)?;
         Ok(r)
+    }
+
+    /// A flat copy is served to readers without this process seeing the bytes, so it must
+    /// still equal its file: same size, same SHA-256.
+    fn check_flat_copies(&self, r: &mut FsckReport) -> Result<()> {
+        for copy in self.flat_copies()? {
+            let Some(rec) = self.file(&copy.file)? else { continue };
+            let object = format!("flat copy {}", copy.path.display());
+            if copy.len != rec.size {
+                r.problems.push(problem(object, format!("{} bytes, the file has {}", copy.len, rec.size)));
+                continue;
+            }
+            match super::flat::sha256_of_path(&copy.path) {
+                Ok(sha) if sha == rec.sha256 => r.flat_verified += 1,
+                Ok(_) => r.problems.push(problem(object, "SHA-256 differs from the file's".into())),
+                Err(e) => r.problems.push(problem(object, e.to_string())),
+            }
+        }
+        Ok(())
     }
 
     fn verify_xorb(&self, meta: &XorbMeta, r: &mut FsckReport) {
@@ -185,7 +217,21 @@ impl Store {
             }
         }
         self.inner.xorbs.clean_tmp()?;
+        self.gc_flat_copies(&mut report)?;
         Ok(report)
+    }
+
+    /// Deletes flat copies of files no longer indexed, and partial ones.
+    fn gc_flat_copies(&self, report: &mut GcReport) -> Result<()> {
+        for copy in self.flat_copies()? {
+            if self.file(&copy.file)?.is_none() {
+                std::fs::remove_file(&copy.path).map_err(|e| super::StoreError::io("remove", &copy.path, e))?;
+                report.flat_removed += 1;
+                report.bytes_freed += copy.len;
+            }
+        }
+        report.bytes_freed += self.remove_flat_leftovers()?;
+        Ok(())
     }
 
     /// Files reachable from pins, recorded trees and the hub server's trees.

@@ -24,6 +24,7 @@ mod adopt;
 mod cache;
 mod codec;
 mod db;
+mod flat;
 mod ingest;
 mod maint;
 mod read;

@@ -1,0 +1,113 @@
+//! The store's side of flat copies: plain-byte copies of whole files under `<home>/flat/<xet
+//! hash>`, which the mount writes for files read through it and hands to the kernel by FUSE
+//! passthrough. They are a cache of indexed files: `du` counts them, `fsck` checks them against
+//! the file's SHA-256, and `gc` deletes those whose file is no longer indexed.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::{Result, Store, StoreError};
+use crate::hash::{FileHash, Sha256, Sha256Hasher};
+
+/// Directory of flat copies under the store's home.
+const FLAT_DIR: &str = "flat";
+
+/// One flat copy on disk.
+pub(crate) struct FlatCopy {
+    pub(crate) file: FileHash,
+    pub(crate) path: PathBuf,
+    pub(crate) len: u64,
+}
+
+impl Store {
+    /// Where flat copies live: `<home>/flat`.
+    pub fn flat_dir(&self) -> PathBuf {
+        self.inner.home.join(FLAT_DIR)
+    }
+
+    /// Every finished flat copy (partial `.tmp` files of a killed writer are not listed).
+    pub(crate) fn flat_copies(&self) -> Result<Vec<FlatCopy>> {
+        let dir = self.flat_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io("list", &dir, e)),
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().to_str().and_then(|n| FileHash::from_hex(n).ok())?;
+                Some(FlatCopy { file, path: e.path(), len: e.metadata().ok()?.len() })
+            })
+            .collect())
+    }
+
+    /// Deletes leftovers of interrupted writes (`.<hash>.<pid>.tmp`); returns bytes freed.
+    pub(crate) fn remove_flat_leftovers(&self) -> Result<u64> {
+        let dir = self.flat_dir();
+        let mut freed = 0;
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(e.path()).map_err(|err| StoreError::io("remove", &e.path(), err))?;
+            }
+        }
+        Ok(freed)
+    }
+}
+
+/// SHA-256 of a file on disk, read in large pieces.
+pub(crate) fn sha256_of_path(path: &Path) -> std::io::Result<Sha256> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256Hasher::default();
+    let mut buf = vec![0u8; 4 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(hasher.finish()),
+            n => hasher.update(&buf[..n]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_flat_copy() -> (tempfile::TempDir, Store, PathBuf, Vec<u8>) {
+        let home = tempfile::tempdir().expect("tmp");
+        let store = Store::open(home.path()).expect("store");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let report = store.ingest_bytes(&data).expect("ingest");
+        std::fs::create_dir_all(store.flat_dir()).expect("flat dir");
+        let copy = store.flat_dir().join(report.file.to_string());
+        std::fs::write(&copy, &data).expect("flat copy");
+        std::fs::write(store.flat_dir().join(format!(".{}.1.tmp", report.file)), b"partial").expect("tmp");
+        (home, store, copy, data)
+    }
+
+    #[test]
+    fn du_counts_and_fsck_verifies_flat_copies() {
+        let (_home, store, copy, data) = store_with_flat_copy();
+        let du = store.du().expect("du");
+        assert_eq!((du.flat_files, du.flat_bytes), (1, data.len() as u64));
+        let fsck = store.fsck().expect("fsck");
+        assert_eq!((fsck.flat_verified, fsck.problems.len()), (1, 0));
+        let mut damaged = data.clone();
+        damaged[1234] ^= 1;
+        std::fs::write(&copy, &damaged).expect("damage");
+        let fsck = store.fsck().expect("fsck");
+        assert_eq!(fsck.problems.len(), 1, "{:?}", fsck.problems);
+        assert!(fsck.problems[0].object.contains("flat copy"), "{:?}", fsck.problems);
+    }
+
+    #[test]
+    fn gc_drops_flat_copies_of_unindexed_files_and_partial_ones() {
+        let (_home, store, copy, data) = store_with_flat_copy();
+        // Nothing pins the file, so gc drops it and then its flat copy.
+        let gc = store.gc().expect("gc");
+        assert_eq!((gc.files_removed, gc.flat_removed), (1, 1));
+        assert!(gc.bytes_freed >= data.len() as u64);
+        assert!(!copy.exists());
+        assert_eq!(std::fs::read_dir(store.flat_dir()).expect("dir").count(), 0, "tmp left");
+    }
+}
