@@ -2,7 +2,9 @@
 //! - cold: first read through a fresh mount, from the local store (chunk cache empty; once with
 //!   the store's xorb files in the OS page cache, once after dropping the OS caches);
 //! - warm: re-reads through the mount (kernel page cache kept by `FOPEN_KEEP_CACHE`);
-//! - local: the same bytes as a plain file on local disk, read from the page cache.
+//! - local: the same bytes as a plain file on local disk, read from the page cache;
+//! - remote: the same file published on a loopback `tessera hub serve`, read lazily through a
+//!   fresh mount on an empty store, against `tessera pull` of it into an empty store.
 //!
 //! `cargo bench --profile dev --bench mount` (needs root and /dev/fuse; prints SKIPPED
 //! otherwise). Dropping the OS caches (`/proc/sys/vm/drop_caches`) is skipped unless
@@ -12,6 +14,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tessera::mount::{MountConfig, Vfs, VfsOptions};
@@ -187,4 +190,123 @@ fn main() {
     println!("  warm, --passthrough (flat copy written)       {passthrough:6.2} GB/s");
     println!("  local disk file, page cache (same rounds)     {local2:6.2} GB/s");
     println!("  passthrough / local page cache                {:6.2}", passthrough / local2);
+    lazy_read_against_pull(dir.path(), &local);
+}
+
+const BENCH_TOKEN: &str = "hf_bench_writer";
+
+/// A `tessera hub serve` on a free loopback port; killed on drop.
+struct HubProc(std::process::Child, String);
+
+impl HubProc {
+    fn start(data: &Path) -> Self {
+        use std::io::BufRead;
+        let tokens = data.with_extension("tokens");
+        std::fs::write(&tokens, format!("{BENCH_TOKEN} bench write\n")).expect("tokens");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["hub", "serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .arg("--tokens")
+            .arg(&tokens)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn hub");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("hub address");
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+        std::thread::sleep(Duration::from_millis(200));
+        Self(child, url)
+    }
+}
+
+impl Drop for HubProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tessera(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.arg("--home").arg(home);
+    cmd
+}
+
+/// Seconds of one run of `cmd`, which must succeed.
+fn timed(cmd: &mut Command) -> f64 {
+    let t = Instant::now();
+    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    t.elapsed().as_secs_f64()
+}
+
+/// The 256 MiB file published on a loopback hub: read lazily through a fresh mount on an empty
+/// store (time to the first MiB, and to the end) against `tessera pull` into an empty store.
+fn lazy_read_against_pull(dir: &Path, local: &Path) {
+    let hub = HubProc::start(&dir.join("hub"));
+    let folder = dir.join("publish");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::copy(local, folder.join("weights.bin")).expect("copy");
+    timed(
+        tessera(&dir.join("push-home"))
+            .arg("push")
+            .arg(&folder)
+            .args(["bench/remote", "--create", "--endpoint", &hub.1])
+            .env("HF_TOKEN", BENCH_TOKEN),
+    );
+    let gb = SIZE as f64 / 1e9;
+    let (mut pull, mut lazy, mut first_mib) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+    for round in 0..3 {
+        let home = dir.join(format!("pull-home-{round}"));
+        pull = pull.min(timed(tessera(&home).args(["pull", "bench/remote", "--endpoint", &hub.1])));
+        let _ = std::fs::remove_dir_all(&home);
+        let (first, all) = lazy_read_once(&dir.join(format!("lazy-home-{round}")), &dir.join("mnt-remote"), &hub.1);
+        first_mib = first_mib.min(first);
+        lazy = lazy.min(all);
+    }
+    println!("remote file on a loopback hub (unlimited), empty store, best of 3:");
+    println!("  tessera pull                                  {pull:6.2} s  {:5.2} GB/s", gb / pull);
+    println!("  lazy first read through a fresh mount         {lazy:6.2} s  {:5.2} GB/s", gb / lazy);
+    println!("    of which until the first MiB arrived        {first_mib:6.3} s");
+    println!("  lazy read / pull (time)                       {:6.2}", lazy / pull);
+}
+
+/// Mounts an empty store lazily and reads the file once: (seconds to the first MiB, to the end),
+/// both from the open.
+fn lazy_read_once(home: &Path, mnt: &Path, endpoint: &str) -> (f64, f64) {
+    use std::io::BufRead;
+    std::fs::create_dir_all(mnt).expect("mnt");
+    let mut child = tessera(home)
+        .arg("mount")
+        .arg(mnt)
+        .args(["--endpoint", endpoint, "--no-passthrough"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mount");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.starts_with("tessera: mounted"))), "mount did not start");
+    let t = Instant::now();
+    let mut f = File::open(mnt.join("bench/remote@main/weights.bin")).expect("open");
+    let mut buf = vec![0u8; BUF];
+    f.read_exact(&mut buf).expect("first MiB");
+    let first = t.elapsed().as_secs_f64();
+    let mut total = BUF;
+    loop {
+        let n = f.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    let all = t.elapsed().as_secs_f64();
+    assert_eq!(total, SIZE, "short lazy read");
+    drop(f);
+    // SIGTERM: the mount unmounts on it.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(home);
+    (first, all)
 }
