@@ -176,8 +176,14 @@ fn io(op: &'static str, path: &Path, source: std::io::Error) -> MountError {
     MountError::Io { op, path: path.to_path_buf(), source }
 }
 
+/// Whether `fusermount3` is on the PATH (looked up rather than run: mounting is on the restart
+/// path, and a process spawn costs more than the lookup).
 fn fusermount_available() -> bool {
-    Command::new("fusermount3").arg("--version").output().is_ok_and(|o| o.status.success())
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join("fusermount3")).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// Detects a dead FUSE mount at `mountpoint` (its process was killed) and lazily unmounts it;
