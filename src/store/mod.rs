@@ -232,7 +232,17 @@ impl Store {
 
     /// Records which file a git blob id names (regular, non-LFS files of pulled repos).
     pub fn put_git_oid(&self, oid: &str, file: &FileHash) -> Result<()> {
-        self.inner.db.put_json(Table::GitOid, oid.as_bytes(), file)
+        self.put_git_oids(&[(oid.to_string(), *file)])
+    }
+
+    /// [`Store::put_git_oid`] for many files in one durable write.
+    pub fn put_git_oids(&self, pairs: &[(String, FileHash)]) -> Result<()> {
+        let mut batch = KvBatch::default();
+        for (oid, file) in pairs {
+            // The same JSON string form `get_json` reads back.
+            batch.put(Table::GitOid, oid.as_bytes().to_vec(), format!("\"{file}\"").into_bytes());
+        }
+        self.inner.db.write(batch)
     }
 
     /// Whether every chunk of a file is present locally.

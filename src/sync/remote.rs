@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
 
 use super::SyncError;
-use super::fetch::{FileFetcher, FileTarget, blocking, entry};
+use super::fetch::{FileFetcher, FileTarget, SMALL_FILE_MAX, blocking, entry};
 use super::pull::parse_repo_type;
 use crate::hash::FileHash;
 use crate::hub::HubClient;
@@ -62,18 +61,13 @@ impl HubSource {
     }
 
     async fn resolve_async(&self, key: &RevisionKey) -> Result<String, SyncError> {
+        let started = std::time::Instant::now();
         let repo_type = parse_repo_type(&key.repo_type)?;
         let commit = self.hub.revision_commit(repo_type, &key.repo_id, &key.revision).await?;
         let listing = self.hub.list_tree(repo_type, &key.repo_id, &commit).await?;
+        let listed_ms = started.elapsed().as_millis();
         let fetcher = self.fetcher(key, &commit)?;
-        let entries: Vec<TreeEntry> = futures::stream::iter(listing.files.iter())
-            .map(|f| {
-                let fetcher = &fetcher;
-                async move { lazy_entry(fetcher, f).await }
-            })
-            .buffered(8)
-            .try_collect()
-            .await?;
+        let entries = lazy_entries(&fetcher, &listing.files).await?;
         let (store, key2, commit2) = (self.store.clone(), key.clone(), commit.clone());
         blocking(move || {
             store.put_tree(&commit2, &entries)?;
@@ -82,6 +76,13 @@ impl HubSource {
             Ok(())
         })
         .await?;
+        tracing::debug!(
+            revision = %key.ref_key(),
+            files = listing.files.len(),
+            listed_ms,
+            total_ms = started.elapsed().as_millis(),
+            "resolved (small non-Xet files fetched in between)"
+        );
         Ok(commit)
     }
 
@@ -113,16 +114,30 @@ impl RemoteSource for HubSource {
     }
 }
 
-/// The tree entry of a listed file without fetching Xet-backed content.
-async fn lazy_entry(fetcher: &FileFetcher, f: &crate::protocol::TreeFile) -> Result<TreeEntry, SyncError> {
-    let t = super::pull::target(f)?;
-    match (t.xet, t.sha256) {
-        (Some(xet), Some(sha256)) => Ok(TreeEntry { path: t.path, size: t.size, file: xet, sha256, git_oid: t.git_oid, lfs: true }),
-        _ => {
-            let record: FileRecord = fetcher.ensure(&t).await?;
-            Ok(entry(&t, &record))
-        }
+/// Tree entries of listed files without fetching Xet-backed content (their identity is in the
+/// listing). Other files are fetched, since only their bytes give it: small ones all together,
+/// larger ones (LFS without Xet) one by one, streamed.
+async fn lazy_entries(fetcher: &FileFetcher, files: &[crate::protocol::TreeFile]) -> Result<Vec<TreeEntry>, SyncError> {
+    let targets: Vec<FileTarget> = files.iter().map(super::pull::target).collect::<Result<_, _>>()?;
+    let listed = |t: &FileTarget| t.xet.zip(t.sha256);
+    let small = |t: &FileTarget| listed(t).is_none() && t.size <= SMALL_FILE_MAX as u64;
+    let small_targets: Vec<FileTarget> = targets.iter().filter(|t| small(t)).cloned().collect();
+    let mut small_records = fetcher.ensure_small(&small_targets).await?.into_iter();
+    let mut entries = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let e = match listed(t) {
+            Some((file, sha256)) => {
+                TreeEntry { path: t.path.clone(), size: t.size, file, sha256, git_oid: t.git_oid.clone(), lfs: true }
+            }
+            None if small(t) => {
+                let record = small_records.next().ok_or_else(|| SyncError::Internal("small file record missing".into()))?;
+                entry(t, &record)
+            }
+            None => entry(t, &fetcher.ensure(t).await?),
+        };
+        entries.push(e);
     }
+    Ok(entries)
 }
 
 impl FileFetcher {
