@@ -5,6 +5,7 @@
 //! `add` writes every new byte durably (fsync before the index), so on incompressible data it
 //! cannot beat the disk: the disk's own rate for the same writes (16 fsynced 64 MiB files) is
 //! printed beside it, and `add` into a store on tmpfs shows the CPU pipeline without the disk.
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};

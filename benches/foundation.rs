@@ -1,6 +1,7 @@
 //! Foundation throughput: chunking, chunk+hash, whole-file hashing single-core and parallel,
 //! store ingest and read. Run with `make bench` (`cargo bench --profile dev --bench foundation`).
 //! Figures and the machine they were measured on are recorded in `docs/benchmarks.md`.
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tessera::chunking::{chunk_boundaries, stream::chunk_stream};

@@ -2,6 +2,7 @@
 //! `huggingface_hub.snapshot_download` (with hf_xet) of the same repo from the same loopback
 //! `tessera hub serve`. Repos: the 90 MB MiniLM snapshot, and one 1 GiB file.
 //! Run with `make bench` (needs the set-up venv and assets).
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! `cargo bench --profile dev --bench restart [-- ARGS]`: runs `tessera bench restart` with its
 //! defaults (the embedded hub and repo, 5 runs), or with ARGS (e.g. `--bandwidth 100MB/s
 //! --plot restart.svg`), through the real binary, as a user would.
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::process::{Command, ExitCode};
 

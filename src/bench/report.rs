@@ -423,7 +423,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         _ => return Err(format!("bad rate unit in {t:?} (use k, M or G, B or bit, e.g. 100MB/s)")),
     };
     let v = n * mult / if bits { 8.0 } else { 1.0 };
-    if !(v >= 1.0 && v < 1e15) {
+    if !(1.0..1e15).contains(&v) {
         return Err(format!("rate {t:?} out of range"));
     }
     Ok(v as u64)

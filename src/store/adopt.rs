@@ -70,7 +70,7 @@ impl Store {
                             chunk_start: idx,
                             chunk_end: idx + 1,
                         })?;
-                        let raw = read_at(&loc.staged, loc.staged_offset, loc.end - loc.start)?;
+                        let raw = read_at(loc.staged, loc.staged_offset, loc.end - loc.start)?;
                         let (start, end) = (loc.start, loc.end);
                         let data = unpack_unverified(&raw).map_err(|why| StoreError::MalformedXorb {
                             xorb: t.xorb,

@@ -73,41 +73,52 @@ pub(crate) fn sha256_of_path(path: &Path) -> std::io::Result<Sha256> {
 mod tests {
     use super::*;
 
-    fn store_with_flat_copy() -> (tempfile::TempDir, Store, PathBuf, Vec<u8>) {
-        let home = tempfile::tempdir().expect("tmp");
-        let store = Store::open(home.path()).expect("store");
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    struct Fixture {
+        _home: tempfile::TempDir,
+        store: Store,
+        copy: PathBuf,
+        data: Vec<u8>,
+    }
+
+    fn store_with_flat_copy() -> std::result::Result<Fixture, Box<dyn std::error::Error>> {
+        let home = tempfile::tempdir()?;
+        let store = Store::open(home.path())?;
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let report = store.ingest_bytes(&data).expect("ingest");
-        std::fs::create_dir_all(store.flat_dir()).expect("flat dir");
+        let report = store.ingest_bytes(&data)?;
+        std::fs::create_dir_all(store.flat_dir())?;
         let copy = store.flat_dir().join(report.file.to_string());
-        std::fs::write(&copy, &data).expect("flat copy");
-        std::fs::write(store.flat_dir().join(format!(".{}.1.tmp", report.file)), b"partial").expect("tmp");
-        (home, store, copy, data)
+        std::fs::write(&copy, &data)?;
+        std::fs::write(store.flat_dir().join(format!(".{}.1.tmp", report.file)), b"partial")?;
+        Ok(Fixture { _home: home, store, copy, data })
     }
 
     #[test]
-    fn du_counts_and_fsck_verifies_flat_copies() {
-        let (_home, store, copy, data) = store_with_flat_copy();
-        let du = store.du().expect("du");
-        assert_eq!((du.flat_files, du.flat_bytes), (1, data.len() as u64));
-        let fsck = store.fsck().expect("fsck");
+    fn du_counts_and_fsck_verifies_flat_copies() -> TestResult {
+        let f = store_with_flat_copy()?;
+        let du = f.store.du()?;
+        assert_eq!((du.flat_files, du.flat_bytes), (1, f.data.len() as u64));
+        let fsck = f.store.fsck()?;
         assert_eq!((fsck.flat_verified, fsck.problems.len()), (1, 0));
-        let mut damaged = data.clone();
+        let mut damaged = f.data.clone();
         damaged[1234] ^= 1;
-        std::fs::write(&copy, &damaged).expect("damage");
-        let fsck = store.fsck().expect("fsck");
+        std::fs::write(&f.copy, &damaged)?;
+        let fsck = f.store.fsck()?;
         assert_eq!(fsck.problems.len(), 1, "{:?}", fsck.problems);
         assert!(fsck.problems[0].object.contains("flat copy"), "{:?}", fsck.problems);
+        Ok(())
     }
 
     #[test]
-    fn gc_drops_flat_copies_of_unindexed_files_and_partial_ones() {
-        let (_home, store, copy, data) = store_with_flat_copy();
+    fn gc_drops_flat_copies_of_unindexed_files_and_partial_ones() -> TestResult {
+        let f = store_with_flat_copy()?;
         // Nothing pins the file, so gc drops it and then its flat copy.
-        let gc = store.gc().expect("gc");
+        let gc = f.store.gc()?;
         assert_eq!((gc.files_removed, gc.flat_removed), (1, 1));
-        assert!(gc.bytes_freed >= data.len() as u64);
-        assert!(!copy.exists());
-        assert_eq!(std::fs::read_dir(store.flat_dir()).expect("dir").count(), 0, "tmp left");
+        assert!(gc.bytes_freed >= f.data.len() as u64);
+        assert!(!f.copy.exists());
+        assert_eq!(std::fs::read_dir(f.store.flat_dir())?.count(), 0, "tmp left");
+        Ok(())
     }
 }

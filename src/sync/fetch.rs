@@ -149,8 +149,8 @@ impl FileFetcher {
             let mut out = Vec::new();
             let mut metas = std::collections::HashMap::new();
             for u in units {
-                if !metas.contains_key(&u.xorb) {
-                    metas.insert(u.xorb, store.xorb_meta(&u.xorb)?);
+                if let std::collections::hash_map::Entry::Vacant(slot) = metas.entry(u.xorb) {
+                    slot.insert(store.xorb_meta(&u.xorb)?);
                 }
                 let meta = metas.get(&u.xorb).and_then(Option::as_ref);
                 let complete = meta.is_some_and(|m| (u.chunks.start..u.chunks.end).all(|i| m.chunks.get(i as usize).is_some_and(Option::is_some)));
