@@ -77,12 +77,20 @@ pub struct ScenarioResult {
     pub runs: usize,
     /// What went wrong in failed runs.
     pub errors: Vec<String>,
+    /// For cold scenarios, the content a run brought in from the hub, as left on disk (the
+    /// Hugging Face cache's `hub/` blobs; the store's xorb files), largest over the runs.
+    pub fetched_bytes: Option<u64>,
 }
 
 impl ScenarioResult {
     /// An empty result for `scenario`.
     pub fn new(scenario: Scenario) -> Self {
-        Self { scenario, samples_ms: Vec::new(), correct: 0, runs: 0, errors: Vec::new() }
+        Self { scenario, samples_ms: Vec::new(), correct: 0, runs: 0, errors: Vec::new(), fetched_bytes: None }
+    }
+
+    /// Records what one run fetched.
+    pub fn add_fetched(&mut self, bytes: u64) {
+        self.fetched_bytes = Some(self.fetched_bytes.unwrap_or(0).max(bytes));
     }
 
     /// Median, min and max of the samples (`None` without samples).
@@ -194,8 +202,8 @@ impl Report {
         let width = self.scenarios.iter().map(|s| s.scenario.label().len()).max().unwrap_or(8);
         let _ = writeln!(
             out,
-            "{:width$}  {:>9}  {:>9}  {:>9}  {:>7}  {:>7}",
-            "scenario", "median s", "min s", "max s", "x floor", "correct"
+            "{:width$}  {:>9}  {:>9}  {:>9}  {:>7}  {:>7}  {:>9}",
+            "scenario", "median s", "min s", "max s", "x floor", "correct", "fetched"
         );
         for s in &self.scenarios {
             let (med, min, max) = match s.stats() {
@@ -203,9 +211,10 @@ impl Report {
                 None => ("-".into(), "-".into(), "-".into()),
             };
             let ratio = self.ratio_to_floor(s).map_or_else(|| "-".into(), |r| format!("{r:.2}"));
+            let fetched = s.fetched_bytes.map_or_else(String::new, human_bytes);
             let _ = writeln!(
                 out,
-                "{:width$}  {med:>9}  {min:>9}  {max:>9}  {ratio:>7}  {:>7}",
+                "{:width$}  {med:>9}  {min:>9}  {max:>9}  {ratio:>7}  {:>7}  {fetched:>9}",
                 s.scenario.label(),
                 format!("{}/{}", s.correct, s.runs)
             );

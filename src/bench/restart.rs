@@ -195,7 +195,10 @@ impl<'a> Bench<'a> {
                 let outcome = self.once(r.scenario, run);
                 r.runs += 1;
                 match outcome {
-                    Ok(ms) => {
+                    Ok((ms, fetched)) => {
+                        if let Some(bytes) = fetched {
+                            r.add_fetched(bytes);
+                        }
                         r.correct += 1;
                         r.samples_ms.push(ms);
                         progress(&format!("run {}/{} {}: {:.2} s", run + 1, self.opts.runs, r.scenario.id(), ms / 1e3));
@@ -221,31 +224,32 @@ impl<'a> Bench<'a> {
         })
     }
 
-    /// One measured run of `scenario`: ms from spawning to the first correct answer.
-    fn once(&self, scenario: Scenario, run: usize) -> anyhow::Result<f64> {
+    /// One measured run of `scenario`: ms from spawning to the first correct answer, and for
+    /// cold runs the bytes brought in from the hub as they lie on disk afterwards.
+    fn once(&self, scenario: Scenario, run: usize) -> anyhow::Result<(f64, Option<u64>)> {
+        let warm = |ms: anyhow::Result<f64>| ms.map(|ms| (ms, None));
         match scenario {
             Scenario::PythonCold => {
                 let home = self.work.join(format!("hf-cold-{run}"));
                 let ms = self.python_once(&home, true);
+                let fetched = tree_bytes(&home.join("hub"));
                 let _ = std::fs::remove_dir_all(&home);
-                ms
+                Ok((ms?, Some(fetched)))
             }
-            Scenario::PythonWarm => {
-                let home = self.warm_hf_home.clone();
-                self.python_once(&home, false)
-            }
+            Scenario::PythonWarm => warm(self.python_once(&self.warm_hf_home.clone(), false)),
             Scenario::TesseraCold => {
                 let home = self.work.join(format!("store-cold-{run}"));
                 let ms = self.tessera_once(&home, false, true);
+                let fetched = tree_bytes(&home.join("xorbs"));
                 let _ = std::fs::remove_dir_all(&home);
-                ms
+                Ok((ms?, Some(fetched)))
             }
-            Scenario::TesseraWarm => self.tessera_once(&self.warm_store.clone(), false, false),
-            Scenario::TesseraWarmOptCache => self.tessera_once(&self.warm_store.clone(), true, false),
+            Scenario::TesseraWarm => warm(self.tessera_once(&self.warm_store.clone(), false, false)),
+            Scenario::TesseraWarmOptCache => warm(self.tessera_once(&self.warm_store.clone(), true, false)),
             Scenario::Floor => {
                 let started = Instant::now();
                 let serve = self.spawn_serve(&self.warm_store.clone(), &self.floor_file.clone(), false)?;
-                self.answer(serve, started)
+                warm(self.answer(serve, started))
             }
         }
     }
@@ -596,6 +600,20 @@ fn flatten(v: &Value, out: &mut Vec<f64>) {
 }
 
 /// `echo 3 > /proc/sys/vm/drop_caches`; false where not allowed.
+/// Bytes of the regular files under `dir` (symlinks not followed: the HF cache's snapshot
+/// links point at blobs already counted).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
 fn drop_page_cache() -> bool {
     // SAFETY of data: sync first so that dirty pages are not just dropped from accounting.
     let _ = Command::new("sync").status();
