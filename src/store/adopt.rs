@@ -143,6 +143,33 @@ impl Store {
         Ok(file_hash(&leaves) == record.hash)
     }
 
+    /// Drops a file's chunks from the index (not its record), so reads find them missing and
+    /// fetch them again: the reaction to a lazily assembled file that failed [`verify_file`],
+    /// where the bad chunk cannot be told from the good ones. The bytes stay in the xorb file
+    /// until overwritten by the refetch or collected by `gc`.
+    ///
+    /// [`verify_file`]: Store::verify_file
+    pub fn forget_file_chunks(&self, record: &FileRecord) -> Result<()> {
+        let _guard = self.inner.meta_lock.lock();
+        let mut batch = KvBatch::default();
+        let mut by_xorb: HashMap<XorbHash, Vec<u32>> = HashMap::new();
+        for t in &record.terms {
+            by_xorb.entry(t.xorb).or_default().extend(t.chunk_start..t.chunk_end);
+        }
+        for (xorb, indices) in by_xorb {
+            let Some(mut meta) = self.xorb_meta(&xorb)? else { continue };
+            for i in indices {
+                if let Some(c) = meta.chunks.get_mut(i as usize).and_then(Option::take) {
+                    batch.delete(db::Table::Chunk, c.hash.as_bytes().to_vec());
+                }
+            }
+            db::put_xorb(&mut batch, &meta);
+        }
+        self.inner.db.write(batch)?;
+        self.inner.cache.clear();
+        Ok(())
+    }
+
     /// Where every chunk inside the fetched ranges is, by walking the staged chunk headers.
     fn locate_fetched<'f>(&self, fetched: &'f [FetchedRange]) -> Result<HashMap<(XorbHash, u32), Located<'f>>> {
         let mut out = HashMap::new();
@@ -210,4 +237,40 @@ fn read_at(path: &std::path::Path, offset: u64, len: u64) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; len as usize];
     f.read_exact_at(&mut buf, offset).map_err(|e| StoreError::io("read", path, e))?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunking::tests::splitmix;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// A file assembled from ranges with one flipped byte fails `verify_file`, and forgetting
+    /// its chunks makes them missing again (to be refetched) instead of served.
+    #[test]
+    fn a_lazily_assembled_file_with_a_bad_chunk_is_caught_and_forgotten() -> TestResult {
+        let (src_home, dst_home) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let (src, dst) = (Store::open(src_home.path())?, Store::open(dst_home.path())?);
+        let data = splitmix(600_000, 5);
+        let record = src.file(&src.ingest_bytes(&data)?.file)?.ok_or("no record")?;
+        let [term] = record.terms.as_slice() else { return Err("expected one term".into()) };
+        let mut bytes = std::fs::read(src.xorb_path(&term.xorb))?;
+        let meta = src.xorb_meta(&term.xorb)?.ok_or("no xorb meta")?;
+        let last = meta.chunks.iter().flatten().map(|c| c.byte_end).max().ok_or("no chunks")?;
+        bytes.truncate(last as usize);
+        // Random data is stored raw, so a flipped payload byte still decodes: only the hash tells.
+        bytes[20] ^= 0x40;
+        let staged = dst.staging_path(&term.xorb, 0);
+        std::fs::write(&staged, &bytes)?;
+        dst.put_file(&record)?;
+        let range = FetchedRange { xorb: term.xorb, first_chunk: 0, byte_start: 0, byte_end: u64::from(last), staged };
+        dst.adopt_unverified(&[range])?;
+        assert!(dst.is_complete(&record)?);
+        assert!(!dst.verify_file(&record)?, "a flipped byte must fail the file hash");
+        dst.forget_file_chunks(&record)?;
+        assert!(!dst.is_complete(&record)?);
+        assert!(matches!(dst.read_file_range(&record.hash, 0, 10), Err(StoreError::Missing { .. })));
+        Ok(())
+    }
 }

@@ -100,7 +100,24 @@ impl HubSource {
             fetcher.ensure(&target).await?;
             return Ok(());
         }
-        fetcher.fetch_range(&target, *file, offset, len).await
+        fetcher.fetch_range(&target, *file, offset, len).await?;
+        self.verify_if_complete(*file).await
+    }
+
+    /// Range fetches index chunks that can only be checked as a file: once the last one is in,
+    /// the file must hash to its Xet hash, or its chunks are forgotten (to be fetched again) and
+    /// the read fails as corrupt rather than serving wrong bytes from then on.
+    async fn verify_if_complete(&self, file: FileHash) -> Result<(), SyncError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let Some(record) = store.file(&file)? else { return Ok(()) };
+            if !store.is_complete(&record)? || store.verify_file(&record)? {
+                return Ok(());
+            }
+            store.forget_file_chunks(&record)?;
+            Err(SyncError::Corrupt(format!("file {file}: the fetched ranges do not hash to the file; dropped them")))
+        })
+        .await
     }
 }
 
