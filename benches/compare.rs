@@ -29,16 +29,7 @@ fn run(cmd: &mut Command) {
 }
 
 fn random_file(path: &Path) {
-    let mut state = 7u64;
-    let mut data = Vec::with_capacity(SIZE);
-    while data.len() < SIZE {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        data.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    std::fs::write(path, data).expect("write 1 GiB");
+    std::fs::write(path, tessera::testdata::splitmix(SIZE, 7)).expect("write 1 GiB");
 }
 
 /// What `add` must at least do with 1 GiB of new data: write it as 64 MiB files, each fsynced.

@@ -126,19 +126,7 @@ fn row(name: &str, client: &str, first: f64, change: f64, chunks: u64, bytes: u6
     println!("{name:<10} {client:<24} {first:>10.2} {change:>10.2} {chunks:>10} {bytes:>14}");
 }
 
-fn random(n: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
+use tessera::testdata::splitmix as random;
 
 /// The MiniLM fine-tune of `tests/it/push.rs`: `before/` holds the original, `after/` the change.
 fn minilm(assets: &Path, work: &Path) -> (PathBuf, PathBuf) {

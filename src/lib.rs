@@ -26,3 +26,4 @@ pub mod mount;
 pub mod infer;
 pub mod store;
 pub mod sync;
+pub mod testdata;

@@ -112,21 +112,7 @@ pub fn chunk_boundaries(data: &[u8]) -> Vec<usize> {
 pub(crate) mod tests {
     use super::*;
 
-    /// SplitMix64 stream as in xet-core's tests (vector 2).
-    pub(crate) fn splitmix(n: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed;
-        let mut out = Vec::with_capacity(n + 8);
-        while out.len() < n {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            out.extend_from_slice(&z.to_le_bytes());
-        }
-        out.truncate(n);
-        out
-    }
+    pub(crate) use crate::testdata::splitmix;
 
     /// Reference rule, byte by byte, straight from the spec.
     fn reference(data: &[u8]) -> Vec<usize> {

@@ -91,7 +91,7 @@ fn merge(data: &[u8], starts: &[usize], pieces: Vec<Vec<usize>>) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunking::tests::splitmix;
+    use crate::testdata::splitmix;
 
     #[test]
     fn parallel_equals_sequential() {

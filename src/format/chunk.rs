@@ -516,20 +516,7 @@ mod tests {
         b"the quick brown fox jumps over the lazy dog. ".iter().copied().cycle().take(n).collect()
     }
 
-    /// Deterministic incompressible bytes (SplitMix64).
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        let mut out = Vec::with_capacity(n + 8);
-        while out.len() < n {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-        }
-        out.truncate(n);
-        out
-    }
+    use crate::testdata::splitmix as noise;
 
     fn frame(data: &[u8], info: FrameInfo) -> Vec<u8> {
         let mut enc = FrameEncoder::with_frame_info(info, Vec::new());

@@ -529,17 +529,7 @@ mod tests {
 
     /// The spec's test vector 2: SplitMix64 data, seed 0.
     fn vector2(n: usize) -> Vec<u8> {
-        let mut state = 0u64;
-        let mut out = Vec::with_capacity(n + 8);
-        while out.len() < n {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-        }
-        out.truncate(n);
-        out
+        crate::testdata::splitmix(n, 0)
     }
 
     #[test]

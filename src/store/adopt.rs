@@ -242,7 +242,7 @@ fn read_at(path: &std::path::Path, offset: u64, len: u64) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunking::tests::splitmix;
+    use crate::testdata::splitmix;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 

@@ -477,6 +477,8 @@ pub fn commit_lines(
 
 #[cfg(test)]
 mod tests {
+    // Test fixtures are built in place; a panic is the failure report.
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::hash::{chunk_hash, file_hash};
     use crate::protocol::LfsInfo;

@@ -174,6 +174,8 @@ pub(crate) fn changed(f: &FoundFile) -> SyncError {
 
 #[cfg(test)]
 mod tests {
+    // Test fixtures are built in place; a panic is the failure report.
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

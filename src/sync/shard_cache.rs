@@ -88,6 +88,8 @@ fn prune(mut entries: Vec<(std::time::SystemTime, u64, PathBuf)>) {
 
 #[cfg(test)]
 mod tests {
+    // Test fixtures are built in place; a panic is the failure report.
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::format::ShardChunk;
     use crate::hash::{XorbHash, chunk_hash};

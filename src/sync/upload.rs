@@ -301,6 +301,8 @@ pub(crate) async fn send_shards(
 
 #[cfg(test)]
 mod tests {
+    // Test fixtures are built in place; a panic is the failure report.
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

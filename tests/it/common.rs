@@ -88,21 +88,7 @@ pub fn run_python(py: &Path, script: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Deterministic pseudo-random bytes (SplitMix64).
-pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        out.extend_from_slice(&z.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
+pub use tessera::testdata::splitmix as random_bytes;
 
 /// Every regular file under `dir`, relative paths sorted.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
