@@ -264,6 +264,12 @@ pub(crate) fn fetched_error(e: crate::store::StoreError) -> SyncError {
 /// files are smaller).
 pub(crate) const SMALL_FILE_MAX: usize = 10 << 20;
 
+/// Whether a file is one [`FileFetcher::ensure_small`] takes: not reconstructible from Xet
+/// (so only its bytes give its identity) and small enough to hold in memory.
+pub(crate) fn is_small_plain(t: &FileTarget) -> bool {
+    (t.xet.is_none() || t.sha256.is_none()) && t.size <= SMALL_FILE_MAX as u64
+}
+
 /// Stores fetched small files in one session after checking each against its tree entry.
 fn ingest_small_verified(store: &Store, bodies: &[(FileTarget, Vec<u8>)]) -> Result<Vec<FileRecord>, SyncError> {
     let mut session = store.ingest_session();

@@ -13,7 +13,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 
 use super::SyncError;
-use super::fetch::{FileFetcher, FileTarget, entry};
+use super::fetch::{FileFetcher, FileTarget, entry, is_small_plain};
 use crate::hub::HubClient;
 use crate::protocol::{RepoType, TreeFile};
 use crate::store::{RevisionKey, Store, TreeEntry};
@@ -63,19 +63,26 @@ pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, progress: &
     progress.start(listing.files.len(), bytes_total);
     let fetched = Arc::new(AtomicU64::new(0));
     let fetcher = FileFetcher::new(hub.clone(), store.clone(), repo_type, key.repo_id.clone(), commit.clone(), fetched.clone());
-    let entries: Vec<TreeEntry> = futures::stream::iter(listing.files.iter())
-        .map(|f| {
+    let targets: Vec<FileTarget> = listing.files.iter().map(target).collect::<Result<_, _>>()?;
+    // Small regular files in one batch (one ingest session, one index write), the rest streamed.
+    let (small, large): (Vec<FileTarget>, Vec<FileTarget>) = targets.into_iter().partition(is_small_plain);
+    let small_records = fetcher.ensure_small(&small).await?;
+    progress.advance(small.iter().map(|t| t.size).sum());
+    let mut entries: Vec<TreeEntry> = small.iter().zip(&small_records).map(|(t, r)| entry(t, r)).collect();
+    let large_entries: Vec<TreeEntry> = futures::stream::iter(large.iter())
+        .map(|t| {
             let fetcher = &fetcher;
             async move {
-                let t = target(f)?;
-                let record = fetcher.ensure(&t).await?;
-                progress.advance(f.size);
-                Ok::<_, SyncError>(entry(&t, &record))
+                let record = fetcher.ensure(t).await?;
+                progress.advance(t.size);
+                Ok::<_, SyncError>(entry(t, &record))
             }
         })
         .buffered(FILE_CONCURRENCY)
         .try_collect()
         .await?;
+    entries.extend(large_entries);
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
     record(store, key, &commit, entries).await?;
     Ok(PullReport {
         repo: key.repo_id.clone(),

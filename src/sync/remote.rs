@@ -13,7 +13,7 @@ use std::time::Duration;
 
 
 use super::SyncError;
-use super::fetch::{FileFetcher, FileTarget, SMALL_FILE_MAX, blocking, entry};
+use super::fetch::{FileFetcher, FileTarget, blocking, entry, is_small_plain};
 use super::pull::parse_repo_type;
 use crate::hash::FileHash;
 use crate::hub::HubClient;
@@ -137,8 +137,7 @@ impl RemoteSource for HubSource {
 async fn lazy_entries(fetcher: &FileFetcher, files: &[crate::protocol::TreeFile]) -> Result<Vec<TreeEntry>, SyncError> {
     let targets: Vec<FileTarget> = files.iter().map(super::pull::target).collect::<Result<_, _>>()?;
     let listed = |t: &FileTarget| t.xet.zip(t.sha256);
-    let small = |t: &FileTarget| listed(t).is_none() && t.size <= SMALL_FILE_MAX as u64;
-    let small_targets: Vec<FileTarget> = targets.iter().filter(|t| small(t)).cloned().collect();
+    let small_targets: Vec<FileTarget> = targets.iter().filter(|t| is_small_plain(t)).cloned().collect();
     let mut small_records = fetcher.ensure_small(&small_targets).await?.into_iter();
     let mut entries = Vec::with_capacity(targets.len());
     for t in &targets {
@@ -146,7 +145,7 @@ async fn lazy_entries(fetcher: &FileFetcher, files: &[crate::protocol::TreeFile]
             Some((file, sha256)) => {
                 TreeEntry { path: t.path.clone(), size: t.size, file, sha256, git_oid: t.git_oid.clone(), lfs: true }
             }
-            None if small(t) => {
+            None if is_small_plain(t) => {
                 let record = small_records.next().ok_or_else(|| SyncError::Internal("small file record missing".into()))?;
                 entry(t, &record)
             }
