@@ -64,13 +64,20 @@ impl HubSource {
         let started = std::time::Instant::now();
         let repo_type = parse_repo_type(&key.repo_type)?;
         let commit = self.hub.revision_commit(repo_type, &key.repo_id, &key.revision).await?;
-        let listing = self.hub.list_tree(repo_type, &key.repo_id, &commit).await?;
-        let listed_ms = started.elapsed().as_millis();
-        let fetcher = self.fetcher(key, &commit)?;
-        let entries = lazy_entries(&fetcher, &listing.files).await?;
+        let (store, commit2) = (self.store.clone(), commit.clone());
+        // A commit's tree never changes: one already stored (a restart) is not listed again.
+        let stored = blocking(move || Ok(store.tree(&commit2)?.is_some())).await?;
+        let mut files = None;
+        if !stored {
+            let listing = self.hub.list_tree(repo_type, &key.repo_id, &commit).await?;
+            let fetcher = self.fetcher(key, &commit)?;
+            let entries = lazy_entries(&fetcher, &listing.files).await?;
+            files = Some(entries.len());
+            let (store, commit2) = (self.store.clone(), commit.clone());
+            blocking(move || Ok(store.put_tree(&commit2, &entries)?)).await?;
+        }
         let (store, key2, commit2) = (self.store.clone(), key.clone(), commit.clone());
         blocking(move || {
-            store.put_tree(&commit2, &entries)?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             store.put_ref(&key2.ref_key(), &commit2, now)?;
             Ok(())
@@ -78,10 +85,10 @@ impl HubSource {
         .await?;
         tracing::debug!(
             revision = %key.ref_key(),
-            files = listing.files.len(),
-            listed_ms,
+            %commit,
+            listed_files = ?files,
             total_ms = started.elapsed().as_millis(),
-            "resolved (small non-Xet files fetched in between)"
+            "resolved (a tree already stored is not listed again)"
         );
         Ok(commit)
     }
