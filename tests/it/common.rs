@@ -130,8 +130,9 @@ impl Hub {
             .arg("--tokens")
             .arg(&tokens)
             .args(extra)
+            .args(["--log", "info"])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(data.with_extension("log")).map_or_else(|_| std::process::Stdio::null(), Into::into))
             .spawn()
             .expect("spawn hub");
         let mut line = String::new();
@@ -171,6 +172,18 @@ impl Hub {
 impl Drop for Hub {
     fn drop(&mut self) {
         self.stop();
+        // A failing test shows what the server said (its refusals are logged at info).
+        let log_path = self.data.with_extension("log");
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&log_path);
+        } else {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("--- tessera hub serve log (last {} lines) ---", tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
