@@ -124,6 +124,60 @@ pub struct Inner {
     pub upload_limiter: Option<Arc<RateLimiter>>,
     /// Serialises concurrent uploads of the same xorb.
     pub xorb_locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Xorbs whose upload is under way, so a shard naming one can wait for it.
+    pub xorbs_arriving: XorbsArriving,
+}
+
+/// Xorb uploads in progress. A client may send a shard while a xorb it names is still on its
+/// way (another upload batch of the same client); registering such a shard waits for that
+/// upload instead of refusing it. A xorb nobody is uploading is refused at once, as before.
+#[derive(Default)]
+pub struct XorbsArriving {
+    uploads: parking_lot::Mutex<HashMap<crate::hash::XorbHash, usize>>,
+    changed: parking_lot::Condvar,
+}
+
+/// Marks one upload of a xorb as under way until dropped.
+pub struct Arriving<'a> {
+    set: &'a XorbsArriving,
+    xorb: crate::hash::XorbHash,
+}
+
+impl XorbsArriving {
+    /// Notes an upload of `xorb` as started.
+    pub fn enter(&self, xorb: crate::hash::XorbHash) -> Arriving<'_> {
+        *self.uploads.lock().entry(xorb).or_insert(0) += 1;
+        Arriving { set: self, xorb }
+    }
+
+    /// If `xorb` is being uploaded, waits (at most `limit`) until no upload of it is under way;
+    /// returns whether there was one to wait for.
+    pub fn wait_for(&self, xorb: &crate::hash::XorbHash, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut uploads = self.uploads.lock();
+        if !uploads.contains_key(xorb) {
+            return false;
+        }
+        while uploads.contains_key(xorb) {
+            if self.changed.wait_until(&mut uploads, deadline).timed_out() {
+                break;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Arriving<'_> {
+    fn drop(&mut self) {
+        let mut uploads = self.set.uploads.lock();
+        if let Some(n) = uploads.get_mut(&self.xorb) {
+            *n -= 1;
+            if *n == 0 {
+                uploads.remove(&self.xorb);
+            }
+        }
+        self.set.changed.notify_all();
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -169,6 +223,7 @@ impl AppState {
             limiter,
             upload_limiter,
             xorb_locks: parking_lot::Mutex::new(HashMap::new()),
+            xorbs_arriving: XorbsArriving::default(),
         })))
     }
 
@@ -256,5 +311,33 @@ impl AppState {
             map.retain(|_, l| Arc::strong_count(l) > 1);
         }
         map.entry(hash.to_owned()).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+mod arriving_tests {
+    use std::time::{Duration, Instant};
+
+    use super::XorbsArriving;
+    use crate::hash::XorbHash;
+
+    #[test]
+    fn a_shard_waits_for_a_xorb_in_flight_and_not_for_one_nobody_sends() {
+        let arriving = XorbsArriving::default();
+        let (x, y) = (XorbHash::ZERO, XorbHash::from_bytes([7; 32]));
+        let started = Instant::now();
+        assert!(!arriving.wait_for(&y, Duration::from_secs(5)), "nobody uploads y");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        std::thread::scope(|scope| {
+            let upload = arriving.enter(x);
+            scope.spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                drop(upload);
+            });
+            let t = Instant::now();
+            assert!(arriving.wait_for(&x, Duration::from_secs(10)), "x was in flight");
+            assert!(t.elapsed() >= Duration::from_millis(50), "returned before the upload ended");
+        });
+        assert!(!arriving.wait_for(&x, Duration::from_secs(5)), "x is no longer in flight");
     }
 }

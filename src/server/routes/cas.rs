@@ -534,6 +534,8 @@ pub async fn upload_xorb(
         return Err(ApiError::bad_request("the only xorb prefix is default"));
     }
     let xorb: XorbHash = parse_hash(&hash)?;
+    let state = s.clone();
+    let _arriving = state.xorbs_arriving.enter(xorb);
     let bytes = read_body(&headers, body, XORB_BODY_LIMIT).await?;
     let lock = s.xorb_lock(&hash);
     let _guard = lock.lock().await;
@@ -566,13 +568,27 @@ pub async fn head_xorb(
     }
 }
 
+/// Longest a shard waits for a xorb it names whose upload is under way.
+const XORB_ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A stored xorb's table; if absent or incomplete but being uploaded, once that upload ends.
+fn arrived_xorb(s: &AppState, xorb: &XorbHash) -> ApiResult<Option<XorbMeta>> {
+    match s.store.xorb_meta(xorb)? {
+        Some(m) if m.is_complete() => Ok(Some(m)),
+        found if s.xorbs_arriving.wait_for(xorb, XORB_ARRIVAL_WAIT) => {
+            Ok(s.store.xorb_meta(xorb)?.or(found))
+        }
+        found => Ok(found),
+    }
+}
+
 /// Verifies a shard against the store and records its files. Returns 1 if a file was new.
 fn register_shard(s: &AppState, bytes: &[u8], key: &RepoKey) -> ApiResult<u8> {
     let shard =
         Shard::decode(bytes).map_err(|e| ApiError::bad_request(format!("invalid shard: {e}")))?;
     let mut metas: HashMap<XorbHash, XorbMeta> = HashMap::new();
     for x in &shard.xorbs {
-        let m = s.store.xorb_meta(&x.hash)?.filter(XorbMeta::is_complete).ok_or_else(|| {
+        let m = arrived_xorb(s, &x.hash)?.filter(XorbMeta::is_complete).ok_or_else(|| {
             ApiError::bad_request(format!("shard lists xorb {} that was not uploaded", x.hash))
         })?;
         let same = m.chunks.len() == x.chunks.len()
@@ -628,8 +644,7 @@ fn verify_file(
         let m = match metas.entry(t.xorb) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                s.store
-                    .xorb_meta(&t.xorb)?
+                arrived_xorb(s, &t.xorb)?
                     .ok_or_else(|| bad(format!("xorb {} was not uploaded", t.xorb)))?,
             ),
         };
