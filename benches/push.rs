@@ -27,14 +27,7 @@ fn xorbs(data: &Path) -> BTreeMap<PathBuf, (u64, u64)> {
         dirs.flatten().flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
     {
         let bytes = std::fs::read(f.path()).unwrap_or_default();
-        let (mut pos, mut chunks) = (0usize, 0u64);
-        while pos + 8 <= bytes.len() {
-            pos += 8
-                + (bytes[pos + 1] as usize
-                    | (bytes[pos + 2] as usize) << 8
-                    | (bytes[pos + 3] as usize) << 16);
-            chunks += 1;
-        }
+        let chunks = tessera::format::iter_chunks(&bytes).take_while(Result::is_ok).count() as u64;
         out.insert(f.path(), (chunks, bytes.len() as u64));
     }
     out

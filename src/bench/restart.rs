@@ -254,13 +254,19 @@ impl<'a> Bench<'a> {
         }
     }
 
+    /// An empty cache or store at `dir`, and (where allowed) no page cache, before a cold run.
+    fn start_cold(&self, dir: &Path) -> anyhow::Result<()> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        if self.page_cache_dropped {
+            drop_page_cache();
+        }
+        Ok(())
+    }
+
     fn python_once(&self, hf_home: &Path, cold: bool) -> anyhow::Result<f64> {
         if cold {
-            let _ = std::fs::remove_dir_all(hf_home);
-            std::fs::create_dir_all(hf_home)?;
-            if self.page_cache_dropped {
-                drop_page_cache();
-            }
+            self.start_cold(hf_home)?;
         }
         let request = self.work.join("request.json");
         let started = Instant::now();
@@ -285,11 +291,7 @@ impl<'a> Bench<'a> {
     /// Fresh `mount` on `home` + fresh `serve` of the file under the mount.
     fn tessera_once(&self, home: &Path, cache: bool, cold: bool) -> anyhow::Result<f64> {
         if cold {
-            let _ = std::fs::remove_dir_all(home);
-            std::fs::create_dir_all(home)?;
-            if self.page_cache_dropped {
-                drop_page_cache();
-            }
+            self.start_cold(home)?;
         }
         let mnt = self.work.join("mnt");
         std::fs::create_dir_all(&mnt)?;

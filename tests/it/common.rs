@@ -207,6 +207,15 @@ pub fn py_script(py: &Path, endpoint: &str, script: &str, args: &[&str]) -> Stri
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Bytes of the files of `new` that are absent from `old` or differ from it.
+pub fn changed_bytes(old: &Path, new: &Path) -> u64 {
+    files_under(new)
+        .iter()
+        .filter(|f| std::fs::read(old.join(f)).ok() != std::fs::read(new.join(f)).ok())
+        .map(|f| std::fs::metadata(new.join(f)).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
 /// Asserts two directory trees hold the same files with the same bytes.
 pub fn assert_same_tree(got: &Path, want: &Path) {
     let (a, b) = (files_under(got), files_under(want));

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::{Home, Hub, WRITE_TOKEN, asset, assert_same_tree, files_under, py_script, python, random_bytes};
+use crate::common::{Home, Hub, WRITE_TOKEN, asset, assert_same_tree, changed_bytes, files_under, py_script, python, random_bytes};
 use crate::fault_proxy::FaultProxy;
 use crate::require;
 
@@ -30,15 +30,6 @@ fn export(home: &Home, endpoint: &str, spec: &str, dir: &Path, offline: bool) {
         cmd.env("HF_HUB_OFFLINE", "1");
     }
     crate::common::assert_success(&cmd.output().expect("export"), &["export", spec]);
-}
-
-/// Bytes of the files of `new` that are absent from `old` or differ from it.
-fn changed_bytes(old: &Path, new: &Path) -> u64 {
-    files_under(new)
-        .iter()
-        .filter(|f| std::fs::read(old.join(f)).ok() != std::fs::read(new.join(f)).ok())
-        .map(|f| std::fs::metadata(new.join(f)).map(|m| m.len()).unwrap_or(0))
-        .sum()
 }
 
 fn seed(py: &Path, hub: &Hub, repo: &str, folders: &[(&Path, &str)], no_xet: bool) {

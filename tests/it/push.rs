@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Home, Hub, WRITE_TOKEN, assert_same_tree, asset, files_under, python, random_bytes,
+    Home, Hub, WRITE_TOKEN, assert_same_tree, asset, changed_bytes, files_under, python, random_bytes,
 };
 use crate::require;
 
@@ -62,15 +62,6 @@ fn assert_snapshot(py: &Path, hub: &str, repo: &str, rev: &str, want: &Path) {
     let snap =
         py_tool(py, hub, cache.path(), &["snapshot", repo, rev, path(&cache.path().join("c"))]);
     assert_same_tree(Path::new(&snap), want);
-}
-
-/// Bytes of the files of `new` that are absent from `old` or differ from it.
-fn changed_bytes(old: &Path, new: &Path) -> u64 {
-    files_under(new)
-        .iter()
-        .filter(|f| std::fs::read(old.join(f)).ok() != std::fs::read(new.join(f)).ok())
-        .map(|f| std::fs::metadata(new.join(f)).map(|m| m.len()).unwrap_or(0))
-        .sum()
 }
 
 fn assert_clean_error(out: &Output, must_contain: &str) -> String {
@@ -178,14 +169,7 @@ fn server_xorbs(data: &Path) -> std::collections::BTreeMap<PathBuf, (u64, u64)> 
         .into_iter()
         .map(|f| {
             let bytes = std::fs::read(dir.join(&f)).expect("read xorb");
-            let (mut pos, mut chunks) = (0usize, 0u64);
-            while pos + 8 <= bytes.len() {
-                pos += 8
-                    + (bytes[pos + 1] as usize
-                        | (bytes[pos + 2] as usize) << 8
-                        | (bytes[pos + 3] as usize) << 16);
-                chunks += 1;
-            }
+            let chunks = tessera::format::iter_chunks(&bytes).take_while(Result::is_ok).count() as u64;
             (f, (chunks, bytes.len() as u64))
         })
         .collect()
