@@ -234,19 +234,7 @@ fn lazy_read_against_pull(dir: &Path, local: &Path) {
 /// Mounts an empty store lazily and reads the file once: (seconds to the first MiB, to the end),
 /// both from the open.
 fn lazy_read_once(home: &Path, mnt: &Path, endpoint: &str) -> (f64, f64) {
-    use std::io::BufRead;
-    std::fs::create_dir_all(mnt).expect("mnt");
-    let mut child = tessera(home)
-        .arg("mount")
-        .arg(mnt)
-        .args(["--endpoint", endpoint, "--no-passthrough"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mount");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    assert!(lines.any(|l| l.is_ok_and(|l| l.starts_with("tessera: mounted"))), "mount did not start");
+    let mut child = common::spawn_mount(env!("CARGO_BIN_EXE_tessera"), home, mnt, endpoint);
     let t = Instant::now();
     let mut f = File::open(mnt.join("bench/remote@main/weights.bin")).expect("open");
     let mut buf = vec![0u8; BUF];

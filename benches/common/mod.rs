@@ -20,6 +20,12 @@ pub(crate) struct Hub {
 
 impl Hub {
     pub(crate) fn start(bin: &str, dir: &Path) -> Hub {
+        Self::start_with(bin, dir, &[])
+    }
+
+    /// A hub with extra `hub serve` flags (e.g. `--max-bytes-per-sec`); a restart on the same
+    /// `dir` serves the same data.
+    pub(crate) fn start_with(bin: &str, dir: &Path, extra: &[&str]) -> Hub {
         std::fs::create_dir_all(dir).expect("mkdir");
         std::fs::write(dir.join("tokens"), format!("{TOKEN} bench write\n")).expect("tokens");
         let mut child = Command::new(bin)
@@ -27,6 +33,7 @@ impl Hub {
             .arg(dir.join("data"))
             .arg("--tokens")
             .arg(dir.join("tokens"))
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -44,4 +51,24 @@ impl Drop for Hub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `tessera mount MNT --endpoint URL --no-passthrough` on `home` and waits for its
+/// "mounted" line; the caller stops it (SIGTERM unmounts).
+pub(crate) fn spawn_mount(bin: &str, home: &Path, mnt: &Path, endpoint: &str) -> Child {
+    std::fs::create_dir_all(mnt).expect("mnt");
+    let mut child = Command::new(bin)
+        .arg("--home")
+        .arg(home)
+        .arg("mount")
+        .arg(mnt)
+        .args(["--endpoint", endpoint, "--no-passthrough"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mount");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.starts_with("tessera: mounted"))), "mount did not start");
+    child
 }

@@ -28,7 +28,8 @@ pub(crate) struct MountArgs {
     /// Let every user read the mount (non-root users need `user_allow_other` in /etc/fuse.conf).
     #[arg(long)]
     allow_other: bool,
-    /// Fail a read with EIO when the remote has not delivered after this long.
+    /// Fail a read with EIO when its bytes made no progress for this long (a slow link is never
+    /// an error while bytes keep arriving).
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
     fetch_timeout: Duration,
     /// Threads answering the kernel.
@@ -67,9 +68,10 @@ pub(crate) fn run(args: MountArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let remote = super::remote::RemoteArgs { endpoint: args.endpoint.clone(), offline: args.offline, repo_type: "model".into() };
     let runtime = super::remote::runtime()?;
     let handle = runtime.handle().clone();
+    let stall = args.fetch_timeout;
     let factory = move |store: &Store| -> anyhow::Result<Arc<dyn RemoteSource>> {
         let hub = remote.client_with(crate::hub::RetryPolicy::interactive())?;
-        Ok(Arc::new(crate::sync::HubSource::new(hub, store.clone(), handle.clone())))
+        Ok(Arc::new(crate::sync::HubSource::new(hub, store.clone(), handle.clone(), stall)))
     };
     let code = run_with(args, ctx, Some(&factory));
     runtime.shutdown_timeout(Duration::from_secs(1));

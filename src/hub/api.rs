@@ -32,9 +32,16 @@ impl HubClient {
 
     /// Resolves a revision (branch, tag, commit, `refs/pr/N`) to its commit id.
     pub async fn revision_commit(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<String, HubError> {
+        Ok(self.revision_dated(repo_type, repo_id, rev).await?.0)
+    }
+
+    /// The commit a revision points at, and its date (unix seconds) when the Hub tells.
+    pub async fn revision_dated(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<(String, Option<u64>), HubError> {
         let url = format!("{}/revision/{}", self.api_url(repo_type, repo_id), percent_encode(rev, false));
         let info: RepoInfo = self.get_json(&url, repo_id, Some(rev)).await?;
-        info.sha.ok_or_else(|| HubError::Malformed { url, message: "no sha in revision info".into() })
+        let date = info.last_modified.as_deref().and_then(crate::protocol::parse_hub_date);
+        let sha = info.sha.ok_or_else(|| HubError::Malformed { url, message: "no sha in revision info".into() })?;
+        Ok((sha, date))
     }
 
     /// Lists every file of a commit, following `Link: rel="next"` pagination.

@@ -1,7 +1,5 @@
 //! CAS calls: file reconstruction (v2, falling back to v1) and ranged xorb fetches.
 
-use futures::StreamExt;
-
 use super::{HubClient, HubError, api, retry};
 use crate::hash::{FileHash, XorbHash};
 use crate::protocol::{ChunkRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2};
@@ -53,48 +51,13 @@ impl HubClient {
         from_v1(r, &v1)
     }
 
-    /// Streams the bytes of a fetch unit (from `skip` bytes in, for resumes) into `sink`.
-    /// A broken transfer is resumed from where it stopped. Returns the bytes received.
-    pub async fn fetch_unit(
-        &self,
-        unit: &FetchUnit,
-        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
-    ) -> Result<u64, HubError> {
-        let total = unit.byte_end + 1 - unit.byte_start;
-        let mut got = 0u64;
-        let mut failures = 0u32;
-        while got < total {
-            let range = format!("bytes={}-{}", unit.byte_start + got, unit.byte_end);
-            let resp = retry::send(&self.config.retry, "xorb range", || self.http.get(&unit.url).header(reqwest::header::RANGE, &range)).await?;
-            let resp = api::check(resp, &unit.xorb.to_string(), None).await?;
-            let mut stream = resp.bytes_stream();
-            let before = got;
-            let mut broke = None;
-            while let Some(piece) = stream.next().await {
-                match piece {
-                    Ok(bytes) => {
-                        let room = (total - got) as usize;
-                        let take = &bytes[..bytes.len().min(room)];
-                        sink(take).map_err(|e| HubError::Transport { url: "xorb range".into(), message: format!("local write: {e}") })?;
-                        got += take.len() as u64;
-                    }
-                    Err(e) => {
-                        broke = Some(retry::describe(e));
-                        break;
-                    }
-                }
-            }
-            if got < total {
-                // Progress resets the count: only attempts that bring nothing use up retries.
-                failures = if got == before { failures + 1 } else { 0 };
-                if failures >= self.config.retry.attempts {
-                    let why = broke.unwrap_or_else(|| "body shorter than the range".into());
-                    return Err(HubError::Transport { url: format!("xorb {}", unit.xorb), message: why });
-                }
-                tokio::time::sleep(self.config.retry.backoff(failures)).await;
-            }
-        }
-        Ok(got)
+    /// Opens bytes `[from, unit.byte_end]` of a fetch unit as a stream, for a reader that parses
+    /// chunks as they arrive and may stop early (the lazy mount). The caller resumes broken
+    /// transfers itself, from the first chunk it has not kept.
+    pub async fn open_unit_range(&self, unit: &FetchUnit, from: u64) -> Result<reqwest::Response, HubError> {
+        let range = format!("bytes={from}-{}", unit.byte_end);
+        let resp = retry::send(&self.config.retry, "xorb range", || self.http.get(&unit.url).header(reqwest::header::RANGE, &range)).await?;
+        api::check(resp, &unit.xorb.to_string(), None).await
     }
 }
 

@@ -126,6 +126,11 @@ impl HubClient {
     }
 
     /// The Hub's base URL.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.config.retry
+    }
+
+    /// The endpoint, without a trailing slash.
     pub fn endpoint(&self) -> &str {
         &self.config.endpoint
     }

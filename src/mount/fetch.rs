@@ -1,17 +1,16 @@
-//! Lazy bytes: fetching missing ranges through the [`RemoteSource`] with a deadline, and
-//! sequential prefetch.
+//! Lazy bytes: fetching missing ranges through the [`RemoteSource`], and adaptive read-ahead.
 //!
-//! Every remote request is a *flight* over a byte range of one file. A read that misses waits
-//! for a flight covering its range (a prefetch window already on its way, or one it starts),
-//! never longer than the fetch timeout, so a remote that hangs costs a reader `EIO` after a
-//! bounded time rather than a stuck process. Flights run on their own threads: a foreground
-//! flight on a thread of its own (so the reader can give up on it), prefetch windows on a small
-//! shared pool.
+//! A read that misses asks the remote for exactly its range (a *flight*, on a thread of its own
+//! so the reader can give up on it); the remote answers as soon as those bytes are in the store,
+//! and shares one transfer among every reader of the same bytes. A reader gives up with `EIO`
+//! only when the remote made no progress for the fetch timeout: a slow link is not an error.
 //!
-//! A read at offset 0 starts the file's prefetch: windows of `prefetch_window` bytes from the
-//! start, `prefetch_depth` of them in flight (one until the first has arrived), each skipped
-//! without asking the remote when the store already holds it. Other reads fetch only the range
-//! they touch.
+//! Read-ahead follows sequential readers: a read that starts where the file's last read ended
+//! keeps `window` bytes ahead of it requested, in pieces on a small shared pool. The window
+//! starts at [`FIRST_WINDOW`] and doubles each time the reader has consumed a whole window, up
+//! to `prefetch_window`; a read elsewhere (a loader seeking to one tensor) stops it, so random
+//! reads fetch only what they touch, and a reader stopping early leaves at most one window
+//! fetched past its last read. Pieces the store holds already cost the remote nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak, mpsc};
@@ -21,28 +20,39 @@ use parking_lot::{Condvar, Mutex};
 
 use super::errno::Errno;
 use super::vfs::{FileNode, VfsOptions};
-use crate::store::{FileRecord, RemoteSource, Store};
+use crate::store::{RemoteSource, Store};
 
 /// Foreground flights allowed at once; beyond that reads fail fast instead of piling up threads
 /// on a remote that does not answer.
 const MAX_FOREGROUND: usize = 256;
+/// Read-ahead of a reader just found sequential.
+const FIRST_WINDOW: u64 = 8 << 20;
+/// Bytes per read-ahead request.
+const PIECE: u64 = 16 << 20;
+/// How far from the last read's end a read still counts as sequential: the kernel sends a
+/// sequential reader's requests from several threads, slightly out of order.
+const SEQUENTIAL_SLACK: u64 = 4 << 20;
 
 /// Per-file fetch state.
 #[derive(Default)]
 pub(crate) struct FileFetch {
     flights: Mutex<Vec<Arc<Flight>>>,
-    prefetch: Mutex<Prefetch>,
+    ahead: Mutex<ReadAhead>,
 }
 
+/// Where a file's reader is and how far ahead of it bytes are requested.
 #[derive(Default)]
-struct Prefetch {
-    started: bool,
-    stopped: bool,
-    cursor: u64,
+struct ReadAhead {
+    /// End of the last read: a read starting here is sequential.
+    next: u64,
+    /// Bytes kept requested ahead of a sequential reader; 0 while reads are not sequential.
+    window: u64,
+    /// Where the reader will have consumed the current window, and it grows.
+    grow_at: u64,
+    /// Read-ahead requested up to here.
+    issued: u64,
+    /// Read-ahead pieces not finished.
     outstanding: usize,
-    /// Windows fetched; until the first is, only one is in flight (a remote may answer the
-    /// first window with the whole file, and parallel windows would fetch parts twice).
-    done: usize,
 }
 
 /// One remote request for `[start, end)` of a file, and its outcome once known.
@@ -53,14 +63,14 @@ struct Flight {
     done: Condvar,
 }
 
-type Job = (Arc<FileNode>, Arc<Flight>);
+type Job = (Arc<FileNode>, u64, u64);
 
 /// Runs flights against the remote for every file of a mount.
 pub(crate) struct Fetcher {
     remote: Arc<dyn RemoteSource>,
     store: Store,
     timeout: Duration,
-    window: u64,
+    max_window: u64,
     depth: usize,
     threads: usize,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -75,7 +85,7 @@ impl Fetcher {
             remote,
             store,
             timeout: opts.fetch_timeout,
-            window: opts.prefetch_window.max(1 << 20),
+            max_window: opts.prefetch_window.max(1 << 20),
             depth: opts.prefetch_depth.max(1),
             threads: opts.prefetch_threads.max(1),
             jobs: Mutex::new(None),
@@ -90,14 +100,8 @@ impl Fetcher {
     }
 
     /// Returns once `[offset, offset + len)` of the file has been fetched, or with the flight's
-    /// error, or with `EIO` when the fetch timeout passes first.
-    pub(crate) fn ensure(
-        self: &Arc<Self>,
-        file: &Arc<FileNode>,
-        offset: u64,
-        len: u64,
-    ) -> Result<(), Errno> {
-        let deadline = Instant::now() + self.timeout;
+    /// error, or with `EIO` when the remote made no progress for the fetch timeout.
+    pub(crate) fn ensure(self: &Arc<Self>, file: &Arc<FileNode>, offset: u64, len: u64) -> Result<(), Errno> {
         let flight = {
             let mut flights = file.fetch.flights.lock();
             match flights.iter().find(|f| f.start <= offset && offset + len <= f.end) {
@@ -111,7 +115,7 @@ impl Fetcher {
                 }
             }
         };
-        flight.wait(deadline, &file.entry.path)
+        flight.wait(self.timeout, || self.remote.progress(), &file.entry.path)
     }
 
     /// Runs a foreground flight on its own thread.
@@ -124,7 +128,8 @@ impl Fetcher {
         }
         let (me, file2, flight2) = (self.clone(), file.clone(), flight.clone());
         let spawned = std::thread::Builder::new().name("tessera-fetch".into()).spawn(move || {
-            let _published = me.run(&file2, &flight2);
+            let result = me.call(&file2, flight2.start, flight2.end);
+            finish(&file2, &flight2, result);
             me.foreground.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(e) = spawned {
@@ -136,13 +141,11 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Calls the remote for one flight and publishes the outcome.
-    fn run(&self, file: &FileNode, flight: &Arc<Flight>) -> Result<(), Errno> {
+    /// Asks the remote for `[start, end)` of a file.
+    fn call(&self, file: &FileNode, start: u64, end: u64) -> Result<(), Errno> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let call = || {
-            self.remote.fetch(&file.key, &file.entry.file, flight.start, flight.end - flight.start)
-        };
+        let call = || self.remote.fetch(&file.key, &file.entry, start, end - start);
         // A panicking remote must still finish the flight, or its waiters would wait in vain.
         let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
             Ok(r) => r.map_err(Errno::from),
@@ -151,58 +154,50 @@ impl Fetcher {
                 Err(Errno::Io)
             }
         };
-        tracing::debug!(path = %file.entry.path, start = flight.start, end = flight.end, ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "fetch");
-        finish(file, flight, result);
+        tracing::debug!(path = %file.entry.path, start, end, ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "fetch");
         result
     }
 
-    /// Starts (or restarts after a failure) the sequential prefetch of a file.
-    pub(crate) fn start_prefetch(self: &Arc<Self>, file: &Arc<FileNode>) {
-        {
-            let mut p = file.fetch.prefetch.lock();
-            let restart = p.stopped && p.outstanding == 0;
-            if p.started && !restart {
-                return;
-            }
-            *p = Prefetch { started: true, ..Prefetch::default() };
-        }
-        self.pump(file);
-    }
-
-    /// Queues prefetch windows until `depth` are in flight or the file's end is reached.
-    fn pump(self: &Arc<Self>, file: &Arc<FileNode>) {
+    /// Notes a read of `[offset, end)` and keeps read-ahead going if reads are sequential.
+    pub(crate) fn on_read(self: &Arc<Self>, file: &Arc<FileNode>, offset: u64, end: u64) {
         let size = file.entry.size;
-        loop {
-            let (start, end) = {
-                let mut p = file.fetch.prefetch.lock();
-                let depth = if p.done == 0 { 1 } else { self.depth };
-                if p.stopped || p.outstanding >= depth || p.cursor >= size {
-                    return;
-                }
-                let start = p.cursor;
-                p.cursor = (start + self.window).min(size);
-                p.outstanding += 1;
-                (start, p.cursor)
-            };
-            if self.window_present(file, start, end) {
-                let mut p = file.fetch.prefetch.lock();
-                p.outstanding -= 1;
-                p.done += 1;
-                continue;
-            }
-            let flight = Flight::new(start, end);
-            file.fetch.flights.lock().push(flight.clone());
-            if !self.submit((file.clone(), flight.clone())) {
-                finish(file, &flight, Err(Errno::Io));
-                let mut p = file.fetch.prefetch.lock();
-                p.outstanding -= 1;
-                p.stopped = true;
+        let pieces = {
+            let mut a = file.fetch.ahead.lock();
+            let sequential = offset <= a.next + SEQUENTIAL_SLACK && offset + SEQUENTIAL_SLACK >= a.next;
+            if !sequential {
+                a.next = end;
+                a.window = 0;
+                a.issued = end;
                 return;
+            }
+            a.next = a.next.max(end);
+            if a.window == 0 {
+                a.window = FIRST_WINDOW.min(self.max_window);
+                a.grow_at = end + a.window;
+            } else if end >= a.grow_at {
+                a.window = (a.window * 2).min(self.max_window);
+                a.grow_at = end + a.window;
+            }
+            let horizon = (end + a.window).min(size);
+            let mut pieces = Vec::new();
+            let mut from = a.issued.max(end);
+            while from < horizon && a.outstanding < self.depth {
+                let to = (from + PIECE).min(horizon);
+                pieces.push((from, to));
+                a.outstanding += 1;
+                from = to;
+            }
+            a.issued = a.issued.max(from);
+            pieces
+        };
+        for (start, end) in pieces {
+            if !self.submit((file.clone(), start, end)) {
+                file.fetch.ahead.lock().outstanding -= 1;
             }
         }
     }
 
-    /// Hands a prefetch job to the pool, starting the pool on first use.
+    /// Hands a read-ahead piece to the pool, starting the pool on first use.
     fn submit(self: &Arc<Self>, job: Job) -> bool {
         let mut jobs = self.jobs.lock();
         if jobs.is_none() {
@@ -222,67 +217,26 @@ impl Fetcher {
         jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok())
     }
 
-    /// Whether the store holds every chunk of the terms overlapping `[start, end)` (local
-    /// lookups only: a warm file costs the remote nothing).
-    fn window_present(&self, file: &FileNode, start: u64, end: u64) -> bool {
-        let record = match file.record.get() {
-            Some(r) => r.clone(),
-            None => match self.store.file(&file.entry.file) {
-                Ok(Some(r)) if r.size == file.entry.size => {
-                    file.record.get_or_init(|| Arc::new(r)).clone()
-                }
-                _ => return false,
-            },
-        };
-        range_present(&self.store, &record, start, end)
-    }
-}
-
-/// Whether a read of `[start, end)` would find every chunk it needs: the overlapping chunks and,
-/// in each overlapping term, the chunks before them (the store places a chunk by their lengths).
-pub(crate) fn range_present(store: &Store, record: &FileRecord, start: u64, end: u64) -> bool {
-    let mut pos = 0u64;
-    for term in &record.terms {
-        let term_end = pos + u64::from(term.unpacked_len);
-        if term_end > start && pos < end {
-            let Ok(Some(meta)) = store.xorb_meta(&term.xorb) else { return false };
-            let mut at = pos;
-            for idx in term.chunk_start..term.chunk_end {
-                if at >= end {
-                    break;
-                }
-                match meta.chunks.get(idx as usize).copied().flatten() {
-                    Some(c) => at += u64::from(c.unpacked_len),
-                    None => return false,
-                }
-            }
+    /// Fetches one read-ahead piece unless the store holds it (local lookups only: a warm file
+    /// costs the remote nothing). A failed piece stops read-ahead until the reader asks again.
+    fn read_ahead(&self, file: &FileNode, start: u64, end: u64) {
+        let present = file.record.get().is_some_and(|r| self.store.range_present(r, start, end).unwrap_or(false));
+        let failed = !present && self.call(file, start, end).is_err();
+        let mut a = file.fetch.ahead.lock();
+        a.outstanding = a.outstanding.saturating_sub(1);
+        if failed {
+            a.window = 0;
+            a.issued = a.issued.min(start);
         }
-        if term_end >= end {
-            break;
-        }
-        pos = term_end;
     }
-    true
 }
 
 fn prefetch_worker(rx: &Mutex<mpsc::Receiver<Job>>, fetcher: &Weak<Fetcher>) {
     loop {
         let job = rx.lock().recv();
-        let Ok((file, flight)) = job else { return };
-        let Some(fetcher) = fetcher.upgrade() else {
-            finish(&file, &flight, Err(Errno::Io));
-            return;
-        };
-        let result = fetcher.run(&file, &flight);
-        {
-            let mut p = file.fetch.prefetch.lock();
-            p.outstanding = p.outstanding.saturating_sub(1);
-            p.done += 1;
-            if result.is_err() {
-                p.stopped = true;
-            }
-        }
-        fetcher.pump(&file);
+        let Ok((file, start, end)) = job else { return };
+        let Some(fetcher) = fetcher.upgrade() else { return };
+        fetcher.read_ahead(&file, start, end);
     }
 }
 
@@ -298,12 +252,19 @@ impl Flight {
         Arc::new(Self { start, end, outcome: Mutex::new(None), done: Condvar::new() })
     }
 
-    fn wait(&self, deadline: Instant, path: &str) -> Result<(), Errno> {
+    /// Waits for the outcome while `progress` (bytes the remote received) keeps moving; gives
+    /// up after `stall` without it.
+    fn wait(&self, stall: Duration, progress: impl Fn() -> u64, path: &str) -> Result<(), Errno> {
         let mut outcome = self.outcome.lock();
+        let mut seen = progress();
         while outcome.is_none() {
-            if self.done.wait_until(&mut outcome, deadline).timed_out() && outcome.is_none() {
-                tracing::warn!(%path, start = self.start, end = self.end, "no answer from the remote within the fetch timeout");
-                return Err(Errno::Io);
+            if self.done.wait_for(&mut outcome, stall).timed_out() && outcome.is_none() {
+                let now = progress();
+                if now == seen {
+                    tracing::warn!(%path, start = self.start, end = self.end, "no progress from the remote within the fetch timeout");
+                    return Err(Errno::Io);
+                }
+                seen = now;
             }
         }
         outcome.unwrap_or(Err(Errno::Io))

@@ -368,14 +368,15 @@ impl TesseraFs {
             Kind::File => (FileType::RegularFile, 0o444, 1),
         };
         let opts = self.vfs.options();
+        let made = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(a.mtime);
         FileAttr {
             ino: INodeNo(a.ino),
             size: a.size,
             blocks: a.size.div_ceil(512),
-            atime: SystemTime::UNIX_EPOCH,
-            mtime: SystemTime::UNIX_EPOCH,
-            ctime: SystemTime::UNIX_EPOCH,
-            crtime: SystemTime::UNIX_EPOCH,
+            atime: made,
+            mtime: made,
+            ctime: made,
+            crtime: made,
             kind,
             perm,
             nlink,

@@ -46,9 +46,9 @@ pub struct VfsOptions {
     pub ref_ttl: Option<Duration>,
     /// Longest a read waits for the remote before failing with `EIO`.
     pub fetch_timeout: Duration,
-    /// Bytes per sequential prefetch request.
+    /// Most bytes requested ahead of a sequential reader (the read-ahead window grows to this).
     pub prefetch_window: u64,
-    /// Prefetch requests in flight per file.
+    /// Most read-ahead requests in flight per file.
     pub prefetch_depth: usize,
     /// Threads running prefetch requests, for all files together.
     pub prefetch_threads: usize,
@@ -65,8 +65,8 @@ impl Default for VfsOptions {
         Self {
             ref_ttl: None,
             fetch_timeout: Duration::from_secs(60),
-            prefetch_window: 16 << 20,
-            prefetch_depth: 4,
+            prefetch_window: 128 << 20,
+            prefetch_depth: 8,
             prefetch_threads: 8,
             uid: 0,
             gid: 0,
@@ -93,6 +93,9 @@ pub struct Attr {
     pub kind: Kind,
     /// Size in bytes (0 for directories).
     pub size: u64,
+    /// When the content was made: the commit's date inside a revision (unix seconds; 0 where
+    /// unknown, and for the directories above revisions).
+    pub mtime: u64,
 }
 
 /// A lookup answer: attributes and how long the kernel may keep them.
@@ -168,6 +171,8 @@ struct RevRoot {
 struct Tree {
     dirs: Vec<BTreeMap<String, Child>>,
     files: Vec<Arc<FileNode>>,
+    /// The commit's date (unix seconds, 0 if unknown).
+    date: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -186,6 +191,14 @@ pub(crate) struct FileNode {
     pub(crate) fetch: FileFetch,
     /// How far ahead sequential reads have been decoded into the store's chunk cache.
     decoded_to: Mutex<u64>,
+    /// The commit's date (unix seconds, 0 if unknown).
+    mtime: u64,
+}
+
+impl FileNode {
+    fn attr(&self) -> Attr {
+        Attr { ino: self.ino, kind: Kind::File, size: self.entry.size, mtime: self.mtime }
+    }
 }
 
 struct Pin {
@@ -238,8 +251,9 @@ impl Vfs {
     /// Attributes of an inode.
     pub fn getattr(&self, ino: u64) -> Result<Attr, Errno> {
         Ok(match self.node(ino)? {
-            Node::File(f) => Attr { ino, kind: Kind::File, size: f.entry.size },
-            _ => Attr { ino, kind: Kind::Dir, size: 0 },
+            Node::File(f) => f.attr(),
+            Node::Dir { rev, .. } => dir_attr(ino, rev.tree.date),
+            _ => dir_attr(ino, 0),
         })
     }
 
@@ -276,10 +290,8 @@ impl Vfs {
             return Ok(Vec::new());
         }
         let len = u64::from(size).min(file.entry.size - offset);
-        if offset == 0 {
-            if let Some(f) = &self.inner.fetcher {
-                f.start_prefetch(&file);
-            }
+        if let Some(f) = &self.inner.fetcher {
+            f.on_read(&file, offset, offset + len);
         }
         for _ in 0..READ_ATTEMPTS {
             if let Some(record) = self.record(&file)? {
@@ -342,7 +354,7 @@ impl Vfs {
     /// chunk is present, so later opens bypass this process.
     fn read_to_end(&self, file: &FileNode, record: &Arc<FileRecord>) {
         if let Some(flat) = &self.inner.flat {
-            if super::fetch::range_present(&self.inner.store, record, 0, record.size) {
+            if self.inner.store.range_present(record, 0, record.size).unwrap_or(false) {
                 flat.materialize(&self.inner.store, record, &file.entry);
             }
         }
@@ -428,7 +440,7 @@ impl Vfs {
             return Err(Errno::NotFound);
         }
         let ino = self.named(NameKey::Org(org.to_string()), || Node::Org(org.into()));
-        Ok(Entry { attr: dir_attr(ino), ttl: IMMUTABLE_TTL })
+        Ok(Entry { attr: dir_attr(ino, 0), ttl: IMMUTABLE_TTL })
     }
 
     fn lookup_rev(&self, org: &str, entry: &str) -> Result<Entry, Errno> {
@@ -437,6 +449,7 @@ impl Vfs {
             RevisionKey { repo_type: REPO_TYPE.into(), repo_id: format!("{org}/{name}"), revision };
         let (commit, ttl) = self.resolve(&key)?;
         let tree = self.tree(&key, &commit)?;
+        let date = tree.date;
         let label = key.ref_key();
         let ino = {
             let mut names = self.inner.names.lock();
@@ -449,7 +462,7 @@ impl Vfs {
                 }
             }
         };
-        Ok(Entry { attr: dir_attr(ino), ttl })
+        Ok(Entry { attr: dir_attr(ino, date), ttl })
     }
 
     /// Allocates the inodes of a revision directory and its subdirectories in one block.
@@ -558,7 +571,8 @@ impl Vfs {
     }
 
     fn build_tree(&self, repo: &str, commit: &str, entries: Vec<TreeEntry>) -> Tree {
-        let mut tree = Tree { dirs: vec![BTreeMap::new()], files: Vec::new() };
+        let date = self.inner.store.commit_date(commit).ok().flatten().unwrap_or(0);
+        let mut tree = Tree { dirs: vec![BTreeMap::new()], files: Vec::new(), date };
         let key = RevisionKey {
             repo_type: REPO_TYPE.into(),
             repo_id: repo.into(),
@@ -578,6 +592,7 @@ impl Vfs {
                     record: OnceLock::new(),
                     fetch: FileFetch::default(),
                     decoded_to: Mutex::new(0),
+                    mtime: date,
                 });
                 (Node::File(f.clone()), f)
             });
@@ -656,11 +671,8 @@ fn place(tree: &mut Tree, path: &str) -> Option<(usize, String)> {
 fn lookup_in_tree(rev: &RevRoot, dir: usize, name: &str) -> Result<Entry, Errno> {
     let child = rev.tree.dirs.get(dir).and_then(|d| d.get(name)).ok_or(Errno::NotFound)?;
     let attr = match *child {
-        Child::Dir(d) => dir_attr(rev.dir_inos[d]),
-        Child::File(f) => {
-            let file = &rev.tree.files[f];
-            Attr { ino: file.ino, kind: Kind::File, size: file.entry.size }
-        }
+        Child::Dir(d) => dir_attr(rev.dir_inos[d], rev.tree.date),
+        Child::File(f) => rev.tree.files[f].attr(),
     };
     Ok(Entry { attr, ttl: IMMUTABLE_TTL })
 }
@@ -678,8 +690,8 @@ fn list_tree(rev: &RevRoot, dir: usize) -> Vec<DirEntry> {
         .collect()
 }
 
-fn dir_attr(ino: u64) -> Attr {
-    Attr { ino, kind: Kind::Dir, size: 0 }
+fn dir_attr(ino: u64, mtime: u64) -> Attr {
+    Attr { ino, kind: Kind::Dir, size: 0, mtime }
 }
 
 fn dir_entry(ino: u64, name: &str) -> DirEntry {

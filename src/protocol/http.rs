@@ -260,3 +260,43 @@ mod tests {
         );
     }
 }
+
+/// Parses the Hub's dates (`2024-05-01T12:34:56.000Z`, fraction and `Z` optional) to unix
+/// seconds; `None` for anything else or before 1970.
+pub fn parse_hub_date(text: &str) -> Option<u64> {
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.trim_end_matches('Z');
+    let time = time.split_once('.').map_or(time, |(whole, _)| whole);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, m, s) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || h < 0 || m < 0 || s < 0 {
+        return None;
+    }
+    // Days-from-civil (Howard Hinnant's algorithm), the inverse of `format_hub_date`.
+    let y = year - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::{format_hub_date, parse_hub_date};
+
+    #[test]
+    fn hub_dates_round_trip_and_junk_is_refused() {
+        for secs in [0, 86_399, 951_782_400, 1_709_251_199, 1_733_443_200, 4_102_444_800] {
+            assert_eq!(parse_hub_date(&format_hub_date(secs)), Some(secs), "{}", format_hub_date(secs));
+        }
+        assert_eq!(parse_hub_date("2024-05-01T12:34:56Z"), Some(1_714_566_896));
+        for junk in ["", "2024-05-01", "2024-13-01T00:00:00Z", "x-y-zTa:b:c", "1969-12-31T23:59:59Z"] {
+            assert_eq!(parse_hub_date(junk), None, "{junk}");
+        }
+    }
+}

@@ -27,7 +27,7 @@ pub use cas::{
     XorbUploadResponse,
 };
 pub use http::{
-    RangeSpec, error_codes, format_hub_date, git_blob_oid, headers, is_hex64, lfs_pointer,
+    RangeSpec, error_codes, format_hub_date, parse_hub_date, git_blob_oid, headers, is_hex64, lfs_pointer,
     parse_bool, parse_range_header, parse_urlencoded, percent_decode, percent_encode, sha1_hex,
 };
 pub use hub::{

@@ -1,41 +1,16 @@
-//! Adopting bytes fetched from a remote: they are staged in `tmp/`, untrusted, then verified as a
-//! whole file (every chunk hash, the Xet file hash, and the SHA-256 when known). Chunks are copied
-//! into the (sparse) xorb files only at positions no index entry covers, and indexed only once
-//! the whole file verifies; a corrupt or truncated download never touches readable data.
+//! Adopting bytes fetched from a remote as they arrive: whole chunks are written into the
+//! (sparse) xorb files only at positions no index entry covers, fsynced, then indexed under the
+//! hashes of their bytes. Nothing vouches for a chunk before its file is whole, so a file is
+//! verified as a whole once present ([`Store::verify_file`], [`Store::verify_whole`]), and one
+//! that fails has its chunks dropped from the index ([`Store::forget_file_chunks`]).
 
 use std::collections::HashMap;
 
 use super::codec::unpack_unverified;
 use super::db::{self, KvBatch};
-use super::records::{ChunkMeta, FileRecord, Term, XorbMeta};
+use super::records::{ChunkMeta, FileRecord, XorbMeta};
 use super::{Result, Store, StoreError};
-use crate::hash::{ChunkHash, FileHash, Sha256, Sha256Hasher, XorbHash, chunk_hash, file_hash};
-
-/// A fetched byte range of a xorb: its first chunk's index and its serialized bytes' extent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchedRange {
-    /// The xorb.
-    pub xorb: XorbHash,
-    /// Index of the chunk at `byte_start`.
-    pub first_chunk: u32,
-    /// First byte.
-    pub byte_start: u64,
-    /// One past the last byte.
-    pub byte_end: u64,
-    /// Staging file holding bytes `[byte_start, byte_end)` (from [`Store::staging_path`]).
-    pub staged: std::path::PathBuf,
-}
-
-/// What a remote says a file is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpectedFile {
-    /// Xet file hash it must have.
-    pub hash: FileHash,
-    /// Size it must have.
-    pub size: u64,
-    /// SHA-256 it must have, when the remote told.
-    pub sha256: Option<Sha256>,
-}
+use crate::hash::{Sha256, Sha256Hasher, XorbHash, chunk_hash, file_hash};
 
 impl Store {
     /// A fresh staging path for fetched bytes (under the store's `tmp/`).
@@ -43,91 +18,67 @@ impl Store {
         self.inner.xorbs.staging_path(&format!("fetch-{xorb}-{byte_start}"))
     }
 
-    /// Verifies a file rebuilt from `terms` out of present chunks and `fetched` ranges, then
-    /// indexes the fetched chunks and the file in one batch. Nothing is indexed on failure.
-    pub fn adopt_fetched(&self, expected: &ExpectedFile, terms: &[Term], fetched: &[FetchedRange]) -> Result<FileRecord> {
-        let located = self.locate_fetched(fetched)?;
-        let mut sha = Sha256Hasher::default();
-        let mut leaves: Vec<(ChunkHash, u64)> = Vec::new();
-        let mut new_chunks: HashMap<XorbHash, Vec<(u32, ChunkMeta)>> = HashMap::new();
-        let mut metas: HashMap<XorbHash, Option<XorbMeta>> = HashMap::new();
-        for t in terms {
-            let meta = match metas.get(&t.xorb) {
-                Some(m) => m.clone(),
-                None => {
-                    let m = self.xorb_meta(&t.xorb)?;
-                    metas.insert(t.xorb, m.clone());
-                    m
-                }
-            };
-            for idx in t.chunk_start..t.chunk_end {
-                let present = meta.as_ref().and_then(|m| m.chunks.get(idx as usize).copied().flatten());
-                let (data, chunk) = match present {
-                    Some(c) => (self.chunk_bytes(&t.xorb, &c)?.to_vec(), c),
-                    None => {
-                        let loc = located.get(&(t.xorb, idx)).ok_or(StoreError::Missing {
-                            xorb: t.xorb,
-                            chunk_start: idx,
-                            chunk_end: idx + 1,
-                        })?;
-                        let raw = read_at(loc.staged, loc.staged_offset, loc.end - loc.start)?;
-                        let (start, end) = (loc.start, loc.end);
-                        let data = unpack_unverified(&raw).map_err(|why| StoreError::MalformedXorb {
-                            xorb: t.xorb,
-                            why: format!("fetched chunk {idx}: {why}"),
-                        })?;
-                        let c = ChunkMeta {
-                            hash: chunk_hash(&data),
-                            byte_start: start as u32,
-                            byte_end: end as u32,
-                            unpacked_len: data.len() as u32,
-                        };
-                        // Absent positions are unindexed, so writing unverified bytes there
-                        // cannot corrupt anything readable; they count once the file verifies.
-                        self.inner.xorbs.write_unsynced(&t.xorb, start, &raw)?;
-                        new_chunks.entry(t.xorb).or_default().push((idx, c));
-                        (data, c)
-                    }
-                };
-                sha.update(&data);
-                leaves.push((chunk.hash, data.len() as u64));
+    /// Indexes streamed chunks of a xorb whose file cannot be verified yet (a lazily fetched
+    /// file): `bytes` are whole serialized chunks starting with chunk `first_chunk` at byte
+    /// `byte_start` of the xorb. Each chunk must decode; its hash is computed from its bytes, and
+    /// the file is verified as a whole once all of it is present (see [`Store::verify_file`]).
+    /// Chunks the store holds already are skipped. The bytes are durable before the index
+    /// names them. Returns the chunks indexed.
+    pub fn adopt_chunks(&self, xorb: &XorbHash, first_chunk: u32, byte_start: u64, bytes: &[u8]) -> Result<usize> {
+        let present = self.xorb_meta(xorb)?;
+        let is_present = |idx: u32| present.as_ref().is_some_and(|m| m.chunks.get(idx as usize).is_some_and(Option::is_some));
+        let mut new_chunks: Vec<(u32, ChunkMeta)> = Vec::new();
+        let (mut pos, mut idx) = (0usize, first_chunk);
+        while pos < bytes.len() {
+            let malformed = |why: String| StoreError::MalformedXorb { xorb: *xorb, why };
+            let len = chunk_len(&bytes[pos..])
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| pos + n <= bytes.len())
+                .ok_or_else(|| malformed(format!("streamed range: bad chunk header at byte {}", byte_start + pos as u64)))?;
+            let raw = &bytes[pos..pos + len];
+            let start = byte_start + pos as u64;
+            if !is_present(idx) {
+                let data = unpack_unverified(raw).map_err(|why| malformed(format!("fetched chunk {idx}: {why}")))?;
+                let byte_start = u32::try_from(start).map_err(|_| malformed(format!("chunk {idx} starts past 4 GiB")))?;
+                let c = ChunkMeta { hash: chunk_hash(&data), byte_start, byte_end: byte_start + len as u32, unpacked_len: data.len() as u32 };
+                // Absent positions are unindexed, so writing there cannot corrupt anything readable.
+                self.inner.xorbs.write_unsynced(xorb, start, raw)?;
+                new_chunks.push((idx, c));
             }
+            pos += len;
+            idx += 1;
         }
-        let size: u64 = leaves.iter().map(|(_, n)| n).sum();
-        let actual = file_hash(&leaves);
-        let sha256 = sha.finish();
-        if actual != expected.hash || size != expected.size || expected.sha256.is_some_and(|s| s != sha256) {
-            return Err(StoreError::FetchedMismatch {
-                file: expected.hash,
-                why: format!("got file hash {actual}, {size} bytes, sha256 {sha256}"),
-            });
+        let n = new_chunks.len();
+        if n > 0 {
+            self.index_chunks(HashMap::from([(*xorb, new_chunks)]), None)?;
         }
-        let record = FileRecord { hash: expected.hash, size, sha256, terms: terms.to_vec() };
-        self.index_chunks(new_chunks, Some(&record))?;
-        Ok(record)
+        Ok(n)
     }
 
-    /// Indexes the chunks of fetched ranges whose file cannot be verified yet (a random read of a
-    /// lazily fetched file). Each chunk must decode; its hash is computed from its bytes, and the
-    /// file is verified as a whole once all of it is present (see [`Store::verify_file`]).
-    pub fn adopt_unverified(&self, fetched: &[FetchedRange]) -> Result<usize> {
-        let located = self.locate_fetched(fetched)?;
-        let mut new_chunks: HashMap<XorbHash, Vec<(u32, ChunkMeta)>> = HashMap::new();
-        for ((xorb, idx), loc) in &located {
-            let present = self.xorb_meta(xorb)?.is_some_and(|m| m.chunks.get(*idx as usize).is_some_and(Option::is_some));
-            if present {
-                continue;
-            }
-            let raw = read_at(loc.staged, loc.staged_offset, loc.end - loc.start)?;
-            let data = unpack_unverified(&raw)
-                .map_err(|why| StoreError::MalformedXorb { xorb: *xorb, why: format!("fetched chunk {idx}: {why}") })?;
-            self.inner.xorbs.write_unsynced(xorb, loc.start, &raw)?;
-            let c = ChunkMeta { hash: chunk_hash(&data), byte_start: loc.start as u32, byte_end: loc.end as u32, unpacked_len: data.len() as u32 };
-            new_chunks.entry(*xorb).or_default().push((*idx, c));
+    /// Checks a fully present file as a whole: its chunk hashes must make its Xet hash, then its
+    /// bytes give its SHA-256 (read back a term at a time: a term lies in one xorb, at most 64
+    /// MiB). `None` when the Xet hash does not match.
+    pub fn verify_whole(&self, record: &FileRecord) -> Result<Option<Sha256>> {
+        if !self.verify_file(record)? {
+            return Ok(None);
         }
-        let n = new_chunks.values().map(Vec::len).sum();
-        self.index_chunks(new_chunks, None)?;
-        Ok(n)
+        let mut sha = Sha256Hasher::default();
+        for t in &record.terms {
+            let missing = || StoreError::Missing { xorb: t.xorb, chunk_start: t.chunk_start, chunk_end: t.chunk_end };
+            let meta = self.xorb_meta(&t.xorb)?.ok_or_else(missing)?;
+            let chunks: Vec<ChunkMeta> =
+                (t.chunk_start..t.chunk_end).map(|i| meta.chunks.get(i as usize).copied().flatten().ok_or_else(missing)).collect::<Result<_>>()?;
+            let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else { continue };
+            let base = u64::from(first.byte_start);
+            let raw = self.inner.xorbs.read(&t.xorb, base, u64::from(last.byte_end))?;
+            for c in &chunks {
+                let at = |b: u32| (u64::from(b) - base) as usize;
+                let piece = raw.get(at(c.byte_start)..at(c.byte_end)).ok_or_else(missing)?;
+                let data = unpack_unverified(piece).map_err(|_| StoreError::CorruptChunk { chunk: c.hash, why: "does not decode" })?;
+                sha.update(&data);
+            }
+        }
+        Ok(Some(sha.finish()))
     }
 
     /// Checks that a fully present file's chunks hash to its file hash.
@@ -170,27 +121,6 @@ impl Store {
         Ok(())
     }
 
-    /// Where every chunk inside the fetched ranges is, by walking the staged chunk headers.
-    fn locate_fetched<'f>(&self, fetched: &'f [FetchedRange]) -> Result<HashMap<(XorbHash, u32), Located<'f>>> {
-        let mut out = HashMap::new();
-        for f in fetched {
-            let total = f.byte_end - f.byte_start;
-            let (mut pos, mut idx) = (0u64, f.first_chunk);
-            while pos < total {
-                let header = read_at(&f.staged, pos, 8.min(total - pos))?;
-                let len = chunk_len(&header).filter(|n| pos + n <= total).ok_or_else(|| StoreError::MalformedXorb {
-                    xorb: f.xorb,
-                    why: format!("fetched range: bad chunk header at byte {}", f.byte_start + pos),
-                })?;
-                let start = f.byte_start + pos;
-                out.insert((f.xorb, idx), Located { staged: &f.staged, staged_offset: pos, start, end: start + len });
-                pos += len;
-                idx += 1;
-            }
-        }
-        Ok(out)
-    }
-
     /// Syncs the xorb files the chunks were written to, then indexes the chunks (and the file,
     /// if given) in one batch.
     fn index_chunks(&self, new_chunks: HashMap<XorbHash, Vec<(u32, ChunkMeta)>>, record: Option<&FileRecord>) -> Result<()> {
@@ -217,26 +147,10 @@ impl Store {
     }
 }
 
-/// A fetched chunk: its place in the staging file and in the xorb.
-struct Located<'f> {
-    staged: &'f std::path::Path,
-    staged_offset: u64,
-    start: u64,
-    end: u64,
-}
-
 /// Serialized length (header + payload) from a chunk header.
-fn chunk_len(header: &[u8]) -> Option<u64> {
+pub(crate) fn chunk_len(header: &[u8]) -> Option<u64> {
     let h = header.get(..8)?;
     Some(8 + u64::from(u32::from_le_bytes([h[1], h[2], h[3], 0])))
-}
-
-fn read_at(path: &std::path::Path, offset: u64, len: u64) -> Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).map_err(|e| StoreError::io("open", path, e))?;
-    let mut buf = vec![0u8; len as usize];
-    f.read_exact_at(&mut buf, offset).map_err(|e| StoreError::io("read", path, e))?;
-    Ok(buf)
 }
 
 #[cfg(test)]
@@ -261,11 +175,8 @@ mod tests {
         bytes.truncate(last as usize);
         // Random data is stored raw, so a flipped payload byte still decodes: only the hash tells.
         bytes[20] ^= 0x40;
-        let staged = dst.staging_path(&term.xorb, 0);
-        std::fs::write(&staged, &bytes)?;
         dst.put_file(&record)?;
-        let range = FetchedRange { xorb: term.xorb, first_chunk: 0, byte_start: 0, byte_end: u64::from(last), staged };
-        dst.adopt_unverified(&[range])?;
+        dst.adopt_chunks(&term.xorb, 0, 0, &bytes)?;
         assert!(dst.is_complete(&record)?);
         assert!(!dst.verify_file(&record)?, "a flipped byte must fail the file hash");
         dst.forget_file_chunks(&record)?;

@@ -41,10 +41,12 @@ pub enum Table {
     HubCommit,
     /// Hub server: trees and other per-commit data.
     HubTree,
+    /// commit -> its date (unix seconds, 8 bytes LE), for the mount's `mtime`.
+    CommitDate,
 }
 
 impl Table {
-    const ALL: [Table; 13] = [
+    const ALL: [Table; 14] = [
         Table::Meta,
         Table::Xorb,
         Table::Chunk,
@@ -58,6 +60,7 @@ impl Table {
         Table::HubRef,
         Table::HubCommit,
         Table::HubTree,
+        Table::CommitDate,
     ];
 
     fn name(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Table {
             Table::HubRef => "hub_ref",
             Table::HubCommit => "hub_commit",
             Table::HubTree => "hub_tree",
+            Table::CommitDate => "commit_date",
         }
     }
 }

@@ -35,11 +35,10 @@ mod xorbs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use adopt::{ExpectedFile, FetchedRange};
 pub use db::{KvBatch, Table};
 pub use ingest::{IngestReport, IngestSession};
 pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
-pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta};
+pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping};
 pub use source::{RemoteSource, RevisionKey, SourceError};
 
 use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash};
@@ -185,6 +184,12 @@ impl Store {
         std::fs::create_dir_all(home).map_err(|e| StoreError::io("create", home, e))?;
         let db = db::Db::open(&home.join("db"))?;
         let xorbs = xorbs::XorbFiles::open(home)?;
+        // The database lock makes this process the store's only writer, so whatever `tmp/` holds
+        // was left by one that died (a `kill -9` mid-fetch): nothing indexed points into it.
+        let stale = xorbs.clean_tmp()?;
+        if stale > 0 {
+            tracing::debug!(files = stale, "removed staging files of a writer that died");
+        }
         let cache = cache::ChunkCache::new(options.cache_bytes);
         Ok(Self { inner: Arc::new(Inner {
             home: home.to_path_buf(),
@@ -253,6 +258,47 @@ impl Store {
             if !present {
                 return Ok(false);
             }
+        }
+        Ok(true)
+    }
+
+    /// Records when a commit was made (unix seconds), as its hub said.
+    pub fn put_commit_date(&self, commit: &str, unix_secs: u64) -> Result<()> {
+        let mut batch = KvBatch::default();
+        batch.put(Table::CommitDate, commit.as_bytes().to_vec(), unix_secs.to_le_bytes().to_vec());
+        self.inner.db.write(batch)
+    }
+
+    /// When a commit was made, if recorded.
+    pub fn commit_date(&self, commit: &str) -> Result<Option<u64>> {
+        let value = self.inner.db.get(Table::CommitDate, commit.as_bytes())?;
+        Ok(value.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map(u64::from_le_bytes))
+    }
+
+    /// Whether a read of `[start, end)` of the file would find every chunk it needs: the
+    /// overlapping chunks and, in each overlapping term, the chunks before them (a chunk is
+    /// placed by the lengths of those before it in its term). Local lookups only.
+    pub fn range_present(&self, record: &FileRecord, start: u64, end: u64) -> Result<bool> {
+        let mut pos = 0u64;
+        for term in &record.terms {
+            let term_end = pos + u64::from(term.unpacked_len);
+            if term_end > start && pos < end {
+                let Some(meta) = self.xorb_meta(&term.xorb)? else { return Ok(false) };
+                let mut at = pos;
+                for idx in term.chunk_start..term.chunk_end {
+                    if at >= end {
+                        break;
+                    }
+                    match meta.chunks.get(idx as usize).copied().flatten() {
+                        Some(c) => at += u64::from(c.unpacked_len),
+                        None => return Ok(false),
+                    }
+                }
+            }
+            if term_end >= end {
+                break;
+            }
+            pos = term_end;
         }
         Ok(true)
     }

@@ -227,3 +227,17 @@ mod tests {
         }
     }
 }
+
+/// The terms of a file overlapping its bytes `[start, end)`, each with the file offset it starts
+/// at: the one walk every reader, fetcher and planner of byte ranges shares.
+pub fn terms_overlapping(terms: &[Term], start: u64, end: u64) -> impl Iterator<Item = (u64, &Term)> {
+    terms
+        .iter()
+        .scan(0u64, |pos, t| {
+            let at = *pos;
+            *pos += u64::from(t.unpacked_len);
+            Some((at, t))
+        })
+        .skip_while(move |(at, t)| at + u64::from(t.unpacked_len) <= start)
+        .take_while(move |(at, _)| *at < end)
+}

@@ -2,7 +2,7 @@
 //! brings revisions and bytes into the store on demand. `sync` implements it over the Hub API;
 //! the mount only sees this trait, so it never depends on the network code.
 
-use crate::hash::FileHash;
+use super::TreeEntry;
 
 /// Identifies a repo revision as users write it: `model`/`dataset`/`space`, `org/name`, and a
 /// branch, tag, commit id or `refs/pr/N`.
@@ -58,6 +58,16 @@ pub trait RemoteSource: Send + Sync {
     fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError>;
 
     /// Makes bytes `[offset, offset + len)` of a file present in the store (the file's record
-    /// included). May fetch more (read-ahead); must not return before the bytes are durable.
-    fn fetch(&self, repo: &RevisionKey, file: &FileHash, offset: u64, len: u64) -> Result<(), SourceError>;
+    /// included). `repo.revision` is the commit the file belongs to, and `entry` its tree entry,
+    /// so a source needs no lookup to know what it fetches. Returns as soon as those bytes are
+    /// durable and indexed; it may go on fetching more in the background (read-ahead). A source
+    /// gives up only when its transfer makes no progress for its stall timeout, never because
+    /// the whole transfer takes long.
+    fn fetch(&self, repo: &RevisionKey, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SourceError>;
+
+    /// Content bytes received from the remote so far. Waiters use it to tell a slow transfer
+    /// (progress) from a stalled one.
+    fn progress(&self) -> u64 {
+        0
+    }
 }

@@ -9,13 +9,12 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
 use super::SyncError;
+use super::lazy::LazyFiles;
 use crate::hash::{FileHash, Sha256};
-use crate::hub::{FetchUnit, HubClient, Reconstruction};
+use crate::hub::{HubClient, Reconstruction};
 use crate::protocol::{RepoType, XetTokenResponse};
-use crate::store::{ExpectedFile, FetchedRange, FileRecord, Store, Term, TreeEntry};
+use crate::store::{FileRecord, Store, Term, TreeEntry};
 
-/// Xorb ranges downloaded at the same time, per file.
-const RANGE_CONCURRENCY: usize = 8;
 /// Attempts at a file whose fetched bytes do not verify (a flaky proxy), before giving up. A
 /// corrupting middlebox that hits one request in nine (the fault proxy of the tests) can hit the
 /// same file three times running once the other files are done; five attempts ride that out.
@@ -42,11 +41,14 @@ pub(crate) struct FileFetcher {
     commit: String,
     token: Mutex<Option<XetTokenResponse>>,
     fetched: Arc<AtomicU64>,
+    lazy: Arc<LazyFiles>,
 }
 
 impl FileFetcher {
-    pub(crate) fn new(hub: HubClient, store: Store, repo_type: RepoType, repo_id: String, commit: String, fetched: Arc<AtomicU64>) -> Self {
-        Self { hub, store, repo_type, repo_id, commit, token: Mutex::new(None), fetched }
+    /// Fetches files of `repo_id` at `commit`, streaming Xet files through `lazy` (whose
+    /// single flight it shares) and counting received bytes into `fetched`.
+    pub(crate) fn new(hub: HubClient, store: Store, repo_type: RepoType, repo_id: String, commit: String, fetched: Arc<AtomicU64>, lazy: Arc<LazyFiles>) -> Self {
+        Self { hub, store, repo_type, repo_id, commit, token: Mutex::new(None), fetched, lazy }
     }
 
     /// Makes the whole file present and verified; returns its tree entry.
@@ -101,7 +103,7 @@ impl FileFetcher {
     /// A CAS read token, refreshed 30 s before it expires.
     async fn token(&self) -> Result<XetTokenResponse, SyncError> {
         let mut slot = self.token.lock().await;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = super::unix_now();
         if let Some(t) = slot.as_ref().filter(|t| t.exp > now + 30) {
             return Ok(t.clone());
         }
@@ -110,75 +112,36 @@ impl FileFetcher {
         Ok(fresh)
     }
 
-    pub(crate) fn store_handle(&self) -> Store {
-        self.store.clone()
-    }
-
-    /// The file's reconstruction from the CAS.
-    pub(crate) async fn reconstruction(&self, xet: FileHash) -> Result<Reconstruction, SyncError> {
+    /// The file's reconstruction, with the unix time its URLs stop working (the token's).
+    pub(crate) async fn reconstruction_expiring(&self, xet: FileHash) -> Result<(Reconstruction, u64), SyncError> {
         let token = self.token().await?;
-        Ok(self.hub.reconstruction(&token.cas_url, &token.access_token, &xet).await?)
+        Ok((self.hub.reconstruction(&token.cas_url, &token.access_token, &xet).await?, token.exp))
     }
 
-    /// Downloads those of `units` holding chunks the store lacks into staging files, in parallel.
-    pub(crate) async fn stage_units(&self, units: Vec<FetchUnit>) -> Result<Vec<FetchedRange>, SyncError> {
-        let needed = self.absent_units(units).await?;
-        futures::stream::iter(needed).map(|u| self.stage_unit(u)).buffer_unordered(RANGE_CONCURRENCY).try_collect().await
-    }
-
+    /// Streams a Xet file's missing chunks into the store (each batch durable and indexed as it
+    /// lands, so an interrupted pull resumes where it stopped), then checks the whole file: its
+    /// Xet hash over every chunk and its SHA-256 over every byte. A file that fails is dropped
+    /// from the index (its chunks fetched again by the next attempt).
     async fn fetch_xet(&self, t: &FileTarget, xet: FileHash) -> Result<FileRecord, SyncError> {
-        let recon = self.reconstruction(xet).await?;
-        let staged = self.stage_units(recon.units.clone()).await?;
-        let terms: Vec<Term> = recon
-            .terms
-            .iter()
-            .map(|t| Term { xorb: t.hash, chunk_start: t.range.start, chunk_end: t.range.end, unpacked_len: t.unpacked_length })
-            .collect();
-        let expected = ExpectedFile { hash: xet, size: t.size, sha256: t.sha256 };
-        let store = self.store.clone();
-        let paths: Vec<_> = staged.iter().map(|f| f.staged.clone()).collect();
-        let adopted = blocking(move || store.adopt_fetched(&expected, &terms, &staged).map_err(fetched_error)).await;
-        for p in paths {
-            let _ = std::fs::remove_file(p);
-        }
-        adopted
-    }
-
-    /// Fetch units holding at least one chunk the store lacks.
-    async fn absent_units(&self, units: Vec<FetchUnit>) -> Result<Vec<FetchUnit>, SyncError> {
-        let store = self.store.clone();
+        let e = TreeEntry { path: t.path.clone(), size: t.size, file: xet, sha256: t.sha256.unwrap_or_default(), git_oid: t.git_oid.clone(), lfs: true };
+        self.lazy.fetch(self, &e, 0, t.size).await?;
+        let (store, expected, path) = (self.store.clone(), t.sha256, t.path.clone());
         blocking(move || {
-            let mut out = Vec::new();
-            let mut metas = std::collections::HashMap::new();
-            for u in units {
-                if let std::collections::hash_map::Entry::Vacant(slot) = metas.entry(u.xorb) {
-                    slot.insert(store.xorb_meta(&u.xorb)?);
+            let record = store.file(&xet)?.ok_or_else(|| SyncError::Internal(format!("{path}: no record after the fetch")))?;
+            let sha256 = store.verify_whole(&record)?;
+            match sha256 {
+                Some(sha) if expected.is_none_or(|e| e == sha) => {
+                    let record = FileRecord { sha256: sha, ..record };
+                    store.put_file(&record)?;
+                    Ok(record)
                 }
-                let meta = metas.get(&u.xorb).and_then(Option::as_ref);
-                let complete = meta.is_some_and(|m| (u.chunks.start..u.chunks.end).all(|i| m.chunks.get(i as usize).is_some_and(Option::is_some)));
-                if !complete {
-                    out.push(u);
+                got => {
+                    store.forget_file_chunks(&record)?;
+                    Err(SyncError::Corrupt(format!("{path}: fetched bytes do not verify (sha256 {got:?})")))
                 }
             }
-            Ok(out)
         })
         .await
-    }
-
-    /// Downloads one unit into a staging file.
-    async fn stage_unit(&self, u: FetchUnit) -> Result<FetchedRange, SyncError> {
-        let path = self.store.staging_path(&u.xorb, u.byte_start);
-        let mut file = std::fs::File::create(&path).map_err(|e| SyncError::Local(format!("{}: {e}", path.display())))?;
-        let got = self.hub.fetch_unit(&u, |b| file.write_all(b)).await;
-        let got = match got {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(e.into());
-            }
-        };
-        self.fetched.fetch_add(got, Ordering::Relaxed);
-        Ok(FetchedRange { xorb: u.xorb, first_chunk: u.chunks.start, byte_start: u.byte_start, byte_end: u.byte_end + 1, staged: path })
     }
 
     /// Small regular (non-Xet) files, fetched into memory in parallel and stored in one ingest
@@ -357,4 +320,9 @@ pub(crate) fn entry(t: &FileTarget, record: &FileRecord) -> TreeEntry {
         git_oid: t.git_oid.clone(),
         lfs: t.sha256.is_some(),
     }
+}
+
+/// A reconstruction term as the store records it.
+pub(crate) fn term(t: &crate::protocol::ReconstructionTerm) -> Term {
+    Term { xorb: t.hash, chunk_start: t.range.start, chunk_end: t.range.end, unpacked_len: t.unpacked_length }
 }

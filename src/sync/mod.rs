@@ -5,6 +5,7 @@
 
 mod dedup;
 mod fetch;
+mod lazy;
 pub mod plan;
 pub mod pull;
 pub mod push;
@@ -51,6 +52,11 @@ pub enum SyncError {
     /// A bug (a task panicked).
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// Unix seconds now (0 if the clock is before 1970).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The commit and tree the store recorded for a revision (no network).

@@ -57,12 +57,13 @@ impl PullProgress for () {
 pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, progress: &dyn PullProgress) -> Result<PullReport, SyncError> {
     let started = Instant::now();
     let repo_type = parse_repo_type(&key.repo_type)?;
-    let commit = hub.revision_commit(repo_type, &key.repo_id, &key.revision).await?;
+    let (commit, date) = hub.revision_dated(repo_type, &key.repo_id, &key.revision).await?;
     let listing = hub.list_tree(repo_type, &key.repo_id, &commit).await?;
     let bytes_total: u64 = listing.files.iter().map(|f| f.size).sum();
     progress.start(listing.files.len(), bytes_total);
     let fetched = Arc::new(AtomicU64::new(0));
-    let fetcher = FileFetcher::new(hub.clone(), store.clone(), repo_type, key.repo_id.clone(), commit.clone(), fetched.clone());
+    let lazy = super::lazy::LazyFiles::new(hub.clone(), store.clone(), hub.retry_policy().stall_timeout, fetched.clone());
+    let fetcher = FileFetcher::new(hub.clone(), store.clone(), repo_type, key.repo_id.clone(), commit.clone(), fetched.clone(), lazy);
     let targets: Vec<FileTarget> = listing.files.iter().map(target).collect::<Result<_, _>>()?;
     // Small regular files in one batch (one ingest session, one index write), the rest streamed.
     let (small, large): (Vec<FileTarget>, Vec<FileTarget>) = targets.into_iter().partition(is_small_plain);
@@ -83,7 +84,7 @@ pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, progress: &
         .await?;
     entries.extend(large_entries);
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    record(store, key, &commit, entries).await?;
+    record(store, key, &commit, date, entries).await?;
     Ok(PullReport {
         repo: key.repo_id.clone(),
         revision: key.revision.clone(),
@@ -117,13 +118,16 @@ pub fn pull_offline(store: &Store, key: &RevisionKey) -> Result<PullReport, Sync
 }
 
 /// Records the tree, then the ref (and the commit id as a ref of itself).
-async fn record(store: &Store, key: &RevisionKey, commit: &str, entries: Vec<TreeEntry>) -> Result<(), SyncError> {
+async fn record(store: &Store, key: &RevisionKey, commit: &str, date: Option<u64>, entries: Vec<TreeEntry>) -> Result<(), SyncError> {
     let store = store.clone();
     let key = key.clone();
     let commit = commit.to_string();
     tokio::task::spawn_blocking(move || {
         store.put_tree(&commit, &entries)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if let Some(date) = date {
+            store.put_commit_date(&commit, date)?;
+        }
+        let now = super::unix_now();
         store.put_ref(&key.ref_key(), &commit, now)?;
         let by_commit = RevisionKey { revision: commit.clone(), ..key };
         store.put_ref(&by_commit.ref_key(), &commit, now)?;

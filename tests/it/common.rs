@@ -69,6 +69,8 @@ macro_rules! require {
         match $e {
             Some(v) => v,
             None => {
+                // Under CI a missing set-up is a failure: a skipped test proves nothing.
+                assert!(std::env::var("CI").as_deref() != Ok("true"), "set-up missing under CI=true: {}", $why);
                 eprintln!("SKIPPED: {} (run `make test`, which runs scripts/setup.sh)", $why);
                 return;
             }

@@ -14,5 +14,7 @@ mod hub_server;
 mod hub_http;
 #[cfg(feature = "mount")]
 mod mount;
+#[cfg(feature = "mount")]
+mod mount_scale;
 #[cfg(feature = "infer")]
 mod serve;

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tessera::hash::FileHash;
 use tessera::mount::{MountConfig, Vfs, VfsOptions};
 use tessera::store::{RemoteSource, RevisionKey, SourceError, Store, Term, TreeEntry};
 
@@ -28,7 +27,7 @@ const REPO: &str = "snakers4/silero-vad";
 const ONNX: &str = "silero_vad/data/silero_vad.onnx";
 
 /// Root, `/dev/fuse` and `fusermount3`, or a printed reason to skip.
-fn fuse_ready() -> Option<()> {
+pub(crate) fn fuse_ready() -> Option<()> {
     let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     let fusermount =
         Command::new("fusermount3").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -90,14 +89,14 @@ fn seed_silero(home: &Path) -> Option<(Release, Release)> {
 }
 
 /// A `tessera mount` child; dropping it kills the process and lazily unmounts.
-struct MountProc {
+pub(crate) struct MountProc {
     child: Child,
     mnt: PathBuf,
 }
 
 impl MountProc {
     /// Starts `tessera mount` and waits for its "mounted" line (stderr is echoed).
-    fn start(home: &Home, mnt: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(home: &Home, mnt: &Path, extra: &[&str]) -> Self {
         let mut cmd = Command::new(tessera_bin());
         cmd.arg("--home").arg(home.path()).arg("mount").arg(mnt).args(extra);
         let mut child = cmd
@@ -128,7 +127,7 @@ impl MountProc {
         me
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .arg(sig)
             .arg(self.child.id().to_string())
@@ -138,7 +137,7 @@ impl MountProc {
     }
 
     /// Waits for the process to exit; returns whether it succeeded.
-    fn wait(&mut self, limit: Duration) -> Option<bool> {
+    pub(crate) fn wait(&mut self, limit: Duration) -> Option<bool> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -158,14 +157,14 @@ impl Drop for MountProc {
     }
 }
 
-fn unmount_guard(mnt: &Path) {
+pub(crate) fn unmount_guard(mnt: &Path) {
     if is_mounted(mnt) {
         let _ = Command::new("fusermount3").args(["-u", "-z", "-q"]).arg(mnt).status();
     }
 }
 
 /// Whether `/proc/self/mountinfo` lists a tessera mount at `mnt`.
-fn is_mounted(mnt: &Path) -> bool {
+pub(crate) fn is_mounted(mnt: &Path) -> bool {
     !mount_ids(mnt).is_empty()
 }
 
@@ -196,7 +195,7 @@ fn wait_unmounted(mnt: &Path, limit: Duration) -> bool {
     true
 }
 
-fn errno_of(r: std::io::Result<impl Sized>) -> Option<i32> {
+pub(crate) fn errno_of(r: std::io::Result<impl Sized>) -> Option<i32> {
     r.err().and_then(|e| e.raw_os_error())
 }
 
@@ -509,11 +508,12 @@ impl RemoteSource for StoreRemote {
     fn fetch(
         &self,
         _repo: &RevisionKey,
-        file: &FileHash,
+        entry: &TreeEntry,
         offset: u64,
         len: u64,
     ) -> Result<(), SourceError> {
         self.check()?;
+        let file = &entry.file;
         self.fetches.fetch_add(1, Ordering::SeqCst);
         let rec = self.src.file(file)?.ok_or_else(|| SourceError::NotFound(file.to_string()))?;
         let mut pos = 0u64;
