@@ -93,7 +93,12 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub(crate) fn open_store(&self) -> anyhow::Result<crate::store::Store> {
-        crate::store::Store::open(&self.home).map_err(|e| {
+        self.open_store_with(crate::store::StoreOptions::default())
+    }
+
+    /// Opens the store with explicit options (the mount's smaller chunk cache).
+    pub(crate) fn open_store_with(&self, options: crate::store::StoreOptions) -> anyhow::Result<crate::store::Store> {
+        crate::store::Store::open_with(&self.home, options).map_err(|e| {
             anyhow::anyhow!("cannot open the store at {}: {e:#}", self.home.display())
         })
     }

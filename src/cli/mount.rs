@@ -32,8 +32,9 @@ pub(crate) struct MountArgs {
     /// an error while bytes keep arriving).
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
     fetch_timeout: Duration,
-    /// Threads answering the kernel.
-    #[arg(long, default_value_t = 16, value_name = "N")]
+    /// Threads answering the kernel (each holds a 16 MiB request buffer of its own; reads
+    /// waiting on the remote share streams, so a few threads keep a link busy).
+    #[arg(long, default_value_t = 8, value_name = "N")]
     threads: usize,
     /// Do not use FUSE passthrough. By default (as root, on kernels that offer it) a file read
     /// whole through the mount gets a flat copy under <home>/flat, and later opens hand that
@@ -61,6 +62,9 @@ fn passthrough_wanted(args: &MountArgs) -> bool {
     !args.no_passthrough && (args.passthrough || root)
 }
 
+/// Chunk cache of a mount: its decode-ahead (32 MiB); the kernel's page cache does the rest.
+const MOUNT_CHUNK_CACHE: usize = 32 << 20;
+
 /// Builds the remote that fills the store on demand, given the open store.
 pub(crate) type RemoteFactory = dyn Fn(&Store) -> anyhow::Result<Arc<dyn RemoteSource>>;
 
@@ -84,7 +88,9 @@ pub(crate) fn run_with(
     ctx: &Ctx,
     remote: Option<&RemoteFactory>,
 ) -> anyhow::Result<ExitCode> {
-    let store = ctx.open_store()?;
+    // The kernel's page cache holds what was read; the chunk cache only bridges a reader and
+    // the bytes decoded (or just fetched) ahead of it, so a small one keeps the daemon lean.
+    let store = ctx.open_store_with(crate::store::StoreOptions { cache_bytes: MOUNT_CHUNK_CACHE })?;
     let remote = match (args.offline, remote) {
         (true, _) => None,
         (false, Some(make)) => Some(make(&store).context("cannot set up the remote")?),

@@ -44,6 +44,9 @@ impl Store {
                 // Absent positions are unindexed, so writing there cannot corrupt anything readable.
                 self.inner.xorbs.write_unsynced(xorb, start, raw)?;
                 new_chunks.push((idx, c));
+                // A reader is usually right behind: serve it these bytes without reading and
+                // hashing them again (the cache is keyed by the hash just computed).
+                self.inner.cache.insert(c.hash, std::sync::Arc::new(data));
             }
             pos += len;
             idx += 1;

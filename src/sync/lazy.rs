@@ -34,12 +34,13 @@ use crate::store::{FileRecord, Store, TreeEntry};
 
 /// Largest batch a stream gathers before adopting it. The first batch is a single chunk (a
 /// header read is answered after one chunk); each next one doubles up to this.
-const MAX_ADOPT_BATCH: usize = 4 << 20;
+const MAX_ADOPT_BATCH: usize = 2 << 20;
 /// A cached reconstruction is asked for again this long before its URLs expire.
 const EXPIRY_MARGIN_SECS: u64 = 30;
 /// Streams running at once, for all files together (the rest queue): enough to fill a fast
-/// link, few enough that a pull of a 50 GB file does not open 800 connections.
-const MAX_STREAMS: usize = 16;
+/// link, few enough that a pull of a 50 GB file does not open 800 connections, and that their
+/// buffers (at most two batches each) stay under ~100 MB.
+const MAX_STREAMS: usize = 8;
 /// How long a stream whose targets are met keeps its response open for new ones: a sequential
 /// reader's next window usually comes within moments, and a dropped response wastes what the
 /// server already sent (socket buffers) and costs a new request.
@@ -319,7 +320,7 @@ impl LazyFiles {
     async fn read_unit(&self, stream: &Stream, unit: &FetchUnit, walk: &mut Walk) -> Result<(), SyncError> {
         let resp = self.hub.open_unit_range(unit, walk.byte).await?;
         let mut body = resp.bytes_stream();
-        let mut batch = Batch { first: walk.next, start: walk.byte, buf: Vec::new(), parsed: 0, limit: CHUNK_HEADER_LEN };
+        let mut batch = Batch { first: walk.next, start: walk.byte, buf: Vec::new(), spare: Vec::new(), parsed: 0, limit: CHUNK_HEADER_LEN };
         loop {
             let piece = match tokio::time::timeout(self.stall, body.next()).await {
                 Err(_) => return Err(transport(unit, "no bytes within the stall timeout")),
@@ -344,14 +345,25 @@ impl LazyFiles {
 
     /// Adopts the parsed chunks of a batch into the store and starts the next batch.
     async fn adopt(&self, xorb: XorbHash, batch: &mut Batch, walk: &Walk) -> Result<(), SyncError> {
-        let rest = batch.buf.split_off(batch.parsed);
-        let bytes = std::mem::replace(&mut batch.buf, rest);
+        let next_limit = (batch.limit * 2).clamp(64 << 10, MAX_ADOPT_BATCH);
+        // Two buffers per request, swapped and reused, each sized once for the largest batch:
+        // memory stays bounded and no large buffer is freed on another thread than its owner's.
+        let mut rest = std::mem::take(&mut batch.spare);
+        rest.clear();
+        rest.reserve_exact((MAX_ADOPT_BATCH + (512 << 10)).saturating_sub(rest.capacity()));
+        rest.extend_from_slice(&batch.buf[batch.parsed..]);
+        let mut bytes = std::mem::replace(&mut batch.buf, rest);
+        bytes.truncate(batch.parsed);
         let (store, first, start) = (self.store.clone(), batch.first, batch.start);
-        blocking(move || store.adopt_chunks(&xorb, first, start, &bytes).map_err(fetched_error)).await?;
+        batch.spare = blocking(move || {
+            store.adopt_chunks(&xorb, first, start, &bytes).map_err(fetched_error)?;
+            Ok(bytes)
+        })
+        .await?;
         batch.start += batch.parsed as u64;
         batch.first = walk.next;
         batch.parsed = 0;
-        batch.limit = (batch.limit * 2).clamp(64 << 10, MAX_ADOPT_BATCH);
+        batch.limit = next_limit;
         Ok(())
     }
 }
@@ -398,6 +410,8 @@ struct Batch {
     first: u32,
     start: u64,
     buf: Vec<u8>,
+    /// The buffer of the batch adopted last, for the next one.
+    spare: Vec<u8>,
     /// Bytes of `buf` that are whole chunks.
     parsed: usize,
     /// Parsed bytes that make a batch worth adopting.
