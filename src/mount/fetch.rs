@@ -220,14 +220,27 @@ impl Fetcher {
     /// Fetches one read-ahead piece unless the store holds it (local lookups only: a warm file
     /// costs the remote nothing). A failed piece stops read-ahead until the reader asks again.
     fn read_ahead(&self, file: &FileNode, start: u64, end: u64) {
-        let present = file.record.get().is_some_and(|r| self.store.range_present(r, start, end).unwrap_or(false));
-        let failed = !present && self.call(file, start, end).is_err();
+        let failed = !self.window_present(file, start, end) && self.call(file, start, end).is_err();
         let mut a = file.fetch.ahead.lock();
         a.outstanding = a.outstanding.saturating_sub(1);
         if failed {
             a.window = 0;
             a.issued = a.issued.min(start);
         }
+    }
+}
+
+impl Fetcher {
+    /// Whether the store holds every chunk `[start, end)` needs (local lookups only).
+    fn window_present(&self, file: &FileNode, start: u64, end: u64) -> bool {
+        let record = match file.record.get() {
+            Some(r) => r.clone(),
+            None => match self.store.file(&file.entry.file) {
+                Ok(Some(r)) if r.size == file.entry.size => file.record.get_or_init(|| Arc::new(r)).clone(),
+                _ => return false,
+            },
+        };
+        self.store.range_present(&record, start, end).unwrap_or(false)
     }
 }
 
