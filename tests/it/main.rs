@@ -12,6 +12,7 @@ mod pull;
 mod push;
 mod hub_server;
 mod hub_http;
+mod hostile_mirror;
 #[cfg(feature = "mount")]
 mod mount;
 #[cfg(feature = "mount")]
