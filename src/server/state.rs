@@ -191,19 +191,47 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |source| StateError::Io { path: path.to_owned(), source }
 }
 
-/// Reads the signing secret of a data dir, creating it on first use.
+/// Reads the signing secret of a data dir, creating it on first use. The secret signs every
+/// CAS token and presigned URL, so it is readable by its owner only (an existing file with a
+/// wider mode is narrowed) and is durable before it signs anything: a crash must not leave a
+/// server whose handed-out tokens change meaning, or an empty key.
 fn load_secret(dir: &Path) -> Result<[u8; 32], StateError> {
     let path = dir.join("secret");
     if let Ok(bytes) = std::fs::read(&path) {
         if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            restrict_mode(&path)?;
             return Ok(key);
         }
     }
     let key: [u8; 32] = rand::random();
     let tmp = dir.join("secret.tmp");
-    std::fs::write(&tmp, key).map_err(io_err(&tmp))?;
+    write_private(&tmp, &key).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
     Ok(key)
+}
+
+/// Writes `bytes` to a new file of mode 0600 (created so, never widened in between) and
+/// fsyncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Narrows a secret file written by an older version (mode 0644) to 0600.
+fn restrict_mode(path: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(path))?;
+    }
+    Ok(())
 }
 
 impl AppState {
@@ -311,6 +339,35 @@ impl AppState {
             map.retain(|_, l| Arc::strong_count(l) > 1);
         }
         map.entry(hash.to_owned()).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod secret_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::load_secret;
+
+    #[test]
+    fn the_secret_is_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = load_secret(dir.path()).unwrap();
+        let path = dir.path().join("secret");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "secret mode {mode:o}");
+        assert_eq!(load_secret(dir.path()).unwrap(), key);
+    }
+
+    #[test]
+    fn an_old_world_readable_secret_is_narrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, [9u8; 32]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load_secret(dir.path()).unwrap(), [9u8; 32]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }
 
