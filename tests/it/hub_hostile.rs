@@ -10,9 +10,9 @@ use reqwest::header::RANGE;
 use tessera::format::{CHUNK_HEADER_LEN, ChunkHeader, CompressionPolicy, CompressionScheme};
 use tessera::format::{Shard, ShardFile, ShardTerm, XorbBuilder};
 use tessera::hash::{ChunkHash, Sha256, chunk_hash, file_hash, range_hash, xorb_hash};
-use tessera::server::ServerOptions;
+use tessera::server::{AppState, ServerOptions, TokenTable, serve};
 
-use super::hub_http::{W, create, header, hub, hub_with_tokens, inline, pseudo_random};
+use super::hub_http::{W, commit, create, header, hub, hub_with_tokens, inline, pseudo_random};
 
 /// A CAS token of a repo and the CAS URL: `(Authorization value, base URL)`.
 async fn cas_token(c: &reqwest::Client, base: &str, repo: &str, write: bool) -> (String, String) {
@@ -249,4 +249,61 @@ async fn private_repos_refuse_before_reading_the_body() {
         assert!(line.contains(" 401 "), "{line:?}");
         assert!(took < Duration::from_secs(5), "{took:?}");
     }
+}
+
+/// A server on a free port whose `serve` future can be awaited: (address, stop, task).
+async fn own_server(
+    options: ServerOptions,
+) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = TokenTable::parse("hf_w alice write\n").unwrap();
+    let state = AppState::open(dir.path(), options.tokens(tokens)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    (addr, tx, task, dir)
+}
+
+/// Issue 13 item 6: an unfinished request line is cut off, and shutdown is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_shutdown_is_bounded() {
+    let secs = Duration::from_secs;
+    let options = ServerOptions::default().timeouts(secs(1), secs(1), secs(2));
+    let (addr, stop, task, _dir) = own_server(options).await;
+    let a = addr.clone();
+    let took = tokio::task::spawn_blocking(move || head_only(&a, "GET /heal").1).await.unwrap();
+    assert!(took < secs(5), "an unfinished request line held the connection {took:?}");
+    // One connection stays half-open while the server is asked to stop.
+    let mut stuck = std::net::TcpStream::connect(addr.trim_start_matches("http://")).unwrap();
+    stuck.write_all(b"POST /api/repos/create HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{").unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(secs(10), task).await.expect("shutdown hung").unwrap().unwrap();
+    assert!(t.elapsed() < secs(5), "{:?}", t.elapsed());
+}
+
+/// Issue 13 items 5 and 7: large uploads take a slot each; the others wait for one, and reads
+/// are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_wait_for_a_slot_and_reads_go_on() {
+    let h = hub(ServerOptions::default().max_concurrent_uploads(1)).await;
+    let c = reqwest::Client::new();
+    create(&c, &h.addr, "u").await;
+    // A commit whose body trickles holds the only slot.
+    let host = h.addr.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&host).unwrap();
+    write!(slow, "POST /api/models/alice/u/commit/main HTTP/1.1\r\nHost: {host}\r\nAuthorization: {W}\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n{{").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = [header(), inline("f.txt", b"hi")];
+    let fast = commit(&c, &h.addr, "alice/u", &lines);
+    let mut fast = std::pin::pin!(fast);
+    assert!(tokio::time::timeout(Duration::from_secs(1), fast.as_mut()).await.is_err(), "a second upload ran beside the first");
+    let r = tokio::time::timeout(Duration::from_secs(2), c.get(format!("{}/api/models/alice/u", h.addr)).send()).await;
+    assert_eq!(r.expect("reads are blocked").unwrap().status(), StatusCode::OK);
+    drop(slow);
+    tokio::time::timeout(Duration::from_secs(10), fast).await.expect("the slot was not given back");
 }

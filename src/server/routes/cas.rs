@@ -572,6 +572,7 @@ pub async fn upload_xorb(
     let xorb: XorbHash = parse_hash(&hash)?;
     let state = s.clone();
     let _arriving = state.xorbs_arriving.enter(xorb);
+    let _slot = s.upload_slot().await?;
     let bytes = read_body(&headers, body, XORB_BODY_LIMIT).await?;
     let lock = s.xorb_lock(&hash);
     let _guard = lock.lock().await;
@@ -771,7 +772,12 @@ fn sha256_of(s: &AppState, record: &FileRecord) -> ApiResult<crate::hash::Sha256
 
 async fn shard_upload(s: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<u8> {
     let c = claims(s, headers, true)?;
-    let bytes = read_body(headers, body, SHARD_BODY_LIMIT).await?;
+    // The slot covers reading the body only: registering may wait for a xorb upload, which
+    // needs a slot of its own.
+    let bytes = {
+        let _slot = s.upload_slot().await?;
+        read_body(headers, body, SHARD_BODY_LIMIT).await?
+    };
     let key = RepoKey::from_trusted(c.repo);
     let result = s.blocking(move |s| register_shard(s, &bytes, &key)).await?;
     tracing::debug!(result, "shard registered");

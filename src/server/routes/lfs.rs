@@ -252,6 +252,9 @@ pub async fn upload(
         return Err(ApiError::bad_request("Content-Length differs from the announced size"));
     }
     let expected = Sha256::from_hex(&p.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // The ingest holds a blocking thread for the whole body: a slot keeps uploads from taking
+    // every blocking thread (reads need them too) and bounds their sessions' memory.
+    let _slot = s.upload_slot().await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel::<bool>();
     let size = p.size;
