@@ -55,7 +55,10 @@ pub async fn serve_connections(
         while conns.join_next().await.is_some() {}
     });
     if drained.await.is_err() {
-        tracing::warn!(open = conns.len(), "connections still open after the grace period; closing them");
+        tracing::warn!(
+            open = conns.len(),
+            "connections still open after the grace period; closing them"
+        );
         conns.abort_all();
     }
     Ok(())

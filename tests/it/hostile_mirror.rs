@@ -41,7 +41,12 @@ impl Hostile {
 }
 
 /// Answers one request; `{SELF}` in a body stands for this server's URL.
-fn answer(mut conn: TcpStream, routes: &[(String, Answer)], log: &Mutex<Vec<(String, bool)>>, me: &str) {
+fn answer(
+    mut conn: TcpStream,
+    routes: &[(String, Answer)],
+    log: &Mutex<Vec<(String, bool)>>,
+    me: &str,
+) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -90,9 +95,15 @@ fn run(home: &Home, endpoint: &str, args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn the_token_stays_on_the_endpoint() {
     let elsewhere = Hostile::start(vec![("/".into(), ok("[]"))]);
-    let link = format!("link: <{}/api/models/o/n/tree/{COMMIT}?cursor=2>; rel=\"next\"\r\n", elsewhere.url);
+    let link = format!(
+        "link: <{}/api/models/o/n/tree/{COMMIT}?cursor=2>; rel=\"next\"\r\n",
+        elsewhere.url
+    );
     let hub = Hostile::start(vec![
-        ("/api/models/o/n/revision/".into(), ok(&format!("{{\"id\":\"o/n\",\"sha\":\"{COMMIT}\"}}"))),
+        (
+            "/api/models/o/n/revision/".into(),
+            ok(&format!("{{\"id\":\"o/n\",\"sha\":\"{COMMIT}\"}}")),
+        ),
         ("/api/models/o/n/tree/".into(), (200, link, "[]".into())),
     ]);
     let home = Home::new();
@@ -118,7 +129,8 @@ fn a_hostile_commit_id_cannot_leave_the_cache() {
     let base = home.path().join("a");
     let cache = base.join("b/cache");
     std::fs::create_dir_all(&cache).unwrap();
-    let (code, stderr) = run(&home, &hub.url, &["export", "--hf-cache", cache.to_str().unwrap(), "o/n"]);
+    let (code, stderr) =
+        run(&home, &hub.url, &["export", "--hf-cache", cache.to_str().unwrap(), "o/n"]);
     assert!(!base.join("evil").exists(), "export wrote outside the cache");
     assert!(matches!(code, Some(1 | 2)), "{code:?}: {stderr}");
 }
@@ -133,15 +145,26 @@ fn an_unbounded_reconstruction_is_an_error() {
     let tree = format!(
         "[{{\"type\":\"file\",\"oid\":\"{oid}\",\"size\":{size},\"path\":\"w.bin\",\"lfs\":{{\"oid\":\"{hash}\",\"size\":{size},\"pointerSize\":130}},\"xetHash\":\"{hash}\"}}]"
     );
-    let term = format!("{{\"hash\":\"{hash}\",\"unpacked_length\":{size},\"range\":{{\"start\":0,\"end\":1}}}}");
-    let range = format!("{{\"chunks\":{{\"start\":0,\"end\":1}},\"bytes\":{{\"start\":0,\"end\":{}}}}}", u64::MAX);
+    let term = format!(
+        "{{\"hash\":\"{hash}\",\"unpacked_length\":{size},\"range\":{{\"start\":0,\"end\":1}}}}"
+    );
+    let range = format!(
+        "{{\"chunks\":{{\"start\":0,\"end\":1}},\"bytes\":{{\"start\":0,\"end\":{}}}}}",
+        u64::MAX
+    );
     let recon = format!(
         "{{\"offset_into_first_range\":0,\"terms\":[{term}],\"xorbs\":{{\"{hash}\":[{{\"url\":\"{{SELF}}/x\",\"ranges\":[{range}]}}]}}}}"
     );
     let hub = Hostile::start(vec![
-        ("/api/models/o/n/revision/".into(), ok(&format!("{{\"id\":\"o/n\",\"sha\":\"{COMMIT}\"}}"))),
+        (
+            "/api/models/o/n/revision/".into(),
+            ok(&format!("{{\"id\":\"o/n\",\"sha\":\"{COMMIT}\"}}")),
+        ),
         ("/api/models/o/n/tree/".into(), ok(&tree)),
-        ("/api/models/o/n/xet-read-token/".into(), ok("{\"accessToken\":\"t\",\"exp\":9999999999,\"casUrl\":\"{SELF}\"}")),
+        (
+            "/api/models/o/n/xet-read-token/".into(),
+            ok("{\"accessToken\":\"t\",\"exp\":9999999999,\"casUrl\":\"{SELF}\"}"),
+        ),
         ("/v2/reconstructions/".into(), ok(&recon)),
         ("/x".into(), (206, String::new(), "x".repeat(100))),
     ]);

@@ -12,23 +12,10 @@ use tessera::format::{Shard, ShardFile, ShardTerm, XorbBuilder};
 use tessera::hash::{ChunkHash, Sha256, chunk_hash, file_hash, range_hash, xorb_hash};
 use tessera::server::{AppState, ServerOptions, TokenTable, serve};
 
-use super::hub_http::{W, commit, create, header, hub, hub_with_tokens, inline, pseudo_random};
-
-/// A CAS token of a repo and the CAS URL: `(Authorization value, base URL)`.
-async fn cas_token(c: &reqwest::Client, base: &str, repo: &str, write: bool) -> (String, String) {
-    let kind = if write { "write" } else { "read" };
-    let tok: serde_json::Value = c
-        .get(format!("{base}/api/models/{repo}/xet-{kind}-token/main"))
-        .header("authorization", W)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("Bearer {}", tok["accessToken"].as_str().unwrap());
-    (bearer, tok["casUrl"].as_str().unwrap().to_owned())
-}
+use super::hub_http::{
+    W, cas_repo, cas_token, commit, create, get_json, header, hub, hub_with_tokens, inline,
+    pseudo_random,
+};
 
 async fn post(c: &reqwest::Client, url: &str, bearer: &str, body: Vec<u8>) -> StatusCode {
     c.post(url).header("authorization", bearer).body(body).send().await.unwrap().status()
@@ -37,20 +24,9 @@ async fn post(c: &reqwest::Client, url: &str, bearer: &str, body: Vec<u8>) -> St
 /// Issue 13 item 1: a presigned fetch URL serves each signed byte at most once per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presigned_fetch_refuses_repeated_and_overlapping_ranges() {
-    let h = hub(ServerOptions::default()).await;
-    let c = reqwest::Client::new();
-    create(&c, &h.addr, "pub").await;
-    let (bearer, cas) = cas_token(&c, &h.addr, "alice/pub", true).await;
+    let (_h, c, bearer, cas) = cas_repo("pub").await;
     let file = upload_file(&c, &cas, &bearer, &pseudo_random(300_000, 11)).await;
-    let rec: serde_json::Value = c
-        .get(format!("{cas}/v2/reconstructions/{file}"))
-        .header("authorization", &bearer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rec = get_json(&c, &format!("{cas}/v2/reconstructions/{file}"), &bearer).await;
     let fetch = rec["xorbs"].as_object().unwrap().values().next().unwrap()[0].clone();
     let url = fetch["url"].as_str().unwrap();
     let a = fetch["ranges"][0]["bytes"]["start"].as_u64().unwrap();
@@ -58,7 +34,8 @@ async fn presigned_fetch_refuses_repeated_and_overlapping_ranges() {
     assert!(b - a > 100);
     let get = |range: String| c.get(url).header(RANGE, range).send();
     let repeated = std::iter::repeat_n(format!("{a}-{b}"), 127).collect::<Vec<_>>().join(",");
-    for bad in [format!("bytes={repeated}"), format!("bytes={a}-{},{}-{}", a + 50, a + 10, a + 60)] {
+    for bad in [format!("bytes={repeated}"), format!("bytes={a}-{},{}-{}", a + 50, a + 10, a + 60)]
+    {
         let r = get(bad).await.unwrap();
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
         assert!(r.bytes().await.unwrap().len() < 1000);
@@ -84,7 +61,8 @@ async fn upload_file(c: &reqwest::Client, cas: &str, bearer: &str, data: &[u8]) 
     let leaves: Vec<(ChunkHash, u64)> =
         x.chunks.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
     let n = x.chunks.len() as u32;
-    let term = ShardTerm { xorb: x.hash, unpacked_len: data.len() as u32, chunk_start: 0, chunk_end: n };
+    let term =
+        ShardTerm { xorb: x.hash, unpacked_len: data.len() as u32, chunk_start: 0, chunk_end: n };
     let shard = shard_of(vec![term], &leaves, Some(Sha256::of(data)));
     assert_eq!(post(c, &format!("{cas}/v1/shards"), bearer, shard).await, StatusCode::OK);
     file_hash(&leaves).to_string()
@@ -92,8 +70,11 @@ async fn upload_file(c: &reqwest::Client, cas: &str, bearer: &str, data: &[u8]) 
 
 /// `n` chunks of `len` bytes of 7s, stored uncompressed, written by hand.
 fn raw_xorb(n: usize, len: usize) -> (Vec<u8>, tessera::hash::XorbHash) {
-    let header =
-        ChunkHeader { scheme: CompressionScheme::None, compressed_len: len as u32, uncompressed_len: len as u32 };
+    let header = ChunkHeader {
+        scheme: CompressionScheme::None,
+        compressed_len: len as u32,
+        uncompressed_len: len as u32,
+    };
     let mut body = Vec::with_capacity(n * (CHUNK_HEADER_LEN + len));
     for _ in 0..n {
         body.extend_from_slice(&header.to_bytes());
@@ -107,17 +88,17 @@ fn raw_xorb(n: usize, len: usize) -> (Vec<u8>, tessera::hash::XorbHash) {
 /// the limits can refuse them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xorbs_past_the_xet_limits_are_refused() {
-    let h = hub(ServerOptions::default()).await;
-    let c = reqwest::Client::new();
-    create(&c, &h.addr, "x").await;
-    let (bearer, cas) = cas_token(&c, &h.addr, "alice/x", true).await;
+    let (_h, c, bearer, cas) = cas_repo("x").await;
     for (n, len) in [(100_000, 0), (8193, 1), (513, 131_072)] {
         let (body, hash) = raw_xorb(n, len);
         let status = post(&c, &format!("{cas}/v1/xorbs/default/{hash}"), &bearer, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{n} chunks of {len} bytes");
     }
     let (body, hash) = raw_xorb(8192, 1);
-    assert_eq!(post(&c, &format!("{cas}/v1/xorbs/default/{hash}"), &bearer, body).await, StatusCode::OK);
+    assert_eq!(
+        post(&c, &format!("{cas}/v1/xorbs/default/{hash}"), &bearer, body).await,
+        StatusCode::OK
+    );
 }
 
 /// A one-file shard over `terms`, with verification entries and the given sha256 claim.
@@ -130,19 +111,20 @@ fn shard_of(terms: Vec<ShardTerm>, leaves: &[(ChunkHash, u64)], sha256: Option<S
         verification.push(range_hash(&hashes[at..at + n]));
         at += n;
     }
-    let file = ShardFile { hash: file_hash(leaves), terms, verification: Some(verification), sha256 };
+    let file =
+        ShardFile { hash: file_hash(leaves), terms, verification: Some(verification), sha256 };
     Shard { files: vec![file], xorbs: Vec::new(), footer: None }.encode_upload().unwrap()
 }
 
 /// Issue 13 item 3: a small shard cannot make the server verify millions of chunks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_referencing_too_many_chunks_are_refused() {
-    let h = hub(ServerOptions::default()).await;
-    let c = reqwest::Client::new();
-    create(&c, &h.addr, "s").await;
-    let (bearer, cas) = cas_token(&c, &h.addr, "alice/s", true).await;
+    let (_h, c, bearer, cas) = cas_repo("s").await;
     let (body, xorb) = raw_xorb(8192, 1);
-    assert_eq!(post(&c, &format!("{cas}/v1/xorbs/default/{xorb}"), &bearer, body).await, StatusCode::OK);
+    assert_eq!(
+        post(&c, &format!("{cas}/v1/xorbs/default/{xorb}"), &bearer, body).await,
+        StatusCode::OK
+    );
     let n = 130; // 130 x 8192 chunk references, over the limit of 2^20
     let term = ShardTerm { xorb, unpacked_len: 8192, chunk_start: 0, chunk_end: 8192 };
     let leaves = vec![(chunk_hash(&[7]), 1u64); 8192 * n];
@@ -167,22 +149,41 @@ async fn a_shard_cannot_claim_another_files_sha256() {
     builder.push(&data[..100_000]).unwrap();
     builder.push(&data[100_000..]).unwrap();
     let x = builder.finish();
-    assert_eq!(post(&c, &format!("{cas}/v1/xorbs/default/{}", x.hash), &bearer, x.body).await, StatusCode::OK);
-    let leaves: Vec<(ChunkHash, u64)> = x.chunks.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
+    assert_eq!(
+        post(&c, &format!("{cas}/v1/xorbs/default/{}", x.hash), &bearer, x.body).await,
+        StatusCode::OK
+    );
+    let leaves: Vec<(ChunkHash, u64)> =
+        x.chunks.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
     let term = ShardTerm { xorb: x.hash, unpacked_len: 200_000, chunk_start: 0, chunk_end: 2 };
     // Bob's file: its sha256 is what alice's shard claims for her bytes.
     let victim = b"bob's weights".to_vec();
     let claim = Sha256::of(&victim);
-    let shard = shard_of(vec![term.clone()], &leaves, Some(claim));
-    assert_eq!(post(&c, &format!("{cas}/v1/shards"), &bearer, shard).await, StatusCode::BAD_REQUEST);
+    let shard = shard_of(vec![term], &leaves, Some(claim));
+    assert_eq!(
+        post(&c, &format!("{cas}/v1/shards"), &bearer, shard).await,
+        StatusCode::BAD_REQUEST
+    );
     let shard = shard_of(vec![term], &leaves, Some(Sha256::of(&data)));
     assert_eq!(post(&c, &format!("{cas}/v1/shards"), &bearer, shard).await, StatusCode::OK);
     // Bob commits his file, and the LFS batch API serves his bytes for his sha256.
     let bob = "Bearer hf_b";
-    let r = c.post(format!("{}/api/repos/create", h.addr)).header("authorization", bob).json(&serde_json::json!({"name": "b"})).send().await.unwrap();
+    let r = c
+        .post(format!("{}/api/repos/create", h.addr))
+        .header("authorization", bob)
+        .json(&serde_json::json!({"name": "b"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let lines = super::hub_http::ndjson(&[header(), inline("w.bin", &victim)]);
-    let r = c.post(format!("{}/api/models/bob/b/commit/main", h.addr)).header("authorization", bob).body(lines).send().await.unwrap();
+    let r = c
+        .post(format!("{}/api/models/bob/b/commit/main", h.addr))
+        .header("authorization", bob)
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = c.get(format!("{}/bob/b/resolve/main/w.bin", h.addr)).send().await.unwrap();
     assert_eq!(r.bytes().await.unwrap()[..], victim[..]);
@@ -201,7 +202,11 @@ async fn another_users_namespace_is_refused_in_any_case() {
             .send()
     };
     for org in ["Alice", "ALICE", "alice"] {
-        assert_eq!(make("Bearer hf_b", org).await.unwrap().status(), StatusCode::FORBIDDEN, "{org}");
+        assert_eq!(
+            make("Bearer hf_b", org).await.unwrap().status(),
+            StatusCode::FORBIDDEN,
+            "{org}"
+        );
     }
     let r = make(W, "ALICE").await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -254,7 +259,12 @@ async fn private_repos_refuse_before_reading_the_body() {
 /// A server on a free port whose `serve` future can be awaited: (address, stop, task).
 async fn own_server(
     options: ServerOptions,
-) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>, tempfile::TempDir) {
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let tokens = TokenTable::parse("hf_w alice write\n").unwrap();
     let state = AppState::open(dir.path(), options.tokens(tokens)).unwrap();
@@ -278,7 +288,9 @@ async fn slow_clients_are_cut_off_and_shutdown_is_bounded() {
     assert!(took < secs(5), "an unfinished request line held the connection {took:?}");
     // One connection stays half-open while the server is asked to stop.
     let mut stuck = std::net::TcpStream::connect(addr.trim_start_matches("http://")).unwrap();
-    stuck.write_all(b"POST /api/repos/create HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{").unwrap();
+    stuck
+        .write_all(b"POST /api/repos/create HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t = Instant::now();
     stop.send(()).unwrap();
@@ -301,8 +313,15 @@ async fn uploads_wait_for_a_slot_and_reads_go_on() {
     let lines = [header(), inline("f.txt", b"hi")];
     let fast = commit(&c, &h.addr, "alice/u", &lines);
     let mut fast = std::pin::pin!(fast);
-    assert!(tokio::time::timeout(Duration::from_secs(1), fast.as_mut()).await.is_err(), "a second upload ran beside the first");
-    let r = tokio::time::timeout(Duration::from_secs(2), c.get(format!("{}/api/models/alice/u", h.addr)).send()).await;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), fast.as_mut()).await.is_err(),
+        "a second upload ran beside the first"
+    );
+    let r = tokio::time::timeout(
+        Duration::from_secs(2),
+        c.get(format!("{}/api/models/alice/u", h.addr)).send(),
+    )
+    .await;
     assert_eq!(r.expect("reads are blocked").unwrap().status(), StatusCode::OK);
     drop(slow);
     tokio::time::timeout(Duration::from_secs(10), fast).await.expect("the slot was not given back");

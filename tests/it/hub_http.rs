@@ -91,6 +91,34 @@ pub(crate) async fn create(c: &reqwest::Client, base: &str, name: &str) -> serde
     r.json().await.unwrap()
 }
 
+/// GETs `url` with this `Authorization` and decodes the JSON answer.
+pub(crate) async fn get_json(c: &reqwest::Client, url: &str, auth: &str) -> serde_json::Value {
+    c.get(url).header("authorization", auth).send().await.unwrap().json().await.unwrap()
+}
+
+/// A CAS token of one of alice's repos and the CAS URL: `(Authorization value, base URL)`.
+pub(crate) async fn cas_token(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    write: bool,
+) -> (String, String) {
+    let kind = if write { "write" } else { "read" };
+    let tok = get_json(c, &format!("{base}/api/models/{repo}/xet-{kind}-token/main"), W).await;
+    let bearer = format!("Bearer {}", tok["accessToken"].as_str().unwrap());
+    (bearer, tok["casUrl"].as_str().unwrap().to_owned())
+}
+
+/// A default server with alice's repo `name`, a client, and a CAS write token of the repo:
+/// `(hub, client, Authorization value, CAS URL)`.
+pub(crate) async fn cas_repo(name: &str) -> (Hub, reqwest::Client, String, String) {
+    let h = hub(ServerOptions::default()).await;
+    let c = reqwest::Client::new();
+    create(&c, &h.addr, name).await;
+    let (bearer, cas) = cas_token(&c, &h.addr, &format!("alice/{name}"), true).await;
+    (h, c, bearer, cas)
+}
+
 pub(crate) fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed;
     (0..n)
@@ -210,20 +238,7 @@ async fn ranges_heads_links_and_public_urls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xet_upload_with_our_codecs() {
-    let h = hub(ServerOptions::default()).await;
-    let c = reqwest::Client::new();
-    create(&c, &h.addr, "x").await;
-    let tok: serde_json::Value = c
-        .get(format!("{}/api/models/alice/x/xet-write-token/main", h.addr))
-        .header("authorization", W)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("Bearer {}", tok["accessToken"].as_str().unwrap());
-    let cas = tok["casUrl"].as_str().unwrap().to_owned();
+    let (h, c, bearer, cas) = cas_repo("x").await;
 
     let data = pseudo_random(1_500_000, 7);
     let mut builder = XorbBuilder::new(CompressionPolicy::Auto);
