@@ -146,13 +146,14 @@ pub fn router(state: Arc<ServeState>) -> Router {
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes, then finishes the requests
-/// in flight.
+/// in flight within 30 s; request headers must arrive within 30 s ([`crate::httpd`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServeState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let limits = crate::httpd::ConnLimits::default();
+    crate::httpd::serve_connections(listener, router(state), limits, shutdown).await
 }
 
 async fn server_metadata() -> impl IntoResponse {

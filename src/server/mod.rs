@@ -19,7 +19,6 @@
 //! ```
 
 pub mod auth;
-pub mod conn;
 pub mod db;
 pub mod error;
 pub mod limit;
@@ -110,15 +109,15 @@ async fn log_request(req: Request<Body>, next: Next) -> Response {
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace
-/// period of the options (`conn`).
+/// period of the options ([`crate::httpd`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = conn::ConnLimits {
+    let limits = crate::httpd::ConnLimits {
         header_timeout: state.options.header_timeout,
         shutdown_grace: state.options.shutdown_grace,
     };
-    conn::serve_connections(listener, router(state), limits, shutdown).await
+    crate::httpd::serve_connections(listener, router(state), limits, shutdown).await
 }

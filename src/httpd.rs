@@ -1,5 +1,5 @@
-//! The accept loop: one hyper HTTP/1 connection per client, with a deadline on request
-//! headers (a client that never finishes its request line cannot hold a connection, or a
+//! The accept loop of both HTTP servers (`hub serve`, `serve`): one hyper HTTP/1 connection
+//! per client, with a deadline on request headers (a client that never finishes its request line cannot hold a connection, or a
 //! shutdown, forever) and a bounded graceful shutdown: on the signal, stop accepting, let
 //! in-flight requests finish for at most the grace period, then drop what is left.
 
@@ -21,6 +21,12 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     /// Longest time in-flight requests get to finish after the shutdown signal.
     pub shutdown_grace: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self { header_timeout: Duration::from_secs(30), shutdown_grace: Duration::from_secs(30) }
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then shuts down within the grace.
