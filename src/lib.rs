@@ -17,6 +17,7 @@ pub mod chunking;
 pub mod cli;
 pub mod format;
 pub mod hash;
+pub mod httpd;
 pub mod hub;
 pub mod protocol;
 pub mod server;

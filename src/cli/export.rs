@@ -36,7 +36,7 @@ pub(crate) fn run(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         (Some(cache), None) => export_hf_cache(&store, &key, &commit, &tree, cache)?,
         (None, Some(dir)) => {
             for e in &tree {
-                write_file(&store, e, &safe_join(dir, &e.path)?)?;
+                write_file(&store, e, &safe_join(dir, &e.path)?, None)?;
             }
         }
         _ => bail!("give either a target DIR or --hf-cache CACHE_DIR"),
@@ -61,14 +61,23 @@ pub(crate) fn local_or_pull(store: &Store, key: &RevisionKey, remote: &RemoteArg
 }
 
 /// `models--org--name/{blobs/<etag>, snapshots/<commit>/<path> -> ../../blobs/<etag>, refs/<rev>}`.
+/// The commit and every blob name came from a hub, so each must be an id (40-hex commit,
+/// 64-hex sha256, 40-hex git blob id) before it names a folder or file, and a git blob id is
+/// recomputed from the bytes written under it.
 fn export_hf_cache(store: &Store, key: &RevisionKey, commit: &str, tree: &[TreeEntry], cache: &Path) -> anyhow::Result<()> {
+    if !crate::protocol::is_commit_id(commit) {
+        bail!("{commit:?} is not a commit id; refusing to name a snapshot folder after it");
+    }
     let repo_dir = cache.join(format!("{}s--{}", key.repo_type, key.repo_id.replace('/', "--")));
     let snapshot = repo_dir.join("snapshots").join(commit);
     for e in tree {
         let etag = if e.lfs { e.sha256.to_string() } else { e.git_oid.clone() };
+        if !e.lfs && !crate::protocol::is_commit_id(&etag) {
+            bail!("{}: {etag:?} is not a git blob id", e.path);
+        }
         let blob = repo_dir.join("blobs").join(&etag);
         if !blob.exists() {
-            write_file(store, e, &blob)?;
+            write_file(store, e, &blob, (!e.lfs).then_some(etag.as_str()))?;
         }
         let link = safe_join(&snapshot, &e.path)?;
         if let Some(parent) = link.parent() {
@@ -95,8 +104,10 @@ fn safe_join(base: &Path, path: &str) -> anyhow::Result<PathBuf> {
     Ok(base.join(clean))
 }
 
-/// Writes one file's bytes from the store, via a temp file renamed into place.
-fn write_file(store: &Store, e: &TreeEntry, dest: &Path) -> anyhow::Result<()> {
+/// Writes one file's bytes from the store, via a temp file renamed into place. With
+/// `git_oid`, the bytes must hash to that git blob id, or nothing is put in place.
+fn write_file(store: &Store, e: &TreeEntry, dest: &Path, git_oid: Option<&str>) -> anyhow::Result<()> {
+    use sha1::Digest;
     use std::io::Write;
     let record = store.file(&e.file)?.with_context(|| format!("{} is not in the store", e.path))?;
     if let Some(parent) = dest.parent() {
@@ -104,14 +115,24 @@ fn write_file(store: &Store, e: &TreeEntry, dest: &Path) -> anyhow::Result<()> {
     }
     let tmp = dest.with_extension("tessera-partial");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
+    let mut blob = git_oid.map(|_| sha1::Sha1::new_with_prefix(format!("blob {}\0", record.size)));
     let mut pos = 0;
     while pos < record.size {
         let n = PIECE.min(record.size - pos);
-        out.write_all(&store.read_record_range(&record, pos, n)?)?;
+        let bytes = store.read_record_range(&record, pos, n)?;
+        if let Some(h) = blob.as_mut() {
+            h.update(&bytes);
+        }
+        out.write_all(&bytes)?;
         pos += n;
     }
     out.flush()?;
     drop(out);
+    let got = blob.map(|h| hex::encode(h.finalize()));
+    if let Some(want) = git_oid.filter(|want| got.as_deref() != Some(*want)) {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("{}: the content's git blob id is not {want}", e.path);
+    }
     std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
     Ok(())
 }

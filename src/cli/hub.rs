@@ -40,6 +40,19 @@ pub struct HubServeArgs {
     /// Serve as a Hub without Xet storage (plain LFS downloads only), to test fallbacks.
     #[arg(long)]
     no_xet: bool,
+    /// Uploads with large bodies (commits, xorbs, shards, LFS objects) handled at once; more
+    /// wait for a slot (503 after 2 minutes).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    max_concurrent_uploads: usize,
+    /// Seconds a client has to send a request's headers (and a kept-alive connection may idle).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    header_timeout: u64,
+    /// Seconds a request body may pause before the request fails.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    body_idle_timeout: u64,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    shutdown_grace: u64,
     /// Entries per page of tree listings and commit history.
     #[arg(long, default_value_t = 1000, hide = true)]
     tree_page_size: usize,
@@ -70,7 +83,10 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         .max_bytes_per_sec(args.max_bytes_per_sec)
         .max_upload_bytes_per_sec(args.max_upload_bytes_per_sec)
         .tree_page_size(args.tree_page_size)
+        .max_concurrent_uploads(args.max_concurrent_uploads)
+        .timeouts(secs(args.header_timeout), secs(args.body_idle_timeout), secs(args.shutdown_grace))
         .no_xet(args.no_xet);
+    let grace = secs(args.shutdown_grace);
     let data = args.data.clone().unwrap_or_else(|| home.to_owned());
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let state =
@@ -87,7 +103,13 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         tracing::info!("hub server stopped");
         anyhow::Ok(())
     })?;
+    // Blocking store work still running after the grace period is not waited for either.
+    runtime.shutdown_timeout(grace);
     Ok(ExitCode::SUCCESS)
+}
+
+fn secs(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n.max(1))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::infer::{DeviceRequest, LoadedModel, ModelOptions, Runtime, ServeState, serve};
+use crate::infer::{DeviceRequest, LoadedModel, ModelOptions, RequestLimits, Runtime, ServeState, serve};
 
 /// Serve ONNX models over the KServe v2 / Open Inference Protocol REST API.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,9 +34,38 @@ pub(crate) struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     pub max_request_bytes: usize,
+    /// Most input elements (all inputs of one request together) a model accepts, as N for
+    /// every model or NAME=N for one; repeatable. Over the cap is a 413. Set it per model to
+    /// what the model affords: a transformer's memory grows with the square of the sequence.
+    #[arg(long = "max-elements", value_name = "[NAME=]N", value_parser = parse_max_elements)]
+    pub max_elements: Vec<(Option<String>, usize)>,
     /// Neither read nor write the optimized-model cache (<home>/ort-cache).
     #[arg(long)]
     pub no_cache: bool,
+}
+
+fn parse_max_elements(s: &str) -> Result<(Option<String>, usize), String> {
+    let (name, n) = match s.split_once('=') {
+        Some((name, n)) => (Some(name.to_owned()), n),
+        None => (None, s),
+    };
+    let n: usize = n.parse().map_err(|_| format!("'{s}' is not N or NAME=N"))?;
+    if n == 0 {
+        return Err("--max-elements must be positive".into());
+    }
+    Ok((name, n))
+}
+
+/// The request caps of the arguments: a bare N is the default, NAME=N one model's.
+fn request_limits(args: &ServeArgs) -> RequestLimits {
+    let mut limits = RequestLimits { max_body: args.max_request_bytes, ..RequestLimits::default() };
+    for (name, n) in &args.max_elements {
+        match name {
+            Some(name) => limits.model_elements.push((name.clone(), *n)),
+            None => limits.max_elements = *n,
+        }
+    }
+    limits
 }
 
 fn parse_model(s: &str) -> Result<(String, PathBuf), String> {
@@ -72,7 +101,10 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
         max_sessions: workers,
         cache_dir: (!args.no_cache).then(|| home.join("ort-cache")),
     };
-    let state = ServeState::new(&args.models, workers, args.max_request_bytes);
+    if let Some((Some(name), _)) = args.max_elements.iter().find(|(n, _)| n.as_ref().is_some_and(|n| !args.models.iter().any(|(m, _)| m == n))) {
+        bail!("--max-elements names '{name}', which is not a --model");
+    }
+    let state = ServeState::new(&args.models, workers, &request_limits(&args));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

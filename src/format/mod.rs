@@ -96,6 +96,9 @@ pub enum FormatError {
         /// The largest value allowed.
         max: u64,
     },
+    /// A xorb holds a chunk of zero bytes, which no chunker produces.
+    #[error("empty chunk")]
+    EmptyChunk,
     /// Two fields that must agree do not.
     #[error("{what}: expected {expected}, found {actual}")]
     Mismatch {

@@ -112,7 +112,11 @@ impl XorbBuilder {
     }
 
     /// Appends a chunk whose hash the caller already computed (the chunker hashes as it cuts).
+    /// An empty chunk is refused, as [`iter_chunks`] refuses it.
     pub fn push_hashed(&mut self, data: &[u8], hash: ChunkHash) -> Result<XorbChunk, FormatError> {
+        if data.is_empty() {
+            return Err(FormatError::EmptyChunk);
+        }
         if !self.fits(data.len()) {
             return Err(FormatError::XorbFull {
                 chunks: self.chunks.len(),
@@ -164,14 +168,18 @@ pub struct RawChunk<'a> {
 pub struct RawChunks<'a> {
     cursor: Cursor<'a>,
     index: usize,
+    unpacked: u64,
     done: bool,
     footer_at: Option<usize>,
 }
 
 /// Walks the chunks of a xorb body without decoding them, stopping at the end or at a footer.
 /// Each header is validated and each payload must be present; the first error ends the walk.
+/// The Xet limits hold before anything is decoded or allocated: at most [`MAX_XORB_CHUNKS`]
+/// chunks, at most [`MAX_XORB_BYTES`] decoded, and no empty chunk (8 header bytes that would
+/// otherwise each cost a table entry, a hash and an index row).
 pub fn iter_chunks(body: &[u8]) -> RawChunks<'_> {
-    RawChunks { cursor: Cursor::new(body), index: 0, done: false, footer_at: None }
+    RawChunks { cursor: Cursor::new(body), index: 0, unpacked: 0, done: false, footer_at: None }
 }
 
 impl RawChunks<'_> {
@@ -197,12 +205,30 @@ impl<'a> Iterator for RawChunks<'a> {
         let (index, offset) = (self.index, self.cursor.pos());
         self.index += 1;
         let item = ChunkHeader::parse(rest).and_then(|header| {
+            self.unpacked += u64::from(header.uncompressed_len);
+            check_xorb_limits(index, &header, self.unpacked)?;
             let bytes = self.cursor.take(header.serialized_len(), "chunk payload")?;
             Ok(RawChunk { offset, header, bytes })
         });
         self.done = item.is_err();
         Some(item.map_err(|e| in_chunk(index, offset, e)))
     }
+}
+
+/// The Xet limits on chunk `index` of a xorb whose chunks so far decode to `unpacked` bytes.
+fn check_xorb_limits(index: usize, header: &ChunkHeader, unpacked: u64) -> Result<(), FormatError> {
+    if index >= MAX_XORB_CHUNKS {
+        let (value, max) = (index as u64 + 1, MAX_XORB_CHUNKS as u64);
+        return Err(FormatError::TooLarge { what: "xorb chunk count", value, max });
+    }
+    if header.uncompressed_len == 0 {
+        return Err(FormatError::EmptyChunk);
+    }
+    if unpacked > MAX_XORB_BYTES as u64 {
+        let max = MAX_XORB_BYTES as u64;
+        return Err(FormatError::TooLarge { what: "xorb unpacked length", value: unpacked, max });
+    }
+    Ok(())
 }
 
 fn in_chunk(index: usize, offset: usize, source: FormatError) -> FormatError {
@@ -686,14 +712,42 @@ mod tests {
         }
         assert_eq!(builder.unpacked_len(), MAX_XORB_BYTES);
         assert!(builder.push(b"x").is_err());
-        assert!(builder.push(&[]).is_ok());
-        assert_eq!(builder.len(), 513);
+        assert!(matches!(builder.push(&[]), Err(FormatError::EmptyChunk)));
+        assert_eq!(builder.len(), 512);
+    }
+
+    /// Hand-made bodies of `n` chunks of `len` bytes each (stored uncompressed).
+    fn raw_body(n: usize, len: usize) -> Vec<u8> {
+        let header = ChunkHeader {
+            scheme: CompressionScheme::None,
+            compressed_len: len as u32,
+            uncompressed_len: len as u32,
+        };
+        let one = [header.to_bytes().to_vec(), vec![1u8; len]].concat();
+        one.repeat(n)
+    }
+
+    #[test]
+    fn parsing_enforces_xorb_limits_before_decoding() {
+        let inner = |r: Result<ParsedXorb, FormatError>| match r {
+            Err(FormatError::XorbChunk { index, source, .. }) => Some((index, *source)),
+            _ => None,
+        };
+        let empty = inner(parse_xorb(&raw_body(1_000, 0)));
+        assert!(matches!(empty, Some((0, FormatError::EmptyChunk))), "{empty:?}");
+        assert!(parse_xorb(&raw_body(MAX_XORB_CHUNKS, 1)).is_ok());
+        let many = inner(parse_xorb(&raw_body(MAX_XORB_CHUNKS + 1, 1)));
+        assert!(matches!(many, Some((8192, FormatError::TooLarge { .. }))), "{many:?}");
+        let n = MAX_XORB_BYTES / MAX_CHUNK_LEN;
+        assert!(parse_xorb(&raw_body(n, MAX_CHUNK_LEN)).is_ok());
+        let big = inner(parse_xorb(&raw_body(n + 1, MAX_CHUNK_LEN)));
+        assert!(matches!(big, Some((512, FormatError::TooLarge { .. }))), "{big:?}");
     }
 
     fn any_chunks() -> impl Strategy<Value = Vec<Vec<u8>>> {
         let chunk = prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..500),
-            proptest::collection::vec(0u8..3, 0..5000),
+            proptest::collection::vec(any::<u8>(), 1..500),
+            proptest::collection::vec(0u8..3, 1..5000),
         ];
         proptest::collection::vec(chunk, 0..8)
     }

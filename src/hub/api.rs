@@ -5,7 +5,7 @@ use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::{HubClient, HubError, retry};
-use crate::protocol::{RepoInfo, RepoType, TreeEntry, TreeFile, XetTokenResponse, percent_encode};
+use crate::protocol::{RepoInfo, RepoType, TreeEntry, TreeFile, XetTokenResponse, is_commit_id, percent_encode};
 
 /// Every file of a revision, as listed by the tree API.
 #[derive(Debug, Clone)]
@@ -40,7 +40,12 @@ impl HubClient {
         let url = format!("{}/revision/{}", self.api_url(repo_type, repo_id), percent_encode(rev, false));
         let info: RepoInfo = self.get_json(&url, repo_id, Some(rev)).await?;
         let date = info.last_modified.as_deref().and_then(crate::protocol::parse_hub_date);
-        let sha = info.sha.ok_or_else(|| HubError::Malformed { url, message: "no sha in revision info".into() })?;
+        // The commit id names folders (snapshots/<commit>) and keys trees: 40 hex or nothing.
+        let sha = match info.sha {
+            Some(sha) if is_commit_id(&sha) => sha,
+            Some(_) => return Err(HubError::Malformed { url, message: "the revision's sha is not a 40-hex commit id".into() }),
+            None => return Err(HubError::Malformed { url, message: "no sha in revision info".into() }),
+        };
         Ok((sha, date))
     }
 
@@ -50,7 +55,7 @@ impl HubClient {
         let mut files = Vec::new();
         while let Some(url) = next.take() {
             let (headers, body) = get_body(&self.config.retry, &url, repo_id, Some(commit), || self.authed(self.http.get(&url))).await?;
-            next = next_link(&headers);
+            next = next_link(&headers).map(|link| self.same_origin_link(&url, &link)).transpose()?;
             let page: Vec<TreeEntry> = serde_json::from_slice(&body)
                 .map_err(|e| HubError::Malformed { url: url.clone(), message: e.to_string() })?;
             files.extend(page.into_iter().filter_map(|e| match e {
@@ -59,6 +64,19 @@ impl HubClient {
             }));
         }
         Ok(TreeListing { commit: commit.to_string(), files })
+    }
+
+    /// A pagination link resolved against the page that gave it, refused unless it stays on
+    /// the configured endpoint's origin: every page request carries the Hub token, which must
+    /// never reach another host.
+    fn same_origin_link(&self, page: &str, link: &str) -> Result<String, HubError> {
+        let refuse = |why: &str| HubError::Malformed { url: page.to_string(), message: format!("pagination link {link:?} {why}") };
+        let target = reqwest::Url::parse(page).and_then(|p| p.join(link)).map_err(|_| refuse("does not parse"))?;
+        let endpoint = reqwest::Url::parse(&self.config.endpoint).map_err(|_| refuse("has no endpoint to compare with"))?;
+        if target.origin() != endpoint.origin() {
+            return Err(refuse("leaves the endpoint's origin"));
+        }
+        Ok(target.into())
     }
 
     /// A short-lived CAS read token for a revision.
@@ -162,7 +180,7 @@ pub(crate) async fn get_body(
     loop {
         let resp = check(retry::send(policy, url, &make).await?, repo, rev).await?;
         let headers = resp.headers().clone();
-        match resp.bytes().await {
+        match capped_body(resp, url).await? {
             Ok(body) => return Ok((headers, body)),
             Err(e) => {
                 broken += 1;
@@ -173,6 +191,29 @@ pub(crate) async fn get_body(
             }
         }
     }
+}
+
+/// Largest API answer read into memory (a tree page, a reconstruction): far above what a Hub
+/// sends, so that a hostile server cannot make a client buffer without end.
+pub(crate) const MAX_API_BODY: usize = 64 << 20;
+
+/// The whole body, refused (outer error) once past [`MAX_API_BODY`]; a broken transfer is the
+/// inner error, for the caller to retry.
+async fn capped_body(resp: Response, url: &str) -> Result<Result<bytes::Bytes, reqwest::Error>, HubError> {
+    let too_large = || HubError::Malformed { url: url.to_string(), message: format!("answer larger than {MAX_API_BODY} bytes") };
+    if resp.content_length().is_some_and(|n| n > MAX_API_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut out = bytes::BytesMut::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(piece) = stream.next().await {
+        match piece {
+            Ok(b) if out.len() + b.len() > MAX_API_BODY => return Err(too_large()),
+            Ok(b) => out.extend_from_slice(&b),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(out.freeze()))
 }
 
 /// The `rel="next"` target of a `Link` header.

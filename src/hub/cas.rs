@@ -2,7 +2,7 @@
 
 use super::{HubClient, HubError, api, retry};
 use crate::hash::{FileHash, XorbHash};
-use crate::protocol::{ChunkRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2};
+use crate::protocol::{ChunkRange, InclusiveByteRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2, check_reconstruction};
 
 /// One byte range of one xorb to download: it holds chunks `chunks` of `xorb`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,7 @@ impl HubClient {
 }
 
 fn from_v2(r: ReconstructionV2, url: &str) -> Result<Reconstruction, HubError> {
+    check_reconstruction(r.offset_into_first_range, &r.terms).map_err(|e| malformed(url, e))?;
     let mut units = Vec::new();
     for (xorb, fetches) in r.xorbs {
         let xorb = XorbHash::from_hex(&xorb).map_err(|e| malformed(url, e))?;
@@ -75,6 +76,7 @@ fn from_v2(r: ReconstructionV2, url: &str) -> Result<Reconstruction, HubError> {
 }
 
 fn from_v1(r: ReconstructionV1, url: &str) -> Result<Reconstruction, HubError> {
+    check_reconstruction(r.offset_into_first_range, &r.terms).map_err(|e| malformed(url, e))?;
     let mut units = Vec::new();
     for (xorb, fetches) in r.fetch_info {
         let xorb = XorbHash::from_hex(&xorb).map_err(|e| malformed(url, e))?;
@@ -86,8 +88,8 @@ fn from_v1(r: ReconstructionV1, url: &str) -> Result<Reconstruction, HubError> {
 }
 
 fn unit(xorb: XorbHash, chunks: ChunkRange, url: String, start: u64, end: u64, from: &str) -> Result<FetchUnit, HubError> {
-    if end < start || chunks.end <= chunks.start {
-        return Err(HubError::Malformed { url: from.into(), message: format!("empty fetch range for xorb {xorb}") });
+    if !chunks.is_within_xorb() || !(InclusiveByteRange { start, end }).is_within_xorb() {
+        return Err(HubError::Malformed { url: from.into(), message: format!("empty or out-of-bounds fetch range for xorb {xorb}") });
     }
     Ok(FetchUnit { xorb, chunks, url, byte_start: start, byte_end: end })
 }

@@ -40,12 +40,40 @@ struct ModelSlot {
     model: OnceLock<Arc<LoadedModel>>,
     /// Runs admitted at once: one per session the model may have.
     permits: Semaphore,
+    /// Most input elements (all inputs together) one request may send to this model.
+    max_elements: usize,
+}
+
+/// Caps on one inference request.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// Largest request body, bytes.
+    pub max_body: usize,
+    /// Most input elements per request, for models without their own cap.
+    pub max_elements: usize,
+    /// Per-model caps on input elements (model name, elements), overriding `max_elements`.
+    /// A dynamic dimension lets a small request ask a model for huge intermediates (attention
+    /// is quadratic in sequence length), so a model's cap is what its operators can afford.
+    pub model_elements: Vec<(String, usize)>,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self { max_body: 64 << 20, max_elements: 16 << 20, model_elements: Vec::new() }
+    }
+}
+
+impl RequestLimits {
+    fn elements_for(&self, model: &str) -> usize {
+        let own = self.model_elements.iter().rev().find(|(n, _)| n == model);
+        own.map_or(self.max_elements, |(_, n)| *n)
+    }
 }
 
 impl ServeState {
     /// State for these (name, path) models, none loaded yet; `concurrency` runs per model at
-    /// once; request bodies up to `max_body` bytes.
-    pub fn new(models: &[(String, PathBuf)], concurrency: usize, max_body: usize) -> Arc<Self> {
+    /// once; requests within `limits`.
+    pub fn new(models: &[(String, PathBuf)], concurrency: usize, limits: &RequestLimits) -> Arc<Self> {
         let slots = models
             .iter()
             .map(|(n, p)| {
@@ -53,6 +81,7 @@ impl ServeState {
                     path: p.clone(),
                     model: OnceLock::new(),
                     permits: Semaphore::new(concurrency.max(1)),
+                    max_elements: limits.elements_for(n),
                 };
                 (n.clone(), slot)
             })
@@ -60,7 +89,7 @@ impl ServeState {
         Arc::new(ServeState {
             slots,
             metrics: Metrics::new(models.iter().map(|(n, _)| n.as_str())),
-            max_body,
+            max_body: limits.max_body,
             loaded: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
         })
@@ -117,13 +146,14 @@ pub fn router(state: Arc<ServeState>) -> Router {
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes, then finishes the requests
-/// in flight.
+/// in flight within 30 s; request headers must arrive within 30 s ([`crate::httpd`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServeState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let limits = crate::httpd::ConnLimits::default();
+    crate::httpd::serve_connections(listener, router(state), limits, shutdown).await
 }
 
 async fn server_metadata() -> impl IntoResponse {
@@ -227,17 +257,20 @@ async fn infer_on(
     }
     let model = Arc::clone(loaded(slot, name)?);
     let bytes = axum::body::to_bytes(body, st.max_body).await.map_err(|_| too_large())?;
-    let bad = |e: tensor::TensorError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
-    let req = tensor::parse_request(&bytes).map_err(bad)?;
-    drop(bytes);
-    tensor::check_inputs(&req.inputs, &model.inputs).map_err(bad)?;
-    if let Some(wanted) = &req.outputs {
-        tensor::check_outputs(wanted, &model.outputs).map_err(bad)?;
-    }
+    // Admitted before parsing: a parsed body costs several times its bytes, so only as many
+    // requests as the model runs at once are parsed at once.
     let _permit =
         slot.permits.acquire().await.map_err(|_| {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down".into())
         })?;
+    let bad = |e: tensor::TensorError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
+    let req = tensor::parse_request(&bytes).map_err(bad)?;
+    drop(bytes);
+    tensor::check_inputs(&req.inputs, &model.inputs).map_err(bad)?;
+    check_elements(&req.inputs, slot.max_elements, name)?;
+    if let Some(wanted) = &req.outputs {
+        tensor::check_outputs(wanted, &model.outputs).map_err(bad)?;
+    }
     let runner = Arc::clone(&model);
     let wanted = req.outputs.clone();
     let outputs = tokio::task::spawn_blocking(move || runner.run(req.inputs, wanted.as_deref()))
@@ -260,6 +293,18 @@ async fn infer_on(
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the response: {e}"))
     })?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// 413 when the inputs hold more elements than the model's cap, before ONNX Runtime sees them.
+fn check_elements(inputs: &[tensor::Tensor], max: usize, model: &str) -> Result<(), ApiError> {
+    let n = inputs.iter().map(|t| t.data.len()).fold(0usize, usize::saturating_add);
+    if n > max {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the inputs hold {n} elements, over the limit of {max} for model '{model}' (--max-elements)"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -285,7 +330,8 @@ mod tests {
 
     #[tokio::test]
     async fn routes_without_models_loaded() {
-        let st = ServeState::new(&[("m".into(), PathBuf::from("/x.onnx"))], 1, 1000);
+        let limits = RequestLimits { max_body: 1000, ..RequestLimits::default() };
+        let st = ServeState::new(&[("m".into(), PathBuf::from("/x.onnx"))], 1, &limits);
         let app = router(st);
         assert_eq!(call(app.clone(), "GET", "/v2/health/live", "").await.0, StatusCode::OK);
         assert_eq!(

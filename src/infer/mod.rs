@@ -13,7 +13,7 @@ pub mod metrics;
 pub mod session;
 pub mod tensor;
 
-pub use http::{ServeState, router, serve};
+pub use http::{RequestLimits, ServeState, router, serve};
 pub use metrics::Metrics;
 pub use session::{
     CacheOutcome, Device, DeviceRequest, InferError, LoadedModel, ModelOptions, RunError, Runtime,

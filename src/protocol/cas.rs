@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::format::{MAX_XORB_BYTES, MAX_XORB_CHUNKS};
 use crate::hash::XorbHash;
 
 /// A half-open chunk-index range `[start, end)`.
@@ -22,6 +23,48 @@ pub struct InclusiveByteRange {
     pub start: u64,
     /// Last byte (inclusive).
     pub end: u64,
+}
+
+/// Longest stored xorb a fetch range may span: 64 MiB of chunk data, 8 header bytes per
+/// chunk, and room for payloads larger than their data. A server's numbers past this (or past
+/// the chunk limit) are refused before they size a buffer or a chunk table.
+pub const MAX_STORED_XORB_LEN: u64 = 2 * MAX_XORB_BYTES as u64;
+
+impl ChunkRange {
+    /// Whether this is a non-empty range inside the Xet limit of 8192 chunks per xorb.
+    pub fn is_within_xorb(&self) -> bool {
+        self.start < self.end && self.end as usize <= MAX_XORB_CHUNKS
+    }
+}
+
+impl InclusiveByteRange {
+    /// Whether this is a range of a stored xorb of at most [`MAX_STORED_XORB_LEN`] bytes.
+    pub fn is_within_xorb(&self) -> bool {
+        self.start <= self.end && self.end < MAX_STORED_XORB_LEN
+    }
+}
+
+impl ReconstructionTerm {
+    /// Whether the term keeps to the Xet limits (chunk range, at most 64 MiB unpacked).
+    pub fn is_within_xorb(&self) -> bool {
+        self.range.is_within_xorb() && self.unpacked_length as usize <= MAX_XORB_BYTES
+    }
+}
+
+/// Checks the numbers of a reconstruction from a server before they size anything: every term
+/// within the Xet limits and the offset inside the first term.
+pub fn check_reconstruction(offset: u64, terms: &[ReconstructionTerm]) -> Result<(), String> {
+    if let Some(t) = terms.iter().find(|t| !t.is_within_xorb()) {
+        return Err(format!(
+            "term {} chunks {}..{} ({} bytes) is outside the Xet limits",
+            t.hash, t.range.start, t.range.end, t.unpacked_length
+        ));
+    }
+    let first = terms.first().map_or(0, |t| u64::from(t.unpacked_length));
+    if offset > 0 && offset >= first {
+        return Err(format!("offset {offset} is past the first term ({first} bytes)"));
+    }
+    Ok(())
 }
 
 /// One term of a reconstruction: a chunk range of one xorb.
@@ -165,5 +208,26 @@ mod tests {
         assert_eq!(v["terms"][0]["range"]["end"], 1);
         let e = serde_json::to_string(&ShardEvent::Result { result: 1 }).unwrap();
         assert_eq!(e, r#"{"type":"result","result":1}"#);
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    fn term(start: u32, end: u32, unpacked_length: u32) -> ReconstructionTerm {
+        ReconstructionTerm { hash: XorbHash::ZERO, unpacked_length, range: ChunkRange { start, end } }
+    }
+
+    #[test]
+    fn numbers_past_the_xet_limits_are_refused() {
+        assert!(check_reconstruction(5, &[term(0, 8192, 1 << 20)]).is_ok());
+        assert!(check_reconstruction(0, &[term(u32::MAX - 1, u32::MAX, 10)]).is_err());
+        assert!(check_reconstruction(0, &[term(3, 3, 10)]).is_err());
+        assert!(check_reconstruction(0, &[term(0, 1, u32::MAX)]).is_err());
+        assert!(check_reconstruction(10, &[term(0, 1, 10)]).is_err());
+        let far = InclusiveByteRange { start: 0, end: u64::MAX };
+        assert!(!far.is_within_xorb());
+        assert!(InclusiveByteRange { start: 0, end: 1 << 20 }.is_within_xorb());
     }
 }

@@ -182,7 +182,17 @@ fn validate_id_part(part: &str) -> Result<(), &'static str> {
 
 /// True for a full commit id: exactly 40 lowercase hex digits.
 pub fn is_commit_id(rev: &str) -> bool {
-    rev.len() == 40 && rev.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    rev.len() == 40 && is_lower_hex(rev)
+}
+
+/// True for a git object id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits. Ids from a
+/// server name files and folders (the HF cache's `blobs/<oid>`), so nothing else is accepted.
+pub fn is_git_oid(oid: &str) -> bool {
+    matches!(oid.len(), 40 | 64) && is_lower_hex(oid)
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Validates a branch or tag name (a simplified `git check-ref-format`).
@@ -293,6 +303,10 @@ mod tests {
         assert!(is_commit_id("0123456789abcdef0123456789abcdef01234567"));
         assert!(!is_commit_id("0123456789ABCDEF0123456789abcdef01234567"));
         assert!(!is_commit_id("main"));
+        assert!(is_git_oid(&"a".repeat(40)) && is_git_oid(&"0".repeat(64)));
+        for bad in ["../../x", "", &"a".repeat(41), &"g".repeat(40), &"A".repeat(64)] {
+            assert!(!is_git_oid(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod ids;
 pub use cas::{
     BatchReconstruction, ChunkRange, FetchInfo, FileKey, InclusiveByteRange, ReconstructionTerm,
     ReconstructionV1, ReconstructionV2, ShardEvent, ShardUploadResponse, XorbFetchV2, XorbRangeV2,
-    XorbUploadResponse,
+    XorbUploadResponse, MAX_STORED_XORB_LEN, check_reconstruction,
 };
 pub use http::{
     RangeSpec, error_codes, format_hub_date, parse_hub_date, git_blob_oid, headers, is_hex64, lfs_pointer,
@@ -40,6 +40,6 @@ pub use hub::{
     WhoAmIToken, XetTokenResponse, upload_mode,
 };
 pub use ids::{
-    IdError, RepoId, RepoType, is_commit_id, normalize_repo_path, validate_ref_name,
+    IdError, RepoId, RepoType, is_commit_id, is_git_oid, normalize_repo_path, validate_ref_name,
     validate_revision,
 };

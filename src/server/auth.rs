@@ -73,15 +73,16 @@ impl TokenTable {
             if crate::protocol::RepoId::new(user, "x").is_err() {
                 return Err(err("invalid user name"));
             }
-            table.users.insert(user.to_owned());
+            table.users.insert(user.to_ascii_lowercase());
             table.by_digest.insert(digest(token), TokenEntry { user: user.to_owned(), scope });
         }
         Ok(table)
     }
 
-    /// True if `name` is a user of some token (a personal namespace).
+    /// True if `name` is a user of some token (a personal namespace). Namespaces are
+    /// case-insensitive, as on the Hub, so `Alice` is alice's namespace too.
     pub fn is_user(&self, name: &str) -> bool {
-        self.users.contains(name)
+        self.users.contains(&name.to_ascii_lowercase())
     }
 
     /// Identifies the caller from `Authorization: Bearer ...`.
@@ -144,7 +145,9 @@ impl Caller {
 pub fn is_member(caller: &Caller, namespace: &str, owner: &str, tokens: &TokenTable) -> bool {
     match caller.user() {
         None => false,
-        Some(user) => user == namespace || user == owner || !tokens.is_user(namespace),
+        Some(user) => {
+            user.eq_ignore_ascii_case(namespace) || user == owner || !tokens.is_user(namespace)
+        }
     }
 }
 
@@ -244,6 +247,9 @@ mod tests {
         assert!(!is_member(&alice, "bob", "bob", &t));
         assert!(is_member(&alice, "team", "bob", &t));
         assert!(!is_member(&Caller::Anonymous, "team", "bob", &t));
+        // Namespaces are case-insensitive: `Bob` is bob's, not an open organisation.
+        assert!(!is_member(&alice, "Bob", "bob", &t));
+        assert!(is_member(&alice, "ALICE", "alice", &t));
     }
 
     #[test]

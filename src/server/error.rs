@@ -54,6 +54,13 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, message)
     }
 
+    /// 503 with `Retry-After`, for a request refused because a concurrency cap is reached.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, message);
+        e.headers.push((axum::http::header::RETRY_AFTER, "5".to_owned()));
+        e
+    }
+
     /// 413 for a body over its limit.
     pub fn too_large(limit: u64) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body larger than {limit} bytes"))

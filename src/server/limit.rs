@@ -55,8 +55,12 @@ impl RateLimiter {
     }
 }
 
-/// Middleware: re-streams request and response bodies through their limiters.
+/// Middleware: re-streams request and response bodies through their limiters, and ends a
+/// request body that pauses longer than the body-idle timeout (a trickling client then holds
+/// neither a handler nor, for uploads, a slot for long).
 pub async fn throttle(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+    let idle = state.options.body_idle_timeout;
+    let req = req.map(|body| idle_limited(body, idle));
     let req = match state.upload_limiter.clone() {
         Some(limiter) => req.map(|body| throttled(body, limiter)),
         None => req,
@@ -66,6 +70,22 @@ pub async fn throttle(State(state): State<AppState>, req: Request<Body>, next: N
         Some(limiter) => response.map(|body| throttled(body, limiter)),
         None => response,
     }
+}
+
+/// `body`, failing with an error when no frame arrives for `idle`.
+fn idle_limited(body: Body, idle: Duration) -> Body {
+    let stream = futures::stream::unfold(Some(body.into_data_stream()), move |stream| async move {
+        let mut stream = stream?;
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(frame)) => Some((frame, Some(stream))),
+            Ok(None) => None,
+            Err(_) => {
+                let why = format!("request body idle for {} s", idle.as_secs());
+                Some((Err(axum::Error::new(std::io::Error::other(why))), None))
+            }
+        }
+    });
+    Body::from_stream(stream)
 }
 
 /// `body`, released no faster than `limiter` allows, in pieces of at most 64 KiB.

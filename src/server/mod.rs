@@ -108,11 +108,16 @@ async fn log_request(req: Request<Body>, next: Next) -> Response {
     response
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace
+/// period of the options ([`crate::httpd`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let limits = crate::httpd::ConnLimits {
+        header_timeout: state.options.header_timeout,
+        shutdown_grace: state.options.shutdown_grace,
+    };
+    crate::httpd::serve_connections(listener, router(state), limits, shutdown).await
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 
@@ -33,7 +33,19 @@ pub struct ServerOptions {
     pub token_ttl_secs: u64,
     /// Behave like a Hub without Xet storage: no `X-Xet-Hash`, no `xetHash`, no CAS tokens.
     pub no_xet: bool,
+    /// Uploads with large bodies (commits, xorbs, shards, LFS objects) handled at once; the
+    /// others wait (up to [`UPLOAD_SLOT_WAIT`]) before their body is read.
+    pub max_concurrent_uploads: usize,
+    /// Longest wait for a request's headers, and idle time of a kept-alive connection.
+    pub header_timeout: Duration,
+    /// Longest pause between two pieces of a request body.
+    pub body_idle_timeout: Duration,
+    /// Time in-flight requests get to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
+
+/// Longest an upload waits for one of the `max_concurrent_uploads` slots before a 503.
+pub const UPLOAD_SLOT_WAIT: Duration = Duration::from_secs(120);
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -45,6 +57,10 @@ impl Default for ServerOptions {
             tree_page_size: 1000,
             token_ttl_secs: 3600,
             no_xet: false,
+            max_concurrent_uploads: 8,
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -77,6 +93,19 @@ impl ServerOptions {
     /// Turns Xet off (a plain LFS Hub, for clients' fallback paths).
     pub fn no_xet(mut self, off: bool) -> Self {
         self.no_xet = off;
+        self
+    }
+
+    /// Sets how many large uploads are handled at once (at least 1).
+    pub fn max_concurrent_uploads(mut self, n: usize) -> Self {
+        self.max_concurrent_uploads = n.max(1);
+        self
+    }
+
+    /// Sets the header, body-idle and shutdown-grace timeouts.
+    pub fn timeouts(mut self, header: Duration, body_idle: Duration, grace: Duration) -> Self {
+        (self.header_timeout, self.body_idle_timeout, self.shutdown_grace) =
+            (header, body_idle, grace);
         self
     }
 
@@ -126,6 +155,9 @@ pub struct Inner {
     pub xorb_locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Xorbs whose upload is under way, so a shard naming one can wait for it.
     pub xorbs_arriving: XorbsArriving,
+    /// Slots of `max_concurrent_uploads`: each large upload holds one while its body is read
+    /// and processed, which bounds the memory and blocking threads uploads can take.
+    pub upload_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Xorb uploads in progress. A client may send a shard while a xorb it names is still on its
@@ -191,19 +223,47 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |source| StateError::Io { path: path.to_owned(), source }
 }
 
-/// Reads the signing secret of a data dir, creating it on first use.
+/// Reads the signing secret of a data dir, creating it on first use. The secret signs every
+/// CAS token and presigned URL, so it is readable by its owner only (an existing file with a
+/// wider mode is narrowed) and is durable before it signs anything: a crash must not leave a
+/// server whose handed-out tokens change meaning, or an empty key.
 fn load_secret(dir: &Path) -> Result<[u8; 32], StateError> {
     let path = dir.join("secret");
     if let Ok(bytes) = std::fs::read(&path) {
         if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            restrict_mode(&path)?;
             return Ok(key);
         }
     }
     let key: [u8; 32] = rand::random();
     let tmp = dir.join("secret.tmp");
-    std::fs::write(&tmp, key).map_err(io_err(&tmp))?;
+    write_private(&tmp, &key).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
     Ok(key)
+}
+
+/// Writes `bytes` to a new file of mode 0600 (created so, never widened in between) and
+/// fsyncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Narrows a secret file written by an older version (mode 0644) to 0600.
+fn restrict_mode(path: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(path))?;
+    }
+    Ok(())
 }
 
 impl AppState {
@@ -219,11 +279,12 @@ impl AppState {
             db: HubDb::new(store.clone()),
             store,
             signer,
-            options,
             limiter,
             upload_limiter,
             xorb_locks: parking_lot::Mutex::new(HashMap::new()),
             xorbs_arriving: XorbsArriving::default(),
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_uploads)),
+            options,
         })))
     }
 
@@ -304,6 +365,16 @@ impl AppState {
         super::auth::is_member(caller, record.namespace(), &record.owner, &self.options.tokens)
     }
 
+    /// One of the upload slots, waiting at most [`UPLOAD_SLOT_WAIT`]; 503 when none frees up.
+    /// Taken after authentication and before the body is read.
+    pub async fn upload_slot(&self) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+        let acquire = self.upload_slots.clone().acquire_owned();
+        match tokio::time::timeout(UPLOAD_SLOT_WAIT, acquire).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ApiError::unavailable("too many uploads at once; retry later")),
+        }
+    }
+
     /// The lock serialising uploads of one xorb.
     pub fn xorb_lock(&self, hash: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.xorb_locks.lock();
@@ -311,6 +382,35 @@ impl AppState {
             map.retain(|_, l| Arc::strong_count(l) > 1);
         }
         map.entry(hash.to_owned()).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod secret_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::load_secret;
+
+    #[test]
+    fn the_secret_is_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = load_secret(dir.path()).unwrap();
+        let path = dir.path().join("secret");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "secret mode {mode:o}");
+        assert_eq!(load_secret(dir.path()).unwrap(), key);
+    }
+
+    #[test]
+    fn an_old_world_readable_secret_is_narrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, [9u8; 32]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load_secret(dir.path()).unwrap(), [9u8; 32]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }
 

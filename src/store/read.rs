@@ -149,6 +149,11 @@ impl Store {
         bytes: &[u8],
         expected: &[ChunkHash],
     ) -> Result<()> {
+        // `first` comes from a server: a chunk table is never sized past the Xet limit.
+        if first as usize + expected.len() > crate::format::MAX_XORB_CHUNKS {
+            let why = format!("chunks {first}.. past the limit of {} per xorb", crate::format::MAX_XORB_CHUNKS);
+            return Err(StoreError::MalformedXorb { xorb, why });
+        }
         let metas = parse_range(&xorb, first, byte_start, bytes, expected)?;
         self.inner.xorbs.write_at(&xorb, u64::from(byte_start), bytes)?;
         let _guard = self.inner.meta_lock.lock();

@@ -148,6 +148,10 @@ pub(crate) fn target(f: &TreeFile) -> Result<FileTarget, SyncError> {
         None => None,
     };
     crate::protocol::normalize_repo_path(&f.path).map_err(|e| SyncError::Protocol(format!("unsafe path {:?}: {e}", f.path)))?;
+    // The oid may name a file (the HF cache's blobs/<oid>): 40 or 64 hex digits only.
+    if !crate::protocol::is_git_oid(&f.oid) {
+        return Err(SyncError::Protocol(format!("{}: {:?} is not a git object id", f.path, f.oid)));
+    }
     Ok(FileTarget { path: f.path.clone(), size: f.size, git_oid: f.oid.clone(), sha256, xet })
 }
 

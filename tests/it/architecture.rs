@@ -16,6 +16,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("sync", &["server", "mount", "infer", "cli"]),
     ("mount", &["hub", "sync", "server", "infer", "cli"]),
     ("infer", &["store", "server", "hub", "sync", "mount", "cli"]),
+    ("httpd", &["hash", "chunking", "format", "store", "protocol", "server", "hub", "sync", "mount", "infer", "cli"]),
 ];
 
 /// Pure modules do no I/O of their own.

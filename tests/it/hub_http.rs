@@ -14,10 +14,10 @@ use tessera::format::{CompressionPolicy, Shard, ShardFile, ShardTerm, XorbBuilde
 use tessera::hash::{ChunkHash, Sha256, file_hash, range_hash};
 use tessera::server::{AppState, ServerOptions, TokenTable, serve};
 
-const W: &str = "Bearer hf_w";
+pub(crate) const W: &str = "Bearer hf_w";
 
-struct Hub {
-    addr: String,
+pub(crate) struct Hub {
+    pub(crate) addr: String,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -30,9 +30,14 @@ impl Drop for Hub {
     }
 }
 
-async fn hub(options: ServerOptions) -> Hub {
+pub(crate) async fn hub(options: ServerOptions) -> Hub {
+    hub_with_tokens(options, "hf_w alice write\nhf_r alice read\n").await
+}
+
+/// A server in process with these tokens (`TOKEN USER SCOPE` lines).
+pub(crate) async fn hub_with_tokens(options: ServerOptions, tokens: &str) -> Hub {
     let dir = tempfile::tempdir().unwrap();
-    let tokens = TokenTable::parse("hf_w alice write\nhf_r alice read\n").unwrap();
+    let tokens = TokenTable::parse(tokens).unwrap();
     let state = AppState::open(dir.path(), options.tokens(tokens)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
@@ -43,20 +48,20 @@ async fn hub(options: ServerOptions) -> Hub {
     Hub { addr, _dir: dir, stop: Some(tx) }
 }
 
-fn ndjson(lines: &[serde_json::Value]) -> String {
+pub(crate) fn ndjson(lines: &[serde_json::Value]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
-fn inline(path: &str, data: &[u8]) -> serde_json::Value {
+pub(crate) fn inline(path: &str, data: &[u8]) -> serde_json::Value {
     let content = base64::engine::general_purpose::STANDARD.encode(data);
     serde_json::json!({"key": "file", "value": {"path": path, "content": content, "encoding": "base64"}})
 }
 
-fn header() -> serde_json::Value {
+pub(crate) fn header() -> serde_json::Value {
     serde_json::json!({"key": "header", "value": {"summary": "test", "description": ""}})
 }
 
-async fn commit(
+pub(crate) async fn commit(
     c: &reqwest::Client,
     base: &str,
     repo: &str,
@@ -74,7 +79,7 @@ async fn commit(
     r.json().await.unwrap()
 }
 
-async fn create(c: &reqwest::Client, base: &str, name: &str) -> serde_json::Value {
+pub(crate) async fn create(c: &reqwest::Client, base: &str, name: &str) -> serde_json::Value {
     let r = c
         .post(format!("{base}/api/repos/create"))
         .header("authorization", W)
@@ -86,7 +91,35 @@ async fn create(c: &reqwest::Client, base: &str, name: &str) -> serde_json::Valu
     r.json().await.unwrap()
 }
 
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+/// GETs `url` with this `Authorization` and decodes the JSON answer.
+pub(crate) async fn get_json(c: &reqwest::Client, url: &str, auth: &str) -> serde_json::Value {
+    c.get(url).header("authorization", auth).send().await.unwrap().json().await.unwrap()
+}
+
+/// A CAS token of one of alice's repos and the CAS URL: `(Authorization value, base URL)`.
+pub(crate) async fn cas_token(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    write: bool,
+) -> (String, String) {
+    let kind = if write { "write" } else { "read" };
+    let tok = get_json(c, &format!("{base}/api/models/{repo}/xet-{kind}-token/main"), W).await;
+    let bearer = format!("Bearer {}", tok["accessToken"].as_str().unwrap());
+    (bearer, tok["casUrl"].as_str().unwrap().to_owned())
+}
+
+/// A default server with alice's repo `name`, a client, and a CAS write token of the repo:
+/// `(hub, client, Authorization value, CAS URL)`.
+pub(crate) async fn cas_repo(name: &str) -> (Hub, reqwest::Client, String, String) {
+    let h = hub(ServerOptions::default()).await;
+    let c = reqwest::Client::new();
+    create(&c, &h.addr, name).await;
+    let (bearer, cas) = cas_token(&c, &h.addr, &format!("alice/{name}"), true).await;
+    (h, c, bearer, cas)
+}
+
+pub(crate) fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed;
     (0..n)
         .map(|_| {
@@ -205,20 +238,7 @@ async fn ranges_heads_links_and_public_urls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xet_upload_with_our_codecs() {
-    let h = hub(ServerOptions::default()).await;
-    let c = reqwest::Client::new();
-    create(&c, &h.addr, "x").await;
-    let tok: serde_json::Value = c
-        .get(format!("{}/api/models/alice/x/xet-write-token/main", h.addr))
-        .header("authorization", W)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("Bearer {}", tok["accessToken"].as_str().unwrap());
-    let cas = tok["casUrl"].as_str().unwrap().to_owned();
+    let (h, c, bearer, cas) = cas_repo("x").await;
 
     let data = pseudo_random(1_500_000, 7);
     let mut builder = XorbBuilder::new(CompressionPolicy::Auto);

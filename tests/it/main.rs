@@ -12,6 +12,8 @@ mod pull;
 mod push;
 mod hub_server;
 mod hub_http;
+mod hub_hostile;
+mod hostile_mirror;
 #[cfg(feature = "mount")]
 mod mount;
 #[cfg(feature = "mount")]

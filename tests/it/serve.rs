@@ -618,6 +618,7 @@ fn serve_rejects_bad_requests_and_keeps_serving() {
     let mut args = model_arg("add", &add).to_vec();
     args.extend(model_arg("vad", &silero_path(&setup)));
     args.extend(["--max-request-bytes".into(), "20000".into()]);
+    args.extend(["--max-elements".into(), "vad=1500".into()]);
     let server = Server::start(&setup, home.path(), &args);
     let addr = server.addr.clone();
     assert!(server.log_has("device: CPU"), "no device line in:\n{}", server.log_tail(10));
@@ -730,6 +731,11 @@ fn serve_rejects_bad_requests_and_keeps_serving() {
     assert_eq!(status, 500, "{got}");
     assert!(got["error"].as_str().unwrap().contains("initial_h must have shape"), "{got}");
     assert_eq!(infer(&addr, "vad", &vad(1, 576)).0, 200);
+    // A dynamic dimension past the model's cap on elements (issue 13 item 14): a 413 naming
+    // the cap, before ONNX Runtime sizes anything.
+    let (status, got) = infer(&addr, "vad", &vad(1, 2000));
+    assert_eq!(status, 413, "{got}");
+    assert!(got["error"].as_str().unwrap().contains("over the limit of 1500 for model 'vad'"), "{got}");
     good();
 
     // Asking for one output by name gives that output only.

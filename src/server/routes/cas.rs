@@ -18,6 +18,7 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::{RepoParams, query_pairs, read_body};
 use crate::format::{Shard, ShardChunk, ShardXorb};
@@ -447,62 +448,98 @@ pub async fn fetch(
     }
     let hash: XorbHash = parse_hash(&xorb)?;
     let allowed = parse_ranges(r).ok_or_else(|| ApiError::forbidden("invalid signed ranges"))?;
-    let requested: Vec<(u64, u64)> = match headers.get(header::RANGE).and_then(|v| v.to_str().ok())
-    {
+    let requested = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => allowed.clone(),
-        Some(v) => parse_range_header(v)
-            .ok_or_else(|| ApiError::bad_request("bad Range"))?
-            .into_iter()
-            .map(|spec| match spec {
-                crate::protocol::RangeSpec::FromTo(a, Some(b)) => Ok((a, b)),
-                _ => Err(ApiError::bad_request("only closed ranges are served")),
-            })
-            .collect::<ApiResult<_>>()?,
+        Some(v) => requested_ranges(v)?,
     };
     if !requested.iter().all(|(a, b)| allowed.iter().any(|(lo, hi)| a >= lo && b <= hi)) {
         return Err(ApiError::forbidden("range not covered by the signature"));
     }
     if let [(a, b)] = requested[..] {
-        let mut resp = Response::new(xorb_body(s.clone(), hash, a, b + 1));
-        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let hm = resp.headers_mut();
-        hm.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        for (name, value) in [
-            (header::CONTENT_LENGTH, (b - a + 1).to_string()),
-            (header::CONTENT_RANGE, format!("bytes {a}-{b}/*")),
-        ] {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                hm.insert(name, v);
-            }
-        }
-        return Ok(resp);
+        return Ok(partial(xorb_body(s.clone(), hash, a, b + 1), b - a + 1, Some((a, b)), None));
     }
-    // Several ranges: multipart/byteranges, built in memory (signed ranges are bounded by a xorb).
-    let boundary = format!("tessera-{}", hex::encode(rand::random::<[u8; 8]>()));
-    let b2 = boundary.clone();
-    let body = s
-        .blocking(move |s| {
-            let mut out = Vec::new();
-            for (a, b) in requested {
-                let bytes = s.store.read_xorb_bytes(&hash, a, b + 1)?;
-                out.extend_from_slice(
-                    format!("--{b2}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {a}-{b}/*\r\n\r\n")
-                        .as_bytes(),
-                );
-                out.extend_from_slice(&bytes);
-                out.extend_from_slice(b"\r\n");
-            }
-            out.extend_from_slice(format!("--{b2}--\r\n").as_bytes());
-            Ok(out)
+    Ok(multipart(s, hash, requested))
+}
+
+/// The closed ranges of a `Range` header on a presigned URL. Overlapping or repeated ranges
+/// are refused (416): each signed byte may be asked for once, so an answer is never larger
+/// than the signed ranges (one xorb), however the header is written.
+fn requested_ranges(value: &str) -> ApiResult<Vec<(u64, u64)>> {
+    let ranges = parse_range_header(value)
+        .ok_or_else(|| ApiError::bad_request("bad Range"))?
+        .into_iter()
+        .map(|spec| match spec {
+            crate::protocol::RangeSpec::FromTo(a, Some(b)) => Ok((a, b)),
+            _ => Err(ApiError::bad_request("only closed ranges are served")),
         })
-        .await?;
-    let ct = format!("multipart/byteranges; boundary={boundary}");
-    Ok((StatusCode::PARTIAL_CONTENT, [(header::CONTENT_TYPE, ct)], body).into_response())
+        .collect::<ApiResult<Vec<_>>>()?;
+    let mut sorted = ranges.clone();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[1].0 <= w[0].1) {
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "overlapping or repeated ranges are not served",
+        ));
+    }
+    Ok(ranges)
+}
+
+/// A 206 answer of `len` bytes, with `Content-Range` for a single range or the multipart type.
+fn partial(body: Body, len: u64, range: Option<(u64, u64)>, boundary: Option<&str>) -> Response {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let hm = resp.headers_mut();
+    let content_type = match boundary {
+        Some(b) => format!("multipart/byteranges; boundary={b}"),
+        None => "application/octet-stream".to_owned(),
+    };
+    let range = range.map(|(a, b)| (header::CONTENT_RANGE, format!("bytes {a}-{b}/*")));
+    let fields = [(header::CONTENT_TYPE, content_type), (header::CONTENT_LENGTH, len.to_string())];
+    for (name, value) in fields.into_iter().chain(range) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            hm.insert(name, v);
+        }
+    }
+    resp
+}
+
+/// Several ranges as `multipart/byteranges`, streamed part by part (never built in memory).
+fn multipart(s: AppState, hash: XorbHash, ranges: Vec<(u64, u64)>) -> Response {
+    let boundary = format!("tessera-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let head = {
+        let boundary = boundary.clone();
+        move |a: u64, b: u64| {
+            format!(
+                "--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {a}-{b}/*\r\n\r\n"
+            )
+        }
+    };
+    let tail = format!("--{boundary}--\r\n");
+    let len = ranges.iter().map(|&(a, b)| head(a, b).len() as u64 + b - a + 1 + 2).sum::<u64>()
+        + tail.len() as u64;
+    let parts = ranges.into_iter().map(move |(a, b)| {
+        let prefix = futures::stream::once(futures::future::ready(Ok(Bytes::from(head(a, b)))));
+        let crlf = futures::stream::once(futures::future::ready(Ok(Bytes::from_static(b"\r\n"))));
+        prefix.chain(xorb_stream(s.clone(), hash, a, b + 1)).chain(crlf).boxed()
+    });
+    let end = futures::stream::once(futures::future::ready(Ok(Bytes::from(tail)))).boxed();
+    let stream = futures::stream::iter(parts.chain(std::iter::once(end))).flatten();
+    partial(Body::from_stream(stream), len, None, Some(&boundary))
 }
 
 /// Streams `[start, end)` of a stored xorb.
 fn xorb_body(s: AppState, xorb: XorbHash, start: u64, end: u64) -> Body {
-    let stream = futures::stream::unfold(start, move |pos| {
+    Body::from_stream(xorb_stream(s, xorb, start, end))
+}
+
+/// `[start, end)` of a stored xorb, read in pieces of at most [`PIECE`] bytes.
+fn xorb_stream(
+    s: AppState,
+    xorb: XorbHash,
+    start: u64,
+    end: u64,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(start, move |pos| {
         let s = s.clone();
         async move {
             if pos >= end {
@@ -515,8 +552,7 @@ fn xorb_body(s: AppState, xorb: XorbHash, start: u64, end: u64) -> Body {
                 _ => (Err(std::io::Error::other("xorb read failed")), end),
             })
         }
-    });
-    Body::from_stream(stream)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -536,6 +572,7 @@ pub async fn upload_xorb(
     let xorb: XorbHash = parse_hash(&hash)?;
     let state = s.clone();
     let _arriving = state.xorbs_arriving.enter(xorb);
+    let _slot = s.upload_slot().await?;
     let bytes = read_body(&headers, body, XORB_BODY_LIMIT).await?;
     let lock = s.xorb_lock(&hash);
     let _guard = lock.lock().await;
@@ -582,10 +619,34 @@ fn arrived_xorb(s: &AppState, xorb: &XorbHash) -> ApiResult<Option<XorbMeta>> {
     }
 }
 
+/// Most chunk references (summed over every term of every file) one shard may make. Verifying
+/// a file costs memory and hashing per chunk it references, and a term of 80 shard bytes may
+/// name 8192 chunks, so this bounds the work a small shard can ask for: 2^20 references are
+/// 64 GiB of files at the average chunk size, ~40 MiB of leaves to hash.
+pub const MAX_SHARD_CHUNK_REFS: u64 = 1 << 20;
+
+/// Refuses a shard whose files reference more chunks than [`MAX_SHARD_CHUNK_REFS`], before any
+/// store lookup or allocation per chunk.
+fn check_chunk_refs(shard: &Shard) -> ApiResult<()> {
+    let refs = shard
+        .files
+        .iter()
+        .flat_map(|f| &f.terms)
+        .map(|t| u64::from(t.chunk_end.saturating_sub(t.chunk_start)))
+        .fold(0u64, u64::saturating_add);
+    if refs > MAX_SHARD_CHUNK_REFS {
+        return Err(ApiError::bad_request(format!(
+            "shard references {refs} chunks, over the limit of {MAX_SHARD_CHUNK_REFS}"
+        )));
+    }
+    Ok(())
+}
+
 /// Verifies a shard against the store and records its files. Returns 1 if a file was new.
 fn register_shard(s: &AppState, bytes: &[u8], key: &RepoKey) -> ApiResult<u8> {
     let shard =
         Shard::decode(bytes).map_err(|e| ApiError::bad_request(format!("invalid shard: {e}")))?;
+    check_chunk_refs(&shard)?;
     let mut metas: HashMap<XorbHash, XorbMeta> = HashMap::new();
     for x in &shard.xorbs {
         let m = arrived_xorb(s, &x.hash)?.filter(XorbMeta::is_complete).ok_or_else(|| {
@@ -609,20 +670,20 @@ fn register_shard(s: &AppState, bytes: &[u8], key: &RepoKey) -> ApiResult<u8> {
     for f in &shard.files {
         records.push(verify_file(s, &mut metas, f)?);
     }
-    let mut any_new = false;
+    // Every check passes before anything is recorded.
+    let mut fresh = Vec::new();
     for mut record in records {
-        if s.store.file(&record.hash)?.is_some() {
-            continue;
+        if s.store.file(&record.hash)?.is_none() {
+            record.sha256 = checked_sha256(s, &record)?;
+            fresh.push(record);
         }
-        if record.sha256 == crate::hash::Sha256::default() && record.size > 0 {
-            record.sha256 = sha256_of(s, &record)?;
-        }
-        s.store.put_file(&record)?;
-        any_new = true;
+    }
+    for record in &fresh {
+        s.store.put_file(record)?;
     }
     let files: Vec<FileHash> = shard.files.iter().map(|f| f.hash).collect();
     s.db.register_files(key, &files)?;
-    Ok(u8::from(any_new || shard.files.is_empty()))
+    Ok(u8::from(!fresh.is_empty() || shard.files.is_empty()))
 }
 
 /// Checks one file of a shard: every term's xorb is stored, ranges and lengths agree, the
@@ -681,7 +742,23 @@ fn verify_file(
     Ok(FileRecord { hash: f.hash, size: f.size(), sha256: f.sha256.unwrap_or_default(), terms })
 }
 
-/// SHA-256 of a file rebuilt from the store (for shards without the metadata extension).
+/// The SHA-256 of a new file, computed from its stored bytes. Recording a file also points the
+/// store-wide sha256 -> file alias (LFS downloads, commits by pointer) at it, so a shard's
+/// metadata extension is a claim to check, never trusted: otherwise one repo's shard could bind
+/// another repo's sha256 to different bytes. A claim that disagrees is refused.
+fn checked_sha256(s: &AppState, record: &FileRecord) -> ApiResult<crate::hash::Sha256> {
+    let computed = sha256_of(s, record)?;
+    let claimed = record.sha256;
+    if claimed != crate::hash::Sha256::default() && claimed != computed {
+        return Err(ApiError::bad_request(format!(
+            "file {}: the shard's sha256 {claimed} is not the file's ({computed})",
+            record.hash
+        )));
+    }
+    Ok(computed)
+}
+
+/// SHA-256 of a file rebuilt from the store.
 fn sha256_of(s: &AppState, record: &FileRecord) -> ApiResult<crate::hash::Sha256> {
     let mut h = Sha256Hasher::default();
     let mut pos = 0;
@@ -695,7 +772,12 @@ fn sha256_of(s: &AppState, record: &FileRecord) -> ApiResult<crate::hash::Sha256
 
 async fn shard_upload(s: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<u8> {
     let c = claims(s, headers, true)?;
-    let bytes = read_body(headers, body, SHARD_BODY_LIMIT).await?;
+    // The slot covers reading the body only: registering may wait for a xorb upload, which
+    // needs a slot of its own.
+    let bytes = {
+        let _slot = s.upload_slot().await?;
+        read_body(headers, body, SHARD_BODY_LIMIT).await?
+    };
     let key = RepoKey::from_trusted(c.repo);
     let result = s.blocking(move |s| register_shard(s, &bytes, &key)).await?;
     tracing::debug!(result, "shard registered");

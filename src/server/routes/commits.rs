@@ -235,6 +235,8 @@ pub async fn commit(
     if is_commit_id(&branch) || branch.starts_with("refs/") {
         return Err(ApiError::bad_request("Commits can only be made on top of a branch"));
     }
+    // Inline files cost several times the body in memory: a slot bounds how many at once.
+    let _slot = s.upload_slot().await?;
     let bytes = read_body(&headers, body, COMMIT_BODY_LIMIT).await?;
     let author = caller.user().unwrap_or_default().to_owned();
     let now = s.now();

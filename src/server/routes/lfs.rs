@@ -78,17 +78,18 @@ async fn batch(
     }
     let caller = s.caller(&headers)?;
     let (_, id) = p.repo(repo_type)?;
+    // Who may see the repo is known before the body is read: a caller who may not is refused
+    // without the server waiting for (up to 16 MiB of) JSON.
+    let (key, record) = s.visible_repo(&caller, repo_type, &id).await?;
     let req: LfsBatchRequest = json_body(&headers, body).await?;
     let upload = match req.operation.as_str() {
         "upload" => true,
         "download" => false,
         other => return Err(ApiError::bad_request(format!("unknown LFS operation {other}"))),
     };
-    let (key, _) = if upload {
-        s.writable_repo(&caller, repo_type, &id).await?
-    } else {
-        s.visible_repo(&caller, repo_type, &id).await?
-    };
+    if upload {
+        s.check_write(&caller, &record)?;
+    }
     if req.objects.len() > 1000 {
         return Err(ApiError::bad_request("at most 1000 objects per batch"));
     }
@@ -251,6 +252,9 @@ pub async fn upload(
         return Err(ApiError::bad_request("Content-Length differs from the announced size"));
     }
     let expected = Sha256::from_hex(&p.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // The ingest holds a blocking thread for the whole body: a slot keeps uploads from taking
+    // every blocking thread (reads need them too) and bounds their sessions' memory.
+    let _slot = s.upload_slot().await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel::<bool>();
     let size = p.size;

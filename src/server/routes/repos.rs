@@ -39,13 +39,8 @@ pub async fn create(
     }
     let req: CreateRepoRequest = json_body(&headers, body).await?;
     let repo_type = RepoType::from_name(req.repo_type.as_deref())?;
-    let namespace = req.organization.clone().unwrap_or_else(|| user.clone());
+    let namespace = own_namespace(&s, &user, req.organization.as_deref())?;
     let id = RepoId::new(&namespace, &req.name)?;
-    if namespace != user && s.options.tokens.is_user(&namespace) {
-        return Err(ApiError::forbidden(format!(
-            "You cannot create repos in the namespace {namespace}"
-        )));
-    }
     let private = req.private.unwrap_or(false) || req.visibility.as_deref() == Some("private");
     let record = RepoRecord {
         repo_type: repo_type.as_str().to_owned(),
@@ -66,6 +61,22 @@ pub async fn create(
     Ok(Json(CreateRepoResponse { url, name: id.to_string(), id: id.to_string() }).into_response())
 }
 
+/// The namespace a repo is created in. Namespaces are case-insensitive as on the Hub: another
+/// user's in any spelling is refused (403), and the caller's own is spelled as the user's name,
+/// so `Alice/x` can neither sit beside alice's repos nor be created by anyone but alice.
+fn own_namespace(s: &AppState, user: &str, organization: Option<&str>) -> ApiResult<String> {
+    let namespace = organization.unwrap_or(user);
+    if namespace.eq_ignore_ascii_case(user) {
+        return Ok(user.to_owned());
+    }
+    if s.options.tokens.is_user(namespace) {
+        return Err(ApiError::forbidden(format!(
+            "You cannot create repos in the namespace {namespace}"
+        )));
+    }
+    Ok(namespace.to_owned())
+}
+
 /// `DELETE /api/repos/delete`.
 pub async fn delete(
     State(s): State<AppState>,
@@ -73,6 +84,9 @@ pub async fn delete(
     body: Body,
 ) -> ApiResult<Response> {
     let caller = s.caller(&headers)?;
+    if !caller.is_authenticated() {
+        return Err(ApiError::unauthorized("You must use a write token to delete a repo"));
+    }
     let req: DeleteRepoRequest = json_body(&headers, body).await?;
     let repo_type = RepoType::from_name(req.repo_type.as_deref())?;
     let namespace = req.organization.clone().or_else(|| caller.user().map(str::to_owned));
@@ -312,6 +326,8 @@ pub async fn paths_info(
     body: Body,
 ) -> ApiResult<Json<Vec<TreeEntry>>> {
     let caller = s.caller(&headers)?;
+    // Refuse a caller who may not see the repo before reading the body.
+    let snap = snapshot(&s, &caller, &p, RepoType::Model).await?;
     let bytes = read_body(&headers, body, JSON_LIMIT).await?;
     let is_json = headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -331,7 +347,6 @@ pub async fn paths_info(
     if paths.len() > 10_000 {
         return Err(ApiError::bad_request("too many paths in one request"));
     }
-    let snap = snapshot(&s, &caller, &p, RepoType::Model).await?;
     let oids = dir_oids(&snap.entries);
     let mut out = Vec::new();
     for path in paths {
