@@ -115,6 +115,7 @@ pub(crate) fn run_with(
         auto_unmount: !args.no_auto_unmount,
     };
     let mode = if remote.is_some() { "lazy" } else { "offline" };
+    let closing = store.clone();
     let mounted = crate::mount::mount(Vfs::new(store, remote, opts), &args.mountpoint, &cfg)?;
     eprintln!(
         "tessera: mounted {} at {} ({mode}); Ctrl-C or SIGTERM unmounts",
@@ -124,6 +125,10 @@ pub(crate) fn run_with(
     let why = wait_for_stop(&mounted)?;
     let mountpoint = mounted.mountpoint().to_path_buf();
     mounted.unmount()?;
+    // Chunks fetched in the last moments are indexed now rather than fetched again next time.
+    if let Err(e) = closing.flush() {
+        tracing::warn!(error = %e, "could not index the last fetched chunks");
+    }
     eprintln!("tessera: {why}: unmounted {}", mountpoint.display());
     Ok(ExitCode::SUCCESS)
 }

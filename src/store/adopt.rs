@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::codec::unpack_unverified;
 use super::db::{self, KvBatch};
-use super::records::{ChunkMeta, FileRecord, XorbMeta};
+use super::records::{ChunkMeta, FileRecord};
 use super::{Result, Store, StoreError};
 use crate::hash::{Sha256, Sha256Hasher, XorbHash, chunk_hash, file_hash};
 
@@ -18,12 +18,13 @@ impl Store {
         self.inner.xorbs.staging_path(&format!("fetch-{xorb}-{byte_start}"))
     }
 
-    /// Indexes streamed chunks of a xorb whose file cannot be verified yet (a lazily fetched
+    /// Adopts streamed chunks of a xorb whose file cannot be verified yet (a lazily fetched
     /// file): `bytes` are whole serialized chunks starting with chunk `first_chunk` at byte
     /// `byte_start` of the xorb. Each chunk must decode; its hash is computed from its bytes, and
     /// the file is verified as a whole once all of it is present (see [`Store::verify_file`]).
-    /// Chunks the store holds already are skipped. The bytes are durable before the index
-    /// names them. Returns the chunks indexed.
+    /// Chunks the store holds already are skipped. They are readable on return and indexed once
+    /// their bytes are durable (`pending.rs`; [`Store::flush`] forces it). Returns the chunks
+    /// adopted.
     pub fn adopt_chunks(&self, xorb: &XorbHash, first_chunk: u32, byte_start: u64, bytes: &[u8]) -> Result<usize> {
         let present = self.xorb_meta(xorb)?;
         let is_present = |idx: u32| present.as_ref().is_some_and(|m| m.chunks.get(idx as usize).is_some_and(Option::is_some));
@@ -53,7 +54,7 @@ impl Store {
         }
         let n = new_chunks.len();
         if n > 0 {
-            self.index_chunks(HashMap::from([(*xorb, new_chunks)]), None)?;
+            self.defer_index(*xorb, new_chunks)?;
         }
         Ok(n)
     }
@@ -111,7 +112,8 @@ impl Store {
             by_xorb.entry(t.xorb).or_default().extend(t.chunk_start..t.chunk_end);
         }
         for (xorb, indices) in by_xorb {
-            let Some(mut meta) = self.xorb_meta(&xorb)? else { continue };
+            self.inner.forget_pending(&xorb, &indices);
+            let Some(mut meta) = self.inner.db.xorb_meta(&xorb)? else { continue };
             for i in indices {
                 if let Some(c) = meta.chunks.get_mut(i as usize).and_then(Option::take) {
                     batch.delete(db::Table::Chunk, c.hash.as_bytes().to_vec());
@@ -122,31 +124,6 @@ impl Store {
         self.inner.db.write(batch)?;
         self.inner.cache.clear();
         Ok(())
-    }
-
-    /// Syncs the xorb files the chunks were written to, then indexes the chunks (and the file,
-    /// if given) in one batch.
-    fn index_chunks(&self, new_chunks: HashMap<XorbHash, Vec<(u32, ChunkMeta)>>, record: Option<&FileRecord>) -> Result<()> {
-        for xorb in new_chunks.keys() {
-            self.inner.xorbs.sync(xorb)?;
-        }
-        let _guard = self.inner.meta_lock.lock();
-        let mut batch = KvBatch::default();
-        for (xorb, chunks) in &new_chunks {
-            let mut meta = self.xorb_meta(xorb)?.unwrap_or(XorbMeta { hash: *xorb, chunks: Vec::new() });
-            for (idx, c) in chunks {
-                let i = *idx as usize;
-                if meta.chunks.len() <= i {
-                    meta.chunks.resize(i + 1, None);
-                }
-                meta.chunks[i] = Some(*c);
-            }
-            db::put_xorb(&mut batch, &meta);
-        }
-        if let Some(record) = record {
-            db::put_file(&mut batch, record);
-        }
-        self.inner.db.write(batch)
     }
 }
 
@@ -185,6 +162,37 @@ mod tests {
         dst.forget_file_chunks(&record)?;
         assert!(!dst.is_complete(&record)?);
         assert!(matches!(dst.read_file_range(&record.hash, 0, 10), Err(StoreError::Missing { .. })));
+        Ok(())
+    }
+
+    /// Adopted chunks are readable at once and durable-and-indexed by the time the store
+    /// closes; forgotten ones stay forgotten, even if they were pending when forgotten.
+    #[test]
+    fn adopted_chunks_read_now_persist_at_close_and_forgotten_ones_stay_gone() -> TestResult {
+        let (src_home, dst_home) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let src = Store::open(src_home.path())?;
+        let (good, bad) = (splitmix(300_000, 7), splitmix(300_000, 8));
+        let mut xorbs = Vec::new();
+        for data in [&good, &bad] {
+            let record = src.file(&src.ingest_bytes(data)?.file)?.ok_or("no record")?;
+            let [term] = record.terms.as_slice() else { return Err("expected one term".into()) };
+            let meta = src.xorb_meta(&term.xorb)?.ok_or("no xorb meta")?;
+            let last = meta.chunks.iter().flatten().map(|c| c.byte_end).max().ok_or("no chunks")?;
+            let bytes = std::fs::read(src.xorb_path(&term.xorb))?[..last as usize].to_vec();
+            xorbs.push((record.clone(), term.xorb, bytes));
+        }
+        {
+            let dst = Store::open(dst_home.path())?;
+            for (record, xorb, bytes) in &xorbs {
+                dst.put_file(record)?;
+                dst.adopt_chunks(xorb, 0, 0, bytes)?;
+            }
+            assert!(dst.read_file_range(&xorbs[0].0.hash, 0, good.len() as u64)? == good, "readable before any flush");
+            dst.forget_file_chunks(&xorbs[1].0)?;
+        }
+        let dst = Store::open(dst_home.path())?;
+        assert!(dst.read_file_range(&xorbs[0].0.hash, 0, good.len() as u64)? == good, "indexed at close");
+        assert!(!dst.is_complete(&xorbs[1].0)?, "a forgotten chunk came back");
         Ok(())
     }
 }

@@ -280,7 +280,7 @@ impl IngestSession<'_> {
         let open = std::mem::take(&mut self.open);
         let leaves: Vec<(ChunkHash, u64)> = open.chunks.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
         let hash = xorb_hash(&leaves);
-        let existing = self.store.xorb_meta(&hash)?;
+        let existing = self.store.inner.db.xorb_meta(&hash)?;
         if !existing.as_ref().is_some_and(XorbMeta::is_complete) {
             self.write_in_background(hash, open.bytes)?;
         }

@@ -27,6 +27,7 @@ mod db;
 mod flat;
 mod ingest;
 mod maint;
+mod pending;
 mod read;
 mod records;
 mod source;
@@ -171,6 +172,8 @@ struct Inner {
     cache: cache::ChunkCache,
     /// Serialises read-modify-write of sparse xorb tables.
     meta_lock: parking_lot::Mutex<()>,
+    /// Fetched chunks readable but not yet indexed.
+    pending: Arc<pending::Pending>,
 }
 
 impl Store {
@@ -197,6 +200,7 @@ impl Store {
             xorbs,
             cache,
             meta_lock: parking_lot::Mutex::new(()),
+            pending: Arc::default(),
         }) })
     }
 
@@ -217,7 +221,7 @@ impl Store {
 
     /// The chunk table of a xorb, if the store knows it.
     pub fn xorb_meta(&self, hash: &XorbHash) -> Result<Option<XorbMeta>> {
-        self.inner.db.xorb_meta(hash)
+        Ok(self.inner.overlay(hash, self.inner.db.xorb_meta(hash)?))
     }
 
     /// Where a chunk is stored locally, if anywhere.

@@ -157,7 +157,7 @@ impl Store {
         let metas = parse_range(&xorb, first, byte_start, bytes, expected)?;
         self.inner.xorbs.write_at(&xorb, u64::from(byte_start), bytes)?;
         let _guard = self.inner.meta_lock.lock();
-        let mut meta = self.xorb_meta(&xorb)?.unwrap_or(XorbMeta { hash: xorb, chunks: Vec::new() });
+        let mut meta = self.inner.db.xorb_meta(&xorb)?.unwrap_or(XorbMeta { hash: xorb, chunks: Vec::new() });
         let needed = first as usize + metas.len();
         if meta.chunks.len() < needed {
             meta.chunks.resize(needed, None);

@@ -123,6 +123,8 @@ async fn record(store: &Store, key: &RevisionKey, commit: &str, date: Option<u64
     let key = key.clone();
     let commit = commit.to_string();
     tokio::task::spawn_blocking(move || {
+        // What was streamed in is durable and indexed before the ref says the revision is here.
+        store.flush()?;
         store.put_tree(&commit, &entries)?;
         if let Some(date) = date {
             store.put_commit_date(&commit, date)?;
