@@ -22,6 +22,7 @@ bench: setup
 	$(ENV) cargo bench --profile dev --bench pull
 	$(ENV) cargo bench --profile dev --bench push
 	$(ENV) cargo bench --profile dev --bench foundation
+	$(ENV) cargo bench --profile dev --bench mount_scale
 
 fmt:
 	cargo fmt

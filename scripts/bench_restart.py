@@ -30,19 +30,36 @@ BERT_IDS = [101, 2023, 2003, 2019, 2742, 6251, 102]
 
 
 def make_large(out, mb):
+    """A MatMul with an fp32 weight of about MB megabytes, kept as external data beside the
+    model (OUT.data), as real models past protobuf's 2 GB limit are: the weight is written in
+    slices, so no 2 GB protobuf or array is ever built."""
     import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     k = 1024
     n = max(1, int(mb) * (1 << 20) // (4 * k))
-    w = (np.random.default_rng(7).standard_normal((k, n), dtype=np.float32) * 0.01)
+    data = out + ".data"
+    rng = np.random.default_rng(7)
+    rows = max(1, (64 << 20) // (4 * n))
+    with open(data, "wb") as f:
+        for start in range(0, k, rows):
+            block = rng.standard_normal((min(rows, k - start), n), dtype=np.float32) * np.float32(0.01)
+            f.write(block.tobytes())
+    w = TensorProto()
+    w.name = "W"
+    w.data_type = TensorProto.FLOAT
+    w.dims.extend([k, n])
+    w.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", os.path.basename(data)), ("offset", "0"), ("length", str(4 * k * n))):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "W"], ["y"])],
         "large",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
-        [numpy_helper.from_array(w, "W")],
+        [w],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
