@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Instant;
 
 use tessera::testdata::SyntheticSafetensors;
@@ -57,14 +57,14 @@ fn main() {
     }
     let (pull_s, pull_rss) = best_of(2, |i| {
         let home = dir.path().join(format!("pull-{i}"));
-        let r = measure(Command::new(bin).arg("--home").arg(&home).args(["pull", REPO, "--endpoint", &hub.url]));
+        let r = common::time_and_peak_rss(Command::new(bin).arg("--home").arg(&home).args(["pull", REPO, "--endpoint", &hub.url]));
         let _ = std::fs::remove_dir_all(&home);
         r
     });
     let (snap_s, snap_rss) = best_of(2, |i| {
         let cache = dir.path().join(format!("hf-{i}"));
         let script = "import sys\nfrom huggingface_hub import snapshot_download\nsnapshot_download(sys.argv[1], cache_dir=sys.argv[2])";
-        let r = measure(Command::new(&py).arg("-c").arg(script).arg(REPO).arg(&cache).env("HF_ENDPOINT", &hub.url));
+        let r = common::time_and_peak_rss(Command::new(&py).arg("-c").arg(script).arg(REPO).arg(&cache).env("HF_ENDPOINT", &hub.url));
         let _ = std::fs::remove_dir_all(&cache);
         r
     });
@@ -205,24 +205,6 @@ fn read_gbps(path: &Path, size: u64) -> f64 {
     let t = Instant::now();
     read_all(path, size);
     size as f64 / t.elapsed().as_secs_f64() / 1e9
-}
-
-/// Seconds and peak RSS (MB) of a command run under GNU time; it must succeed.
-fn measure(cmd: &mut Command) -> (f64, f64) {
-    let mut timed = Command::new("/usr/bin/time");
-    timed.args(["-f", "%M"]).arg(cmd.get_program()).args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            timed.env(k, v);
-        }
-    }
-    let t = Instant::now();
-    let out = timed.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
-    let secs = t.elapsed().as_secs_f64();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{cmd:?}: {err}");
-    let kib = err.lines().last().and_then(|l| l.trim().parse::<f64>().ok()).unwrap_or(0.0);
-    (secs, kib / 1024.0)
 }
 
 fn best_of(n: usize, mut run: impl FnMut(usize) -> (f64, f64)) -> (f64, f64) {

@@ -156,4 +156,26 @@ fn main() {
     compare("minilm", bin, &py, work.path(), &before, &after);
     let (before, after) = append(work.path());
     compare("append", bin, &py, work.path(), &before, &after);
+    new_model_memory(bin, &py, work.path());
+}
+
+/// A new 2 GiB safetensors file pushed to a fresh hub by each client: time and peak RSS (GNU
+/// time), the figure that shows whether xorbs are streamed out or held.
+fn new_model_memory(bin: &str, py: &Path, work: &Path) {
+    if !Path::new("/usr/bin/time").exists() {
+        println!("new 2 GiB model: skipped (GNU time missing)");
+        return;
+    }
+    let folder = work.join("model-2g");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let model = tessera::testdata::SyntheticSafetensors::new(32, 64 << 20, 0x2b);
+    model.write_into(&mut std::fs::File::create(folder.join("model.safetensors")).expect("create")).expect("write");
+    println!("{:<10} {:<24} {:>10} {:>14}", "new 2 GiB", "client", "seconds", "peak RSS MB");
+    let hub = Hub::start(bin, &work.join("model-tessera"));
+    let (secs, rss) = common::time_and_peak_rss(&mut tessera(bin, &work.join("model-home"), &hub, &folder));
+    println!("{:<10} {:<24} {secs:>10.2} {rss:>14.0}", "", "tessera push");
+    drop(hub);
+    let hub = Hub::start(bin, &work.join("model-hf"));
+    let (secs, rss) = common::time_and_peak_rss(&mut hf_xet(py, &work.join("model-hf-home"), &hub, &folder));
+    println!("{:<10} {:<24} {secs:>10.2} {rss:>14.0}", "", "upload_folder (hf_xet)");
 }

@@ -72,3 +72,21 @@ pub(crate) fn spawn_mount(bin: &str, home: &Path, mnt: &Path, endpoint: &str) ->
     assert!(lines.any(|l| l.is_ok_and(|l| l.starts_with("tessera: mounted"))), "mount did not start");
     child
 }
+
+/// Seconds and peak RSS (MB) of `cmd` run under GNU time (`/usr/bin/time`); it must succeed.
+pub(crate) fn time_and_peak_rss(cmd: &mut Command) -> (f64, f64) {
+    let mut timed = Command::new("/usr/bin/time");
+    timed.args(["-f", "%M"]).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            timed.env(k, v);
+        }
+    }
+    let t = std::time::Instant::now();
+    let out = timed.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
+    let secs = t.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?}: {err}");
+    let kib = err.lines().last().and_then(|l| l.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    (secs, kib / 1024.0)
+}

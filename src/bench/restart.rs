@@ -168,9 +168,8 @@ impl<'a> Bench<'a> {
         let fetched: Value = serde_json::from_str(fetched.trim()).context("fetch output")?;
         let snapshot_file = fetched["file"].as_str().ok_or_else(|| anyhow!("fetch printed no file"))?;
         b.repo_bytes = fetched["repo_bytes"].as_u64().unwrap_or(0);
-        std::fs::create_dir_all(b.work.join("floor"))?;
-        std::fs::copy(snapshot_file, &b.floor_file).context("copying the model to a plain file")?;
-        b.model_bytes = std::fs::metadata(&b.floor_file)?.len();
+        let snapshot_dir = fetched["dir"].as_str().ok_or_else(|| anyhow!("fetch printed no dir"))?;
+        b.model_bytes = b.copy_floor(Path::new(snapshot_file), Path::new(snapshot_dir))?;
         progress("computing the reference answer with Python onnxruntime on the original file");
         let reference = b.py(&["reference", &path_str(&b.floor_file)?])?;
         let reference: Value = serde_json::from_str(reference.trim()).context("reference output")?;
@@ -222,6 +221,24 @@ impl<'a> Bench<'a> {
             notes: self.notes.clone(),
             scenarios: results,
         })
+    }
+
+    /// Copies the model to a plain local folder for the floor scenario, with the files beside
+    /// it that carry its name (ONNX external data, `large.onnx.data`), which ONNX Runtime looks
+    /// for next to the model. Returns the bytes copied.
+    fn copy_floor(&mut self, blob: &Path, snapshot_dir: &Path) -> anyhow::Result<u64> {
+        let name = Path::new(&self.model.path).file_name().ok_or_else(|| anyhow!("model path without a file name"))?.to_os_string();
+        let floor = self.work.join("floor");
+        std::fs::create_dir_all(&floor)?;
+        self.floor_file = floor.join(&name);
+        let mut bytes = std::fs::copy(blob, &self.floor_file).context("copying the model to a plain file")?;
+        for entry in std::fs::read_dir(snapshot_dir).context("listing the model's snapshot folder")?.flatten() {
+            let sibling = entry.file_name();
+            if sibling != name && sibling.to_string_lossy().starts_with(&*name.to_string_lossy()) {
+                bytes += std::fs::copy(entry.path(), floor.join(&sibling)).context("copying the model's external data")?;
+            }
+        }
+        Ok(bytes)
     }
 
     /// One measured run of `scenario`: ms from spawning to the first correct answer, and for

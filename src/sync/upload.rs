@@ -24,6 +24,10 @@ use crate::hash::{ChunkHash, XorbHash, chunk_hash, xorb_hash};
 
 /// Xorbs sent at the same time (each up to 64 MiB in memory).
 const XORB_CONCURRENCY: usize = 2;
+/// Xorbs alive at once: those being sent and the one being built. Each slot is taken before a
+/// xorb is built and given back once it is sent, so a push of any size holds at most this many
+/// 64 MiB bodies (plus the one being built's source bytes), whatever the file size.
+const XORB_SLOTS: usize = XORB_CONCURRENCY + 1;
 
 /// The bytes of one file the new xorbs read from.
 pub(crate) struct Source {
@@ -73,13 +77,19 @@ pub(crate) async fn send_xorbs(
     first_chunks: HashSet<ChunkHash>,
 ) -> Result<SentXorbs, SyncError> {
     let total = plan.len();
-    let (tx, rx) = tokio::sync::mpsc::channel::<(usize, BuiltXorb)>(1);
-    let producer = tokio::task::spawn_blocking(move || build_all(plan, &sources, &tx));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(XORB_SLOTS));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Built>(1);
+    let producer_slots = slots.clone();
+    let producer = tokio::task::spawn_blocking(move || build_all(plan, &sources, &tx, &producer_slots));
     let first_chunks = &first_chunks;
     let built =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     let sent: Result<Vec<Outcome>, SyncError> = built
-        .map(|(n, x)| send_one(target, n, x, first_chunks))
+        .map(|(n, x, slot)| async move {
+            let outcome = send_one(target, n, x, first_chunks).await;
+            drop(slot);
+            outcome
+        })
         .buffer_unordered(XORB_CONCURRENCY)
         .try_collect()
         .await;
@@ -141,17 +151,23 @@ async fn note(cache: &ShardCache, entry: &ShardXorb) {
     }
 }
 
-/// Builds every planned xorb in order, handing each to `tx`.
+/// A built xorb, its place in the plan, and the slot it holds until sent.
+type Built = (usize, BuiltXorb, tokio::sync::OwnedSemaphorePermit);
+
+/// Builds every planned xorb in order, each once a slot is free, handing each to `tx`.
 fn build_all(
     plan: Vec<Vec<NewChunk>>,
     sources: &[Source],
-    tx: &tokio::sync::mpsc::Sender<(usize, BuiltXorb)>,
+    tx: &tokio::sync::mpsc::Sender<Built>,
+    slots: &std::sync::Arc<tokio::sync::Semaphore>,
 ) -> Result<(), SyncError> {
     let mut reader = ChunkReader::new(sources);
+    let runtime = tokio::runtime::Handle::current();
     for (n, chunks) in plan.into_iter().enumerate() {
+        let Ok(slot) = runtime.block_on(slots.clone().acquire_owned()) else { return Ok(()) };
         let read: Vec<Run> =
             runs(&chunks).into_iter().map(|r| reader.read_run(r)).collect::<Result<_, _>>()?;
-        if tx.blocking_send((n, build_xorb(&read)?)).is_err() {
+        if tx.blocking_send((n, build_xorb(read)?, slot)).is_err() {
             // The sending side stopped on an error of its own, which it reports.
             return Ok(());
         }
@@ -160,8 +176,10 @@ fn build_all(
 }
 
 /// Compresses the chunks of a xorb on every core (checking each against its scanned hash),
-/// then lays them out as [`crate::format::XorbBuilder`] would.
-fn build_xorb(runs: &[Run]) -> Result<BuiltXorb, SyncError> {
+/// then lays them out as [`crate::format::XorbBuilder`] would. The source bytes are dropped
+/// before the layout and each encoded chunk as it is copied, so a xorb costs about twice its
+/// size at its peak, not three times.
+fn build_xorb(runs: Vec<Run>) -> Result<BuiltXorb, SyncError> {
     let chunks: Vec<(&[u8], ChunkHash, &Run)> = runs
         .iter()
         .flat_map(|r| {
@@ -182,17 +200,20 @@ fn build_xorb(runs: &[Run]) -> Result<BuiltXorb, SyncError> {
                 .map_err(|e| SyncError::Internal(format!("chunk encoding: {e}")))
         })
         .collect::<Result<_, _>>()?;
-    Ok(layout(chunks.iter().map(|c| (c.1, c.0.len() as u32)), &encoded))
+    let sizes: Vec<(ChunkHash, u32)> = chunks.iter().map(|c| (c.1, c.0.len() as u32)).collect();
+    drop(chunks);
+    drop(runs);
+    Ok(layout(sizes.into_iter(), encoded))
 }
 
 /// Lays encoded chunks out back to back, with each chunk's offsets, and names the xorb.
-fn layout(chunks: impl Iterator<Item = (ChunkHash, u32)>, encoded: &[Vec<u8>]) -> BuiltXorb {
+fn layout(chunks: impl Iterator<Item = (ChunkHash, u32)>, encoded: Vec<Vec<u8>>) -> BuiltXorb {
     let mut body = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
     let mut out = Vec::with_capacity(encoded.len());
     let mut unpacked = 0u32;
     for ((hash, unpacked_len), bytes) in chunks.zip(encoded) {
         let byte_start = body.len() as u32;
-        body.extend_from_slice(bytes);
+        body.extend_from_slice(&bytes);
         let byte_end = body.len() as u32;
         out.push(XorbChunk { hash, byte_start, byte_end, unpacked_start: unpacked, unpacked_len });
         unpacked += unpacked_len;
@@ -322,13 +343,13 @@ mod tests {
             vec![(chunk_hash(&data[..70_000]), 70_000), (chunk_hash(&data[70_000..]), 130_000)];
         let src = vec![Source { abs: p.clone(), chunks }];
         let run = ChunkReader::new(&src).read_run((0, 0..2)).unwrap();
-        let built = build_xorb(&[run]).unwrap();
+        let built = build_xorb(vec![run]).unwrap();
         let mut b = crate::format::XorbBuilder::new(CompressionPolicy::Auto);
         b.push(&data[..70_000]).unwrap();
         b.push(&data[70_000..]).unwrap();
         assert_eq!(built, b.finish());
         std::fs::write(&p, vec![1u8; 200_000]).unwrap();
         let run = ChunkReader::new(&src).read_run((0, 1..2)).unwrap();
-        assert!(matches!(build_xorb(&[run]), Err(SyncError::Local(_))));
+        assert!(matches!(build_xorb(vec![run]), Err(SyncError::Local(_))));
     }
 }
