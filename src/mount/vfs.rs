@@ -553,13 +553,14 @@ impl Vfs {
         if let Some(t) = self.inner.trees.lock().get(&id) {
             return Ok(t.clone());
         }
-        let entries = match (self.inner.store.tree(commit)?, &self.inner.remote) {
+        let repo = format!("{REPO_TYPE}/{}", key.repo_id);
+        let entries = match (self.inner.store.repo_tree(&repo, commit)?, &self.inner.remote) {
             (Some(entries), _) => entries,
             (None, None) => return Err(Errno::NotFound),
             (None, Some(remote)) => {
                 let at_commit = RevisionKey { revision: commit.to_string(), ..key.clone() };
                 remote.resolve(&at_commit)?;
-                self.inner.store.tree(commit)?.ok_or_else(|| {
+                self.inner.store.repo_tree(&repo, commit)?.ok_or_else(|| {
                     tracing::warn!(%commit, "the remote resolved the commit but recorded no tree");
                     Errno::Io
                 })?

@@ -159,6 +159,11 @@ impl Default for StoreOptions {
     }
 }
 
+/// Key of a tree listed by a hub: `model/org/name@commit` (a bare commit is a tree built here).
+fn repo_tree_key(repo: &str, commit: &str) -> String {
+    format!("{repo}@{commit}")
+}
+
 /// Handle to an open store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -327,6 +332,23 @@ impl Store {
     /// The tree of a commit, if recorded.
     pub fn tree(&self, commit: &str) -> Result<Option<Vec<TreeEntry>>> {
         self.inner.db.get_json(Table::Tree, commit.as_bytes())
+    }
+
+    /// Records the tree a hub listed for `commit` of `repo` (`model/org/name`). Trees from the
+    /// network are kept per repo: a hub's claim that its repo is at some commit id names only
+    /// that repo's tree, so it can never stand in for another repo's commit of the same id.
+    pub fn put_repo_tree(&self, repo: &str, commit: &str, entries: &[TreeEntry]) -> Result<()> {
+        self.inner.db.put_json(Table::Tree, repo_tree_key(repo, commit).as_bytes(), entries)
+    }
+
+    /// The tree of `commit` of `repo`: the one a hub listed for that repo, else one recorded
+    /// locally for the bare commit ([`Store::put_tree`]: stores made before trees were kept
+    /// per repo, and trees built here).
+    pub fn repo_tree(&self, repo: &str, commit: &str) -> Result<Option<Vec<TreeEntry>>> {
+        match self.inner.db.get_json(Table::Tree, repo_tree_key(repo, commit).as_bytes())? {
+            Some(tree) => Ok(Some(tree)),
+            None => self.tree(commit),
+        }
     }
 
     /// Points a ref (any caller-chosen key) at a commit, stamped with `now` (unix seconds).

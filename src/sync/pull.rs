@@ -125,7 +125,7 @@ async fn record(store: &Store, key: &RevisionKey, commit: &str, date: Option<u64
     tokio::task::spawn_blocking(move || {
         // What was streamed in is durable and indexed before the ref says the revision is here.
         store.flush()?;
-        store.put_tree(&commit, &entries)?;
+        store.put_repo_tree(&format!("{}/{}", key.repo_type, key.repo_id), &commit, &entries)?;
         if let Some(date) = date {
             store.put_commit_date(&commit, date)?;
         }

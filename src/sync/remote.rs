@@ -65,9 +65,10 @@ impl HubSource {
         let started = std::time::Instant::now();
         let repo_type = parse_repo_type(&key.repo_type)?;
         let (commit, date) = self.hub.revision_dated(repo_type, &key.repo_id, &key.revision).await?;
-        let (store, commit2) = (self.store.clone(), commit.clone());
+        let repo = format!("{}/{}", key.repo_type, key.repo_id);
+        let (store, commit2, repo2) = (self.store.clone(), commit.clone(), repo.clone());
         // A commit's tree never changes: one already stored (a restart) is not listed again.
-        let stored = blocking(move || Ok(store.tree(&commit2)?.is_some())).await?;
+        let stored = blocking(move || Ok(store.repo_tree(&repo2, &commit2)?.is_some())).await?;
         let mut files = None;
         if !stored {
             let listing = self.hub.list_tree(repo_type, &key.repo_id, &commit).await?;
@@ -75,7 +76,7 @@ impl HubSource {
             let entries = lazy_entries(&fetcher, &listing.files).await?;
             files = Some(entries.len());
             let (store, commit2) = (self.store.clone(), commit.clone());
-            blocking(move || Ok(store.put_tree(&commit2, &entries)?)).await?;
+            blocking(move || Ok(store.put_repo_tree(&repo, &commit2, &entries)?)).await?;
         }
         let (store, key2, commit2) = (self.store.clone(), key.clone(), commit.clone());
         blocking(move || {

@@ -174,3 +174,40 @@ fn an_unbounded_reconstruction_is_an_error() {
     assert!(matches!(code, Some(1 | 2)), "{code:?}: {stderr}");
     assert!(hub.requests().iter().any(|(line, _)| line.contains("/v2/reconstructions/")));
 }
+
+/// Issue 13 item 12: a hostile hub claiming that its repo is at another repo's commit id cannot
+/// make a later mount of the real repo show its tree (trees from the network are kept per repo).
+#[cfg(feature = "mount")]
+#[test]
+fn a_claimed_commit_id_cannot_stand_in_for_another_repos_tree() {
+    use crate::require;
+    require!(crate::mount::fuse_ready(), "needs root, /dev/fuse and fusermount3");
+    let py = require!(crate::common::python(), "no venv");
+    let data = tempfile::tempdir().unwrap();
+    let real = crate::common::Hub::start(&data.path().join("hub"), &[]);
+    let folder = data.path().join("real");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("a.txt"), "real\n").unwrap();
+    let seeded = crate::common::py_script(
+        &py,
+        &real.url,
+        "seed_repo.py",
+        &["org/real", crate::common::WRITE_TOKEN, &format!("{}=", folder.display())],
+    );
+    let line: serde_json::Value = serde_json::from_str(seeded.lines().next().unwrap()).unwrap();
+    let commit = line["commit"].as_str().unwrap().to_owned();
+    let oid = tessera::protocol::git_blob_oid(b"hacked\n");
+    let tree = format!("[{{\"type\":\"file\",\"oid\":\"{oid}\",\"size\":7,\"path\":\"a.txt\"}}]");
+    let hostile = Hostile::start(vec![
+        ("/api/models/evil/x/revision/".into(), ok(&format!("{{\"id\":\"evil/x\",\"sha\":\"{commit}\"}}"))),
+        ("/api/models/evil/x/tree/".into(), ok(&tree)),
+        ("/evil/x/resolve/".into(), ok("hacked\n")),
+    ]);
+    let home = Home::new();
+    let (code, stderr) = run(&home, &hostile.url, &["pull", "evil/x"]);
+    assert_eq!(code, Some(0), "the hostile pull itself is well-formed: {stderr}");
+    let mnt = data.path().join("models");
+    let _mount = crate::mount::MountProc::start(&home, &mnt, &["--endpoint", &real.url]);
+    let got = std::fs::read_to_string(mnt.join("org/real@main/a.txt")).unwrap();
+    assert_eq!(got, "real\n", "the real repo's file was served from the hostile tree");
+}
