@@ -204,6 +204,20 @@ impl Reader<'_> {
     }
 }
 
+/// The terms of a file overlapping its bytes `[start, end)`, each with the file offset it starts
+/// at: the one walk every reader, fetcher and planner of byte ranges shares.
+pub fn terms_overlapping(terms: &[Term], start: u64, end: u64) -> impl Iterator<Item = (u64, &Term)> {
+    terms
+        .iter()
+        .scan(0u64, |pos, t| {
+            let at = *pos;
+            *pos += u64::from(t.unpacked_len);
+            Some((at, t))
+        })
+        .skip_while(move |(at, t)| at + u64::from(t.unpacked_len) <= start)
+        .take_while(move |(at, _)| *at < end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,18 +240,4 @@ mod tests {
             assert!(FileRecord::decode(FileHash::ZERO, &enc[..cut]).is_err());
         }
     }
-}
-
-/// The terms of a file overlapping its bytes `[start, end)`, each with the file offset it starts
-/// at: the one walk every reader, fetcher and planner of byte ranges shares.
-pub fn terms_overlapping(terms: &[Term], start: u64, end: u64) -> impl Iterator<Item = (u64, &Term)> {
-    terms
-        .iter()
-        .scan(0u64, |pos, t| {
-            let at = *pos;
-            *pos += u64::from(t.unpacked_len);
-            Some((at, t))
-        })
-        .skip_while(move |(at, t)| at + u64::from(t.unpacked_len) <= start)
-        .take_while(move |(at, _)| *at < end)
 }

@@ -71,31 +71,30 @@ fn read_head(conn: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 fn serve(mut conn: TcpStream, upstream: &str, seen: &AtomicUsize, counts: &[AtomicUsize; 6]) {
-    while let Some(head) = read_head(&mut conn) {
-        let n = seen.fetch_add(1, Ordering::Relaxed);
-        let fault = fault_for(n);
-        counts[fault as usize].fetch_add(1, Ordering::Relaxed);
-        let reply: Vec<u8> = match fault {
-            Fault::Unavailable => b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
-            Fault::TooMany => b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
-            Fault::Reset => {
-                let _ = conn.shutdown(Shutdown::Both);
-                return;
-            }
-            Fault::Pass | Fault::Truncate | Fault::Corrupt => match forward(&head, upstream) {
-                Some(r) => r,
-                None => return,
-            },
-        };
-        let reply = match fault {
-            Fault::Truncate => truncate(reply),
-            Fault::Corrupt => corrupt(reply),
-            _ => reply,
-        };
-        let _ = conn.write_all(&reply);
-        let _ = conn.shutdown(Shutdown::Both);
-        return;
-    }
+    // One request per connection: every answer closes it.
+    let Some(head) = read_head(&mut conn) else { return };
+    let n = seen.fetch_add(1, Ordering::Relaxed);
+    let fault = fault_for(n);
+    counts[fault as usize].fetch_add(1, Ordering::Relaxed);
+    let reply: Vec<u8> = match fault {
+        Fault::Unavailable => b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
+        Fault::TooMany => b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
+        Fault::Reset => {
+            let _ = conn.shutdown(Shutdown::Both);
+            return;
+        }
+        Fault::Pass | Fault::Truncate | Fault::Corrupt => match forward(&head, upstream) {
+            Some(r) => r,
+            None => return,
+        },
+    };
+    let reply = match fault {
+        Fault::Truncate => truncate(reply),
+        Fault::Corrupt => corrupt(reply),
+        _ => reply,
+    };
+    let _ = conn.write_all(&reply);
+    let _ = conn.shutdown(Shutdown::Both);
 }
 
 /// Sends the request upstream with `Connection: close` and reads the whole answer.
