@@ -258,6 +258,9 @@ impl LazyFiles {
         let _slot = self.slots.clone().acquire_owned().await;
         stream.touch();
         let result = self.run_stream(&stream).await;
+        if result.is_ok() {
+            self.forget_if_idle(&stream);
+        }
         if let Err(e) = result {
             let kind = match e {
                 SyncError::Hub(HubError::Unauthorized { .. }) => Failure::Refused,
@@ -270,6 +273,18 @@ impl LazyFiles {
             st.running = false;
         }
         self.changed.notify_waiters();
+    }
+
+    /// Drops a finished stream from the map, so a mount that runs for weeks keeps no state per
+    /// xorb range it ever read. Under the map's lock, as [`LazyFiles::want`] takes it first: a
+    /// stream restarted meanwhile stays.
+    fn forget_if_idle(&self, stream: &Arc<Stream>) {
+        let mut streams = self.streams.lock();
+        let st = stream.state.lock();
+        let key = (st.unit.xorb, st.unit.chunks.start);
+        if !st.running && streams.get(&key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            streams.remove(&key);
+        }
     }
 
     /// One request after another until the targets are met; a transfer that breaks is resumed
