@@ -4,9 +4,10 @@
 //! asked for once and cached until its URLs expire. Each unit is read by at most one *stream* at
 //! a time (single flight, shared by every reader and read-ahead window of every file): a task
 //! that requests the unit's bytes from the first chunk the store lacks, parses chunks as they
-//! arrive and adopts them into the store in growing batches, so each batch is durable and
-//! indexed as it lands, a reader waiting for it is answered at once, and nothing is fetched
-//! twice after an interruption, a timeout or a `kill -9`.
+//! arrive and adopts them into the store in growing batches, so each batch is readable as it
+//! lands (and durable and indexed within moments, `store/pending.rs`), a reader waiting for it
+//! is answered at once, and nothing indexed is fetched twice after an interruption, a timeout
+//! or a `kill -9`.
 //!
 //! A stream runs until the *targets* readers gave it are met, then stops. A target says how many
 //! decoded bytes are needed from a term's first chunk on: where a chunk starts inside a xorb is
