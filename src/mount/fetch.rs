@@ -228,9 +228,7 @@ impl Fetcher {
             a.issued = a.issued.min(start);
         }
     }
-}
 
-impl Fetcher {
     /// Whether the store holds every chunk `[start, end)` needs (local lookups only).
     fn window_present(&self, file: &FileNode, start: u64, end: u64) -> bool {
         let record = match file.record.get() {

@@ -288,26 +288,17 @@ impl Store {
     /// overlapping chunks and, in each overlapping term, the chunks before them (a chunk is
     /// placed by the lengths of those before it in its term). Local lookups only.
     pub fn range_present(&self, record: &FileRecord, start: u64, end: u64) -> Result<bool> {
-        let mut pos = 0u64;
-        for term in &record.terms {
-            let term_end = pos + u64::from(term.unpacked_len);
-            if term_end > start && pos < end {
-                let Some(meta) = self.xorb_meta(&term.xorb)? else { return Ok(false) };
-                let mut at = pos;
-                for idx in term.chunk_start..term.chunk_end {
-                    if at >= end {
-                        break;
-                    }
-                    match meta.chunks.get(idx as usize).copied().flatten() {
-                        Some(c) => at += u64::from(c.unpacked_len),
-                        None => return Ok(false),
-                    }
+        for (mut at, term) in terms_overlapping(&record.terms, start, end) {
+            let Some(meta) = self.xorb_meta(&term.xorb)? else { return Ok(false) };
+            for idx in term.chunk_start..term.chunk_end {
+                if at >= end {
+                    break;
+                }
+                match meta.chunks.get(idx as usize).copied().flatten() {
+                    Some(c) => at += u64::from(c.unpacked_len),
+                    None => return Ok(false),
                 }
             }
-            if term_end >= end {
-                break;
-            }
-            pos = term_end;
         }
         Ok(true)
     }

@@ -23,7 +23,7 @@ use crate::hash::XorbHash;
 
 /// How long adopted chunks wait at most before their fsync and indexing.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
-/// Serialized bytes awaiting their fsync beyond which writers wait.
+/// Serialized bytes awaiting their fsync beyond which a writer flushes them itself.
 const MAX_PENDING_BYTES: u64 = 512 << 20;
 
 /// The overlay, shared with its flusher thread (which holds the store itself only while it

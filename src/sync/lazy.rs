@@ -135,7 +135,7 @@ impl LazyFiles {
     }
 
     /// Returns once bytes `[offset, offset + len)` of a Xet file are present in the store. The
-    /// streams it starts go on to the ends of the terms the range touches.
+    /// streams it starts stop once the range is in (after lingering for a sequential reader).
     pub(crate) async fn fetch(self: &Arc<Self>, fetcher: &FileFetcher, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SyncError> {
         let end = offset.saturating_add(len).min(entry.size);
         let mut reasks = 0;
@@ -224,7 +224,7 @@ impl LazyFiles {
     }
 
     /// Waits until the range is present, a stream it depends on failed, or all of them stopped.
-    async fn wait(&self, record: &FileRecord, start: u64, end: u64, runs: &[(Arc<Stream>, u64)]) -> Result<Waited, SyncError> {
+    async fn wait(&self, record: &Arc<FileRecord>, start: u64, end: u64, runs: &[(Arc<Stream>, u64)]) -> Result<Waited, SyncError> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -248,7 +248,8 @@ impl LazyFiles {
         }
     }
 
-    async fn present(&self, record: &FileRecord, start: u64, end: u64) -> Result<bool, SyncError> {
+    /// Checked after every adopted batch by every waiter: the record is shared, not copied.
+    async fn present(&self, record: &Arc<FileRecord>, start: u64, end: u64) -> Result<bool, SyncError> {
         let (store, record) = (self.store.clone(), record.clone());
         blocking(move || Ok(store.range_present(&record, start, end)?)).await
     }
@@ -258,20 +259,19 @@ impl LazyFiles {
         // The semaphore is never closed; a failure to acquire would only mean running unthrottled.
         let _slot = self.slots.clone().acquire_owned().await;
         stream.touch();
-        let result = self.run_stream(&stream).await;
-        if result.is_ok() {
-            self.forget_if_idle(&stream);
-        }
-        if let Err(e) = result {
-            let kind = match e {
-                SyncError::Hub(HubError::Unauthorized { .. }) => Failure::Refused,
-                SyncError::Corrupt(_) | SyncError::Hub(HubError::Malformed { .. }) => Failure::Corrupt,
-                _ => Failure::Unavailable,
-            };
-            let mut st = stream.state.lock();
-            tracing::debug!(xorb = %st.unit.xorb, error = %e, "stream failed");
-            st.failure = Some((e.to_string(), kind));
-            st.running = false;
+        match self.run_stream(&stream).await {
+            Ok(()) => self.forget_if_idle(&stream),
+            Err(e) => {
+                let kind = match e {
+                    SyncError::Hub(HubError::Unauthorized { .. }) => Failure::Refused,
+                    SyncError::Corrupt(_) | SyncError::Hub(HubError::Malformed { .. }) => Failure::Corrupt,
+                    _ => Failure::Unavailable,
+                };
+                let mut st = stream.state.lock();
+                tracing::debug!(xorb = %st.unit.xorb, error = %e, "stream failed");
+                st.failure = Some((e.to_string(), kind));
+                st.running = false;
+            }
         }
         self.changed.notify_waiters();
     }
