@@ -118,8 +118,9 @@ impl FileFetcher {
         Ok((self.hub.reconstruction(&token.cas_url, &token.access_token, &xet).await?, token.exp))
     }
 
-    /// Streams a Xet file's missing chunks into the store (each batch durable and indexed as it
-    /// lands, so an interrupted pull resumes where it stopped), then checks the whole file: its
+    /// Streams a Xet file's missing chunks into the store (each batch readable as it lands and
+    /// indexed once durable, so an interrupted pull resumes from what was indexed; `pull`
+    /// flushes the rest before it records the revision), then checks the whole file: its
     /// Xet hash over every chunk and its SHA-256 over every byte. A file that fails is dropped
     /// from the index (its chunks fetched again by the next attempt).
     async fn fetch_xet(&self, t: &FileTarget, xet: FileHash) -> Result<FileRecord, SyncError> {
