@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tessera::format::{decode_chunk_into, ChunkHeader, MAX_CHUNK_LEN};
+use tessera_xet::format::{ChunkHeader, MAX_CHUNK_LEN, decode_chunk_into};
 
 fuzz_target!(|data: &[u8]| {
     let mut out = vec![0xAA; 3];

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tessera::format::Shard;
+use tessera_xet::format::Shard;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(shard) = Shard::decode(data) else { return };

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tessera::format::{parse_xorb, XorbFooter};
+use tessera_xet::format::{XorbFooter, parse_xorb};
 
 fuzz_target!(|data: &[u8]| {
     let _ = XorbFooter::split_stored(data);

@@ -23,6 +23,7 @@ use futures::StreamExt;
 use super::{RepoParams, query_pairs, read_body};
 use crate::format::{Shard, ShardChunk, ShardXorb};
 use crate::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
+use crate::protocol::http::{ClosedRangesError, parse_closed_ranges};
 use crate::protocol::{
     BatchReconstruction, ChunkRange, FetchInfo, FileKey, InclusiveByteRange, ReconstructionTerm,
     ReconstructionV1, ReconstructionV2, RepoType, ShardEvent, ShardUploadResponse,
@@ -461,27 +462,18 @@ pub async fn fetch(
     Ok(multipart(s, hash, requested))
 }
 
-/// The closed ranges of a `Range` header on a presigned URL. Overlapping or repeated ranges
-/// are refused (416): each signed byte may be asked for once, so an answer is never larger
-/// than the signed ranges (one xorb), however the header is written.
+/// The closed ranges of a `Range` header on a presigned URL; overlapping or repeated ones are
+/// 416, so each signed byte is served at most once.
 fn requested_ranges(value: &str) -> ApiResult<Vec<(u64, u64)>> {
-    let ranges = parse_range_header(value)
-        .ok_or_else(|| ApiError::bad_request("bad Range"))?
-        .into_iter()
-        .map(|spec| match spec {
-            crate::protocol::RangeSpec::FromTo(a, Some(b)) => Ok((a, b)),
-            _ => Err(ApiError::bad_request("only closed ranges are served")),
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
-    let mut sorted = ranges.clone();
-    sorted.sort_unstable();
-    if sorted.windows(2).any(|w| w[1].0 <= w[0].1) {
-        return Err(ApiError::new(
+    parse_closed_ranges(value).map_err(|e| match e {
+        ClosedRangesError::Malformed => {
+            ApiError::bad_request("bad Range: only closed ranges are served")
+        }
+        ClosedRangesError::Overlapping => ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "overlapping or repeated ranges are not served",
-        ));
-    }
-    Ok(ranges)
+        ),
+    })
 }
 
 /// A 206 answer of `len` bytes, with `Content-Range` for a single range or the multipart type.

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{MAX_XORB_BYTES, MAX_XORB_CHUNKS};
-use crate::hash::XorbHash;
+use tessera_xet::format::{MAX_XORB_BYTES, MAX_XORB_CHUNKS};
+use tessera_xet::hash::XorbHash;
 
 /// A half-open chunk-index range `[start, end)`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,7 +6,7 @@
 //! of the raw bytes is printed reversed.
 //!
 //! ```
-//! use tessera::hash::{chunk_hash, file_hash, ChunkHash};
+//! use tessera_xet::hash::{chunk_hash, file_hash, ChunkHash};
 //! let c = chunk_hash(b"hello world");
 //! assert_eq!(c.to_string(), "4e39378b9d359f118190557a1f44130219a54e5fcfa07bd96cf50b466fe651b1");
 //! let f = file_hash(&[(c, 11)]);
@@ -19,7 +19,8 @@ use std::str::FromStr;
 use sha2::Digest;
 
 /// Key of the chunk hash (keyed BLAKE3 over the chunk bytes).
-const DATA_KEY: [u8; 32] = hex32("6697f5775b9550de3135cbaca597181c9de421109beb2b58b4d0b04b93adf229");
+const DATA_KEY: [u8; 32] =
+    hex32("6697f5775b9550de3135cbaca597181c9de421109beb2b58b4d0b04b93adf229");
 /// Key of Merkle internal nodes.
 const INTERNAL_NODE_KEY: [u8; 32] =
     hex32("017ec5c7a5472996fd946666b48a02e65ddd536f37c76dd2f86352e64a53713f");
@@ -355,7 +356,10 @@ mod tests {
     #[test]
     fn hello_world_vectors() {
         let c = chunk_hash(b"hello world");
-        assert_eq!(c.to_string(), "4e39378b9d359f118190557a1f44130219a54e5fcfa07bd96cf50b466fe651b1");
+        assert_eq!(
+            c.to_string(),
+            "4e39378b9d359f118190557a1f44130219a54e5fcfa07bd96cf50b466fe651b1"
+        );
         assert_eq!(xorb_hash(&[(c, 11)]).to_string(), c.to_string());
         assert_eq!(
             range_hash(&[c]).to_string(),

@@ -15,7 +15,7 @@
 //! - [`Shard`] encodes the upload and dedup-response forms of a shard and decodes any form.
 //!
 //! ```
-//! use tessera::format::{parse_xorb, CompressionPolicy, XorbBuilder};
+//! use tessera_xet::format::{parse_xorb, CompressionPolicy, XorbBuilder};
 //! let mut builder = XorbBuilder::new(CompressionPolicy::Auto);
 //! builder.push(b"hello world")?;
 //! let xorb = builder.finish();
@@ -23,7 +23,7 @@
 //! let parsed = parse_xorb(&xorb.body)?;
 //! assert_eq!(parsed.hash, xorb.hash);
 //! assert_eq!(parsed.chunks, xorb.chunks);
-//! # Ok::<(), tessera::format::FormatError>(())
+//! # Ok::<(), tessera_xet::format::FormatError>(())
 //! ```
 
 mod bg4;

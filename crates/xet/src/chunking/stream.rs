@@ -83,7 +83,8 @@ pub fn chunk_stream<R: Read + Send, E: From<std::io::Error>>(
             size += len as u64;
             let whole = join_carry(&mut buf, &carry, len);
             let fresh = &whole[carry.len()..];
-            let ((), (ends, hashes)) = rayon::join(|| sha.update(fresh), || chunk_and_hash(whole, eof));
+            let ((), (ends, hashes)) =
+                rayon::join(|| sha.update(fresh), || chunk_and_hash(whole, eof));
             visit(&Window { data: whole, ends: &ends, hashes: &hashes })?;
             let mut start = 0;
             for (end, h) in ends.iter().zip(&hashes) {
@@ -96,7 +97,12 @@ pub fn chunk_stream<R: Read + Send, E: From<std::io::Error>>(
             }
             let _ = give_empty.send(buf);
         }
-        Ok(StreamSummary { file_hash: file_hash(&leaves), sha256: sha.finish(), size, chunks: leaves.len() })
+        Ok(StreamSummary {
+            file_hash: file_hash(&leaves),
+            sha256: sha.finish(),
+            size,
+            chunks: leaves.len(),
+        })
     })
 }
 
@@ -119,9 +125,14 @@ fn reader_gone() -> std::io::Error {
 }
 
 /// The reader thread: fills each empty buffer it is given until the input ends or fails.
-fn read_windows(mut reader: impl Read, empty: Receiver<Vec<u8>>, filled: SyncSender<std::io::Result<Filled>>) {
+fn read_windows(
+    mut reader: impl Read,
+    empty: Receiver<Vec<u8>>,
+    filled: SyncSender<std::io::Result<Filled>>,
+) {
     for mut buf in empty {
-        let result = fill(&mut reader, &mut buf[CARRY_ROOM..]).map(|(len, eof)| Filled { buf, len, eof });
+        let result =
+            fill(&mut reader, &mut buf[CARRY_ROOM..]).map(|(len, eof)| Filled { buf, len, eof });
         let last = !matches!(result, Ok(Filled { eof: false, .. }));
         if filled.send(result).is_err() || last {
             return;

@@ -9,7 +9,7 @@
 //! - [`http`]: header names, byte ranges, url-encoded forms, Hub dates and git object ids.
 //!
 //! ```
-//! use tessera::protocol::{CommitLine, RepoType};
+//! use tessera_protocol::{CommitLine, RepoType};
 //! let line: CommitLine =
 //!     serde_json::from_str(r#"{"key":"deletedFile","value":{"path":"a.txt"}}"#).unwrap();
 //! assert!(matches!(line, CommitLine::DeletedFile(_)));

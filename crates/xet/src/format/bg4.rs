@@ -71,7 +71,7 @@ fn u128_to_rows(x: u128, pieces: [&mut [u8]; 4]) {
 ///
 /// ```
 /// let mut out = Vec::new();
-/// tessera::format::bg4_split_into(&[1, 2, 3, 4, 5, 6], &mut out);
+/// tessera_xet::format::bg4_split_into(&[1, 2, 3, 4, 5, 6], &mut out);
 /// assert_eq!(out, [1, 5, 2, 6, 3, 4]);
 /// ```
 pub fn bg4_split_into(data: &[u8], out: &mut Vec<u8>) {

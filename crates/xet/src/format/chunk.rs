@@ -137,11 +137,11 @@ fn check_max(what: &'static str, value: usize, max: usize) -> Result<(), FormatE
 /// Serializes one chunk (header and payload) with the scheme `policy` picks.
 ///
 /// ```
-/// use tessera::format::{decode_chunk, encode_chunk, CompressionPolicy};
+/// use tessera_xet::format::{decode_chunk, encode_chunk, CompressionPolicy};
 /// let bytes = encode_chunk(b"hello world", CompressionPolicy::Auto)?;
 /// assert_eq!(bytes[..8], [0x00, 0x0b, 0x00, 0x00, 0x00, 0x0b, 0x00, 0x00]);
 /// assert_eq!(decode_chunk(&bytes)?, (b"hello world".to_vec(), 19));
-/// # Ok::<(), tessera::format::FormatError>(())
+/// # Ok::<(), tessera_xet::format::FormatError>(())
 /// ```
 pub fn encode_chunk(data: &[u8], policy: CompressionPolicy) -> Result<Vec<u8>, FormatError> {
     let mut out = Vec::with_capacity(CHUNK_HEADER_LEN + data.len());

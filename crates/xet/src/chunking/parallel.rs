@@ -22,10 +22,8 @@ pub fn chunk_boundaries_parallel(data: &[u8], threads: usize) -> Vec<usize> {
         return chunk_boundaries(data);
     }
     let seg_len = data.len() / segments;
-    let mut starts: Vec<usize> = (1..segments)
-        .into_par_iter()
-        .filter_map(|k| stable_start(data, k * seg_len))
-        .collect();
+    let mut starts: Vec<usize> =
+        (1..segments).into_par_iter().filter_map(|k| stable_start(data, k * seg_len)).collect();
     starts.insert(0, 0);
     starts.dedup();
     let pieces: Vec<Vec<usize>> = (0..starts.len())

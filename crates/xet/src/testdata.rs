@@ -40,7 +40,10 @@ impl SyntheticSafetensors {
         let entries: Vec<String> = (0..tensors)
             .map(|i| {
                 let (a, b) = (i * tensor_bytes, (i + 1) * tensor_bytes);
-                format!("\"t{i}\":{{\"dtype\":\"F16\",\"shape\":[{}],\"data_offsets\":[{a},{b}]}}", tensor_bytes / 2)
+                format!(
+                    "\"t{i}\":{{\"dtype\":\"F16\",\"shape\":[{}],\"data_offsets\":[{a},{b}]}}",
+                    tensor_bytes / 2
+                )
             })
             .collect();
         let mut json = format!("{{{}}}", entries.join(",")).into_bytes();

@@ -112,7 +112,7 @@ impl fmt::Display for RepoType {
 /// A validated `namespace/name` repo id.
 ///
 /// ```
-/// use tessera::protocol::RepoId;
+/// use tessera_protocol::RepoId;
 /// let id = RepoId::parse("sentence-transformers/all-MiniLM-L6-v2").unwrap();
 /// assert_eq!(id.namespace(), "sentence-transformers");
 /// assert!(RepoId::parse("a/../b").is_err());
@@ -226,7 +226,7 @@ pub fn validate_ref_name(name: &str) -> Result<(), IdError> {
 /// `deletedFolder` form) is removed.
 ///
 /// ```
-/// use tessera::protocol::normalize_repo_path;
+/// use tessera_protocol::normalize_repo_path;
 /// assert_eq!(normalize_repo_path("a/b.bin").unwrap(), "a/b.bin");
 /// assert_eq!(normalize_repo_path("dir/").unwrap(), "dir");
 /// for bad in ["../x", "/x", ".git/config", "a/../b", "a//b", "", "a\\b"] {

@@ -51,7 +51,7 @@ pub enum RangeSpec {
 /// Parses `bytes=a-b[,c-d...]`. `None` for anything malformed or for another unit.
 ///
 /// ```
-/// use tessera::protocol::{parse_range_header, RangeSpec};
+/// use tessera_protocol::{parse_range_header, RangeSpec};
 /// assert_eq!(parse_range_header("bytes=5-"), Some(vec![RangeSpec::FromTo(5, None)]));
 /// assert_eq!(parse_range_header("bytes=0-0, -3").unwrap().len(), 2);
 /// assert_eq!(parse_range_header("items=1-2"), None);
@@ -75,6 +75,42 @@ pub fn parse_range_header(value: &str) -> Option<Vec<RangeSpec>> {
         out.push(item);
     }
     (!out.is_empty() && out.len() <= 1024).then_some(out)
+}
+
+/// Why a `Range` header of closed ranges was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedRangesError {
+    /// Not `bytes=a-b[,c-d...]`, or an open or suffix range.
+    Malformed,
+    /// Two ranges overlap or repeat.
+    Overlapping,
+}
+
+/// The closed ranges `(first, last)` of a `Range` header in their order, refusing open, suffix,
+/// overlapping and repeated ranges: the answer to a presigned xorb URL is then never larger than
+/// the ranges it signs, however the header is written.
+///
+/// ```
+/// use tessera_protocol::http::{ClosedRangesError, parse_closed_ranges};
+/// assert_eq!(parse_closed_ranges("bytes=10-19,0-4"), Ok(vec![(10, 19), (0, 4)]));
+/// assert_eq!(parse_closed_ranges("bytes=0-4,4-9"), Err(ClosedRangesError::Overlapping));
+/// assert_eq!(parse_closed_ranges("bytes=5-"), Err(ClosedRangesError::Malformed));
+/// ```
+pub fn parse_closed_ranges(value: &str) -> Result<Vec<(u64, u64)>, ClosedRangesError> {
+    let ranges = parse_range_header(value)
+        .ok_or(ClosedRangesError::Malformed)?
+        .into_iter()
+        .map(|spec| match spec {
+            RangeSpec::FromTo(a, Some(b)) => Ok((a, b)),
+            _ => Err(ClosedRangesError::Malformed),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sorted = ranges.clone();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[1].0 <= w[0].1) {
+        return Err(ClosedRangesError::Overlapping);
+    }
+    Ok(ranges)
 }
 
 impl RangeSpec {
@@ -160,8 +196,8 @@ pub fn parse_urlencoded(body: &str) -> Vec<(String, String)> {
 /// Formats unix seconds as the Hub's date form `YYYY-MM-DDTHH:MM:SS.000Z`.
 ///
 /// ```
-/// assert_eq!(tessera::protocol::format_hub_date(0), "1970-01-01T00:00:00.000Z");
-/// assert_eq!(tessera::protocol::format_hub_date(1_700_000_000), "2023-11-14T22:13:20.000Z");
+/// assert_eq!(tessera_protocol::format_hub_date(0), "1970-01-01T00:00:00.000Z");
+/// assert_eq!(tessera_protocol::format_hub_date(1_700_000_000), "2023-11-14T22:13:20.000Z");
 /// ```
 pub fn format_hub_date(unix_secs: u64) -> String {
     let days = (unix_secs / 86_400) as i64;
@@ -187,7 +223,7 @@ pub fn format_hub_date(unix_secs: u64) -> String {
 /// Git blob object id: SHA-1 of `blob {len}\0` + content, 40 hex.
 ///
 /// ```
-/// assert_eq!(tessera::protocol::git_blob_oid(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
+/// assert_eq!(tessera_protocol::git_blob_oid(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
 /// ```
 pub fn git_blob_oid(content: &[u8]) -> String {
     let mut h = sha1::Sha1::new();

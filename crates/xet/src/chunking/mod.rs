@@ -7,7 +7,7 @@
 //! buffer across cores and re-synchronises at provably stable boundaries.
 //!
 //! ```
-//! use tessera::chunking::{chunk_boundaries, MAX_CHUNK};
+//! use tessera_xet::chunking::{chunk_boundaries, MAX_CHUNK};
 //! let data = vec![59u8; 1_000_000];
 //! let ends = chunk_boundaries(&data);
 //! assert_eq!(ends[0], MAX_CHUNK);
