@@ -8,7 +8,7 @@
 //! | `HubRepo` | `{type}/{ns}/{name}` | [`RepoRecord`] JSON |
 //! | `HubRef` | `{repo}\0refs/heads/{b}` or `\0refs/tags/{t}` | commit id |
 //! | `HubCommit` | `{repo}\0{commit}` | [`CommitRecord`] JSON |
-//! | `HubTree` | `t\0{tree id}` | `Vec<`[`Entry`]`>` JSON, sorted by path |
+//! | `HubTree` | `t\0{tree id}` | `Vec<`[`Entry`]`>` JSON, sorted by path (with its GC roots) |
 //! | `HubTree` | `f\0{repo}\0{file hash}` | empty: the file may be read with this repo's CAS token |
 //!
 //! A commit writes its tree, its record, its file index entries and the branch update in ONE
@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use crate::hash::{FileHash, Sha256};
-use crate::protocol::{RepoId, RepoType, is_commit_id, lfs_pointer, sha1_hex};
-use crate::store::{KvBatch, Store, Table};
+use crate::protocol::{RepoId, RepoType, is_commit_id, sha1_hex};
+use crate::store::{KvBatch, Store, Table, hub_tree_key};
 
 /// Key of a repo in every table: `{type}/{ns}/{name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,41 +76,9 @@ impl RepoRecord {
     }
 }
 
-/// One file of a tree.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Entry {
-    /// Path in the repo.
-    pub path: String,
-    /// Content size.
-    pub size: u64,
-    /// Xet file hash (every file is in the store).
-    pub file: FileHash,
-    /// SHA-256 of the content.
-    pub sha256: Sha256,
-    /// Git blob oid: of the content, or of the LFS pointer for LFS files.
-    pub git_oid: String,
-    /// Committed as an LFS pointer.
-    pub lfs: bool,
-}
-
-impl Entry {
-    /// An LFS entry, its git oid computed from the pointer.
-    pub fn lfs(path: String, size: u64, file: FileHash, sha256: Sha256) -> Self {
-        let git_oid =
-            crate::protocol::git_blob_oid(lfs_pointer(&sha256.to_string(), size).as_bytes());
-        Self { path, size, file, sha256, git_oid, lfs: true }
-    }
-
-    /// Size of the LFS pointer file.
-    pub fn pointer_size(&self) -> u64 {
-        lfs_pointer(&self.sha256.to_string(), self.size).len() as u64
-    }
-
-    /// The etag clients key their cache on: sha256 for LFS files, git oid otherwise.
-    pub fn etag(&self) -> String {
-        if self.lfs { self.sha256.to_string() } else { self.git_oid.clone() }
-    }
-}
+/// One file of a tree: the store's tree entry, so hub trees and client trees are one type and
+/// the store knows which files a hub commit keeps alive.
+pub use crate::store::TreeEntry as Entry;
 
 /// A commit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -235,7 +203,7 @@ impl HubDb {
             return Ok(t.clone());
         }
         let tree: Arc<Vec<Entry>> =
-            match self.store.kv_get(Table::HubTree, format!("t\0{tree_id}").as_bytes())? {
+            match self.store.kv_get(Table::HubTree, &hub_tree_key(tree_id))? {
                 Some(v) => Arc::new(from_json(&v)?),
                 None => return Err(ApiError::internal(format!("tree {tree_id} missing"))),
             };
@@ -464,7 +432,7 @@ fn write_commit(
         title: meta.title.clone(),
         message: meta.message.clone(),
     };
-    batch.put(Table::HubTree, format!("t\0{tree}"), tree_json);
+    batch.put_hub_tree(&tree, tree_json, entries);
     batch.put(Table::HubCommit, key.sub(&id), to_json(&record)?);
     Ok(id)
 }

@@ -43,10 +43,12 @@ pub enum Table {
     HubTree,
     /// commit -> its date (unix seconds, 8 bytes LE), for the mount's `mtime`.
     CommitDate,
+    /// GC roots: `{kind}{holder}\0{file hash}` -> empty (`roots.rs`); all `gc` reads.
+    Root,
 }
 
 impl Table {
-    const ALL: [Table; 14] = [
+    const ALL: [Table; 15] = [
         Table::Meta,
         Table::Xorb,
         Table::Chunk,
@@ -61,6 +63,7 @@ impl Table {
         Table::HubCommit,
         Table::HubTree,
         Table::CommitDate,
+        Table::Root,
     ];
 
     fn name(self) -> &'static str {
@@ -79,6 +82,7 @@ impl Table {
             Table::HubCommit => "hub_commit",
             Table::HubTree => "hub_tree",
             Table::CommitDate => "commit_date",
+            Table::Root => "root",
         }
     }
 }
@@ -147,6 +151,7 @@ impl Db {
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let this = Self { db };
         this.check_version()?;
+        this.migrate_roots()?;
         Ok(this)
     }
 

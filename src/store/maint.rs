@@ -177,11 +177,13 @@ impl Store {
         })
     }
 
-    /// Deletes what no pin, no recorded tree and no hub tree references; never what is referenced.
+    /// Deletes what no root holds (`roots.rs`: pins, recorded trees, hub commits' trees); never
+    /// what one holds.
     /// Index entries go first, files after, so a crash in between leaves only orphan files,
     /// which the next run removes.
     pub fn gc(&self) -> Result<GcReport> {
-        let live_files = self.live_files()?;
+        let roots = self.inner.roots_lock.write();
+        let live_files = self.inner.db.rooted_files()?;
         let mut live_xorbs: HashSet<XorbHash> = HashSet::new();
         let mut batch = KvBatch::default();
         let mut report = GcReport::default();
@@ -209,6 +211,7 @@ impl Store {
             Ok(())
         })?;
         self.inner.db.write(batch)?;
+        drop(roots);
         self.inner.cache.clear();
         for hash in self.inner.xorbs.list()? {
             if !live_xorbs.contains(&hash) {
@@ -232,50 +235,6 @@ impl Store {
         }
         report.bytes_freed += self.remove_flat_leftovers()?;
         Ok(())
-    }
-
-    /// Files reachable from pins, recorded trees and the hub server's trees.
-    fn live_files(&self) -> Result<HashSet<FileHash>> {
-        let mut live = HashSet::new();
-        self.inner.db.for_each(Table::Pin, |_, v| {
-            if let Ok(h) = serde_json::from_slice::<FileHash>(v) {
-                live.insert(h);
-            }
-            Ok(())
-        })?;
-        for table in [Table::Tree, Table::HubTree] {
-            self.inner.db.for_each(table, |_, v| {
-                collect_file_hashes(v, &mut live);
-                Ok(())
-            })?;
-        }
-        Ok(live)
-    }
-}
-
-/// Every `"file"` / `"xet_hash"` field in a JSON tree value; trees of both the client and the
-/// hub server name their content this way.
-fn collect_file_hashes(json: &[u8], out: &mut HashSet<FileHash>) {
-    fn walk(v: &serde_json::Value, out: &mut HashSet<FileHash>) {
-        match v {
-            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    match (k.as_str(), v.as_str()) {
-                        ("file" | "xet_hash" | "file_hash", Some(s)) => {
-                            if let Ok(h) = FileHash::from_hex(s) {
-                                out.insert(h);
-                            }
-                        }
-                        _ => walk(v, out),
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) {
-        walk(&v, out);
     }
 }
 

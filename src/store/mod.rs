@@ -30,6 +30,7 @@ mod maint;
 mod pending;
 mod read;
 mod records;
+mod roots;
 mod source;
 mod xorbs;
 
@@ -40,6 +41,7 @@ pub use db::{KvBatch, Table};
 pub use ingest::{IngestReport, IngestSession};
 pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
 pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping};
+pub use roots::{RootHolder, hub_tree_key};
 pub use source::{RemoteSource, RevisionKey, SourceError};
 
 use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash};
@@ -179,6 +181,9 @@ struct Inner {
     meta_lock: parking_lot::Mutex<()>,
     /// Fetched chunks readable but not yet indexed.
     pending: Arc<pending::Pending>,
+    /// Writers of roots share it; `gc` holds it alone while it decides what is live and drops
+    /// the index entries of the rest, so a root is either seen by `gc` or written after it.
+    roots_lock: parking_lot::RwLock<()>,
 }
 
 impl Store {
@@ -206,6 +211,7 @@ impl Store {
             cache,
             meta_lock: parking_lot::Mutex::new(()),
             pending: Arc::default(),
+            roots_lock: parking_lot::RwLock::new(()),
         }) })
     }
 
@@ -315,9 +321,25 @@ impl Store {
         self.inner.db.write(batch)
     }
 
-    /// Records the tree of a commit.
+    /// Records the tree of a commit, with its files' roots.
     pub fn put_tree(&self, commit: &str, entries: &[TreeEntry]) -> Result<()> {
-        self.inner.db.put_json(Table::Tree, commit.as_bytes(), entries)
+        self.write_tree(commit, entries)
+    }
+
+    /// Writes a tree under `key` and its roots in one batch.
+    fn write_tree(&self, key: &str, entries: &[TreeEntry]) -> Result<()> {
+        let mut batch = KvBatch::default();
+        let json = serde_json::to_vec(entries)
+            .map_err(|_| StoreError::Record(RecordError { what: "tree", len: entries.len() }))?;
+        batch.put(Table::Tree, key.as_bytes(), json);
+        batch.add_tree_roots(RootHolder::Tree(key), entries);
+        self.write_roots(batch)
+    }
+
+    /// Writes a batch that adds or drops roots, never while `gc` decides what is live.
+    fn write_roots(&self, batch: KvBatch) -> Result<()> {
+        let _roots = self.inner.roots_lock.read();
+        self.inner.db.write(batch)
     }
 
     /// The tree of a commit, if recorded.
@@ -329,7 +351,7 @@ impl Store {
     /// network are kept per repo: a hub's claim that its repo is at some commit id names only
     /// that repo's tree, so it can never stand in for another repo's commit of the same id.
     pub fn put_repo_tree(&self, repo: &str, commit: &str, entries: &[TreeEntry]) -> Result<()> {
-        self.inner.db.put_json(Table::Tree, repo_tree_key(repo, commit).as_bytes(), entries)
+        self.write_tree(&repo_tree_key(repo, commit), entries)
     }
 
     /// The tree of `commit` of `repo`: the one a hub listed for that repo, else one recorded
@@ -353,15 +375,29 @@ impl Store {
     }
 
     /// Pins a file so `gc` keeps it even when no tree references it (what `tessera add` does).
+    /// Fails with [`StoreError::UnknownFile`] if the file is not indexed (a `gc` that ran since it
+    /// was added removed it): a pin never points at nothing.
     pub fn pin(&self, name: &str, file: &FileHash) -> Result<()> {
-        self.inner.db.put_json(Table::Pin, name.as_bytes(), file)
+        let _roots = self.inner.roots_lock.read();
+        if self.inner.db.file(file)?.is_none() {
+            return Err(StoreError::UnknownFile(*file));
+        }
+        let mut batch = KvBatch::default();
+        let json = serde_json::to_vec(file)
+            .map_err(|_| StoreError::Record(RecordError { what: "pin", len: 32 }))?;
+        self.inner.db.drop_roots(&mut batch, RootHolder::Pin(name))?;
+        batch.put(Table::Pin, name.as_bytes(), json);
+        batch.add_root(RootHolder::Pin(name), file);
+        self.inner.db.write(batch)
     }
 
-    /// Removes a pin; returns whether it existed.
+    /// Removes a pin and its root; returns whether it existed.
     pub fn unpin(&self, name: &str) -> Result<bool> {
+        let _roots = self.inner.roots_lock.read();
         let existed = self.inner.db.get(Table::Pin, name.as_bytes())?.is_some();
         let mut batch = KvBatch::default();
         batch.delete(Table::Pin, name.as_bytes());
+        self.inner.db.drop_roots(&mut batch, RootHolder::Pin(name))?;
         self.inner.db.write(batch)?;
         Ok(existed)
     }
@@ -378,6 +414,6 @@ impl Store {
 
     /// Applies a batch atomically and durably.
     pub fn kv_write(&self, batch: KvBatch) -> Result<()> {
-        self.inner.db.write(batch)
+        self.write_roots(batch)
     }
 }

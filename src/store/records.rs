@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash};
+use crate::protocol::{git_blob_oid, lfs_pointer};
 
 /// A record that does not decode: the index is damaged (fsck reports it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,6 +174,24 @@ pub struct TreeEntry {
     pub git_oid: String,
     /// Whether git holds an LFS pointer rather than the content.
     pub lfs: bool,
+}
+
+impl TreeEntry {
+    /// An LFS entry, its git oid computed from the pointer.
+    pub fn lfs(path: String, size: u64, file: FileHash, sha256: Sha256) -> Self {
+        let git_oid = git_blob_oid(lfs_pointer(&sha256.to_string(), size).as_bytes());
+        Self { path, size, file, sha256, git_oid, lfs: true }
+    }
+
+    /// Size of the LFS pointer file.
+    pub fn pointer_size(&self) -> u64 {
+        lfs_pointer(&self.sha256.to_string(), self.size).len() as u64
+    }
+
+    /// The etag clients key their cache on: sha256 for LFS files, git oid otherwise.
+    pub fn etag(&self) -> String {
+        if self.lfs { self.sha256.to_string() } else { self.git_oid.clone() }
+    }
 }
 
 /// Bounds-checked little-endian reader: every accessor returns `None` past the end.

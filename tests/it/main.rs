@@ -8,6 +8,7 @@ mod bench_restart;
 mod common;
 mod fault_proxy;
 mod foundation;
+mod gc_roots;
 mod pull;
 mod push;
 mod hub_server;

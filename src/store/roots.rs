@@ -1,0 +1,144 @@
+//! GC roots, typed: which holder keeps which file alive.
+//!
+//! Every writer of a reference (a client tree, a pin, the tree of a hub commit) queues its roots
+//! in the same [`KvBatch`] as the reference itself, so a crash never leaves one without the other,
+//! and `gc` reads only the `root` table: it never guesses liveness from values it would have to
+//! decode. Key: `{kind}{holder}\0{file hash}` (holders are ids or names, which never hold NUL);
+//! value empty.
+//!
+//! The push cache (`$TESSERA_HOME/push-cache`) is not a root: it lists xorbs a remote CAS holds,
+//! never files of this store.
+
+use super::db::{KvBatch, Table};
+use super::records::TreeEntry;
+use super::{Result, StoreError};
+use crate::hash::FileHash;
+
+/// Who holds a reference to a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootHolder<'a> {
+    /// A pin of `tessera add`, by name.
+    Pin(&'a str),
+    /// A client tree (a pulled, mounted or exported revision), by its tree key.
+    Tree(&'a str),
+    /// The tree of a hub server commit, by tree id.
+    HubTree(&'a str),
+}
+
+impl RootHolder<'_> {
+    fn prefix(&self) -> Vec<u8> {
+        let (kind, name) = match self {
+            RootHolder::Pin(n) => (b'p', n),
+            RootHolder::Tree(n) => (b't', n),
+            RootHolder::HubTree(n) => (b'h', n),
+        };
+        let mut key = Vec::with_capacity(name.len() + 34);
+        key.push(kind);
+        key.extend_from_slice(name.as_bytes());
+        key.push(0);
+        key
+    }
+}
+
+/// Meta key set once every reference of the store has its roots (stores made before roots were
+/// typed are migrated at open).
+const MIGRATED: &[u8] = b"roots";
+
+impl KvBatch {
+    /// Queues a root: `holder` keeps `file` alive through `gc`.
+    pub fn add_root(&mut self, holder: RootHolder<'_>, file: &FileHash) {
+        let mut key = holder.prefix();
+        key.extend_from_slice(file.as_bytes());
+        self.put(Table::Root, key, Vec::new());
+    }
+
+    /// Queues the roots of every file of a tree.
+    pub fn add_tree_roots(&mut self, holder: RootHolder<'_>, entries: &[TreeEntry]) {
+        for e in entries {
+            self.add_root(holder, &e.file);
+        }
+    }
+}
+
+impl KvBatch {
+    /// Queues the tree of a hub server commit under its id (`tree_json` is what the id hashes),
+    /// with its files' roots.
+    pub fn put_hub_tree(&mut self, tree_id: &str, tree_json: Vec<u8>, entries: &[TreeEntry]) {
+        self.put(Table::HubTree, hub_tree_key(tree_id), tree_json);
+        self.add_tree_roots(RootHolder::HubTree(tree_id), entries);
+    }
+}
+
+/// Key of a hub server tree in [`Table::HubTree`].
+pub fn hub_tree_key(tree_id: &str) -> Vec<u8> {
+    [HUB_TREE_PREFIX, tree_id.as_bytes()].concat()
+}
+
+/// The file a root key names: its last 32 bytes.
+fn rooted_file(key: &[u8]) -> Option<FileHash> {
+    let at = key.len().checked_sub(32)?;
+    let bytes: [u8; 32] = key[at..].try_into().ok()?;
+    Some(FileHash::from_bytes(bytes))
+}
+
+impl super::db::Db {
+    /// Every file some root keeps alive.
+    pub(crate) fn rooted_files(&self) -> Result<std::collections::HashSet<FileHash>> {
+        let mut live = std::collections::HashSet::new();
+        self.for_each(Table::Root, |k, _| {
+            live.insert(rooted_file(k).ok_or_else(|| bad_root(k))?);
+            Ok(())
+        })?;
+        Ok(live)
+    }
+
+    /// Queues the deletion of every root of `holder`.
+    pub(crate) fn drop_roots(&self, batch: &mut KvBatch, holder: RootHolder<'_>) -> Result<()> {
+        for (k, _) in self.scan_prefix(Table::Root, &holder.prefix())? {
+            batch.delete(Table::Root, k);
+        }
+        Ok(())
+    }
+
+    /// Gives the references of a store made before roots were typed their roots, once. Every
+    /// value must decode as its type: one that does not stops the open with an error rather
+    /// than leave its files to `gc`.
+    pub(crate) fn migrate_roots(&self) -> Result<()> {
+        if self.get(Table::Meta, MIGRATED)?.is_some() {
+            return Ok(());
+        }
+        let mut batch = KvBatch::default();
+        self.for_each(Table::Pin, |k, v| {
+            let file: FileHash = serde_json::from_slice(v).map_err(|_| bad_value("pin", k))?;
+            batch.add_root(RootHolder::Pin(&String::from_utf8_lossy(k)), &file);
+            Ok(())
+        })?;
+        self.for_each(Table::Tree, |k, v| {
+            let tree: Vec<TreeEntry> =
+                serde_json::from_slice(v).map_err(|_| bad_value("tree", k))?;
+            batch.add_tree_roots(RootHolder::Tree(&String::from_utf8_lossy(k)), &tree);
+            Ok(())
+        })?;
+        self.for_each(Table::HubTree, |k, v| {
+            let Some(id) = k.strip_prefix(HUB_TREE_PREFIX) else { return Ok(()) };
+            let tree: Vec<TreeEntry> =
+                serde_json::from_slice(v).map_err(|_| bad_value("hub tree", k))?;
+            batch.add_tree_roots(RootHolder::HubTree(&String::from_utf8_lossy(id)), &tree);
+            Ok(())
+        })?;
+        batch.put(Table::Meta, MIGRATED.to_vec(), b"1".to_vec());
+        self.write(batch)
+    }
+}
+
+/// Prefix of the hub server's tree keys in [`Table::HubTree`] (`t\0{tree id}`).
+pub(crate) const HUB_TREE_PREFIX: &[u8] = b"t\0";
+
+fn bad_root(key: &[u8]) -> StoreError {
+    StoreError::Record(super::RecordError { what: "root", len: key.len() })
+}
+
+fn bad_value(what: &'static str, key: &[u8]) -> StoreError {
+    tracing::error!(key = %String::from_utf8_lossy(key), "{what} does not decode; refusing to guess its roots");
+    StoreError::Record(super::RecordError { what, len: key.len() })
+}
