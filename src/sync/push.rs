@@ -56,6 +56,10 @@ pub struct PushOptions {
     pub exclude: Vec<String>,
     /// Compute everything, send nothing.
     pub dry_run: bool,
+    /// Commit as a new pull request against the branch instead of on it.
+    pub create_pr: bool,
+    /// SDK of a Space created by `create` (the Hub requires one).
+    pub space_sdk: Option<String>,
 }
 
 /// Seconds spent per phase.
@@ -84,6 +88,10 @@ pub struct PushReport {
     pub commit: Option<String>,
     /// URL of the new commit.
     pub commit_url: Option<String>,
+    /// URL of the pull request the push opened (`--create-pr`).
+    pub pr_url: Option<String>,
+    /// Its revision, `refs/pr/{n}`.
+    pub pr_revision: Option<String>,
     /// Whether a commit was made.
     pub pushed: bool,
     /// Files new to the branch.
@@ -262,8 +270,16 @@ impl Push<'_> {
                 self.query_rev = Some(c.clone());
                 return Ok(Some(c));
             }
+            Head::NoRepo if t == RepoType::Space && self.opts.space_sdk.is_none() => {
+                return Err(SyncError::Usage(format!(
+                    "creating the Space {id} needs its SDK: pass --space-sdk (one of {})",
+                    crate::protocol::SPACE_SDKS.join(", ")
+                )));
+            }
             Head::NoRepo => {
-                self.hub.create_repo(t, id, self.opts.private).await?;
+                self.hub
+                    .create_repo(t, id, self.opts.private, self.opts.space_sdk.as_deref())
+                    .await?;
                 Some(self.branch_head_creating().await?)
             }
             Head::NoBranch => Some(self.branch_head_creating().await?),
@@ -449,8 +465,11 @@ impl Push<'_> {
         let summary = self.opts.message.clone().unwrap_or_else(|| default_message(diff));
         let lines = plan::commit_lines(&summary, "", Some(head), ops);
         let (t, id) = (self.opts.repo_type, self.opts.repo_id.as_str());
-        match self.hub.commit(t, id, &self.opts.branch, &lines).await {
-            Ok(r) => self.committed(r.commit_oid, r.commit_url),
+        match self.hub.commit(t, id, &self.opts.branch, &lines, self.opts.create_pr).await {
+            Ok(r) => {
+                self.committed(r.commit_oid, r.commit_url);
+                self.opened(r.pull_request_url)?;
+            }
             Err(HubError::Status { status: 409 | 412, .. }) => {
                 self.after_conflict(head, diff).await?
             }
@@ -468,6 +487,24 @@ impl Push<'_> {
         self.report.commit = Some(commit);
         self.report.commit_url = Some(url);
         self.report.pushed = true;
+    }
+
+    /// Records the pull request a `--create-pr` commit opened; its revision comes from the URL
+    /// (`.../discussions/{n}` is `refs/pr/{n}`), as `huggingface_hub` derives it.
+    fn opened(&mut self, url: Option<String>) -> Result<(), SyncError> {
+        if !self.opts.create_pr {
+            return Ok(());
+        }
+        let url = url.ok_or_else(|| {
+            SyncError::Protocol("the commit opened no pull request (no pullRequestUrl)".into())
+        })?;
+        let num = url.rsplit_once("/discussions/").and_then(|(_, n)| n.parse::<u64>().ok());
+        let num = num.ok_or_else(|| {
+            SyncError::Protocol(format!("pull request URL {url:?} has no discussion number"))
+        })?;
+        self.report.pr_revision = Some(format!("refs/pr/{num}"));
+        self.report.pr_url = Some(url);
+        Ok(())
     }
 
     /// The commit was refused because the branch moved. If the new head already holds exactly
