@@ -77,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/datasets/{ns}/{name}/info/lfs/objects/batch", post(lfs::batch_dataset))
         .route("/spaces/{ns}/{name}/info/lfs/objects/batch", post(lfs::batch_space))
         .route("/_lfs/upload/{oid}/{size}", put(lfs::upload))
+        .route("/_lfs/part/{oid}/{size}/{part}", put(lfs::upload_part))
+        .route("/_lfs/complete/{oid}/{size}", post(lfs::complete))
         .route("/_lfs/verify", post(lfs::verify))
         .route("/_lfs/objects/{oid}/{size}", get(lfs::download))
         .route("/v1/reconstructions/{file_id}", get(cas::reconstruction_v1))

@@ -84,9 +84,7 @@ impl CasSession {
 /// A Hub without a CAS answers the token route with 404.
 fn no_xet(e: crate::hub::HubError) -> SyncError {
     match e {
-        crate::hub::HubError::NotFound(_) => SyncError::Protocol(
-            "the remote offers no Xet storage (the xet token route is missing)".into(),
-        ),
+        crate::hub::HubError::NotFound(why) => SyncError::NoXet(why),
         other => SyncError::Hub(other),
     }
 }

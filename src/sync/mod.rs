@@ -37,6 +37,9 @@ pub enum SyncError {
     /// The Hub sent something outside the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The remote offers no Xet storage (its token route is missing): push falls back to LFS.
+    #[error("the remote offers no Xet storage: {0}")]
+    NoXet(String),
     /// Offline and the store lacks it.
     #[error("offline, and the store does not hold {0}")]
     Offline(String),

@@ -26,7 +26,7 @@ use super::scan::{self, FoundFile};
 use super::shard_cache::ShardCache;
 use super::upload::{self, Source, XorbTarget};
 use crate::hub::{HubClient, HubError};
-use crate::protocol::{PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
+use crate::protocol::{LfsObject, PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
 use crate::store::Store;
 
 /// What to push where.
@@ -116,6 +116,11 @@ pub struct PushReport {
     pub shard_bytes: u64,
     /// Global-dedup queries asked.
     pub dedup_queries: usize,
+    /// How large files travelled: `xet` (chunks in xorbs), or `lfs` (whole objects, for a hub
+    /// without Xet storage); empty when no large file changed.
+    pub transfer: &'static str,
+    /// LFS requests that carried object bytes (single `PUT`s and multipart parts).
+    pub lfs_parts: usize,
     /// Wall time.
     pub seconds: f64,
     /// Where the time went.
@@ -355,9 +360,17 @@ impl Push<'_> {
         }
         let cas = self.cas_session();
         let cache = match &cas {
-            Some(c) => Some(ShardCache::new(self.store.home(), &c.auth().await?.url)),
+            Some(c) => match c.auth().await {
+                Ok(auth) => Some(ShardCache::new(self.store.home(), &auth.url)),
+                Err(SyncError::NoXet(why)) => {
+                    tracing::info!(%why, "no Xet storage on the remote; uploading through LFS");
+                    return self.send_lfs(lfs, clock).await;
+                }
+                Err(e) => return Err(e),
+            },
             None => None,
         };
+        self.report.transfer = "xet";
         let files: Vec<&LocalFile> = lfs.iter().map(|i| &self.local[*i]).collect();
         let (known, queries) = match &cas {
             Some(c) => remote_chunks(c, self.store, cache.as_ref(), &files).await?,
@@ -380,6 +393,49 @@ impl Push<'_> {
         self.report.shard_bytes =
             self.send_shards(cas.as_ref(), &files, &packing.terms, sent).await?;
         self.report.timings.shard = clock.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// The large files as whole LFS objects, for a hub without Xet storage (as
+    /// `huggingface_hub` falls back): one batch request per 256 objects, then each object the
+    /// remote lacks as one `PUT` or in parts. `bytes_uploaded` counts the object bytes sent; a
+    /// dry run counts every object, as it cannot ask.
+    async fn send_lfs(&mut self, lfs: &[usize], clock: Instant) -> Result<(), SyncError> {
+        self.report.transfer = "lfs";
+        self.report.timings.plan = clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let objects: Vec<LfsObject> = lfs
+            .iter()
+            .map(|i| LfsObject {
+                oid: self.local[*i].sha256.to_string(),
+                size: self.local[*i].size,
+            })
+            .collect();
+        if self.opts.dry_run {
+            self.report.bytes_uploaded += objects.iter().map(|o| o.size).sum::<u64>();
+            return Ok(());
+        }
+        let (t, id) = (self.opts.repo_type, self.opts.repo_id.as_str());
+        let rev = (!self.opts.create_pr).then_some(self.opts.branch.as_str());
+        let answers = self.hub.lfs_batch_upload(t, id, rev, &objects).await?;
+        let by_oid: HashMap<&str, &crate::protocol::LfsBatchObject> =
+            answers.iter().map(|a| (a.oid.as_str(), a)).collect();
+        self.progress.phase("uploading", objects.iter().map(|o| o.size).sum());
+        for (i, o) in lfs.iter().zip(&objects) {
+            let answer = by_oid.get(o.oid.as_str()).ok_or_else(|| {
+                SyncError::Protocol(format!(
+                    "the LFS batch did not answer for {}",
+                    self.local[*i].path
+                ))
+            })?;
+            let parts = self.hub.lfs_upload(answer, &self.found[*i].abs).await?;
+            if parts > 0 {
+                self.report.bytes_uploaded += o.size;
+                self.report.lfs_parts += parts;
+            }
+            self.progress.advance(o.size);
+        }
+        self.report.timings.xorbs = clock.elapsed().as_secs_f64();
         Ok(())
     }
 

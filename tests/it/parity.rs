@@ -134,3 +134,91 @@ fn spaces_need_their_sdk() {
     let msg = s(&info, "no_sdk_error");
     assert!(msg.contains("sdk") && msg.contains("gradio, streamlit, docker, static"), "{msg}");
 }
+
+/// Whether two files hold the same bytes, read a MiB at a time (the files are large).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (mut x, mut y) =
+        (std::fs::File::open(a).expect("open"), std::fs::File::open(b).expect("open"));
+    let (mut bx, mut by) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = x.read(&mut bx).expect("read");
+        if y.read_exact(&mut by[..n]).is_err() || bx[..n] != by[..n] {
+            return false;
+        }
+        if n == 0 {
+            return y.read(&mut by).expect("read") == 0;
+        }
+    }
+}
+
+/// Lines of the hub's log holding `needle`, without their colour codes.
+fn log_lines(hub: &Hub, needle: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(hub.data.with_extension("log")).unwrap_or_default();
+    let plain = |l: &str| {
+        let mut out = String::new();
+        let mut chars = l.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                chars.by_ref().find(|c| c.is_ascii_alphabetic());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    log.lines().map(plain).filter(|l| l.contains(needle)).collect()
+}
+
+#[test]
+fn lfs_only_hub_gets_multipart_pushes_and_uploads() {
+    let py_bin = require!(python(), "no venv");
+    let data = tempfile::tempdir().expect("tmp");
+    let hub = Hub::start(data.path(), &["--no-xet"]);
+    let (home, dir, cache) =
+        (Home::new(), tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let big = 600u64 << 20;
+    std::fs::write(dir.path().join("model.bin"), random_bytes(big as usize, 600)).expect("write");
+    std::fs::write(dir.path().join("config.json"), "{\"hidden\": 600}\n").expect("write");
+    let pushed = json(&home, &hub.url, &["push", "--create", path(dir.path()), "tester/big"]);
+    assert_eq!(
+        (pushed["transfer"].as_str(), pushed["lfs_parts"].as_u64()),
+        (Some("lfs"), Some(2)),
+        "{pushed}"
+    );
+    assert_eq!(
+        pushed["bytes_uploaded"].as_u64(),
+        Some(big + 16),
+        "object and inline bytes sent: {pushed}"
+    );
+    assert_eq!(log_lines(&hub, "LFS multipart object stored").len(), 1, "one multipart object");
+    let snap = py(&py_bin, &hub.url, &[], &["snapshot", "tester/big", "main", path(cache.path())]);
+    let got = Path::new(snap["path"].as_str().expect("path"));
+    assert!(
+        same_file(&got.join("model.bin"), &dir.path().join("model.bin")),
+        "600 MiB file differs"
+    );
+    let again = json(&home, &hub.url, &["push", path(dir.path()), "tester/big"]);
+    assert_eq!(
+        (again["pushed"].as_bool(), again["bytes_uploaded"].as_u64()),
+        (Some(false), Some(0)),
+        "{again}"
+    );
+    eprintln!(
+        "LFS fallback: {} B on the wire in {} parts for a {big} B file",
+        pushed["bytes_uploaded"], pushed["lfs_parts"]
+    );
+
+    // huggingface_hub without Xet uses the multipart transfer for a file over the part size.
+    let data2 = tempfile::tempdir().expect("tmp");
+    let hub2 = Hub::start(data2.path(), &["--lfs-part-size", "8388608"]);
+    let file = dir.path().join("weights.bin");
+    std::fs::write(&file, random_bytes(20 << 20, 20)).expect("write");
+    let env = [("HF_HUB_DISABLE_XET", "1")];
+    py(&py_bin, &hub2.url, &env, &["upload", "tester/up", path(&file), "weights.bin"]);
+    let stored = log_lines(&hub2, "LFS multipart object stored");
+    assert!(stored.len() == 1 && stored[0].contains("parts=3"), "{stored:?}");
+    let snap = py(&py_bin, &hub2.url, &[], &["snapshot", "tester/up", "main", path(cache.path())]);
+    let got = Path::new(snap["path"].as_str().expect("path"));
+    assert!(same_file(&got.join("weights.bin"), &file), "uploaded file differs");
+}
