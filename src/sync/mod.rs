@@ -3,6 +3,7 @@
 //! remote source the mount uses. Async code here reaches the synchronous store through
 //! `spawn_blocking`.
 
+mod byteranges;
 mod dedup;
 mod fetch;
 mod lazy;

@@ -222,3 +222,60 @@ fn lfs_only_hub_gets_multipart_pushes_and_uploads() {
     let got = Path::new(snap["path"].as_str().expect("path"));
     assert!(same_file(&got.join("weights.bin"), &file), "uploaded file differs");
 }
+
+/// CAS requests (reconstructions and xorb fetches) in the hub's log so far.
+fn cas_requests(hub: &Hub) -> usize {
+    let paths = ["path=/v1/reconstructions", "path=/v2/reconstructions", "path=/_cas/fetch/"];
+    log_lines(hub, " request ").iter().filter(|l| paths.iter().any(|p| l.contains(p))).count()
+}
+
+/// `tessera pull` of `repo` into a fresh store: the CAS requests it cost, and its summary.
+fn counted_pull(hub: &Hub, repo: &str) -> (usize, serde_json::Value) {
+    let before = cas_requests(hub);
+    let pulled = json(&Home::new(), &hub.url, &["pull", repo]);
+    (cas_requests(hub) - before, pulled)
+}
+
+#[test]
+fn pull_fetches_the_ranges_of_a_xorb_in_one_request() {
+    let py_bin = require!(python(), "no venv");
+    let data = tempfile::tempdir().expect("tmp");
+    let (home, base, multi) =
+        (Home::new(), tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let a = random_bytes(16 << 20, 16);
+    std::fs::write(base.path().join("a.bin"), &a).expect("write");
+    // b.bin: 8 new pieces, each followed by a 1 MiB slice of a.bin with 1 MiB gaps between the
+    // slices: 16 terms, 8 of them in disjoint ranges of a.bin's xorb.
+    let mut b = Vec::new();
+    for i in 0..8usize {
+        b.extend_from_slice(&random_bytes(128 << 10, 100 + i as u64));
+        b.extend_from_slice(&a[(2 * i) << 20..((2 * i) << 20) + (1 << 20)]);
+    }
+    std::fs::write(multi.path().join("b.bin"), &b).expect("write");
+    let (v2, v1);
+    {
+        let hub = Hub::start(data.path(), &[]);
+        json(&home, &hub.url, &["push", "--create", path(base.path()), "tester/base"]);
+        json(&home, &hub.url, &["push", "--create", path(multi.path()), "tester/multi"]);
+        let (n, pulled) = counted_pull(&hub, "tester/multi");
+        assert_eq!(pulled["bytes_total"].as_u64(), Some(b.len() as u64), "{pulled}");
+        v2 = n;
+        let cache = tempfile::tempdir().expect("tmp");
+        let before = log_lines(&hub, "path=/v2/reconstructions/").len();
+        py(&py_bin, &hub.url, &[], &["snapshot", "tester/multi", "main", path(cache.path())]);
+        assert!(
+            log_lines(&hub, "path=/v2/reconstructions/").len() > before,
+            "hf_xet must keep using v2"
+        );
+    }
+    {
+        let hub = Hub::start(data.path(), &["--no-v2-reconstructions"]);
+        let (n, pulled) = counted_pull(&hub, "tester/multi");
+        assert_eq!(pulled["bytes_total"].as_u64(), Some(b.len() as u64), "{pulled}");
+        v1 = n;
+    }
+    eprintln!(
+        "pull of a 16-term file over 8 disjoint ranges of one xorb: {v2} CAS requests with v2, {v1} with v2 answered 404"
+    );
+    assert!(v2 < v1 && v2 <= 3, "multi-range must save requests: v2 {v2}, v1 {v1}");
+}
