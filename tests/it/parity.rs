@@ -2,6 +2,9 @@
 //! multi-range reconstructions, each checked with `huggingface_hub` (the set-up venv) and the
 //! real `tessera` binary against `tessera hub serve` on 127.0.0.1.
 
+// A test's set-up failing is its failure: `expect` says which step.
+#![allow(clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 

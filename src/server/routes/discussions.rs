@@ -122,7 +122,7 @@ pub async fn list(
         .filter(|d| author.as_deref().is_none_or(|a| a == d.author))
         .collect();
     // Newest first, as the Hub lists them.
-    matching.sort_by(|a, b| b.num.cmp(&a.num));
+    matching.sort_by_key(|d| std::cmp::Reverse(d.num));
     let start = page.saturating_mul(PAGE).min(matching.len());
     let end = (start + PAGE).min(matching.len());
     let discussions = matching[start..end].iter().map(|d| summary(d, repo_type, &id)).collect();
