@@ -720,3 +720,36 @@ fn write_commit(
     batch.put(Table::HubCommit, key.sub(&id), to_json(&record)?);
     Ok(id)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn e(path: &str, seed: u8) -> Entry {
+        Entry {
+            path: path.into(),
+            size: u64::from(seed),
+            file: FileHash::ZERO,
+            sha256: Sha256::default(),
+            git_oid: seed.to_string(),
+            lfs: false,
+        }
+    }
+
+    /// A pull request's changes land on a base that moved elsewhere; the same path changed
+    /// differently on both sides is a conflict, named.
+    #[test]
+    fn three_way_merge_of_trees() {
+        let base = vec![e("a", 1), e("b", 1), e("c", 1)];
+        let ours = vec![e("a", 2), e("b", 1), e("c", 1), e("n", 1)];
+        let theirs = vec![e("b", 3), e("c", 1), e("t", 1)];
+        let merged = merge_trees(&base, &ours, &theirs);
+        assert_eq!(merged, Err(vec!["a".to_owned()]), "a: changed by us, deleted by them");
+        let theirs = vec![e("a", 1), e("b", 3), e("t", 1)];
+        let merged = merge_trees(&base, &ours, &theirs).unwrap();
+        assert_eq!(merged, vec![e("a", 2), e("b", 3), e("n", 1), e("t", 1)]);
+        let same = vec![e("a", 2), e("b", 1), e("c", 1)];
+        assert!(merge_trees(&base, &ours, &same).is_ok(), "the same change on both sides");
+    }
+}

@@ -97,10 +97,18 @@ fn pull_requests_from_huggingface_hub_and_tessera_push() {
         text.contains(&format!("refs/pr/3 on tester/pr: {}/tester/pr/discussions/3", hub.url)),
         "{text}"
     );
+    // main moves on meanwhile: merging #3 then applies its change on top (a three-way merge).
+    let other = tempfile::tempdir().expect("tmp");
+    std::fs::write(other.path().join("direct.txt"), "straight to main\n").expect("write");
+    json(&home, &hub.url, &["push", path(other.path()), "tester/pr"]);
+    py(&py_bin, &hub.url, &[], &["merge", "tester/pr", "3"]);
+    let main = json(&Home::new(), &hub.url, &["pull", "tester/pr"]);
+    // README.md, weights.bin, notes.txt, extra.bin, more.txt and direct.txt.
+    assert_eq!(main["files"].as_u64(), Some(6), "both sides after the merge: {main}");
     let draft = py(&py_bin, &hub.url, &[], &["new_pr", "tester/pr"]);
     assert_eq!(draft["num"], 4, "{draft}");
     eprintln!(
-        "pull requests: refs/pr/1 by huggingface_hub, refs/pr/2 and 3 by tessera push, merged 1 and 2"
+        "pull requests: refs/pr/1 by huggingface_hub, refs/pr/2 and 3 by tessera push, all merged"
     );
 }
 
