@@ -146,17 +146,20 @@ impl HubClient {
         Ok(out)
     }
 
-    /// A CAS write token for a branch.
+    /// A CAS write token for a branch, or for a pull request against it (`create_pr=1`, as
+    /// `huggingface_hub` asks: the Hub then grants it to contributors too).
     pub async fn xet_write_token(
         &self,
         repo_type: RepoType,
         repo_id: &str,
         rev: &str,
+        create_pr: bool,
     ) -> Result<XetTokenResponse, HubError> {
         let url = format!(
-            "{}/xet-write-token/{}",
+            "{}/xet-write-token/{}{}",
             self.api_url(repo_type, repo_id),
-            percent_encode(rev, false)
+            percent_encode(rev, false),
+            if create_pr { "?create_pr=1" } else { "" }
         );
         self.get_json(&url, repo_id, Some(rev)).await
     }

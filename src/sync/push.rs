@@ -448,7 +448,9 @@ impl Push<'_> {
         } else {
             (self.opts.branch.as_str(), true)
         };
-        Some(CasSession::new(self.hub.clone(), self.opts.repo_type, &self.opts.repo_id, rev, write))
+        let session =
+            CasSession::new(self.hub.clone(), self.opts.repo_type, &self.opts.repo_id, rev, write);
+        Some(session.for_pull_request(write && self.opts.create_pr))
     }
 
     /// The files' shard entries and the new xorbs' chunk lists, as one or more shards.
