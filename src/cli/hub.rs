@@ -40,6 +40,14 @@ pub struct HubServeArgs {
     /// Serve as a Hub without Xet storage (plain LFS downloads only), to test fallbacks.
     #[arg(long)]
     no_xet: bool,
+    /// LFS objects larger than this many bytes upload in parts of this size (multipart), as
+    /// on the Hub.
+    #[arg(long, default_value_t = crate::server::state::LFS_PART_SIZE, value_name = "BYTES")]
+    lfs_part_size: u64,
+    /// Answer /v2/reconstructions with 404, like a CAS without multi-range reconstructions,
+    /// to test clients' fallback to v1.
+    #[arg(long)]
+    no_v2_reconstructions: bool,
     /// Uploads with large bodies (commits, xorbs, shards, LFS objects) handled at once; more
     /// wait for a slot (503 after 2 minutes).
     #[arg(long, default_value_t = 8, value_name = "N")]
@@ -84,8 +92,14 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         .max_upload_bytes_per_sec(args.max_upload_bytes_per_sec)
         .tree_page_size(args.tree_page_size)
         .max_concurrent_uploads(args.max_concurrent_uploads)
-        .timeouts(secs(args.header_timeout), secs(args.body_idle_timeout), secs(args.shutdown_grace))
-        .no_xet(args.no_xet);
+        .timeouts(
+            secs(args.header_timeout),
+            secs(args.body_idle_timeout),
+            secs(args.shutdown_grace),
+        )
+        .no_xet(args.no_xet)
+        .lfs_part_size(args.lfs_part_size)
+        .no_v2_reconstructions(args.no_v2_reconstructions);
     let grace = secs(args.shutdown_grace);
     let data = args.data.clone().unwrap_or_else(|| home.to_owned());
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;

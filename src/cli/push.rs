@@ -14,7 +14,8 @@ use crate::sync::{PushOptions, PushProgress, PushReport};
 /// Arguments of `tessera push`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PushArgs {
-    /// Print a final JSON line {"repo","revision","commit","commit_url","pushed","files_added",
+    /// Print a final JSON line {"repo","revision","commit","commit_url","pr_url","pr_revision",
+    /// "pushed","files_added",
     /// "files_updated","files_deleted","bytes_total","bytes_uploaded","chunks_total","chunks_new",...}.
     #[arg(long)]
     json: bool,
@@ -42,6 +43,13 @@ pub(crate) struct PushArgs {
     /// Compute and print the same figures without sending anything.
     #[arg(long)]
     dry_run: bool,
+    /// Open a pull request against the branch (`refs/pr/N`) instead of committing on it; prints
+    /// the pull request's URL.
+    #[arg(long, conflicts_with = "tag")]
+    create_pr: bool,
+    /// SDK of a Space created by --create (the Hub requires one).
+    #[arg(long, value_name = "SDK", value_parser = crate::protocol::SPACE_SDKS)]
+    space_sdk: Option<String>,
     #[command(flatten)]
     remote: RemoteArgs,
     /// The folder to publish (`.git/` and `.cache/` folders are never uploaded).
@@ -81,6 +89,9 @@ pub(crate) fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 fn options(args: &PushArgs) -> anyhow::Result<PushOptions> {
     let key = args.remote.key(&args.repo)?;
     let repo_type = RepoType::from_name(Some(&key.repo_type))?;
+    if args.space_sdk.is_some() && repo_type != RepoType::Space {
+        anyhow::bail!("--space-sdk is for Spaces: add --repo-type space");
+    }
     if let Some(tag) = &args.tag {
         crate::protocol::validate_ref_name(tag).with_context(|| format!("bad tag {tag:?}"))?;
     }
@@ -97,6 +108,8 @@ fn options(args: &PushArgs) -> anyhow::Result<PushOptions> {
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         dry_run: args.dry_run,
+        create_pr: args.create_pr,
+        space_sdk: args.space_sdk.clone(),
     })
 }
 
@@ -117,6 +130,9 @@ fn print(r: &PushReport, json: bool) -> anyhow::Result<()> {
         r.chunks_new,
         r.chunks_total
     );
+    if let (Some(url), Some(rev)) = (&r.pr_url, &r.pr_revision) {
+        println!("opened pull request {rev} on {}: {url}", r.repo);
+    }
     match (r.dry_run, r.pushed) {
         (true, _) if r.files_added + r.files_updated + r.files_deleted == 0 => {
             println!("dry run: {target} is up to date at {commit}")

@@ -28,6 +28,9 @@ pub struct Reconstruction {
     pub terms: Vec<ReconstructionTerm>,
     /// Byte ranges that together cover every term.
     pub units: Vec<FetchUnit>,
+    /// Whether units of one xorb with the same URL may be fetched in one multi-range request
+    /// (a v2 answer: one URL per xorb for all its ranges; v1 URLs are signed per range).
+    pub shared_urls: bool,
 }
 
 impl HubClient {
@@ -59,6 +62,15 @@ impl HubClient {
         let resp = retry::send(&self.config.retry, "xorb range", || self.http.get(&unit.url).header(reqwest::header::RANGE, &range)).await?;
         api::check(resp, &unit.xorb.to_string(), None).await
     }
+
+    /// Opens several closed byte ranges of one xorb URL in one request (`Range: bytes=a-b,c-d`),
+    /// answered as `multipart/byteranges` (`xet-protocol.md` §5.3).
+    pub async fn open_ranges(&self, xorb: &XorbHash, url: &str, ranges: &[(u64, u64)]) -> Result<reqwest::Response, HubError> {
+        let spec: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        let range = format!("bytes={}", spec.join(","));
+        let resp = retry::send(&self.config.retry, "xorb ranges", || self.http.get(url).header(reqwest::header::RANGE, &range)).await?;
+        api::check(resp, &xorb.to_string(), None).await
+    }
 }
 
 fn from_v2(r: ReconstructionV2, url: &str) -> Result<Reconstruction, HubError> {
@@ -72,7 +84,7 @@ fn from_v2(r: ReconstructionV2, url: &str) -> Result<Reconstruction, HubError> {
             }
         }
     }
-    Ok(Reconstruction { offset_into_first_range: r.offset_into_first_range, terms: r.terms, units })
+    Ok(Reconstruction { offset_into_first_range: r.offset_into_first_range, terms: r.terms, units, shared_urls: true })
 }
 
 fn from_v1(r: ReconstructionV1, url: &str) -> Result<Reconstruction, HubError> {
@@ -84,7 +96,7 @@ fn from_v1(r: ReconstructionV1, url: &str) -> Result<Reconstruction, HubError> {
             units.push(unit(xorb, f.range, f.url, f.url_range.start, f.url_range.end, url)?);
         }
     }
-    Ok(Reconstruction { offset_into_first_range: r.offset_into_first_range, terms: r.terms, units })
+    Ok(Reconstruction { offset_into_first_range: r.offset_into_first_range, terms: r.terms, units, shared_urls: false })
 }
 
 fn unit(xorb: XorbHash, chunks: ChunkRange, url: String, start: u64, end: u64, from: &str) -> Result<FetchUnit, HubError> {

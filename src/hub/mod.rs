@@ -1,6 +1,7 @@
 //! Async client of the Hub HTTP API and the Xet CAS API (`hub-api.md`, `xet-protocol.md` §5-7),
 //! for the real Hub and for `tessera hub serve` alike: reads (`api`, `cas`) and uploads
-//! (`upload`: repos, preupload, xorbs, shards, global dedup, commits).
+//! (`upload`: repos, preupload, xorbs, shards, global dedup, commits; `lfs`: Git LFS uploads,
+//! basic and multipart, for hubs without Xet).
 //!
 //! Every request goes through [`retry`]: connection errors, 429 (honouring `Retry-After`) and 5xx
 //! are retried with exponential backoff and jitter; a transfer that stalls longer than the read
@@ -9,6 +10,7 @@
 
 mod api;
 mod cas;
+mod lfs;
 mod retry;
 mod upload;
 

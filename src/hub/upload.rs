@@ -54,18 +54,23 @@ impl HubClient {
         info.sha.ok_or_else(|| HubError::Malformed { url, message: "no sha in repo info".into() })
     }
 
-    /// Creates a repo; `Ok(false)` when it already exists.
+    /// Creates a repo (a Space with its SDK, which the Hub requires); `Ok(false)` when it
+    /// already exists.
     pub async fn create_repo(
         &self,
         repo_type: RepoType,
         repo_id: &str,
         private: bool,
+        space_sdk: Option<&str>,
     ) -> Result<bool, HubError> {
         let id =
             RepoId::parse(repo_id).map_err(|e| HubError::NotFound(format!("{repo_id}: {e}")))?;
         let mut body = serde_json::json!({"name": id.name(), "organization": id.namespace(), "private": private});
         if repo_type != RepoType::Model {
             body["type"] = repo_type.as_str().into();
+        }
+        if let Some(sdk) = space_sdk {
+            body["sdk"] = sdk.into();
         }
         let url = format!("{}/api/repos/create", self.config.endpoint);
         match self.send_json(&url, repo_id, None, reqwest::Method::POST, &body).await {
@@ -141,33 +146,39 @@ impl HubClient {
         Ok(out)
     }
 
-    /// A CAS write token for a branch.
+    /// A CAS write token for a branch, or for a pull request against it (`create_pr=1`, as
+    /// `huggingface_hub` asks: the Hub then grants it to contributors too).
     pub async fn xet_write_token(
         &self,
         repo_type: RepoType,
         repo_id: &str,
         rev: &str,
+        create_pr: bool,
     ) -> Result<XetTokenResponse, HubError> {
         let url = format!(
-            "{}/xet-write-token/{}",
+            "{}/xet-write-token/{}{}",
             self.api_url(repo_type, repo_id),
-            percent_encode(rev, false)
+            percent_encode(rev, false),
+            if create_pr { "?create_pr=1" } else { "" }
         );
         self.get_json(&url, repo_id, Some(rev)).await
     }
 
-    /// Posts a commit (`hub-api.md` §5.7) to `branch`.
+    /// Posts a commit (`hub-api.md` §5.7) to `branch`, or with `create_pr` as a new pull
+    /// request against it (§5.8; the reply then carries `pullRequestUrl`).
     pub async fn commit(
         &self,
         repo_type: RepoType,
         repo_id: &str,
         branch: &str,
         lines: &[CommitLine],
+        create_pr: bool,
     ) -> Result<CommitResponse, HubError> {
         let url = format!(
-            "{}/commit/{}",
+            "{}/commit/{}{}",
             self.api_url(repo_type, repo_id),
-            percent_encode(branch, false)
+            percent_encode(branch, false),
+            if create_pr { "?create_pr=1" } else { "" }
         );
         let mut ndjson = Vec::new();
         for line in lines {

@@ -10,12 +10,14 @@
 //! | `HubCommit` | `{repo}\0{commit}` | [`CommitRecord`] JSON |
 //! | `HubTree` | `t\0{tree id}` | `Vec<`[`Entry`]`>` JSON, sorted by path (with its GC roots) |
 //! | `HubTree` | `f\0{repo}\0{file hash}` | empty: the file may be read with this repo's CAS token |
+//! | `HubRef` | `{repo}\0refs/pr/{n}` | head commit of pull request `n` |
+//! | `HubCommit` | `{repo}\0discussion\0{n:010}` | [`DiscussionRecord`] JSON (never a 40-hex commit key) |
 //!
 //! A commit writes its tree, its record, its file index entries and the branch update in ONE
 //! [`KvBatch`], after the file data itself is durable in the store; a crash therefore leaves each
 //! branch at its last complete commit. Writers that read-modify-write refs hold one lock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -121,6 +123,39 @@ pub struct CommitMeta {
     pub message: String,
 }
 
+/// A discussion or pull request. A pull request's commits live on `refs/pr/{num}`; merging
+/// moves its base branch (fast-forward when the base did not move, else a merge of the trees).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiscussionRecord {
+    /// Number, from 1, shared by discussions and pull requests as on the Hub.
+    pub num: u64,
+    /// Title.
+    pub title: String,
+    /// First comment.
+    pub description: String,
+    /// Who opened it.
+    pub author: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// A pull request.
+    pub is_pr: bool,
+    /// `draft`, `open`, `closed` or `merged`.
+    pub status: String,
+    /// Full ref of the target branch.
+    pub base: String,
+    /// Head of the target branch when the pull request was opened: the merge's common base.
+    pub base_commit: Option<String>,
+    /// The commit the merge made or fast-forwarded to.
+    pub merge_commit: Option<String>,
+}
+
+impl DiscussionRecord {
+    /// Whether it may still receive commits and be merged.
+    pub fn is_open(&self) -> bool {
+        self.status == "open" || self.status == "draft"
+    }
+}
+
 /// The hub's repository database over the store.
 pub struct HubDb {
     store: Store,
@@ -140,6 +175,15 @@ pub fn branch_ref(name: &str) -> String {
 /// Full ref name of a tag.
 pub fn tag_ref(name: &str) -> String {
     format!("refs/tags/{name}")
+}
+
+/// Full ref name of a pull request.
+pub fn pr_ref(num: u64) -> String {
+    format!("refs/pr/{num}")
+}
+
+fn discussion_key(key: &RepoKey, num: u64) -> Vec<u8> {
+    key.sub(&format!("discussion\0{num:010}"))
 }
 
 fn to_json<T: Serialize>(v: &T) -> ApiResult<Vec<u8>> {
@@ -375,35 +419,239 @@ impl HubDb {
         meta: &CommitMeta,
         apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
     ) -> ApiResult<CommitOutcome> {
+        self.commit_to_ref(key, &branch_ref(branch), expected_parent, meta, apply)
+    }
+
+    /// [`HubDb::commit_to_branch`] for any full ref (a branch or `refs/pr/{n}`).
+    pub fn commit_to_ref(
+        &self,
+        key: &RepoKey,
+        full_ref: &str,
+        expected_parent: Option<&str>,
+        meta: &CommitMeta,
+        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+    ) -> ApiResult<CommitOutcome> {
         let _guard = self.write_lock.lock();
-        let full_ref = branch_ref(branch);
+        let name = full_ref.strip_prefix("refs/heads/").unwrap_or(full_ref);
         let head =
-            self.get_ref(key, &full_ref)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
+            self.get_ref(key, full_ref)?.ok_or_else(|| ApiError::revision_not_found(name))?;
         if let Some(parent) = expected_parent {
             if !head.starts_with(parent) {
                 return Err(ApiError::new(
                     axum::http::StatusCode::PRECONDITION_FAILED,
-                    format!("Parent commit {parent} is not the head of {branch} ({head})"),
+                    format!("Parent commit {parent} is not the head of {name} ({head})"),
                 ));
             }
         }
-        let (_, old) = self.commit_tree(key, &head)?;
-        let new = apply(old.as_ref().clone(), &head)?;
-        if new == *old {
-            return Ok(CommitOutcome { commit: head, created: false });
-        }
         let mut batch = KvBatch::default();
-        let commit = write_commit(&mut batch, key, &new, Some(&head), meta)?;
-        for e in &new {
-            batch.put(Table::HubTree, format!("f\0{}\0{}", key.0, e.file), Vec::new());
+        let outcome = self.stage_commit(&mut batch, key, &head, meta, apply)?;
+        if outcome.created {
+            batch.put(Table::HubRef, key.sub(full_ref), outcome.commit.as_bytes());
+            self.store.kv_write(batch)?;
         }
-        batch.put(Table::HubRef, key.sub(&full_ref), commit.as_bytes());
+        Ok(outcome)
+    }
+
+    /// Opens pull request `pr` (its number is assigned here) against `branch` with one commit
+    /// on top of `start` (a commit id or prefix of the branch head; the head when `None`): the
+    /// record, its ref and the commit are written in one batch, so a failed commit leaves no
+    /// empty pull request behind. Returns the outcome and the number.
+    pub fn commit_as_pull_request(
+        &self,
+        key: &RepoKey,
+        branch: &str,
+        start: Option<&str>,
+        meta: &CommitMeta,
+        mut pr: DiscussionRecord,
+        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+    ) -> ApiResult<(CommitOutcome, u64)> {
+        let _guard = self.write_lock.lock();
+        let base = branch_ref(branch);
+        let head = self.get_ref(key, &base)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
+        let from = match start {
+            None => head.clone(),
+            Some(p) if head.starts_with(p) => head.clone(),
+            Some(p) if is_commit_id(p) && self.commit(key, p)?.is_some() => p.to_owned(),
+            Some(p) => {
+                return Err(ApiError::bad_request(format!(
+                    "parentCommit {p} is neither the head of {branch} nor a commit of the repo"
+                )));
+            }
+        };
+        let mut batch = KvBatch::default();
+        let outcome = self.stage_commit(&mut batch, key, &from, meta, apply)?;
+        pr.num = self.next_discussion_number(key)?;
+        pr.base = base;
+        pr.base_commit = Some(from);
+        batch.put(Table::HubRef, key.sub(&pr_ref(pr.num)), outcome.commit.as_bytes());
+        batch.put(Table::HubCommit, discussion_key(key, pr.num), to_json(&pr)?);
         self.store.kv_write(batch)?;
+        Ok((outcome, pr.num))
+    }
+
+    /// Adds the commit `apply` makes on top of `head` to `batch` (tree, record, file index);
+    /// `created: false` and nothing added when the files do not change.
+    fn stage_commit(
+        &self,
+        batch: &mut KvBatch,
+        key: &RepoKey,
+        head: &str,
+        meta: &CommitMeta,
+        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+    ) -> ApiResult<CommitOutcome> {
+        let (_, old) = self.commit_tree(key, head)?;
+        let new = apply(old.as_ref().clone(), head)?;
+        if new == *old {
+            return Ok(CommitOutcome { commit: head.to_owned(), created: false });
+        }
+        let commit = write_commit(batch, key, &new, Some(head), meta)?;
         Ok(CommitOutcome { commit, created: true })
+    }
+
+    /// Every discussion of the repo, by number.
+    pub fn discussions(&self, key: &RepoKey) -> ApiResult<Vec<DiscussionRecord>> {
+        let prefix = key.sub("discussion\0");
+        self.store
+            .kv_scan_prefix(Table::HubCommit, &prefix)?
+            .into_iter()
+            .map(|(_, v)| from_json(&v))
+            .collect()
+    }
+
+    /// One discussion.
+    pub fn discussion(&self, key: &RepoKey, num: u64) -> ApiResult<Option<DiscussionRecord>> {
+        match self.store.kv_get(Table::HubCommit, &discussion_key(key, num))? {
+            Some(v) => Ok(Some(from_json(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn next_discussion_number(&self, key: &RepoKey) -> ApiResult<u64> {
+        Ok(self.discussions(key)?.iter().map(|d| d.num).max().unwrap_or(0) + 1)
+    }
+
+    /// Opens a discussion, or a pull request (its ref at the head of `branch`); returns it
+    /// with its number.
+    pub fn open_discussion(
+        &self,
+        key: &RepoKey,
+        branch: &str,
+        mut d: DiscussionRecord,
+    ) -> ApiResult<DiscussionRecord> {
+        let _guard = self.write_lock.lock();
+        d.num = self.next_discussion_number(key)?;
+        d.base = branch_ref(branch);
+        let mut batch = KvBatch::default();
+        if d.is_pr {
+            let head =
+                self.get_ref(key, &d.base)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
+            batch.put(Table::HubRef, key.sub(&pr_ref(d.num)), head.as_bytes());
+            d.base_commit = Some(head);
+        }
+        batch.put(Table::HubCommit, discussion_key(key, d.num), to_json(&d)?);
+        self.store.kv_write(batch)?;
+        Ok(d)
+    }
+
+    /// Sets a discussion's status (`open` or `closed`).
+    pub fn set_discussion_status(
+        &self,
+        key: &RepoKey,
+        num: u64,
+        status: &str,
+    ) -> ApiResult<DiscussionRecord> {
+        let _guard = self.write_lock.lock();
+        let mut d = self.discussion(key, num)?.ok_or_else(|| discussion_not_found(num))?;
+        if d.status == "merged" {
+            return Err(ApiError::bad_request("A merged pull request cannot change status"));
+        }
+        d.status = status.to_owned();
+        let mut batch = KvBatch::default();
+        batch.put(Table::HubCommit, discussion_key(key, num), to_json(&d)?);
+        self.store.kv_write(batch)?;
+        Ok(d)
+    }
+
+    /// Merges pull request `num` into its base branch: a fast-forward when the base has not
+    /// moved since the pull request was opened, otherwise the pull request's changes applied to
+    /// the base head as a new commit; 409 naming the paths both sides changed.
+    pub fn merge_pull_request(
+        &self,
+        key: &RepoKey,
+        num: u64,
+        meta: &CommitMeta,
+    ) -> ApiResult<DiscussionRecord> {
+        let _guard = self.write_lock.lock();
+        let mut pr = self.discussion(key, num)?.ok_or_else(|| discussion_not_found(num))?;
+        if !pr.is_pr || !pr.is_open() {
+            return Err(ApiError::bad_request(format!(
+                "#{num} is not an open pull request (status {})",
+                pr.status
+            )));
+        }
+        let head = self.get_ref(key, &pr_ref(num))?.ok_or_else(|| discussion_not_found(num))?;
+        let base =
+            self.get_ref(key, &pr.base)?.ok_or_else(|| ApiError::revision_not_found(&pr.base))?;
+        let ancestor = pr.base_commit.clone().unwrap_or_else(|| base.clone());
+        let mut batch = KvBatch::default();
+        let merged = if base == ancestor {
+            head
+        } else {
+            let (_, from) = self.commit_tree(key, &ancestor)?;
+            let (_, ours) = self.commit_tree(key, &base)?;
+            let (_, theirs) = self.commit_tree(key, &head)?;
+            let tree = merge_trees(&from, &ours, &theirs).map_err(|conflicts| {
+                ApiError::conflict(format!("Pull request #{num} conflicts with {}", pr.base))
+                    .with_field("filesWithConflicts", conflicts)
+            })?;
+            write_commit(&mut batch, key, &tree, Some(&base), meta)?
+        };
+        batch.put(Table::HubRef, key.sub(&pr.base), merged.as_bytes());
+        pr.status = "merged".into();
+        pr.merge_commit = Some(merged);
+        batch.put(Table::HubCommit, discussion_key(key, num), to_json(&pr)?);
+        self.store.kv_write(batch)?;
+        Ok(pr)
     }
 }
 
-/// Adds a tree and a commit record to a batch; returns the commit id.
+fn discussion_not_found(num: u64) -> ApiError {
+    ApiError::not_found(format!("Discussion #{num} not found"))
+}
+
+/// A three-way merge of trees by path: the changes `theirs` made to `base`, applied to `ours`.
+/// `Err` lists the paths both sides changed differently.
+fn merge_trees(
+    base: &[Entry],
+    ours: &[Entry],
+    theirs: &[Entry],
+) -> Result<Vec<Entry>, Vec<String>> {
+    let index = |t: &[Entry]| -> BTreeMap<String, Entry> {
+        t.iter().map(|e| (e.path.clone(), e.clone())).collect()
+    };
+    let (base, theirs) = (index(base), index(theirs));
+    let mut out = index(ours);
+    let mut conflicts = Vec::new();
+    let paths: BTreeSet<&String> = base.keys().chain(theirs.keys()).collect();
+    for path in paths {
+        let (b, t) = (base.get(path), theirs.get(path));
+        if b == t {
+            continue;
+        }
+        let o = out.get(path);
+        if o != b && o != t {
+            conflicts.push(path.clone());
+            continue;
+        }
+        match t {
+            Some(e) => out.insert(path.clone(), e.clone()),
+            None => out.remove(path),
+        };
+    }
+    if conflicts.is_empty() { Ok(out.into_values().collect()) } else { Err(conflicts) }
+}
+
+/// Adds a tree, a commit record and the index of its files to a batch; returns the commit id.
 fn write_commit(
     batch: &mut KvBatch,
     key: &RepoKey,
@@ -423,6 +671,10 @@ fn write_commit(
         meta.author, meta.date, meta.title, meta.message
     ));
     let id = sha1_hex(text.as_bytes());
+    // Every file of a commit may be read with the repo's CAS tokens.
+    for e in entries {
+        batch.put(Table::HubTree, format!("f\0{}\0{}", key.0, e.file), Vec::new());
+    }
     let record = CommitRecord {
         id: id.clone(),
         tree: tree.clone(),
@@ -435,4 +687,37 @@ fn write_commit(
     batch.put_hub_tree(&tree, tree_json, entries);
     batch.put(Table::HubCommit, key.sub(&id), to_json(&record)?);
     Ok(id)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn e(path: &str, seed: u8) -> Entry {
+        Entry {
+            path: path.into(),
+            size: u64::from(seed),
+            file: FileHash::ZERO,
+            sha256: Sha256::default(),
+            git_oid: seed.to_string(),
+            lfs: false,
+        }
+    }
+
+    /// A pull request's changes land on a base that moved elsewhere; the same path changed
+    /// differently on both sides is a conflict, named.
+    #[test]
+    fn three_way_merge_of_trees() {
+        let base = vec![e("a", 1), e("b", 1), e("c", 1)];
+        let ours = vec![e("a", 2), e("b", 1), e("c", 1), e("n", 1)];
+        let theirs = vec![e("b", 3), e("c", 1), e("t", 1)];
+        let merged = merge_trees(&base, &ours, &theirs);
+        assert_eq!(merged, Err(vec!["a".to_owned()]), "a: changed by us, deleted by them");
+        let theirs = vec![e("a", 1), e("b", 3), e("t", 1)];
+        let merged = merge_trees(&base, &ours, &theirs).unwrap();
+        assert_eq!(merged, vec![e("a", 2), e("b", 3), e("n", 1), e("t", 1)]);
+        let same = vec![e("a", 2), e("b", 1), e("c", 1)];
+        assert!(merge_trees(&base, &ours, &same).is_ok(), "the same change on both sides");
+    }
 }

@@ -39,7 +39,7 @@ pub use auth::{Scope, TokenFileError, TokenTable};
 pub use error::ApiError;
 pub use state::{AppState, ServerOptions, StateError};
 
-use routes::{cas, commits, files, lfs, refs, repos};
+use routes::{cas, commits, discussions, files, lfs, refs, repos};
 
 /// All routes of the server.
 pub fn router(state: AppState) -> Router {
@@ -64,6 +64,10 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{api}/commits/{{rev}}"), get(commits::history))
         .route(&format!("{api}/preupload/{{rev}}"), post(commits::preupload))
         .route(&format!("{api}/commit/{{rev}}"), post(commits::commit))
+        .route(&format!("{api}/discussions"), get(discussions::list).post(discussions::create))
+        .route(&format!("{api}/discussions/{{num}}"), get(discussions::details))
+        .route(&format!("{api}/discussions/{{num}}/merge"), post(discussions::merge))
+        .route(&format!("{api}/discussions/{{num}}/status"), post(discussions::status))
         .route(&format!("{api}/xet-read-token/{{rev}}"), get(cas::read_token))
         .route(&format!("{api}/xet-write-token/{{rev}}"), get(cas::write_token))
         .route("/{ns}/{name}/resolve/{rev}/{*path}", get(files::resolve_model))
@@ -73,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/datasets/{ns}/{name}/info/lfs/objects/batch", post(lfs::batch_dataset))
         .route("/spaces/{ns}/{name}/info/lfs/objects/batch", post(lfs::batch_space))
         .route("/_lfs/upload/{oid}/{size}", put(lfs::upload))
+        .route("/_lfs/part/{oid}/{size}/{part}", put(lfs::upload_part))
+        .route("/_lfs/complete/{oid}/{size}", post(lfs::complete))
         .route("/_lfs/verify", post(lfs::verify))
         .route("/_lfs/objects/{oid}/{size}", get(lfs::download))
         .route("/v1/reconstructions/{file_id}", get(cas::reconstruction_v1))

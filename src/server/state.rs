@@ -42,7 +42,14 @@ pub struct ServerOptions {
     pub body_idle_timeout: Duration,
     /// Time in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// LFS objects larger than this upload in parts of this size (the multipart transfer).
+    pub lfs_part_size: u64,
+    /// Answer `/v2/reconstructions` 404, as a CAS without multi-range reconstructions does.
+    pub no_v2_reconstructions: bool,
 }
+
+/// Default [`ServerOptions::lfs_part_size`]: objects above it upload in parts.
+pub const LFS_PART_SIZE: u64 = 500 << 20;
 
 /// Longest an upload waits for one of the `max_concurrent_uploads` slots before a 503.
 pub const UPLOAD_SLOT_WAIT: Duration = Duration::from_secs(120);
@@ -61,11 +68,25 @@ impl Default for ServerOptions {
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            lfs_part_size: LFS_PART_SIZE,
+            no_v2_reconstructions: false,
         }
     }
 }
 
 impl ServerOptions {
+    /// Sets the LFS part size (objects above it upload in parts); at least 1 MiB.
+    pub fn lfs_part_size(mut self, bytes: u64) -> Self {
+        self.lfs_part_size = bytes.max(1 << 20);
+        self
+    }
+
+    /// Answers only v1 reconstructions (to test clients' fallback).
+    pub fn no_v2_reconstructions(mut self, off: bool) -> Self {
+        self.no_v2_reconstructions = off;
+        self
+    }
+
     /// Sets the public URL.
     pub fn public_url(mut self, url: Option<String>) -> Self {
         self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
@@ -249,8 +270,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::remove_file(path);
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -274,7 +294,8 @@ impl AppState {
         std::fs::create_dir_all(&server_dir).map_err(io_err(&server_dir))?;
         let signer = Signer::new(load_secret(&server_dir)?);
         let limiter = options.max_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
-        let upload_limiter = options.max_upload_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
+        let upload_limiter =
+            options.max_upload_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
         Ok(Self(Arc::new(Inner {
             db: HubDb::new(store.clone()),
             store,

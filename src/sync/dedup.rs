@@ -33,6 +33,9 @@ pub(crate) struct CasSession {
     repo_id: String,
     rev: String,
     write: bool,
+    /// Write tokens are asked for a pull request (`create_pr=1`): the Hub grants those to
+    /// contributors who may not write to the branch itself.
+    create_pr: bool,
     auth: Mutex<Option<CasAuth>>,
 }
 
@@ -51,8 +54,15 @@ impl CasSession {
             repo_id: repo_id.into(),
             rev: rev.into(),
             write,
+            create_pr: false,
             auth: Mutex::new(None),
         }
+    }
+
+    /// Asks write tokens for a pull request against the branch (`push --create-pr`).
+    pub(crate) fn for_pull_request(mut self, create_pr: bool) -> Self {
+        self.create_pr = create_pr;
+        self
     }
 
     /// A token valid for at least another minute.
@@ -66,7 +76,7 @@ impl CasSession {
             return Ok(a.clone());
         }
         let t = if self.write {
-            self.hub.xet_write_token(self.repo_type, &self.repo_id, &self.rev).await
+            self.hub.xet_write_token(self.repo_type, &self.repo_id, &self.rev, self.create_pr).await
         } else {
             self.hub.xet_read_token(self.repo_type, &self.repo_id, &self.rev).await
         };
@@ -84,9 +94,7 @@ impl CasSession {
 /// A Hub without a CAS answers the token route with 404.
 fn no_xet(e: crate::hub::HubError) -> SyncError {
     match e {
-        crate::hub::HubError::NotFound(_) => SyncError::Protocol(
-            "the remote offers no Xet storage (the xet token route is missing)".into(),
-        ),
+        crate::hub::HubError::NotFound(why) => SyncError::NoXet(why),
         other => SyncError::Hub(other),
     }
 }

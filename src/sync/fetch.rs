@@ -125,7 +125,7 @@ impl FileFetcher {
     /// from the index (its chunks fetched again by the next attempt).
     async fn fetch_xet(&self, t: &FileTarget, xet: FileHash) -> Result<FileRecord, SyncError> {
         let e = TreeEntry { path: t.path.clone(), size: t.size, file: xet, sha256: t.sha256.unwrap_or_default(), git_oid: t.git_oid.clone(), lfs: true };
-        self.lazy.fetch(self, &e, 0, t.size).await?;
+        self.lazy.fetch_whole(self, &e).await?;
         let (store, expected, path) = (self.store.clone(), t.sha256, t.path.clone());
         blocking(move || {
             let record = store.file(&xet)?.ok_or_else(|| SyncError::Internal(format!("{path}: no record after the fetch")))?;

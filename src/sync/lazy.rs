@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::SyncError;
+use super::byteranges::{ByteRanges, Event};
 use super::fetch::{FileFetcher, blocking, fetched_error};
 use crate::format::{CHUNK_HEADER_LEN, ChunkHeader};
 use crate::hash::{FileHash, XorbHash};
@@ -54,6 +55,8 @@ const REASKS: u32 = 4;
 struct Plan {
     record: Arc<FileRecord>,
     units: Vec<FetchUnit>,
+    /// Units of a xorb with one URL may share a multi-range request (v2).
+    shared_urls: bool,
     /// Unix seconds after which its URLs may no longer work.
     expires: u64,
 }
@@ -166,6 +169,94 @@ impl LazyFiles {
         }
     }
 
+    /// Makes a whole file present (pull): first the ranges that can share a request, each
+    /// xorb's missing ranges behind one URL in one multi-range request, then [`LazyFiles::fetch`]
+    /// for whatever is still missing (everything, where the server has no v2 or the multi-range
+    /// answer failed), one stream per range. The mount does not come here: a reader there wants
+    /// each range's first bytes at once, not after the ranges before it.
+    pub(crate) async fn fetch_whole(self: &Arc<Self>, fetcher: &FileFetcher, entry: &TreeEntry) -> Result<(), SyncError> {
+        if let Err(e) = self.fetch_grouped(fetcher, entry).await {
+            tracing::debug!(file = %entry.file, error = %e, "multi-range fetch failed; one stream per range");
+        }
+        self.fetch(fetcher, entry, 0, entry.size).await
+    }
+
+    /// One multi-range request per xorb URL that holds two or more missing ranges.
+    async fn fetch_grouped(&self, fetcher: &FileFetcher, entry: &TreeEntry) -> Result<(), SyncError> {
+        let plan = self.plan(fetcher, entry).await?;
+        if !plan.shared_urls {
+            return Ok(());
+        }
+        let mut groups: Vec<(XorbHash, &str, Vec<&FetchUnit>)> = Vec::new();
+        for u in &plan.units {
+            match groups.iter_mut().find(|(x, url, _)| *x == u.xorb && *url == u.url) {
+                Some((_, _, g)) => g.push(u),
+                None => groups.push((u.xorb, &u.url, vec![u])),
+            }
+        }
+        for (xorb, url, units) in groups.into_iter().filter(|g| g.2.len() > 1) {
+            let mut missing = Vec::new();
+            for u in units {
+                let walk = self.resume_point(u, u.chunks.end).await?;
+                if walk.next < u.chunks.end {
+                    missing.push((u, walk));
+                }
+            }
+            if missing.len() > 1 {
+                let _slot = self.slots.clone().acquire_owned().await;
+                self.read_ranges(xorb, url, &mut missing).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the missing part of every unit (`walk.byte..=byte_end`) in one multi-range
+    /// request, adopting each part's chunks in batches as they land.
+    async fn read_ranges(&self, xorb: XorbHash, url: &str, units: &mut [(&FetchUnit, Walk)]) -> Result<(), SyncError> {
+        let ranges: Vec<(u64, u64)> = units.iter().map(|(u, w)| (w.byte, u.byte_end)).collect();
+        let resp = self.hub.open_ranges(&xorb, url, &ranges).await?;
+        let kind = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let mut parser = ByteRanges::for_content_type(kind).ok_or_else(|| SyncError::Protocol(format!("xorb {xorb}: a multi-range answer of type {kind:?}")))?;
+        let mut body = resp.bytes_stream();
+        let mut current: Option<(usize, Batch)> = None;
+        while !parser.is_done() {
+            let piece = match tokio::time::timeout(self.stall, body.next()).await {
+                Err(_) => return Err(SyncError::Protocol(format!("xorb {xorb}: no bytes within the stall timeout"))),
+                Ok(None) => return Err(SyncError::Protocol(format!("xorb {xorb}: the multi-range body ended early"))),
+                Ok(Some(Err(e))) => return Err(SyncError::Protocol(format!("xorb {xorb}: {e}"))),
+                Ok(Some(Ok(piece))) => piece,
+            };
+            self.received.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            parser.push(&piece);
+            while let Some(event) = parser.next_event().map_err(|e| SyncError::Protocol(format!("xorb {xorb}: {e}")))? {
+                match event {
+                    Event::Part { start, end } => {
+                        if let Some((i, mut batch)) = current.take().filter(|(_, b)| b.parsed > 0) {
+                            self.adopt(xorb, &mut batch, &units[i].1).await?;
+                        }
+                        let i = ranges.iter().position(|r| *r == (start, end)).ok_or_else(|| SyncError::Protocol(format!("xorb {xorb}: unasked range {start}-{end}")))?;
+                        let w = &units[i].1;
+                        current = Some((i, Batch { first: w.next, start: w.byte, buf: Vec::new(), spare: Vec::new(), parsed: 0, limit: MAX_ADOPT_BATCH }));
+                    }
+                    Event::Data(bytes) => {
+                        let Some((i, batch)) = current.as_mut() else { return Err(SyncError::Protocol(format!("xorb {xorb}: bytes outside a part"))) };
+                        let (unit, walk) = &mut units[*i];
+                        batch.buf.extend_from_slice(&bytes);
+                        batch.parse(unit, walk)?;
+                        if batch.parsed >= batch.limit {
+                            self.adopt(xorb, batch, walk).await?;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((i, mut batch)) = current.take().filter(|(_, b)| b.parsed > 0) {
+            self.adopt(xorb, &mut batch, &units[i].1).await?;
+        }
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
     /// The file's reconstruction, from the cache while its URLs are valid. Records the file's
     /// terms in the store the first time, so reads can plan against them.
     async fn plan(&self, fetcher: &FileFetcher, entry: &TreeEntry) -> Result<Arc<Plan>, SyncError> {
@@ -192,7 +283,7 @@ impl LazyFiles {
             Ok(())
         })
         .await?;
-        let plan = Arc::new(Plan { record: Arc::new(record), units: recon.units, expires });
+        let plan = Arc::new(Plan { record: Arc::new(record), units: recon.units, shared_urls: recon.shared_urls, expires });
         plans.insert(entry.file, plan.clone());
         Ok(plan)
     }

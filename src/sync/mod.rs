@@ -3,6 +3,7 @@
 //! remote source the mount uses. Async code here reaches the synchronous store through
 //! `spawn_blocking`.
 
+mod byteranges;
 mod dedup;
 mod fetch;
 mod lazy;
@@ -37,6 +38,9 @@ pub enum SyncError {
     /// The Hub sent something outside the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The remote offers no Xet storage (its token route is missing): push falls back to LFS.
+    #[error("the remote offers no Xet storage: {0}")]
+    NoXet(String),
     /// Offline and the store lacks it.
     #[error("offline, and the store does not hold {0}")]
     Offline(String),

@@ -26,7 +26,7 @@ use super::scan::{self, FoundFile};
 use super::shard_cache::ShardCache;
 use super::upload::{self, Source, XorbTarget};
 use crate::hub::{HubClient, HubError};
-use crate::protocol::{PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
+use crate::protocol::{LfsObject, PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
 use crate::store::Store;
 
 /// What to push where.
@@ -56,6 +56,10 @@ pub struct PushOptions {
     pub exclude: Vec<String>,
     /// Compute everything, send nothing.
     pub dry_run: bool,
+    /// Commit as a new pull request against the branch instead of on it.
+    pub create_pr: bool,
+    /// SDK of a Space created by `create` (the Hub requires one).
+    pub space_sdk: Option<String>,
 }
 
 /// Seconds spent per phase.
@@ -84,6 +88,10 @@ pub struct PushReport {
     pub commit: Option<String>,
     /// URL of the new commit.
     pub commit_url: Option<String>,
+    /// URL of the pull request the push opened (`--create-pr`).
+    pub pr_url: Option<String>,
+    /// Its revision, `refs/pr/{n}`.
+    pub pr_revision: Option<String>,
     /// Whether a commit was made.
     pub pushed: bool,
     /// Files new to the branch.
@@ -108,6 +116,11 @@ pub struct PushReport {
     pub shard_bytes: u64,
     /// Global-dedup queries asked.
     pub dedup_queries: usize,
+    /// How large files travelled: `xet` (chunks in xorbs), or `lfs` (whole objects, for a hub
+    /// without Xet storage); empty when no large file changed.
+    pub transfer: &'static str,
+    /// LFS requests that carried object bytes (single `PUT`s and multipart parts).
+    pub lfs_parts: usize,
     /// Wall time.
     pub seconds: f64,
     /// Where the time went.
@@ -262,8 +275,16 @@ impl Push<'_> {
                 self.query_rev = Some(c.clone());
                 return Ok(Some(c));
             }
+            Head::NoRepo if t == RepoType::Space && self.opts.space_sdk.is_none() => {
+                return Err(SyncError::Usage(format!(
+                    "creating the Space {id} needs its SDK: pass --space-sdk (one of {})",
+                    crate::protocol::SPACE_SDKS.join(", ")
+                )));
+            }
             Head::NoRepo => {
-                self.hub.create_repo(t, id, self.opts.private).await?;
+                self.hub
+                    .create_repo(t, id, self.opts.private, self.opts.space_sdk.as_deref())
+                    .await?;
                 Some(self.branch_head_creating().await?)
             }
             Head::NoBranch => Some(self.branch_head_creating().await?),
@@ -339,9 +360,17 @@ impl Push<'_> {
         }
         let cas = self.cas_session();
         let cache = match &cas {
-            Some(c) => Some(ShardCache::new(self.store.home(), &c.auth().await?.url)),
+            Some(c) => match c.auth().await {
+                Ok(auth) => Some(ShardCache::new(self.store.home(), &auth.url)),
+                Err(SyncError::NoXet(why)) => {
+                    tracing::info!(%why, "no Xet storage on the remote; uploading through LFS");
+                    return self.send_lfs(lfs, clock).await;
+                }
+                Err(e) => return Err(e),
+            },
             None => None,
         };
+        self.report.transfer = "xet";
         let files: Vec<&LocalFile> = lfs.iter().map(|i| &self.local[*i]).collect();
         let (known, queries) = match &cas {
             Some(c) => remote_chunks(c, self.store, cache.as_ref(), &files).await?,
@@ -367,6 +396,49 @@ impl Push<'_> {
         Ok(())
     }
 
+    /// The large files as whole LFS objects, for a hub without Xet storage (as
+    /// `huggingface_hub` falls back): one batch request per 256 objects, then each object the
+    /// remote lacks as one `PUT` or in parts. `bytes_uploaded` counts the object bytes sent; a
+    /// dry run counts every object, as it cannot ask.
+    async fn send_lfs(&mut self, lfs: &[usize], clock: Instant) -> Result<(), SyncError> {
+        self.report.transfer = "lfs";
+        self.report.timings.plan = clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let objects: Vec<LfsObject> = lfs
+            .iter()
+            .map(|i| LfsObject {
+                oid: self.local[*i].sha256.to_string(),
+                size: self.local[*i].size,
+            })
+            .collect();
+        if self.opts.dry_run {
+            self.report.bytes_uploaded += objects.iter().map(|o| o.size).sum::<u64>();
+            return Ok(());
+        }
+        let (t, id) = (self.opts.repo_type, self.opts.repo_id.as_str());
+        let rev = (!self.opts.create_pr).then_some(self.opts.branch.as_str());
+        let answers = self.hub.lfs_batch_upload(t, id, rev, &objects).await?;
+        let by_oid: HashMap<&str, &crate::protocol::LfsBatchObject> =
+            answers.iter().map(|a| (a.oid.as_str(), a)).collect();
+        self.progress.phase("uploading", objects.iter().map(|o| o.size).sum());
+        for (i, o) in lfs.iter().zip(&objects) {
+            let answer = by_oid.get(o.oid.as_str()).ok_or_else(|| {
+                SyncError::Protocol(format!(
+                    "the LFS batch did not answer for {}",
+                    self.local[*i].path
+                ))
+            })?;
+            let parts = self.hub.lfs_upload(answer, &self.found[*i].abs).await?;
+            if parts > 0 {
+                self.report.bytes_uploaded += o.size;
+                self.report.lfs_parts += parts;
+            }
+            self.progress.advance(o.size);
+        }
+        self.report.timings.xorbs = clock.elapsed().as_secs_f64();
+        Ok(())
+    }
+
     /// CAS access: a write token for the branch, or in a dry run a read token for the revision
     /// planned against; none when the repo does not exist yet.
     fn cas_session(&self) -> Option<CasSession> {
@@ -376,7 +448,9 @@ impl Push<'_> {
         } else {
             (self.opts.branch.as_str(), true)
         };
-        Some(CasSession::new(self.hub.clone(), self.opts.repo_type, &self.opts.repo_id, rev, write))
+        let session =
+            CasSession::new(self.hub.clone(), self.opts.repo_type, &self.opts.repo_id, rev, write);
+        Some(session.for_pull_request(write && self.opts.create_pr))
     }
 
     /// The files' shard entries and the new xorbs' chunk lists, as one or more shards.
@@ -449,8 +523,11 @@ impl Push<'_> {
         let summary = self.opts.message.clone().unwrap_or_else(|| default_message(diff));
         let lines = plan::commit_lines(&summary, "", Some(head), ops);
         let (t, id) = (self.opts.repo_type, self.opts.repo_id.as_str());
-        match self.hub.commit(t, id, &self.opts.branch, &lines).await {
-            Ok(r) => self.committed(r.commit_oid, r.commit_url),
+        match self.hub.commit(t, id, &self.opts.branch, &lines, self.opts.create_pr).await {
+            Ok(r) => {
+                self.committed(r.commit_oid, r.commit_url);
+                self.opened(r.pull_request_url)?;
+            }
             Err(HubError::Status { status: 409 | 412, .. }) => {
                 self.after_conflict(head, diff).await?
             }
@@ -468,6 +545,24 @@ impl Push<'_> {
         self.report.commit = Some(commit);
         self.report.commit_url = Some(url);
         self.report.pushed = true;
+    }
+
+    /// Records the pull request a `--create-pr` commit opened; its revision comes from the URL
+    /// (`.../discussions/{n}` is `refs/pr/{n}`), as `huggingface_hub` derives it.
+    fn opened(&mut self, url: Option<String>) -> Result<(), SyncError> {
+        if !self.opts.create_pr {
+            return Ok(());
+        }
+        let url = url.ok_or_else(|| {
+            SyncError::Protocol("the commit opened no pull request (no pullRequestUrl)".into())
+        })?;
+        let num = url.rsplit_once("/discussions/").and_then(|(_, n)| n.parse::<u64>().ok());
+        let num = num.ok_or_else(|| {
+            SyncError::Protocol(format!("pull request URL {url:?} has no discussion number"))
+        })?;
+        self.report.pr_revision = Some(format!("refs/pr/{num}"));
+        self.report.pr_url = Some(url);
+        Ok(())
     }
 
     /// The commit was refused because the branch moved. If the new head already holds exactly

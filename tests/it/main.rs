@@ -15,6 +15,7 @@ mod hub_server;
 mod hub_http;
 mod hub_hostile;
 mod hostile_mirror;
+mod parity;
 #[cfg(feature = "mount")]
 mod mount;
 #[cfg(feature = "mount")]

@@ -413,6 +413,9 @@ pub struct CommitResponse {
     pub commit_oid: String,
     /// `{endpoint}/{prefix}{ns}/{name}/commit/{oid}`.
     pub commit_url: String,
+    /// `{repo url}/discussions/{N}` when the commit opened a pull request (`create_pr=1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request_url: Option<String>,
 }
 
 /// `POST .../tag/{rev}`.

@@ -5,6 +5,7 @@
 //!   rules of the reference client (including the path-escape checks of commits);
 //! - [`hub`]: JSON bodies of the Hub API (repo info, tree, refs, preupload, commit NDJSON lines,
 //!   LFS batch, Xet tokens);
+//! - [`discussions`]: JSON bodies of discussions and pull requests, and the Space SDKs;
 //! - [`cas`]: JSON bodies of the CAS (reconstruction v1/v2, upload replies);
 //! - [`http`]: header names, byte ranges, url-encoded forms, Hub dates and git object ids.
 //!
@@ -17,6 +18,7 @@
 //! ```
 
 pub mod cas;
+pub mod discussions;
 pub mod http;
 pub mod hub;
 pub mod ids;
@@ -25,6 +27,10 @@ pub use cas::{
     BatchReconstruction, ChunkRange, FetchInfo, FileKey, InclusiveByteRange, ReconstructionTerm,
     ReconstructionV1, ReconstructionV2, ShardEvent, ShardUploadResponse, XorbFetchV2, XorbRangeV2,
     XorbUploadResponse, MAX_STORED_XORB_LEN, check_reconstruction,
+};
+pub use discussions::{
+    DiscussionAuthor, DiscussionChange, DiscussionChanges, DiscussionDetails, DiscussionPage,
+    DiscussionRepo, DiscussionSummary, NewDiscussion, NewDiscussionReply, SPACE_SDKS,
 };
 pub use http::{
     RangeSpec, error_codes, format_hub_date, parse_hub_date, git_blob_oid, headers, is_hex64, lfs_pointer,

@@ -327,6 +327,9 @@ pub async fn reconstruction_v2(
     Path(file_id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<ReconstructionV2>> {
+    if s.options.no_v2_reconstructions {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "Not found"));
+    }
     let claims = claims(&s, &headers, false)?;
     let record = file_for(&s, &claims, &file_id).await?;
     let (start, end) = requested_range(&headers, record.size)?;

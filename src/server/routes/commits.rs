@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
+use super::discussions::new_record;
 use super::repos::snapshot;
 use super::{RepoParams, json_body, query_get, query_pairs, query_with, read_body, repo_url};
 use crate::hash::Sha256;
@@ -21,7 +22,7 @@ use crate::protocol::{
     PreuploadResponse, PreuploadResult, RepoType, UploadMode, format_hub_date, git_blob_oid,
     is_commit_id, is_hex64, normalize_repo_path, parse_bool, upload_mode,
 };
-use crate::server::db::{CommitMeta, Entry, RepoKey};
+use crate::server::db::{CommitMeta, Entry, RepoKey, pr_ref};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -215,7 +216,31 @@ fn apply(old: Vec<Entry>, changes: &[Change], head: &str) -> ApiResult<Vec<Entry
     Ok(files.into_values().collect())
 }
 
-/// `POST /api/{type}s/{ns}/{name}/commit/{rev}`.
+/// Where a commit goes: a branch, or an open pull request's `refs/pr/{n}`.
+enum Target {
+    Branch(String),
+    PullRequest(u64),
+}
+
+/// The target of a commit to `rev`; `create_pr` opens a pull request against a branch.
+fn commit_target(rev: &str, create_pr: bool) -> ApiResult<Target> {
+    if let Some(n) = rev.strip_prefix("refs/pr/") {
+        let num = n.parse().map_err(|_| ApiError::revision_not_found(rev))?;
+        if create_pr {
+            return Err(ApiError::bad_request(
+                "A pull request cannot be opened from a pull request",
+            ));
+        }
+        return Ok(Target::PullRequest(num));
+    }
+    let branch = rev.strip_prefix("refs/heads/").unwrap_or(rev);
+    if is_commit_id(branch) || branch.starts_with("refs/") {
+        return Err(ApiError::bad_request("Commits can only be made on top of a branch"));
+    }
+    Ok(Target::Branch(branch.to_owned()))
+}
+
+/// `POST /api/{type}s/{ns}/{name}/commit/{rev}[?create_pr=1]`.
 pub async fn commit(
     State(s): State<AppState>,
     Path(p): Path<RepoParams>,
@@ -227,20 +252,14 @@ pub async fn commit(
     let (repo_type, id) = p.repo(RepoType::Model)?;
     let (key, _) = s.writable_repo(&caller, repo_type, &id).await?;
     let pairs = query_pairs(uri.query());
-    if query_get(&pairs, "create_pr").and_then(parse_bool).unwrap_or(false) {
-        return Err(ApiError::bad_request("Pull requests are not supported by this server"));
-    }
-    let rev = p.revision()?;
-    let branch = rev.strip_prefix("refs/heads/").unwrap_or(&rev).to_owned();
-    if is_commit_id(&branch) || branch.starts_with("refs/") {
-        return Err(ApiError::bad_request("Commits can only be made on top of a branch"));
-    }
+    let create_pr = query_get(&pairs, "create_pr").and_then(parse_bool).unwrap_or(false);
+    let target = commit_target(&p.revision()?, create_pr)?;
     // Inline files cost several times the body in memory: a slot bounds how many at once.
     let _slot = s.upload_slot().await?;
     let bytes = read_body(&headers, body, COMMIT_BODY_LIMIT).await?;
     let author = caller.user().unwrap_or_default().to_owned();
     let now = s.now();
-    let outcome = s
+    let (outcome, opened) = s
         .blocking(move |s| {
             let (header, ops) = parse_commit(&bytes)?;
             drop(bytes);
@@ -252,17 +271,51 @@ pub async fn commit(
                 message: header.description,
             };
             let parent = header.parent_commit.map(|p| p.to_ascii_lowercase());
-            s.db.commit_to_branch(&key, &branch, parent.as_deref(), &meta, |old, head| {
-                apply(old, &changes, head)
-            })
+            let apply = |old, head: &str| apply(old, &changes, head);
+            match target {
+                Target::Branch(branch) if create_pr => {
+                    let mut pr =
+                        new_record(&meta.author, &meta.title, &meta.message, true, meta.date);
+                    pr.status = "open".into();
+                    let (outcome, num) = s.db.commit_as_pull_request(
+                        &key,
+                        &branch,
+                        parent.as_deref(),
+                        &meta,
+                        pr,
+                        apply,
+                    )?;
+                    Ok((outcome, Some(num)))
+                }
+                Target::Branch(branch) => {
+                    let o =
+                        s.db.commit_to_branch(&key, &branch, parent.as_deref(), &meta, apply)?;
+                    Ok((o, None))
+                }
+                Target::PullRequest(num) => {
+                    let open = s.db.discussion(&key, num)?.is_some_and(|d| d.is_pr && d.is_open());
+                    if !open {
+                        return Err(ApiError::bad_request(format!(
+                            "refs/pr/{num} is not an open pull request"
+                        )));
+                    }
+                    let o =
+                        s.db.commit_to_ref(&key, &pr_ref(num), parent.as_deref(), &meta, apply)?;
+                    Ok((o, None))
+                }
+            }
         })
         .await?;
     if outcome.created {
-        tracing::info!(repo = %id, commit = %outcome.commit, "commit");
+        tracing::info!(repo = %id, commit = %outcome.commit, pr = ?opened, "commit");
     }
-    let commit_url =
-        format!("{}/commit/{}", repo_url(&s.base_url(&headers), repo_type, &id), outcome.commit);
-    Ok(Json(CommitResponse { success: true, commit_oid: outcome.commit, commit_url }))
+    let url = repo_url(&s.base_url(&headers), repo_type, &id);
+    Ok(Json(CommitResponse {
+        success: true,
+        commit_url: format!("{url}/commit/{}", outcome.commit),
+        commit_oid: outcome.commit,
+        pull_request_url: opened.map(|n| format!("{url}/discussions/{n}")),
+    }))
 }
 
 /// `GET /api/{type}s/{ns}/{name}/commits/{rev}`, newest first, paginated like the tree.

@@ -1,10 +1,14 @@
-//! The legacy Git LFS batch API (basic transfer), for clients without Xet
+//! The legacy Git LFS batch API (basic and multipart transfers), for clients without Xet
 //! (`HF_HUB_DISABLE_XET=1`, old clients, hf-hub).
 //!
 //! Upload URLs are presigned (`PUT` carries no Authorization): they name the object, its size,
 //! the repo and an expiry, signed with the server's key. The PUT body is streamed straight into
 //! an ingest session (chunked and deduplicated with everything else) while its SHA-256 is
 //! computed; the session is committed only if digest and size match the signed ones.
+//!
+//! Objects over the part size (`--lfs-part-size`) use the Hub's multipart transfer instead:
+//! each part is `PUT` to its own presigned URL and kept in `tmp/` (answered with an `ETag`),
+//! and the completion `POST` ingests the parts in order as one object, under the same checks.
 
 use std::io::Read;
 
@@ -150,16 +154,7 @@ fn batch_object(
     let actions = match (upload, stored) {
         (true, true) => None,
         (true, false) => Some(LfsActions {
-            upload: Some(LfsAction {
-                href: format!(
-                    "{base}/_lfs/upload/{}/{}?{query}{}",
-                    o.oid,
-                    o.size,
-                    s.signer.sign("lfs-up", &msg)
-                ),
-                header: None,
-                expires_in: Some(s.options.token_ttl_secs),
-            }),
+            upload: Some(upload_action(s, base, &o, &query, &msg)),
             verify: Some(LfsAction {
                 href: format!(
                     "{base}/_lfs/verify?{query}{}",
@@ -186,6 +181,27 @@ fn batch_object(
         }),
     };
     LfsBatchObject { oid: o.oid, size: o.size, actions, error: None }
+}
+
+/// Where to send an object: one presigned `PUT`, or for objects over the part size, presigned
+/// part URLs (`header` keys `"1"`..`"N"` with `chunk_size`) and a completion URL as `href`, the
+/// Hub's multipart transfer.
+fn upload_action(s: &AppState, base: &str, o: &LfsObject, query: &str, msg: &str) -> LfsAction {
+    let part = s.options.lfs_part_size;
+    let ttl = Some(s.options.token_ttl_secs);
+    if o.size <= part {
+        let sig = s.signer.sign("lfs-up", msg);
+        let href = format!("{base}/_lfs/upload/{}/{}?{query}{sig}", o.oid, o.size);
+        return LfsAction { href, header: None, expires_in: ttl };
+    }
+    let sig = s.signer.sign("lfs-part", msg);
+    let mut header: std::collections::BTreeMap<String, String> = (1..=o.size.div_ceil(part))
+        .map(|n| (n.to_string(), format!("{base}/_lfs/part/{}/{}/{n}?{query}{sig}", o.oid, o.size)))
+        .collect();
+    header.insert("chunk_size".into(), part.to_string());
+    let sig = s.signer.sign("lfs-complete", msg);
+    let href = format!("{base}/_lfs/complete/{}/{}?{query}{sig}", o.oid, o.size);
+    LfsAction { href, header: Some(header), expires_in: ttl }
 }
 
 /// Path parameters of presigned object URLs.
@@ -347,4 +363,134 @@ pub async fn download(
         r.headers_mut().insert(header::CONTENT_LENGTH, v);
     }
     Ok(r)
+}
+
+/// Path parameters of a part URL.
+#[derive(Debug, Deserialize)]
+pub struct PartParams {
+    oid: String,
+    size: u64,
+    part: u64,
+}
+
+/// Where part `n` of an object waits for the completion: the store's `tmp/`, which opening
+/// the store empties, so an abandoned upload leaves nothing behind a restart.
+fn part_path(s: &AppState, oid: &str, size: u64, n: u64) -> std::path::PathBuf {
+    s.store.home().join("tmp").join(format!("lfs-{oid}-{size}-{n}"))
+}
+
+/// `PUT /_lfs/part/{oid}/{size}/{n}?repo&exp&sig`: one part of a multipart upload, kept until
+/// the completion; answers its SHA-256 as the `ETag` the client must send back.
+pub async fn upload_part(
+    State(s): State<AppState>,
+    Path(p): Path<PartParams>,
+    OriginalUri(uri): OriginalUri,
+    body: Body,
+) -> ApiResult<Response> {
+    let object = ObjectParams { oid: p.oid.clone(), size: p.size };
+    check_signed(&s, "lfs-part", &object, uri.query())?;
+    let part = s.options.lfs_part_size;
+    let parts = p.size.div_ceil(part);
+    if p.part == 0 || p.part > parts {
+        return Err(ApiError::bad_request(format!("part {} of {parts}", p.part)));
+    }
+    let expected = part.min(p.size - (p.part - 1) * part);
+    let path = part_path(&s, &p.oid, p.size, p.part);
+    let staging = path.with_extension("partial");
+    let etag = write_part(body, &staging, expected).await?;
+    tokio::fs::rename(&staging, &path).await.map_err(ApiError::internal)?;
+    let mut r = StatusCode::OK.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(r)
+}
+
+/// Streams a part body to `path`, refusing one that is not `expected` bytes; returns its
+/// SHA-256.
+async fn write_part(body: Body, path: &std::path::Path, expected: u64) -> ApiResult<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(path).await.map_err(ApiError::internal)?;
+    let mut hasher = Sha256Hasher::default();
+    let mut received = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(frame) = stream.next().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
+        received += frame.len() as u64;
+        if received > expected {
+            return Err(ApiError::bad_request(format!("part larger than {expected} bytes")));
+        }
+        hasher.update(&frame);
+        file.write_all(&frame).await.map_err(ApiError::internal)?;
+    }
+    if received != expected {
+        return Err(ApiError::bad_request(format!(
+            "part of {received} bytes, expected {expected}"
+        )));
+    }
+    file.sync_all().await.map_err(ApiError::internal)?;
+    Ok(hasher.finish().to_string())
+}
+
+/// Body of a multipart completion.
+#[derive(Debug, Deserialize)]
+struct Completion {
+    oid: String,
+    parts: Vec<CompletedPart>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CompletedPart {
+    part_number: u64,
+    etag: String,
+}
+
+/// `POST /_lfs/complete/{oid}/{size}?repo&exp&sig` with `{oid, parts}`: ingests the parts in
+/// order as one object, committed only if the whole has the signed SHA-256 and size.
+pub async fn complete(
+    State(s): State<AppState>,
+    Path(p): Path<ObjectParams>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let key = check_signed(&s, "lfs-complete", &p, uri.query())?;
+    let req: Completion = json_body(&headers, body).await?;
+    let parts = p.size.div_ceil(s.options.lfs_part_size);
+    let numbers: Vec<u64> = req.parts.iter().map(|c| c.part_number).collect();
+    if req.oid != p.oid || numbers != (1..=parts).collect::<Vec<_>>() {
+        return Err(ApiError::bad_request(format!("the completion must list parts 1 to {parts}")));
+    }
+    if req.parts.iter().any(|c| c.etag.trim_matches('"').is_empty()) {
+        return Err(ApiError::bad_request("a part has no etag"));
+    }
+    let expected = Sha256::from_hex(&p.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let paths: Vec<_> = (1..=parts).map(|n| part_path(&s, &p.oid, p.size, n)).collect();
+    let _slot = s.upload_slot().await?;
+    let (size, files) = (p.size, paths.clone());
+    let result = s
+        .blocking(move |s| {
+            let mut reader: Box<dyn Read + Send> = Box::new(std::io::empty());
+            for path in &files {
+                let f = std::fs::File::open(path)
+                    .map_err(|_| ApiError::bad_request("a part was not uploaded"))?;
+                reader = Box::new(reader.chain(f));
+            }
+            let mut session = s.store.ingest_session();
+            let report = session.add_reader(reader)?;
+            if report.sha256 != expected || report.size != size {
+                return Err(ApiError::bad_request("the parts do not make the oid and size"));
+            }
+            session.commit()?;
+            s.db.register_files(&key, &[report.file])?;
+            Ok(report.new_bytes)
+        })
+        .await;
+    for path in paths {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    let new_bytes = result?;
+    tracing::info!(oid = %p.oid, size = p.size, parts, new_bytes, "LFS multipart object stored");
+    Ok(lfs_json(&serde_json::json!({})))
 }

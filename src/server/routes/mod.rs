@@ -3,6 +3,7 @@
 
 pub mod cas;
 pub mod commits;
+pub mod discussions;
 pub mod files;
 pub mod lfs;
 pub mod refs;

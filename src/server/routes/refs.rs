@@ -37,6 +37,9 @@ pub async fn list(
             out.branches.push(git_ref(b));
         } else if let Some(t) = full.strip_prefix("refs/tags/") {
             out.tags.push(git_ref(t));
+        } else if let (Some(prs), true) = (out.pull_requests.as_mut(), full.starts_with("refs/pr/"))
+        {
+            prs.push(git_ref(&full));
         }
     }
     Ok(Json(out))

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::protocol::{
     CreateRepoRequest, CreateRepoResponse, DeleteRepoRequest, LfsInfo, PathsInfoRequest, RepoId,
-    RepoInfo, RepoType, Sibling, SiblingLfs, TreeDirectory, TreeEntry, TreeFile,
+    RepoInfo, RepoType, SPACE_SDKS, Sibling, SiblingLfs, TreeDirectory, TreeEntry, TreeFile,
     ValidateYamlResponse, WhoAmI, WhoAmIAuth, WhoAmIToken, format_hub_date, parse_bool,
     parse_urlencoded,
 };
@@ -39,6 +39,7 @@ pub async fn create(
     }
     let req: CreateRepoRequest = json_body(&headers, body).await?;
     let repo_type = RepoType::from_name(req.repo_type.as_deref())?;
+    let sdk = space_sdk(repo_type, req.sdk.as_deref())?;
     let namespace = own_namespace(&s, &user, req.organization.as_deref())?;
     let id = RepoId::new(&namespace, &req.name)?;
     let private = req.private.unwrap_or(false) || req.visibility.as_deref() == Some("private");
@@ -48,7 +49,7 @@ pub async fn create(
         private,
         owner: user,
         created: s.now(),
-        sdk: req.sdk.clone(),
+        sdk,
     };
     let key = RepoKey::new(repo_type, &id);
     let created = s.blocking(move |s| s.db.create_repo(&key, &record)).await?;
@@ -59,6 +60,25 @@ pub async fn create(
     }
     tracing::info!(repo = %id, %repo_type, private, "repo created");
     Ok(Json(CreateRepoResponse { url, name: id.to_string(), id: id.to_string() }).into_response())
+}
+
+/// The SDK a Space is created with: required and one of [`SPACE_SDKS`], as on the Hub (a 400
+/// naming the field otherwise); other repo types keep none.
+fn space_sdk(repo_type: RepoType, sdk: Option<&str>) -> ApiResult<Option<String>> {
+    if repo_type != RepoType::Space {
+        return Ok(None);
+    }
+    match sdk {
+        Some(sdk) if SPACE_SDKS.contains(&sdk) => Ok(Some(sdk.to_owned())),
+        Some(sdk) => Err(ApiError::bad_request(format!(
+            "Invalid \"sdk\" {sdk:?}: a Space's sdk must be one of {}",
+            SPACE_SDKS.join(", ")
+        ))),
+        None => Err(ApiError::bad_request(format!(
+            "Missing \"sdk\": creating a Space requires its sdk, one of {}",
+            SPACE_SDKS.join(", ")
+        ))),
+    }
 }
 
 /// The namespace a repo is created in. Namespaces are case-insensitive as on the Hub: another
