@@ -1,38 +1,20 @@
 //! The mount's namespace: `<org>/<name>@<rev>/<path>`, with `/` in a revision written `%2F`
-//! (`refs/pr/3` is `refs%2Fpr%2F3`) and `%` written `%25`. Pure functions only.
+//! (`refs/pr/3` is `refs%2Fpr%2F3`) and `%` written `%25`. Pure functions only; what a valid
+//! name, revision or path is, `tessera-protocol` decides (one set of rules with the server).
 
-/// Whether `s` can be a Hub org or repo name: `[A-Za-z0-9._-]`, at most 96 bytes, not starting
-/// with `.` or `-`. Rejecting everything else keeps probes such as `.Trash` or `.git` from
-/// ever reaching the remote.
-pub(crate) fn is_repo_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 96
-        && !s.starts_with(['.', '-'])
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
-
-/// Whether a revision is a full commit id (40 lowercase hex digits).
-pub(crate) fn is_commit_id(rev: &str) -> bool {
-    rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+pub(crate) use crate::protocol::{is_commit_id, is_repo_id_part};
+use crate::protocol::{normalize_repo_path, validate_revision};
 
 /// Splits a directory name `name@rev` into the repo name and the decoded revision.
 pub(crate) fn parse_rev_dir(entry: &str) -> Option<(&str, String)> {
     let (name, rev) = entry.split_once('@')?;
     let rev = decode_rev(rev)?;
-    (is_repo_part(name) && is_valid_rev(&rev)).then_some((name, rev))
+    (is_repo_id_part(name) && validate_revision(&rev).is_ok()).then_some((name, rev))
 }
 
 /// The directory name of a repo revision.
 pub(crate) fn rev_dir_name(name: &str, rev: &str) -> String {
     format!("{name}@{}", encode_rev(rev))
-}
-
-fn is_valid_rev(rev: &str) -> bool {
-    !rev.is_empty()
-        && rev.len() <= 255
-        && !rev.split('/').any(|p| p.is_empty() || p == "." || p == "..")
-        && !rev.chars().any(|c| c.is_control() || c == '\\')
 }
 
 /// `/` -> `%2F`, `%` -> `%25`.
@@ -58,11 +40,10 @@ pub(crate) fn decode_rev(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// Splits a repo path into components, or `None` if it is not a clean relative path.
+/// Splits a repo path into components, or `None` if it is not a path a repo may hold
+/// ([`normalize_repo_path`]'s rules, the server's).
 pub(crate) fn path_components(path: &str) -> Option<Vec<&str>> {
-    let parts: Vec<&str> = path.split('/').collect();
-    let clean = parts.iter().all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\0'));
-    clean.then_some(parts)
+    (normalize_repo_path(path).ok()? == path).then(|| path.split('/').collect())
 }
 
 #[cfg(test)]
@@ -86,23 +67,19 @@ mod tests {
 
     #[test]
     fn names_and_paths() {
-        assert!(
-            is_repo_part("snakers4") && is_repo_part("all-MiniLM-L6-v2") && is_repo_part("a.b_c")
-        );
-        assert!(
-            !is_repo_part(".Trash-0")
-                && !is_repo_part("")
-                && !is_repo_part("a b")
-                && !is_repo_part("a/b")
-        );
-        assert!(
-            is_commit_id(&"ab".repeat(20))
-                && !is_commit_id(&"AB".repeat(20))
-                && !is_commit_id("main")
-        );
+        for ok in ["snakers4", "all-MiniLM-L6-v2", "a.b_c"] {
+            assert!(is_repo_id_part(ok), "{ok}");
+        }
+        // The server's rules, which the mount once disagreed with (`a--b`, a trailing `.`).
+        for bad in [".Trash-0", "", "a b", "a/b", "a--b", "b."] {
+            assert!(!is_repo_id_part(bad), "{bad}");
+        }
+        assert!(parse_rev_dir(&format!("m@{}", "r".repeat(256))).is_some());
+        assert!(parse_rev_dir(&format!("m@{}", "r".repeat(257))).is_none());
         assert_eq!(path_components("a/b.onnx"), Some(vec!["a", "b.onnx"]));
         assert_eq!(path_components("a//b"), None);
         assert_eq!(path_components("../x"), None);
+        assert_eq!(path_components("a/.git/config"), None);
         assert_eq!(path_components(""), None);
     }
 }

@@ -431,7 +431,7 @@ impl Vfs {
     }
 
     fn lookup_org(&self, org: &str) -> Result<Entry, Errno> {
-        if !names::is_repo_part(org) {
+        if !names::is_repo_id_part(org) {
             return Err(Errno::NotFound);
         }
         // With a remote any well-formed org may hold repos; offline only the ones stored.
@@ -615,7 +615,7 @@ impl Vfs {
         let mut orgs = BTreeSet::new();
         for key in self.ref_keys(&format!("{REPO_TYPE}/"))? {
             if let Some((org, _)) = key.repo_id.split_once('/') {
-                if names::is_repo_part(org) {
+                if names::is_repo_id_part(org) {
                     orgs.insert(org.to_string());
                 }
             }
@@ -633,7 +633,7 @@ impl Vfs {
         let mut out = Vec::new();
         for key in self.ref_keys(&format!("{REPO_TYPE}/{org}/"))? {
             let Some(name) = key.repo_id.strip_prefix(&format!("{org}/")) else { continue };
-            if !names::is_repo_part(name) {
+            if !names::is_repo_id_part(name) {
                 continue;
             }
             let label = key.ref_key();

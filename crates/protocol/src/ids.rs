@@ -162,6 +162,13 @@ impl fmt::Display for RepoId {
     }
 }
 
+/// Whether `part` can be the namespace or the name of a repo id (the rules of
+/// [`RepoId::new`]); the mount refuses every other directory name before it reaches a remote,
+/// so probes such as `.Trash` or `.git` never do.
+pub fn is_repo_id_part(part: &str) -> bool {
+    validate_id_part(part).is_ok()
+}
+
 /// One part of a repo id: `[A-Za-z0-9_.-]{1,96}`, no leading/trailing `-` or `.`, no `--`/`..`.
 fn validate_id_part(part: &str) -> Result<(), &'static str> {
     if part.is_empty() || part.len() > 96 {
@@ -259,14 +266,20 @@ pub fn normalize_repo_path(path: &str) -> Result<String, IdError> {
     Ok(trimmed.to_owned())
 }
 
-/// Validates a revision as it arrives in a URL (after percent-decoding): not empty, no control
-/// characters, bounded. Whether it names anything is decided by the repo's refs.
+/// Validates a revision as it arrives in a URL or a mount path (after decoding): 1 to 256
+/// bytes, no control characters or backslashes, and no empty, `.` or `..` segment, so it can
+/// never name a path outside where it is used. Whether it names anything is decided by the
+/// repo's refs.
 pub fn validate_revision(rev: &str) -> Result<(), IdError> {
-    if rev.is_empty() || rev.len() > 256 || rev.chars().any(char::is_control) {
-        return Err(IdError::Revision {
-            rev: clip(rev),
-            reason: "empty, too long or has control characters",
-        });
+    let err = |reason| Err(IdError::Revision { rev: clip(rev), reason });
+    if rev.is_empty() || rev.len() > 256 {
+        return err("must be 1 to 256 bytes");
+    }
+    if rev.chars().any(|c| c.is_control() || c == '\\') {
+        return err("control characters and backslashes are not allowed");
+    }
+    if rev.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return err("empty, '.' and '..' segments are not allowed");
     }
     Ok(())
 }
