@@ -108,11 +108,8 @@ fn main() {
         lfs: true,
     };
     store.put_tree(COMMIT, &[entry]).expect("tree");
-    let key = RevisionKey {
-        repo_type: "model".into(),
-        repo_id: "bench/big".into(),
-        revision: "main".into(),
-    };
+    let repo = tessera::protocol::RepoId::parse("bench/big").expect("id");
+    let key = RevisionKey::new(tessera::protocol::RepoType::Model, repo, "main").expect("key");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     store.put_ref(&key.ref_key(), COMMIT, now).expect("ref");
     let file = mnt.join("bench/big@main/weights.bin");

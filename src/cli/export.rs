@@ -68,7 +68,7 @@ fn export_hf_cache(store: &Store, key: &RevisionKey, commit: &str, tree: &[TreeE
     if !crate::protocol::is_commit_id(commit) {
         bail!("{commit:?} is not a commit id; refusing to name a snapshot folder after it");
     }
-    let repo_dir = cache.join(format!("{}s--{}", key.repo_type, key.repo_id.replace('/', "--")));
+    let repo_dir = cache.join(format!("{}s--{}", key.repo_type, key.repo_id.to_string().replace('/', "--")));
     let snapshot = repo_dir.join("snapshots").join(commit);
     for e in tree {
         let etag = if e.lfs { e.sha256.to_string() } else { e.git_oid.clone() };

@@ -88,7 +88,7 @@ pub(crate) fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 
 fn options(args: &PushArgs) -> anyhow::Result<PushOptions> {
     let key = args.remote.key(&args.repo)?;
-    let repo_type = RepoType::from_name(Some(&key.repo_type))?;
+    let repo_type = key.repo_type;
     if args.space_sdk.is_some() && repo_type != RepoType::Space {
         anyhow::bail!("--space-sdk is for Spaces: add --repo-type space");
     }
@@ -98,7 +98,7 @@ fn options(args: &PushArgs) -> anyhow::Result<PushOptions> {
     Ok(PushOptions {
         dir: args.dir.clone(),
         repo_type,
-        repo_id: key.repo_id,
+        repo_id: key.repo_id.to_string(),
         branch: key.revision,
         create: args.create,
         private: args.private,

@@ -56,11 +56,10 @@ pub(crate) fn parse_spec(spec: &str, repo_type: &str) -> anyhow::Result<Revision
         Some(_) => bail!("empty revision in {spec:?}"),
         None => (spec, "main"),
     };
-    crate::protocol::RepoId::parse(repo).with_context(|| format!("bad repo id {repo:?}"))?;
-    crate::protocol::RepoType::from_name(Some(repo_type)).with_context(|| format!("bad repo type {repo_type:?}"))?;
+    let repo_id = crate::protocol::RepoId::parse(repo).with_context(|| format!("bad repo id {repo:?}"))?;
+    let repo_type = crate::protocol::RepoType::from_name(Some(repo_type)).with_context(|| format!("bad repo type {repo_type:?}"))?;
     let revision = rev.replace("%2F", "/").replace("%2f", "/");
-    crate::protocol::validate_revision(&revision).with_context(|| format!("bad revision {rev:?}"))?;
-    Ok(RevisionKey { repo_type: repo_type.to_string(), repo_id: repo.to_string(), revision })
+    RevisionKey::new(repo_type, repo_id, &revision).with_context(|| format!("bad revision {rev:?}"))
 }
 
 fn hf_token() -> Option<String> {

@@ -22,7 +22,8 @@
 //! let entry = TreeEntry { path: "config.json".into(), size: added.size, file: added.file,
 //!     sha256: added.sha256, git_oid: "0".repeat(40), lfs: false };
 //! store.put_tree(commit, &[entry])?;
-//! let key = RevisionKey { repo_type: "model".into(), repo_id: "org/bert".into(), revision: "main".into() };
+//! let repo = tessera::protocol::RepoId::parse("org/bert")?;
+//! let key = RevisionKey::new(tessera::protocol::RepoType::Model, repo, "main")?;
 //! store.put_ref(&key.ref_key(), commit, 0)?;
 //!
 //! let vfs = Vfs::new(store, None, VfsOptions::default());

@@ -21,7 +21,8 @@ fn now() -> u64 {
 }
 
 fn key(repo: &str, rev: &str) -> RevisionKey {
-    RevisionKey { repo_type: "model".into(), repo_id: repo.into(), revision: rev.into() }
+    let id = crate::protocol::RepoId::parse(repo).expect("test repo id");
+    RevisionKey::new(crate::protocol::RepoType::Model, id, rev).expect("test revision")
 }
 
 /// Stores `files` as the tree of `commit` and points each of `revs` at it.

@@ -19,6 +19,7 @@ use super::errno::Errno;
 use super::fetch::{Fetcher, FileFetch};
 use super::flat::FlatCache;
 use super::names;
+use crate::protocol::{RepoId, RepoType};
 use crate::store::{FileRecord, RemoteSource, RevisionKey, Store, StoreError, Table, TreeEntry};
 
 /// Inode of the mount's root directory.
@@ -32,7 +33,7 @@ const DECODE_AHEAD: u64 = 32 << 20;
 /// Bytes per decode-ahead task.
 const DECODE_PIECE: u64 = 4 << 20;
 /// Repo type of everything mounted (models only, for now).
-const REPO_TYPE: &str = "model";
+const REPO_TYPE: RepoType = RepoType::Model;
 
 /// Extended attributes of files (directories of a revision have the first two).
 pub const XATTRS: [&str; 4] =
@@ -372,7 +373,7 @@ impl Vfs {
     /// The value of one extended attribute.
     pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, Errno> {
         let value = match (self.node(ino)?, name) {
-            (Node::File(f), "user.tessera.repo") => f.key.repo_id.clone(),
+            (Node::File(f), "user.tessera.repo") => f.key.repo_id.to_string(),
             (Node::File(f), "user.tessera.commit") => f.key.revision.clone(),
             (Node::File(f), "user.tessera.sha256") => f.entry.sha256.to_string(),
             (Node::File(f), "user.tessera.xet_hash") => f.entry.file.to_string(),
@@ -445,8 +446,8 @@ impl Vfs {
 
     fn lookup_rev(&self, org: &str, entry: &str) -> Result<Entry, Errno> {
         let (name, revision) = names::parse_rev_dir(entry).ok_or(Errno::NotFound)?;
-        let key =
-            RevisionKey { repo_type: REPO_TYPE.into(), repo_id: format!("{org}/{name}"), revision };
+        let repo = RepoId::new(org, name).map_err(|_| Errno::NotFound)?;
+        let key = RevisionKey::new(REPO_TYPE, repo, &revision).map_err(|_| Errno::NotFound)?;
         let (commit, ttl) = self.resolve(&key)?;
         let tree = self.tree(&key, &commit)?;
         let date = tree.date;
@@ -456,7 +457,7 @@ impl Vfs {
             match names.get(&NameKey::Rev { label: label.clone(), commit: commit.clone() }) {
                 Some(ino) => *ino,
                 None => {
-                    let ino = self.make_rev(&key.repo_id, &commit, tree);
+                    let ino = self.make_rev(&key.repo_id.to_string(), &commit, tree);
                     names.insert(NameKey::Rev { label, commit }, ino);
                     ino
                 }
@@ -544,7 +545,7 @@ impl Vfs {
 
     /// The tree of a commit, built once per (repo, commit); fetched through the remote if absent.
     fn tree(&self, key: &RevisionKey, commit: &str) -> Result<Arc<Tree>, Errno> {
-        let id = (key.repo_id.clone(), commit.to_string());
+        let id = (key.repo_id.to_string(), commit.to_string());
         if let Some(t) = self.inner.trees.lock().get(&id) {
             return Ok(t.clone());
         }
@@ -553,12 +554,12 @@ impl Vfs {
         if let Some(t) = self.inner.trees.lock().get(&id) {
             return Ok(t.clone());
         }
-        let repo = format!("{REPO_TYPE}/{}", key.repo_id);
+        let repo = key.repo_key();
         let entries = match (self.inner.store.repo_tree(&repo, commit)?, &self.inner.remote) {
             (Some(entries), _) => entries,
             (None, None) => return Err(Errno::NotFound),
             (None, Some(remote)) => {
-                let at_commit = RevisionKey { revision: commit.to_string(), ..key.clone() };
+                let at_commit = key.at(commit).map_err(|_| Errno::Io)?;
                 remote.resolve(&at_commit)?;
                 self.inner.store.repo_tree(&repo, commit)?.ok_or_else(|| {
                     tracing::warn!(%commit, "the remote resolved the commit but recorded no tree");
@@ -571,14 +572,10 @@ impl Vfs {
         Ok(tree)
     }
 
-    fn build_tree(&self, repo: &str, commit: &str, entries: Vec<TreeEntry>) -> Tree {
+    fn build_tree(&self, repo: &RepoId, commit: &str, entries: Vec<TreeEntry>) -> Tree {
         let date = self.inner.store.commit_date(commit).ok().flatten().unwrap_or(0);
         let mut tree = Tree { dirs: vec![BTreeMap::new()], files: Vec::new(), date };
-        let key = RevisionKey {
-            repo_type: REPO_TYPE.into(),
-            repo_id: repo.into(),
-            revision: commit.into(),
-        };
+        let key = RevisionKey { repo_type: REPO_TYPE, repo_id: repo.clone(), revision: commit.into() };
         for entry in entries {
             let Some((dir, leaf)) = place(&mut tree, &entry.path) else {
                 tracing::warn!(%repo, %commit, path = %entry.path, "skipping a tree entry that cannot be a path here");
@@ -614,11 +611,7 @@ impl Vfs {
     fn list_orgs(&self) -> Result<Vec<DirEntry>, Errno> {
         let mut orgs = BTreeSet::new();
         for key in self.ref_keys(&format!("{REPO_TYPE}/"))? {
-            if let Some((org, _)) = key.repo_id.split_once('/') {
-                if names::is_repo_id_part(org) {
-                    orgs.insert(org.to_string());
-                }
-            }
+            orgs.insert(key.repo_id.namespace().to_string());
         }
         Ok(orgs
             .into_iter()
@@ -632,10 +625,10 @@ impl Vfs {
     fn list_revs(&self, org: &str) -> Result<Vec<DirEntry>, Errno> {
         let mut out = Vec::new();
         for key in self.ref_keys(&format!("{REPO_TYPE}/{org}/"))? {
-            let Some(name) = key.repo_id.strip_prefix(&format!("{org}/")) else { continue };
-            if !names::is_repo_id_part(name) {
+            if key.repo_id.namespace() != org {
                 continue;
             }
+            let name = key.repo_id.name();
             let label = key.ref_key();
             let ino = self.named(NameKey::Listed(label), || Node::Listed);
             out.push(DirEntry {

@@ -3,30 +3,49 @@
 //! the mount only sees this trait, so it never depends on the network code.
 
 use super::TreeEntry;
+use crate::protocol::{IdError, RepoId, RepoType, validate_revision};
 
 /// Identifies a repo revision as users write it: `model`/`dataset`/`space`, `org/name`, and a
-/// branch, tag, commit id or `refs/pr/N`.
+/// branch, tag, commit id or `refs/pr/N`. Parsed once, where it enters (a CLI argument, a mount
+/// path, a stored ref), and carried typed from there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RevisionKey {
-    /// `model`, `dataset` or `space`.
-    pub repo_type: String,
-    /// `org/name` (or `name`).
-    pub repo_id: String,
-    /// Branch, tag, 40-hex commit or `refs/pr/N`.
+    /// Model, dataset or Space.
+    pub repo_type: RepoType,
+    /// `org/name`.
+    pub repo_id: RepoId,
+    /// Branch, tag, 40-hex commit or `refs/pr/N` ([`validate_revision`]'s rules).
     pub revision: String,
 }
 
 impl RevisionKey {
+    /// A key whose revision is checked by [`validate_revision`].
+    pub fn new(repo_type: RepoType, repo_id: RepoId, revision: &str) -> Result<Self, IdError> {
+        validate_revision(revision)?;
+        Ok(Self { repo_type, repo_id, revision: revision.to_owned() })
+    }
+
+    /// The same repo at another revision (a commit the revision resolved to).
+    pub fn at(&self, revision: &str) -> Result<Self, IdError> {
+        Self::new(self.repo_type, self.repo_id.clone(), revision)
+    }
+
+    /// `model/org/name`: the repo part of store keys (trees are kept per repo).
+    pub fn repo_key(&self) -> String {
+        format!("{}/{}", self.repo_type, self.repo_id)
+    }
+
     /// The key under which the store records this ref (`Store::put_ref`): `model/org/name@main`.
     pub fn ref_key(&self) -> String {
         format!("{}/{}@{}", self.repo_type, self.repo_id, self.revision)
     }
 
-    /// Parses a key made by [`RevisionKey::ref_key`].
+    /// Parses a key made by [`RevisionKey::ref_key`]; `None` for anything else.
     pub fn from_ref_key(key: &str) -> Option<Self> {
         let (repo_type, rest) = key.split_once('/')?;
         let (repo_id, revision) = rest.rsplit_once('@')?;
-        Some(Self { repo_type: repo_type.into(), repo_id: repo_id.into(), revision: revision.into() })
+        let repo_type = RepoType::from_name(Some(repo_type)).ok()?;
+        Self::new(repo_type, RepoId::parse(repo_id).ok()?, revision).ok()
     }
 }
 

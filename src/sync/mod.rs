@@ -70,7 +70,7 @@ pub fn local_revision(store: &Store, key: &RevisionKey) -> Result<(String, Vec<T
         None if crate::protocol::is_commit_id(&key.revision) => key.revision.clone(),
         None => return Err(SyncError::Offline(format!("revision {} of {} {}", key.revision, key.repo_type, key.repo_id))),
     };
-    let repo = format!("{}/{}", key.repo_type, key.repo_id);
+    let repo = key.repo_key();
     let tree = store.repo_tree(&repo, &commit)?.ok_or_else(|| SyncError::Offline(format!("the tree of commit {commit}")))?;
     Ok((commit, tree))
 }

@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::SyncError;
 use super::fetch::{FileFetcher, FileTarget, entry, is_small_plain};
 use crate::hub::HubClient;
-use crate::protocol::{RepoType, TreeFile};
+use crate::protocol::TreeFile;
 use crate::store::{RevisionKey, Store, TreeEntry};
 
 /// Files fetched at the same time.
@@ -56,14 +56,14 @@ impl PullProgress for () {
 /// Pulls `key` from `hub` into `store`.
 pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, progress: &dyn PullProgress) -> Result<PullReport, SyncError> {
     let started = Instant::now();
-    let repo_type = parse_repo_type(&key.repo_type)?;
-    let (commit, date) = hub.revision_dated(repo_type, &key.repo_id, &key.revision).await?;
-    let listing = hub.list_tree(repo_type, &key.repo_id, &commit).await?;
+    let (repo_type, repo_id) = (key.repo_type, key.repo_id.to_string());
+    let (commit, date) = hub.revision_dated(repo_type, &repo_id, &key.revision).await?;
+    let listing = hub.list_tree(repo_type, &repo_id, &commit).await?;
     let bytes_total: u64 = listing.files.iter().map(|f| f.size).sum();
     progress.start(listing.files.len(), bytes_total);
     let fetched = Arc::new(AtomicU64::new(0));
     let lazy = super::lazy::LazyFiles::new(hub.clone(), store.clone(), hub.retry_policy().stall_timeout, fetched.clone());
-    let fetcher = FileFetcher::new(hub.clone(), store.clone(), repo_type, key.repo_id.clone(), commit.clone(), fetched.clone(), lazy);
+    let fetcher = FileFetcher::new(hub.clone(), store.clone(), repo_type, repo_id, commit.clone(), fetched.clone(), lazy);
     let targets: Vec<FileTarget> = listing.files.iter().map(target).collect::<Result<_, _>>()?;
     // Small regular files in one batch (one ingest session, one index write), the rest streamed.
     let (small, large): (Vec<FileTarget>, Vec<FileTarget>) = targets.into_iter().partition(is_small_plain);
@@ -86,7 +86,7 @@ pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, progress: &
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     record(store, key, &commit, date, entries).await?;
     Ok(PullReport {
-        repo: key.repo_id.clone(),
+        repo: key.repo_id.to_string(),
         revision: key.revision.clone(),
         commit,
         files: listing.files.len(),
@@ -107,7 +107,7 @@ pub fn pull_offline(store: &Store, key: &RevisionKey) -> Result<PullReport, Sync
         }
     }
     Ok(PullReport {
-        repo: key.repo_id.clone(),
+        repo: key.repo_id.to_string(),
         revision: key.revision.clone(),
         commit,
         files: tree.len(),
@@ -125,13 +125,13 @@ async fn record(store: &Store, key: &RevisionKey, commit: &str, date: Option<u64
     tokio::task::spawn_blocking(move || {
         // What was streamed in is durable and indexed before the ref says the revision is here.
         store.flush()?;
-        store.put_repo_tree(&format!("{}/{}", key.repo_type, key.repo_id), &commit, &entries)?;
+        store.put_repo_tree(&key.repo_key(), &commit, &entries)?;
         if let Some(date) = date {
             store.put_commit_date(&commit, date)?;
         }
         let now = super::unix_now();
         store.put_ref(&key.ref_key(), &commit, now)?;
-        let by_commit = RevisionKey { revision: commit.clone(), ..key };
+        let by_commit = key.at(&commit).map_err(|e| SyncError::Protocol(e.to_string()))?;
         store.put_ref(&by_commit.ref_key(), &commit, now)?;
         Ok::<_, SyncError>(())
     })
@@ -155,8 +155,4 @@ pub(crate) fn target(f: &TreeFile) -> Result<FileTarget, SyncError> {
         return Err(SyncError::Protocol(format!("{}: {:?} is not a git object id", f.path, f.oid)));
     }
     Ok(FileTarget { path: f.path.clone(), size: f.size, git_oid: f.oid.clone(), sha256, xet })
-}
-
-pub(crate) fn parse_repo_type(s: &str) -> Result<RepoType, SyncError> {
-    RepoType::from_name(Some(s)).map_err(|e| SyncError::Usage(e.to_string()))
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 use super::SyncError;
 use super::fetch::{FileFetcher, FileTarget, blocking, entry, is_small_plain};
 use super::lazy::LazyFiles;
-use super::pull::parse_repo_type;
 use crate::hash::FileHash;
 use crate::hub::HubClient;
 use crate::protocol::RepoType;
@@ -51,27 +50,27 @@ impl HubSource {
     }
 
     fn fetcher(&self, key: &RevisionKey, commit: &str) -> Result<Arc<FileFetcher>, SyncError> {
-        let repo_type = parse_repo_type(&key.repo_type)?;
-        let id = (repo_type, key.repo_id.clone(), commit.to_string());
+        let repo_type = key.repo_type;
+        let id = (repo_type, key.repo_id.to_string(), commit.to_string());
         let mut fetchers = self.fetchers.lock();
         let made = fetchers.entry(id).or_insert_with(|| {
             let (hub, store, fetched, lazy) = (self.hub.clone(), self.store.clone(), self.fetched.clone(), self.lazy.clone());
-            Arc::new(FileFetcher::new(hub, store, repo_type, key.repo_id.clone(), commit.to_string(), fetched, lazy))
+            Arc::new(FileFetcher::new(hub, store, repo_type, key.repo_id.to_string(), commit.to_string(), fetched, lazy))
         });
         Ok(made.clone())
     }
 
     async fn resolve_async(&self, key: &RevisionKey) -> Result<String, SyncError> {
         let started = std::time::Instant::now();
-        let repo_type = parse_repo_type(&key.repo_type)?;
-        let (commit, date) = self.hub.revision_dated(repo_type, &key.repo_id, &key.revision).await?;
-        let repo = format!("{}/{}", key.repo_type, key.repo_id);
+        let (repo_type, repo_id) = (key.repo_type, key.repo_id.to_string());
+        let (commit, date) = self.hub.revision_dated(repo_type, &repo_id, &key.revision).await?;
+        let repo = key.repo_key();
         let (store, commit2, repo2) = (self.store.clone(), commit.clone(), repo.clone());
         // A commit's tree never changes: one already stored (a restart) is not listed again.
         let stored = blocking(move || Ok(store.repo_tree(&repo2, &commit2)?.is_some())).await?;
         let mut files = None;
         if !stored {
-            let listing = self.hub.list_tree(repo_type, &key.repo_id, &commit).await?;
+            let listing = self.hub.list_tree(repo_type, &repo_id, &commit).await?;
             let fetcher = self.fetcher(key, &commit)?;
             let entries = lazy_entries(&fetcher, &listing.files).await?;
             files = Some(entries.len());

@@ -39,7 +39,8 @@ fn now() -> u64 {
 }
 
 fn key(repo: &str, rev: &str) -> RevisionKey {
-    RevisionKey { repo_type: "model".into(), repo_id: repo.into(), revision: rev.into() }
+    let id = tessera::protocol::RepoId::parse(repo).expect("test repo id");
+    RevisionKey::new(tessera::protocol::RepoType::Model, id, rev).expect("test revision")
 }
 
 /// Ingests files as the tree of `commit`; `files` are (repo path, bytes source).
