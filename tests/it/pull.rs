@@ -1,7 +1,7 @@
 //! `tessera pull` / `export` / `ls` against `tessera hub serve` seeded by `huggingface_hub`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::{Home, Hub, WRITE_TOKEN, asset, assert_same_tree, changed_bytes, files_under, py_script, python, random_bytes};
 use crate::fault_proxy::FaultProxy;
@@ -142,7 +142,17 @@ fn sigkill_mid_pull_then_rerun_fetches_only_the_rest() {
     seed(&py, &hub, "org/big", &[(src.path(), "")], false);
     let home = Home::new();
     let mut child = home.cmd(&["pull", "org/big"]).env("HF_ENDPOINT", &hub.url).spawn().expect("spawn pull");
-    std::thread::sleep(Duration::from_millis(2500));
+    // Kill it once some data is in the store (not after a fixed time: a slow machine would kill
+    // it before any byte landed, a fast one after the last). Xorb files are sparse: count the
+    // blocks written, not their length.
+    let xorbs = home.path().join("xorbs");
+    let stored = || xorbs.exists().then(|| crate::common::files_under(&xorbs)).unwrap_or_default().iter().filter_map(|f| xorbs.join(f).metadata().ok()).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).sum::<u64>();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored() < 4 << 20 && Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let early = child.try_wait().ok().flatten();
+    assert!(early.is_none(), "the pull ended ({early:?}) before it could be killed, {} B stored", stored());
     let _ = child.kill();
     let _ = child.wait();
     home.ok(&["fsck"]);
