@@ -114,7 +114,7 @@ impl HubClient {
                 let rb = self.authed(self.http.get(url));
                 if from > 0 { rb.header(reqwest::header::RANGE, format!("bytes={from}-")) } else { rb }
             };
-            let resp = check(retry::send(&self.config.retry, url, make).await?, repo, None).await?;
+            let resp = check(retry::send(&self.config.retry, url, make).await?, &reqwest::Method::GET, repo, None).await?;
             if from > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
                 return Err(HubError::Malformed { url: url.into(), message: "server ignored the Range header".into() });
             }
@@ -147,8 +147,9 @@ impl HubClient {
     }
 }
 
-/// Maps the Hub's error answers (`X-Error-Code`) to typed errors.
-pub(crate) async fn check(resp: Response, repo: &str, rev: Option<&str>) -> Result<Response, HubError> {
+/// Maps the Hub's error answers (`X-Error-Code`) to typed errors; `method` names the request in
+/// them.
+pub(crate) async fn check(resp: Response, method: &reqwest::Method, repo: &str, rev: Option<&str>) -> Result<Response, HubError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -163,7 +164,8 @@ pub(crate) async fn check(resp: Response, repo: &str, rev: Option<&str>) -> Resu
         (_, "RevisionNotFound") => HubError::RevisionNotFound { repo: repo.into(), rev: rev.unwrap_or("").into() },
         (_, "EntryNotFound") | (404, _) => HubError::NotFound(format!("{url}: {message}")),
         (401 | 403, _) => HubError::Unauthorized { status: status.as_u16(), message },
-        (s, _) => HubError::Status { method: "GET".into(), url, status: s, message },
+        (s @ (409 | 412), _) => HubError::Conflict { method: method.to_string(), url, status: s, message },
+        (s, _) => HubError::Status { method: method.to_string(), url, status: s, message },
     })
 }
 
@@ -176,9 +178,10 @@ pub(crate) async fn get_body(
     rev: Option<&str>,
     make: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<(reqwest::header::HeaderMap, bytes::Bytes), HubError> {
+    let method = make().build().map(|r| r.method().clone()).unwrap_or(reqwest::Method::GET);
     let mut broken = 0;
     loop {
-        let resp = check(retry::send(policy, url, &make).await?, repo, rev).await?;
+        let resp = check(retry::send(policy, url, &make).await?, &method, repo, rev).await?;
         let headers = resp.headers().clone();
         match capped_body(resp, url).await? {
             Ok(body) => return Ok((headers, body)),

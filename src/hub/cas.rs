@@ -60,7 +60,7 @@ impl HubClient {
     pub async fn open_unit_range(&self, unit: &FetchUnit, from: u64) -> Result<reqwest::Response, HubError> {
         let range = format!("bytes={from}-{}", unit.byte_end);
         let resp = retry::send(&self.config.retry, "xorb range", || self.http.get(&unit.url).header(reqwest::header::RANGE, &range)).await?;
-        api::check(resp, &unit.xorb.to_string(), None).await
+        api::check(resp, &reqwest::Method::GET, &unit.xorb.to_string(), None).await
     }
 
     /// Opens several closed byte ranges of one xorb URL in one request (`Range: bytes=a-b,c-d`),
@@ -69,7 +69,7 @@ impl HubClient {
         let spec: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
         let range = format!("bytes={}", spec.join(","));
         let resp = retry::send(&self.config.retry, "xorb ranges", || self.http.get(url).header(reqwest::header::RANGE, &range)).await?;
-        api::check(resp, &xorb.to_string(), None).await
+        api::check(resp, &reqwest::Method::GET, &xorb.to_string(), None).await
     }
 }
 

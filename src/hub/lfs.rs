@@ -150,6 +150,7 @@ impl HubClient {
         };
         let resp = api::check(
             retry::send(&self.config.retry, "LFS upload", make).await?,
+            &reqwest::Method::PUT,
             "LFS upload",
             None,
         )

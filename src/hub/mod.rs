@@ -49,6 +49,19 @@ pub enum HubError {
         /// The server's message.
         message: String,
     },
+    /// The request conflicts with the server's state (409, 412): the branch moved, the repo or
+    /// tag exists. Callers decide (re-plan a commit, report an existing tag).
+    #[error("{method} {url}: conflict (HTTP {status}): {message}")]
+    Conflict {
+        /// Request method.
+        method: String,
+        /// Request URL (no credentials).
+        url: String,
+        /// 409 or 412.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
     /// Any other non-success answer.
     #[error("{method} {url}: HTTP {status}: {message}")]
     Status {

@@ -75,7 +75,7 @@ impl HubClient {
         let url = format!("{}/api/repos/create", self.config.endpoint);
         match self.send_json(&url, repo_id, None, reqwest::Method::POST, &body).await {
             Ok(_) => Ok(true),
-            Err(HubError::Status { status: 409, .. }) => Ok(false),
+            Err(HubError::Conflict { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }

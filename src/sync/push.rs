@@ -528,7 +528,7 @@ impl Push<'_> {
                 self.committed(r.commit_oid, r.commit_url);
                 self.opened(r.pull_request_url)?;
             }
-            Err(HubError::Status { status: 409 | 412, .. }) => {
+            Err(HubError::Conflict { .. }) => {
                 self.after_conflict(head, diff).await?
             }
             Err(e) => return Err(e.into()),
@@ -591,7 +591,7 @@ impl Push<'_> {
             return Ok(());
         };
         match self.hub.create_tag(self.opts.repo_type, &self.opts.repo_id, commit, tag).await {
-            Err(HubError::Status { status: 409, .. }) => {
+            Err(HubError::Conflict { .. }) => {
                 Err(SyncError::Usage(format!("tag {tag} already exists in {}", self.opts.repo_id)))
             }
             other => Ok(other?),
