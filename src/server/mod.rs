@@ -6,6 +6,7 @@
 //! - [`state`]: store, repo database, tokens, signing key, options; [`auth`]: Hub tokens,
 //!   access rules, CAS tokens and presigned URLs; [`error`]: the one `IntoResponse` that sets
 //!   `X-Error-Code` / `X-Error-Message`; [`limit`]: the request- and response-body rate limiters;
+//!   `plan`: the reconstruction planner (pure, unit-tested);
 //!   `routes/*`: the handlers.
 //! - Store work runs on the blocking pool; request bodies are bounded per route.
 //!
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod limit;
+mod plan;
 pub mod routes;
 pub mod state;
 

@@ -10,7 +10,7 @@
 //! - Global dedup: `GET /v1/chunks/{prefix}/{hash}` answers a one-xorb shard whose chunk hashes
 //!   are keyed with a fresh key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Body;
@@ -25,7 +25,7 @@ use crate::format::{Shard, ShardChunk, ShardXorb};
 use crate::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
 use crate::protocol::http::{ClosedRangesError, parse_closed_ranges};
 use crate::protocol::{
-    BatchReconstruction, ChunkRange, FetchInfo, FileKey, InclusiveByteRange, ReconstructionTerm,
+    BatchReconstruction, FetchInfo, FileKey, InclusiveByteRange,
     ReconstructionV1, ReconstructionV2, RepoType, ShardEvent, ShardUploadResponse,
     XetTokenResponse, XorbFetchV2, XorbRangeV2, XorbUploadResponse, headers as h,
     parse_range_header,
@@ -34,6 +34,7 @@ use crate::server::auth::CasClaims;
 use crate::server::db::RepoKey;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
+use crate::server::plan::Plan;
 use crate::store::{FileRecord, StoreError, Term, XorbMeta};
 
 /// Largest xorb body: 64 MiB of chunk data plus headers and an optional footer.
@@ -146,107 +147,21 @@ fn store_input_error(e: StoreError) -> ApiError {
 // ---------------------------------------------------------------------------------------------
 // Reconstruction
 
-/// A reconstruction before URLs are attached.
-struct Plan {
-    offset: u64,
-    terms: Vec<ReconstructionTerm>,
-    /// Per xorb: merged chunk ranges with their inclusive byte ranges.
-    fetch: BTreeMap<XorbHash, Vec<(ChunkRange, InclusiveByteRange)>>,
-}
-
-fn meta<'a>(
-    s: &AppState,
-    cache: &'a mut HashMap<XorbHash, XorbMeta>,
-    xorb: &XorbHash,
-) -> ApiResult<&'a XorbMeta> {
-    if !cache.contains_key(xorb) {
-        let m = s
-            .store
-            .xorb_meta(xorb)?
-            .ok_or_else(|| ApiError::internal(format!("xorb {xorb} missing")))?;
-        cache.insert(*xorb, m);
-    }
-    cache.get(xorb).ok_or_else(|| ApiError::internal("xorb cache"))
-}
-
-/// Computes terms and fetch ranges for `[start, end)` of a file (`xet-protocol.md` §5.2).
+/// Plans `[start, end)` of a file over the store's xorb tables (`server::plan`).
 fn plan(s: &AppState, record: &FileRecord, start: u64, end: u64) -> ApiResult<Plan> {
-    let mut metas = HashMap::new();
-    let mut pos = 0u64;
-    let mut offset = None;
-    let mut terms = Vec::new();
-    let mut wanted: BTreeMap<XorbHash, Vec<(u32, u32)>> = BTreeMap::new();
-    for t in &record.terms {
-        let term_end = pos + u64::from(t.unpacked_len);
-        if term_end <= start || pos >= end {
-            pos = term_end;
-            continue;
+    let mut failed = None;
+    let lookup = |x: &XorbHash| match s.store.xorb_meta(x) {
+        Ok(m) => m,
+        Err(e) => {
+            failed = Some(e);
+            None
         }
-        let m = meta(s, &mut metas, &t.xorb)?;
-        let (mut first, mut last, mut kept, mut cpos) = (None, 0, 0u64, pos);
-        for i in t.chunk_start..t.chunk_end {
-            let c =
-                m.chunks.get(i as usize).and_then(Option::as_ref).ok_or_else(|| {
-                    ApiError::internal(format!("chunk {i} of {} missing", t.xorb))
-                })?;
-            let (a, b) = (cpos, cpos + u64::from(c.unpacked_len));
-            cpos = b;
-            if b <= start || a >= end {
-                continue;
-            }
-            if first.is_none() {
-                first = Some(i);
-                offset.get_or_insert(start.saturating_sub(a));
-            }
-            last = i + 1;
-            kept += u64::from(c.unpacked_len);
-        }
-        if cpos != term_end {
-            return Err(ApiError::internal(format!(
-                "term lengths of {} disagree with its xorb",
-                record.hash
-            )));
-        }
-        pos = term_end;
-        if let Some(f) = first {
-            let unpacked_length = u32::try_from(kept).map_err(ApiError::internal)?;
-            terms.push(ReconstructionTerm {
-                hash: t.xorb,
-                unpacked_length,
-                range: ChunkRange { start: f, end: last },
-            });
-            wanted.entry(t.xorb).or_default().push((f, last));
-        }
+    };
+    let planned = crate::server::plan::plan(record, start, end, lookup);
+    if let Some(e) = failed {
+        return Err(e.into());
     }
-    let mut fetch = BTreeMap::new();
-    for (xorb, mut ranges) in wanted {
-        ranges.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::new();
-        for (a, b) in ranges {
-            match merged.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
-            }
-        }
-        let m = meta(s, &mut metas, &xorb)?;
-        let byte = |i: u32| m.chunks.get(i as usize).and_then(Option::as_ref);
-        let list = merged
-            .into_iter()
-            .map(|(a, b)| {
-                let (first, lastc) = (byte(a), byte(b - 1));
-                let (Some(first), Some(lastc)) = (first, lastc) else {
-                    return Err(ApiError::internal("chunk range outside xorb"));
-                };
-                let bytes = InclusiveByteRange {
-                    start: u64::from(first.byte_start),
-                    end: u64::from(lastc.byte_end) - 1,
-                };
-                Ok((ChunkRange { start: a, end: b }, bytes))
-            })
-            .collect::<ApiResult<Vec<_>>>()?;
-        fetch.insert(xorb, list);
-    }
-    Ok(Plan { offset: offset.unwrap_or(0), terms, fetch })
+    planned.map_err(ApiError::internal)
 }
 
 /// A presigned URL serving the given byte ranges of a xorb.
