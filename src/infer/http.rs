@@ -87,8 +87,9 @@ impl ServeState {
         Self::with_batching(models, concurrency, limits, None)
     }
 
-    /// As [`ServeState::new`], with dynamic batching of the models that can batch. Batching
-    /// admits `concurrency * max_batch` requests at once per model, so that batches can fill.
+    /// As [`ServeState::new`], with dynamic batching of the models that can batch. A model that
+    /// batches admits `concurrency * max_batch` requests at once, so that batches can fill; one
+    /// that cannot keeps `concurrency` (more would only queue parsed bodies for its sessions).
     pub fn with_batching(
         models: &[(String, PathBuf)],
         concurrency: usize,
@@ -101,14 +102,13 @@ impl ServeState {
             max_delay,
             runs: concurrency,
         });
-        let admitted = concurrency.saturating_mul(batch.map_or(1, |b| b.max_batch));
         let slots = models
             .iter()
             .map(|(n, p)| {
                 let slot = ModelSlot {
                     path: p.clone(),
                     model: OnceLock::new(),
-                    permits: Semaphore::new(admitted),
+                    permits: Semaphore::new(concurrency),
                     max_elements: limits.elements_for(n),
                     batch,
                     batcher: OnceLock::new(),
@@ -128,6 +128,9 @@ impl ServeState {
     /// Publishes a loaded model; the server is ready once every model is.
     pub fn set_loaded(&self, model: LoadedModel) {
         let Some(slot) = self.slots.get(&model.name) else { return };
+        if let Some(b) = slot.batch.filter(|_| batch::batchable(&model.inputs, &model.outputs)) {
+            slot.permits.add_permits(b.runs.saturating_mul(b.max_batch - 1));
+        }
         if let Some(m) = self.metrics.model(&model.name) {
             m.set_loaded(model.load_time, model.cache == super::session::CacheOutcome::Hit);
         }
