@@ -108,9 +108,11 @@ def load(kind, addr, model, clients, seconds):
             try:
                 c.infer(model, inputs)
                 mine.append((time.perf_counter() - t) * 1e3)
-            except Exception:  # noqa: BLE001 - counted, not raised
+            except Exception as e:  # noqa: BLE001 - counted, not raised; the first one shown
                 with lock:
                     errors[0] += 1
+                    if errors[0] == 1:
+                        print(f"first error: {e}", file=sys.stderr)
         with lock:
             lat.extend(mine)
 
