@@ -18,12 +18,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 mkdir -p "$TESSERA_DEV" "$TESSERA_ASSETS"
-stamp="$TESSERA_VENV/.tessera-ready-3"
+stamp="$TESSERA_VENV/.tessera-ready-4"
 if [ ! -f "$stamp" ]; then
   log "python venv with the reference clients at $TESSERA_VENV"
   python3 -m venv "$TESSERA_VENV"
   "$TESSERA_VENV/bin/pip" install -q --disable-pip-version-check \
-    huggingface_hub==2.4.0 hf_xet==1.8.0 onnxruntime==1.31.1 onnx==1.22.0 numpy
+    huggingface_hub==2.4.0 hf_xet==1.8.0 onnxruntime==1.31.1 onnx==1.22.0 numpy \
+    "tritonclient[http,grpc]==2.73.0" kserve==0.21.0
   touch "$stamp"
 fi
 

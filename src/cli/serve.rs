@@ -1,5 +1,6 @@
 //! `tessera serve`: ONNX models over the KServe v2 REST API.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,7 +8,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::infer::{DeviceRequest, LoadedModel, ModelOptions, RequestLimits, Runtime, ServeState, serve};
+use crate::infer::{
+    DeviceRequest, LoadedModel, ModelOptions, RequestLimits, Runtime, ServeState, serve, serve_grpc,
+};
 
 /// Serve ONNX models over the KServe v2 / Open Inference Protocol REST API.
 #[derive(clap::Args, Debug, Clone)]
@@ -15,6 +18,11 @@ pub(crate) struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the bound address is logged).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Also answer the KServe v2 gRPC protocol (`inference.GRPCInferenceService`, as
+    /// `tritonclient.grpc` speaks it) on this address; port 0 picks a free port (logged as
+    /// `gRPC listening on ADDR`). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_listen: Option<String>,
     /// A model to serve, as NAME=PATH to an .onnx file; repeat for more.
     #[arg(long = "model", value_name = "NAME=PATH", required = true, value_parser = parse_model)]
     pub models: Vec<(String, PathBuf)>,
@@ -39,6 +47,22 @@ pub(crate) struct ServeArgs {
     /// what the model affords: a transformer's memory grows with the square of the sequence.
     #[arg(long = "max-elements", value_name = "[NAME=]N", value_parser = parse_max_elements)]
     pub max_elements: Vec<(Option<String>, usize)>,
+    /// A KServe v2 JSON request body (file) that warms up model NAME; repeatable. Before a model
+    /// is ready, every one of its `--workers` sessions is created and runs this request once, so
+    /// that the first requests after ready run at full speed. Without it the warm-up sends zeros
+    /// with dynamic dimensions 1, which some models reject (a warning says so; the sessions are
+    /// still created).
+    #[arg(long = "warmup", value_name = "NAME=FILE", value_parser = parse_model)]
+    pub warmups: Vec<(String, PathBuf)>,
+    /// Dynamic batching: concurrent requests to a model whose inputs and outputs all have a
+    /// dynamic first dimension are merged up to this many rows and run once, each client getting
+    /// its own rows back. 1 (the default) turns it off.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_batch: u32,
+    /// How long a request may wait for others to join its batch, in microseconds (with
+    /// `--max-batch` over 1).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub max_queue_delay: u64,
     /// Neither read nor write the optimized-model cache (<home>/ort-cache).
     #[arg(long)]
     pub no_cache: bool,
@@ -101,10 +125,16 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
         max_sessions: workers,
         cache_dir: (!args.no_cache).then(|| home.join("ort-cache")),
     };
-    if let Some((Some(name), _)) = args.max_elements.iter().find(|(n, _)| n.as_ref().is_some_and(|n| !args.models.iter().any(|(m, _)| m == n))) {
+    if let Some((Some(name), _)) = args
+        .max_elements
+        .iter()
+        .find(|(n, _)| n.as_ref().is_some_and(|n| !args.models.iter().any(|(m, _)| m == n)))
+    {
         bail!("--max-elements names '{name}', which is not a --model");
     }
-    let state = ServeState::new(&args.models, workers, &request_limits(&args));
+    let batch = (args.max_batch as usize, std::time::Duration::from_micros(args.max_queue_delay));
+    let state =
+        ServeState::with_batching(&args.models, workers, &request_limits(&args), Some(batch));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,11 +148,16 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
         // The first stdout line names the address, as `hub serve` does, for scripts using port 0.
         println!("tessera serve: listening on http://{addr}");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, Arc::clone(&state), shutdown_signal(stop_rx)));
+        let stopping = stop_on(shutdown_signal(stop_rx));
+        let grpc = match &args.grpc_listen {
+            Some(at) => Some(spawn_grpc(at, &state, args.max_request_bytes, &stopping).await?),
+            None => None,
+        };
+        let server = tokio::spawn(serve(listener, Arc::clone(&state), stopped(&stopping)));
         let loading = {
             let state = Arc::clone(&state);
             tokio::task::spawn_blocking(move || {
-                load_all(&runtime, &args.models, &opts, &state, cores)
+                load_all(&runtime, &args.models, &args.warmups, &opts, &state, cores)
             })
         };
         let loaded = loading.await.context("model loading task")?;
@@ -132,6 +167,9 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
             return Err(e);
         }
         server.await.context("server task")?.context("serving")?;
+        if let Some(grpc) = grpc {
+            grpc.await.context("gRPC server task")?.context("serving gRPC")?;
+        }
         tracing::info!("shut down");
         // The sender lives until here so that the server only stops on a signal.
         drop(stop_tx);
@@ -143,6 +181,7 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
 fn load_all(
     runtime: &Runtime,
     models: &[(String, PathBuf)],
+    warmups: &[(String, PathBuf)],
     opts: &ModelOptions,
     state: &ServeState,
     threads: usize,
@@ -155,7 +194,10 @@ fn load_all(
             s.spawn(|| {
                 while failed.lock().is_none() {
                     let Some((name, path)) = models.get(next.fetch_add(1, Ordering::SeqCst)) else { return };
-                    match LoadedModel::load(runtime, name, path, opts) {
+                    match LoadedModel::load(runtime, name, path, opts).map_err(anyhow::Error::from).and_then(|m| {
+                        warm_up(&m, warmups.iter().find(|(n, _)| n == name).map(|(_, f)| f.as_path()))?;
+                        Ok(m)
+                    }) {
                         Ok(m) => {
                             tracing::info!(
                                 "loaded model '{name}' from {} in {:.1} ms (optimized-model cache: {:?})",
@@ -174,12 +216,83 @@ fn load_all(
         }
     });
     if let Some(e) = failed.into_inner() {
-        return Err(e.into());
+        return Err(e);
     }
     tracing::info!(
         "ready: {} models loaded in {:.2} s",
         models.len(),
         start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A flag that turns true once `signal` completes, so that both servers stop on one signal.
+fn stop_on(
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Completes when the flag of [`stop_on`] turns true (or its sender is gone).
+fn stopped(flag: &tokio::sync::watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut flag = flag.clone();
+    async move {
+        let _ = flag.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Binds the gRPC listener at `at` and serves it in a task until the stop flag turns true.
+async fn spawn_grpc(
+    at: &str,
+    state: &Arc<ServeState>,
+    max_message: usize,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {at}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("gRPC listening on {addr}");
+    println!("tessera serve: gRPC listening on {addr}");
+    Ok(tokio::spawn(serve_grpc(listener, Arc::clone(state), max_message, stopped(stopping))))
+}
+
+/// Creates and warms every session of `m` with the request in `file` (zeros without one). A
+/// file that does not fit the model is an error; zeros the model rejects are a warning.
+fn warm_up(m: &LoadedModel, file: Option<&Path>) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let inputs = match file {
+        Some(f) => {
+            let body =
+                std::fs::read(f).with_context(|| format!("reading --warmup {}", f.display()))?;
+            let req = crate::infer::tensor::parse_request(&body)
+                .with_context(|| format!("--warmup {} for model '{}'", f.display(), m.name))?;
+            crate::infer::tensor::check_inputs(&req.inputs, &m.inputs)
+                .with_context(|| format!("--warmup {} for model '{}'", f.display(), m.name))?;
+            req.inputs
+        }
+        None => m.zero_inputs(),
+    };
+    let failures = m.warm_up(&inputs).with_context(|| format!("warming up model '{}'", m.name))?;
+    match (failures.first(), file) {
+        (Some(e), Some(f)) => bail!("--warmup {} fails on model '{}': {e}", f.display(), m.name),
+        (Some(e), None) => tracing::warn!(
+            "model '{}' rejects a zero warm-up request ({e}); its sessions are made but not warm: pass --warmup {}=REQUEST.json",
+            m.name,
+            m.name
+        ),
+        (None, _) => {}
+    }
+    tracing::info!(
+        "model '{}': {} sessions created and warmed in {:.1} ms",
+        m.name,
+        m.sessions(),
+        start.elapsed().as_secs_f64() * 1e3
     );
     Ok(())
 }

@@ -20,9 +20,10 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use super::batch::{self, BatchOptions, Batcher};
 use super::metrics::Metrics;
 use super::session::{LoadedModel, RunError};
-use super::tensor::{self, InferResponse, OutputJson};
+use super::tensor;
 
 /// What the HTTP layer shares: the models (loaded or still loading), metrics and limits.
 #[derive(Debug)]
@@ -35,13 +36,18 @@ pub struct ServeState {
 }
 
 #[derive(Debug)]
-struct ModelSlot {
+pub(super) struct ModelSlot {
     path: PathBuf,
     model: OnceLock<Arc<LoadedModel>>,
     /// Runs admitted at once: one per session the model may have.
-    permits: Semaphore,
+    pub(super) permits: Semaphore,
     /// Most input elements (all inputs together) one request may send to this model.
     max_elements: usize,
+    /// How requests are batched, when they are.
+    batch: Option<BatchOptions>,
+    /// The batch queue, started on the first request to a batchable model; `None` inside when
+    /// the model cannot batch.
+    batcher: OnceLock<Option<Batcher>>,
 }
 
 /// Caps on one inference request.
@@ -73,15 +79,39 @@ impl RequestLimits {
 impl ServeState {
     /// State for these (name, path) models, none loaded yet; `concurrency` runs per model at
     /// once; requests within `limits`.
-    pub fn new(models: &[(String, PathBuf)], concurrency: usize, limits: &RequestLimits) -> Arc<Self> {
+    pub fn new(
+        models: &[(String, PathBuf)],
+        concurrency: usize,
+        limits: &RequestLimits,
+    ) -> Arc<Self> {
+        Self::with_batching(models, concurrency, limits, None)
+    }
+
+    /// As [`ServeState::new`], with dynamic batching of the models that can batch. A model that
+    /// batches admits `concurrency * max_batch` requests at once, so that batches can fill; one
+    /// that cannot keeps `concurrency` (more would only queue parsed bodies for its sessions).
+    pub fn with_batching(
+        models: &[(String, PathBuf)],
+        concurrency: usize,
+        limits: &RequestLimits,
+        batch: Option<(usize, std::time::Duration)>,
+    ) -> Arc<Self> {
+        let concurrency = concurrency.max(1);
+        let batch = batch.filter(|(n, _)| *n > 1).map(|(max_batch, max_delay)| BatchOptions {
+            max_batch,
+            max_delay,
+            runs: concurrency,
+        });
         let slots = models
             .iter()
             .map(|(n, p)| {
                 let slot = ModelSlot {
                     path: p.clone(),
                     model: OnceLock::new(),
-                    permits: Semaphore::new(concurrency.max(1)),
+                    permits: Semaphore::new(concurrency),
                     max_elements: limits.elements_for(n),
+                    batch,
+                    batcher: OnceLock::new(),
                 };
                 (n.clone(), slot)
             })
@@ -98,6 +128,9 @@ impl ServeState {
     /// Publishes a loaded model; the server is ready once every model is.
     pub fn set_loaded(&self, model: LoadedModel) {
         let Some(slot) = self.slots.get(&model.name) else { return };
+        if let Some(b) = slot.batch.filter(|_| batch::batchable(&model.inputs, &model.outputs)) {
+            slot.permits.add_permits(b.runs.saturating_mul(b.max_batch - 1));
+        }
         if let Some(m) = self.metrics.model(&model.name) {
             m.set_loaded(model.load_time, model.cache == super::session::CacheOutcome::Hit);
         }
@@ -113,6 +146,11 @@ impl ServeState {
         self.ready.load(Ordering::SeqCst)
     }
 
+    /// True once this model's slot holds a loaded model.
+    pub(super) fn model_ready(&self, slot: &ModelSlot) -> bool {
+        slot.model.get().is_some()
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -121,7 +159,7 @@ impl ServeState {
 
 /// An error answer: status and message, sent as `{"error": message}`.
 #[derive(Debug)]
-struct ApiError(StatusCode, String);
+pub(super) struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -140,6 +178,7 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/v2/models/{model}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
         .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_version))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .with_state(state)
@@ -166,14 +205,17 @@ async fn server_ready(State(st): State<Arc<ServeState>>) -> impl IntoResponse {
     (status, axum::Json(json!({ "ready": ready })))
 }
 
-fn slot<'s>(st: &'s ServeState, name: &str) -> Result<&'s ModelSlot, ApiError> {
+pub(super) fn slot<'s>(st: &'s ServeState, name: &str) -> Result<&'s ModelSlot, ApiError> {
     st.slots.get(name).ok_or_else(|| {
         st.metrics.unknown_model();
         ApiError(StatusCode::NOT_FOUND, format!("unknown model '{name}'"))
     })
 }
 
-fn loaded<'s>(slot: &'s ModelSlot, name: &str) -> Result<&'s Arc<LoadedModel>, ApiError> {
+pub(super) fn loaded<'s>(
+    slot: &'s ModelSlot,
+    name: &str,
+) -> Result<&'s Arc<LoadedModel>, ApiError> {
     slot.model.get().ok_or_else(|| {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("model '{name}' is still loading"))
     })
@@ -215,6 +257,17 @@ async fn metrics(State(st): State<Arc<ServeState>>) -> impl IntoResponse {
             ));
         }
     }
+    text.push_str("# HELP tessera_batched_requests_total Requests that ran merged with others (dynamic batching), per model.\n");
+    text.push_str("# TYPE tessera_batched_requests_total counter\n");
+    for (name, slot) in &st.slots {
+        if let Some(Some(b)) = slot.batcher.get() {
+            text.push_str(&format!(
+                "tessera_batched_requests_total{{model=\"{}\"}} {}\n",
+                name.replace('"', "\\\""),
+                b.merged()
+            ));
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
@@ -235,6 +288,16 @@ async fn infer(
         m.observe(status.as_u16(), start.elapsed());
     }
     result
+}
+
+/// The versioned route: this server holds one version per model, so the version is not checked.
+async fn infer_version(
+    state: State<Arc<ServeState>>,
+    Path((name, _version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    infer(state, Path(name), headers, body).await
 }
 
 async fn infer_on(
@@ -264,35 +327,96 @@ async fn infer_on(
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down".into())
         })?;
     let bad = |e: tensor::TensorError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
-    let req = tensor::parse_request(&bytes).map_err(bad)?;
+    let (json, binary) = split_binary(headers, &bytes)?;
+    let req = tensor::parse_request_parts(json, binary).map_err(bad)?;
     drop(bytes);
+    let (id, binary) = (req.id.clone(), req.binary.clone());
+    let outputs = run_request(slot, model, name, req).await?;
+    let encoded = tensor::encode_response(name, id.as_deref(), &outputs, &binary).map_err(|e| {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the response: {e}"))
+    })?;
+    Ok(response_of(encoded))
+}
+
+/// Checks a parsed request against the model and runs it on a blocking thread. The caller holds
+/// one of the slot's permits.
+pub(super) async fn run_request(
+    slot: &ModelSlot,
+    model: Arc<LoadedModel>,
+    name: &str,
+    req: tensor::InferRequest,
+) -> Result<Vec<tensor::Tensor>, ApiError> {
+    let bad = |e: tensor::TensorError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
     tensor::check_inputs(&req.inputs, &model.inputs).map_err(bad)?;
     check_elements(&req.inputs, slot.max_elements, name)?;
     if let Some(wanted) = &req.outputs {
         tensor::check_outputs(wanted, &model.outputs).map_err(bad)?;
     }
-    let runner = Arc::clone(&model);
-    let wanted = req.outputs.clone();
-    let outputs = tokio::task::spawn_blocking(move || runner.run(req.inputs, wanted.as_deref()))
-        .await
-        .map_err(|e| {
-            ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("inference task failed: {e}"))
-        })?
-        .map_err(|e| match e {
-            RunError::InvalidInput(m) => ApiError(StatusCode::BAD_REQUEST, m),
-            RunError::Failed(m) => {
-                ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("inference failed: {m}"))
-            }
-        })?;
-    let response = InferResponse {
-        model_name: name,
-        id: req.id.as_deref(),
-        outputs: outputs.iter().map(OutputJson::new).collect(),
+    let wanted = req.outputs;
+    let mut inputs = req.inputs;
+    let run = match batcher_of(slot, &model) {
+        Some(b) => {
+            // The model's input order, so that requests naming inputs in any order stack.
+            inputs.sort_by_key(|t| model.inputs.iter().position(|s| s.name == t.name));
+            b.run(inputs).await.map(|outs| {
+                outs.into_iter()
+                    .filter(|t| wanted.as_ref().is_none_or(|w| w.contains(&t.name)))
+                    .collect()
+            })
+        }
+        None => tokio::task::spawn_blocking(move || model.run(inputs, wanted.as_deref()))
+            .await
+            .map_err(|e| {
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("inference task failed: {e}"))
+            })?,
     };
-    let body = serde_json::to_vec(&response).map_err(|e| {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the response: {e}"))
-    })?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    run.map_err(|e| match e {
+        RunError::InvalidInput(m) => ApiError(StatusCode::BAD_REQUEST, m),
+        RunError::Failed(m) => {
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("inference failed: {m}"))
+        }
+    })
+}
+
+/// The slot's batch queue when batching is on and the model can batch.
+fn batcher_of<'s>(slot: &'s ModelSlot, model: &Arc<LoadedModel>) -> Option<&'s Batcher> {
+    let opts = slot.batch?;
+    slot.batcher
+        .get_or_init(|| {
+            batch::batchable(&model.inputs, &model.outputs)
+                .then(|| Batcher::start(Arc::clone(model), opts))
+        })
+        .as_ref()
+}
+
+/// The header of the binary tensor data extension: the JSON's length when binary data follows.
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// Splits a body into its JSON header and the binary data after it, by the
+/// `Inference-Header-Content-Length` header; the whole body is JSON without it.
+fn split_binary<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<(&'b [u8], &'b [u8]), ApiError> {
+    let Some(value) = headers.get(HEADER_LENGTH) else { return Ok((body, &[])) };
+    let bad = |why: String| ApiError(StatusCode::BAD_REQUEST, format!("{HEADER_LENGTH}: {why}"));
+    let text = value.to_str().map_err(|_| bad("not a number".into()))?;
+    let n: usize = text.trim().parse().map_err(|_| bad(format!("'{text}' is not a byte count")))?;
+    if n > body.len() {
+        return Err(bad(format!("{n} is past the end of the {}-byte body", body.len())));
+    }
+    Ok(body.split_at(n))
+}
+
+fn response_of(encoded: tensor::EncodedResponse) -> Response {
+    match encoded.json_len {
+        None => ([(header::CONTENT_TYPE, "application/json")], encoded.body).into_response(),
+        Some(n) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (header::HeaderName::from_static(HEADER_LENGTH), n.to_string()),
+            ],
+            encoded.body,
+        )
+            .into_response(),
+    }
 }
 
 /// 413 when the inputs hold more elements than the model's cap, before ONNX Runtime sees them.
@@ -301,7 +425,9 @@ fn check_elements(inputs: &[tensor::Tensor], max: usize, model: &str) -> Result<
     if n > max {
         return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the inputs hold {n} elements, over the limit of {max} for model '{model}' (--max-elements)"),
+            format!(
+                "the inputs hold {n} elements, over the limit of {max} for model '{model}' (--max-elements)"
+            ),
         ));
     }
     Ok(())

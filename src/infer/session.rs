@@ -449,6 +449,39 @@ impl LoadedModel {
             .collect()
     }
 
+    /// Creates every session the model may use and runs `inputs` once on each, so that the first
+    /// requests after ready find them made and warm (a session's creation and its first run cost
+    /// many times a steady request). Returns the warm-up runs that failed, as messages; the
+    /// sessions exist either way.
+    pub fn warm_up(&self, inputs: &[Tensor]) -> Result<Vec<String>, RunError> {
+        let sessions = self.pool.fill()?;
+        let mut failures = Vec::new();
+        for mut session in sessions {
+            let values = inputs
+                .iter()
+                .map(|t| Ok((t.name.clone(), to_value(&t.shape, t.data.clone())?)))
+                .collect::<Result<Vec<(String, DynValue)>, RunError>>()?;
+            if let Err(e) = session.session().run(values) {
+                failures.push(e.to_string());
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Zeros for every input, dynamic dimensions 1: the warm-up when none is given.
+    pub fn zero_inputs(&self) -> Vec<Tensor> {
+        self.inputs
+            .iter()
+            .filter_map(|s| {
+                let shape: Vec<usize> =
+                    s.shape.iter().map(|&d| usize::try_from(d).unwrap_or(1)).collect();
+                let n = shape.iter().product();
+                let data = zeros(Datatype::from_name(&s.datatype)?, n);
+                Some(Tensor { name: s.name.clone(), shape, data })
+            })
+            .collect()
+    }
+
     /// Sessions created so far.
     pub fn sessions(&self) -> usize {
         self.pool.state.lock().created
@@ -703,6 +736,26 @@ fn from_value(name: &str, v: &DynValue) -> Result<Tensor, RunError> {
     Ok(Tensor { name: name.into(), shape, data })
 }
 
+/// `n` zero elements of `dtype` (empty strings for BYTES).
+fn zeros(dtype: Datatype, n: usize) -> TensorData {
+    match dtype {
+        Datatype::Bool => TensorData::Bool(vec![false; n]),
+        Datatype::Uint8 => TensorData::Uint8(vec![0; n]),
+        Datatype::Uint16 => TensorData::Uint16(vec![0; n]),
+        Datatype::Uint32 => TensorData::Uint32(vec![0; n]),
+        Datatype::Uint64 => TensorData::Uint64(vec![0; n]),
+        Datatype::Int8 => TensorData::Int8(vec![0; n]),
+        Datatype::Int16 => TensorData::Int16(vec![0; n]),
+        Datatype::Int32 => TensorData::Int32(vec![0; n]),
+        Datatype::Int64 => TensorData::Int64(vec![0; n]),
+        Datatype::Fp16 => TensorData::Fp16(vec![half::f16::ZERO; n]),
+        Datatype::Bf16 => TensorData::Bf16(vec![half::bf16::ZERO; n]),
+        Datatype::Fp32 => TensorData::Fp32(vec![0.0; n]),
+        Datatype::Fp64 => TensorData::Fp64(vec![0.0; n]),
+        Datatype::Bytes => TensorData::Bytes(vec![String::new(); n]),
+    }
+}
+
 /// Sessions of one model: created on demand up to `max`, each used by one run at a time
 /// (`Session::run` takes `&mut self`).
 struct SessionPool {
@@ -727,6 +780,16 @@ impl SessionPool {
             env,
             max,
         }
+    }
+
+    /// Creates sessions up to `max` and lends out all of them (they come back when dropped).
+    /// For warm-up before the model is published: nothing else holds a session then.
+    fn fill(&self) -> Result<Vec<PooledSession<'_>>, RunError> {
+        let mut lent = Vec::with_capacity(self.max);
+        while lent.len() < self.max {
+            lent.push(self.checkout()?);
+        }
+        Ok(lent)
     }
 
     /// Takes an idle session, makes a new one while under `max`, or waits for one.

