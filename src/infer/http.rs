@@ -279,6 +279,7 @@ async fn infer(
 ) -> ApiResult {
     let start = Instant::now();
     let slot = slot(&st, &name)?;
+    let _in_flight = st.metrics.model(&name).map(|m| m.in_flight());
     let result = infer_on(&st, slot, &name, &headers, body).await;
     if let Some(m) = st.metrics.model(&name) {
         let status = match &result {

@@ -22,6 +22,17 @@ pub struct ModelMetrics {
     load_us: AtomicU64,
     loaded: AtomicU64,
     cache_hit: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// Counts a request as in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 const ERROR_CODES: [u16; 5] = [400, 413, 500, 503, 0];
@@ -33,6 +44,13 @@ impl ModelMetrics {
             slot.0 = code;
         }
         m
+    }
+
+    /// Marks a request in flight (REST or gRPC) until the guard drops: what an operator drains
+    /// before a restart, and what tests await instead of sleeping.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
     }
 
     /// Records one finished inference request: its HTTP status and how long it took.
@@ -86,8 +104,9 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let families: [(&str, &str, &str); 6] = [
+        let families: [(&str, &str, &str); 7] = [
             ("tessera_infer_requests_total", "counter", "Inference requests answered, per model."),
+            ("tessera_infer_in_flight", "gauge", "Inference requests being answered now, per model."),
             (
                 "tessera_infer_errors_total",
                 "counter",
@@ -133,6 +152,9 @@ fn render_family(out: &mut String, family: &str, model: &str, m: &ModelMetrics) 
     match family {
         "tessera_infer_requests_total" => {
             let _ = writeln!(out, "{family}{{model=\"{model}\"}} {}", get(&m.requests));
+        }
+        "tessera_infer_in_flight" => {
+            let _ = writeln!(out, "{family}{{model=\"{model}\"}} {}", get(&m.in_flight));
         }
         "tessera_infer_errors_total" => {
             for (code, n) in &m.errors {
@@ -195,5 +217,15 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn in_flight_counts_until_the_guard_drops() {
+        let m = Metrics::new(["a"]);
+        let gauge = |m: &Metrics| m.render().lines().any(|l| l == "tessera_infer_in_flight{model=\"a\"} 1");
+        let guard = m.model("a").unwrap().in_flight();
+        assert!(gauge(&m));
+        drop(guard);
+        assert!(!gauge(&m));
     }
 }

@@ -27,22 +27,25 @@ pub(crate) struct Setup {
     pub(crate) onnx_data: PathBuf,
 }
 
+/// Notes a skipped test; under CI=true a missing set-up fails instead (a skip proves nothing).
+pub(crate) fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "set-up missing under CI=true for {test}: {why}"
+    );
+    eprintln!("SKIP {test}: {why}");
+}
+
 pub(crate) fn setup_or_skip(test: &str) -> Option<Setup> {
     let ort = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
     let venv = std::env::var_os("TESSERA_VENV").map(PathBuf::from);
     let (Some(ort), Some(venv)) = (ort, venv) else {
-        eprintln!(
-            "SKIP {test}: ORT_DYLIB_PATH or TESSERA_VENV is not set (run `make setup; source scripts/env.sh`)"
-        );
+        skip(test, "ORT_DYLIB_PATH or TESSERA_VENV is not set (run `make setup; source scripts/env.sh`)");
         return None;
     };
     let python = venv.join("bin/python");
     if !ort.is_file() || !python.is_file() {
-        eprintln!(
-            "SKIP {test}: {} or {} is missing (run `make setup`)",
-            ort.display(),
-            python.display()
-        );
+        skip(test, &format!("{} or {} is missing (run `make setup`)", ort.display(), python.display()));
         return None;
     }
     let dev = std::env::var_os("TESSERA_DEV").map_or_else(|| venv.join(".."), PathBuf::from);
@@ -531,9 +534,7 @@ fn serve_real_models_match_python_onnxruntime() {
     let Some(setup) = setup_or_skip("serve_real_models_match_python_onnxruntime") else { return };
     let (silero, minilm) = (silero_path(&setup), minilm_path(&setup));
     if !silero.is_file() || !minilm.is_file() {
-        eprintln!(
-            "SKIP serve_real_models_match_python_onnxruntime: assets missing (run `make setup`)"
-        );
+        skip("serve_real_models_match_python_onnxruntime", "assets missing (run `make setup`)");
         return;
     }
     let home = tempfile::tempdir().unwrap();
@@ -562,7 +563,7 @@ fn serve_real_models_match_python_onnxruntime() {
 
     // silero-vad: frames in order, state carried through the responses, same p(speech) as Python.
     if Command::new("espeak-ng").arg("--version").output().is_err() {
-        eprintln!("SKIP silero-vad part: espeak-ng is not installed (run `make setup`)");
+        skip("serve_real_models_match_python_onnxruntime", "espeak-ng is not installed (run `make setup`)");
         return;
     }
     let frames_file = home.path().join("silero.json");
@@ -623,7 +624,12 @@ fn serve_real_models_match_python_onnxruntime() {
         let answer = infer(&addr, "minilm", &big);
         (answer.0, t0.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(150));
+    let series = "tessera_infer_in_flight{model=\"minilm\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.metric(series) != Some(1.0) && Instant::now() < deadline && !in_flight.is_finished() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(server.metric(series), Some(1.0), "the request never became in flight");
     let exit = server.stop();
     let (status, took) = in_flight.join().unwrap();
     eprintln!("request in flight at SIGTERM: HTTP {status} after {took:?}; server exit {exit}");
@@ -926,7 +932,7 @@ fn serve_restart_uses_the_optimized_model_cache() {
     let Some(setup) = setup_or_skip("serve_restart_uses_the_optimized_model_cache") else { return };
     let minilm = minilm_path(&setup);
     if !minilm.is_file() {
-        eprintln!("SKIP serve_restart_uses_the_optimized_model_cache: MiniLM asset missing");
+        skip("serve_restart_uses_the_optimized_model_cache", "MiniLM asset missing");
         return;
     }
     let home = tempfile::tempdir().unwrap();
@@ -1012,7 +1018,7 @@ fn serve_load_8_clients_vs_python() {
     let Some(setup) = setup_or_skip("serve_load_8_clients_vs_python") else { return };
     let minilm = minilm_path(&setup);
     if !minilm.is_file() {
-        eprintln!("SKIP serve_load_8_clients_vs_python: MiniLM asset missing");
+        skip("serve_load_8_clients_vs_python", "MiniLM asset missing");
         return;
     }
     let body = minilm_request().to_string();

@@ -194,6 +194,7 @@ async fn model_infer(
 ) -> Result<ModelInferResponse, Status> {
     let start = Instant::now();
     let name = r.model_name.clone();
+    let _in_flight = st.metrics().model(&name).map(|m| m.in_flight());
     let result = infer_on(&st, r).await;
     if let Some(m) = st.metrics().model(&name) {
         let code = match &result {
