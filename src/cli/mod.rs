@@ -14,6 +14,8 @@ mod ls;
 pub mod hub;
 #[cfg(feature = "mount")]
 mod mount;
+#[cfg(feature = "infer")]
+mod ort_lib;
 mod output;
 mod pull;
 mod push;

@@ -36,7 +36,8 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub workers: Option<usize>,
     /// The ONNX Runtime library, e.g. .../onnxruntime/capi/libonnxruntime.so.1.31.1
-    /// [default: libonnxruntime.so on the loader's path].
+    /// [default: the `onnxruntime` package of the active Python environment ($VIRTUAL_ENV,
+    /// $CONDA_PREFIX), then of a python3 on PATH, then libonnxruntime.so on the loader's path].
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
@@ -116,7 +117,11 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
             bail!("model name '{name}' is given twice");
         }
     }
-    let (runtime, device_line) = Runtime::init(args.ort_lib.as_deref(), args.device)?;
+    let lib = args.ort_lib.clone().or_else(super::ort_lib::locate);
+    if let Some(lib) = &lib {
+        tracing::info!(lib = %lib.display(), "ONNX Runtime");
+    }
+    let (runtime, device_line) = Runtime::init(lib.as_deref(), args.device)?;
     tracing::info!("{device_line}");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = args.workers.unwrap_or(cores).max(1);

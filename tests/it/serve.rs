@@ -158,13 +158,21 @@ impl Server {
     }
 
     pub(crate) fn spawn(setup: &Setup, home: &Path, args: &[String]) -> Server {
+        Self::spawn_with(home, args, |c| {
+            c.env("ORT_DYLIB_PATH", &setup.ort);
+        })
+    }
+
+    /// Spawns with the environment `adjust` sets (which ONNX Runtime to find, and how).
+    pub(crate) fn spawn_with(home: &Path, args: &[String], adjust: impl FnOnce(&mut Command)) -> Server {
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        adjust(&mut cmd);
+        let mut child = cmd
             .arg("--home")
             .arg(home)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env("ORT_DYLIB_PATH", &setup.ort)
             .env("RUST_LOG", "info,ort=error")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -897,6 +905,22 @@ fn serve_fails_clearly_without_the_runtime_or_a_model() {
             "{stderr}"
         );
     }
+}
+
+/// Issue 15: with no `ORT_DYLIB_PATH` and no `--ort-lib`, serve finds the `onnxruntime` package
+/// of the active Python environment (`VIRTUAL_ENV`, as `activate` sets it) and answers.
+#[test]
+fn serve_finds_onnxruntime_in_the_active_python_environment() {
+    let Some(setup) = setup_or_skip("serve_finds_onnxruntime_in_the_active_python_environment") else { return };
+    let venv = setup.python.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let home = tempfile::tempdir().unwrap();
+    let args = model_arg("vad", &silero_path(&setup)).to_vec();
+    let mut server = Server::spawn_with(home.path(), &args, |c| {
+        c.env_remove("ORT_DYLIB_PATH").env("VIRTUAL_ENV", &venv).env("PATH", "/usr/bin:/bin");
+    });
+    server.wait_ready(Duration::from_secs(240));
+    assert!(server.log_has("libonnxruntime.so"), "{}", server.log_tail(10));
+    assert!(server.stop().success());
 }
 
 #[test]
