@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn a_range_inside_one_chunk_skips_to_it() {
         let x = xorb(1, 4);
-        let p = plan(&file(vec![term(&x, 0, 4)]), 250, 260, lookup(&[x.clone()])).unwrap();
+        let p = plan(&file(vec![term(&x, 0, 4)]), 250, 260, lookup(std::slice::from_ref(&x))).unwrap();
         assert_eq!(p.offset, 50);
         assert_eq!(
             p.terms,
@@ -229,7 +229,7 @@ mod tests {
         );
         let beyond = file(vec![term(&x, 0, 3)]);
         assert_eq!(
-            plan(&beyond, 0, 300, lookup(&[x.clone()])),
+            plan(&beyond, 0, 300, lookup(std::slice::from_ref(&x))),
             Err(PlanError::ChunkMissing { xorb: x.hash, index: 2 })
         );
         let mut short = file(vec![term(&x, 0, 2)]);
