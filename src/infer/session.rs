@@ -328,11 +328,12 @@ impl std::fmt::Debug for LoadedModel {
 
 /// Reads the `user.tessera.*` extended attributes a mount puts on a file; absent ones are skipped.
 pub fn tessera_xattrs(path: &Path) -> BTreeMap<String, String> {
-    ["repo", "commit", "sha256"]
+    use crate::protocol::xattrs;
+    [xattrs::REPO, xattrs::COMMIT, xattrs::SHA256]
         .into_iter()
-        .filter_map(|k| {
-            let v = xattr::get(path, format!("user.tessera.{k}")).ok().flatten()?;
-            Some((k.to_string(), String::from_utf8(v).ok()?))
+        .filter_map(|attr| {
+            let v = xattr::get(path, attr).ok().flatten()?;
+            Some((xattrs::short_name(attr).to_string(), String::from_utf8(v).ok()?))
         })
         .collect()
 }

@@ -19,7 +19,7 @@ use super::errno::Errno;
 use super::fetch::{Fetcher, FileFetch};
 use super::flat::FlatCache;
 use super::names;
-use crate::protocol::{RepoId, RepoType};
+use crate::protocol::{RepoId, RepoType, xattrs};
 use crate::store::{FileRecord, RemoteSource, RevisionKey, Store, StoreError, Table, TreeEntry};
 
 /// Inode of the mount's root directory.
@@ -36,8 +36,7 @@ const DECODE_PIECE: u64 = 4 << 20;
 const REPO_TYPE: RepoType = RepoType::Model;
 
 /// Extended attributes of files (directories of a revision have the first two).
-pub const XATTRS: [&str; 4] =
-    ["user.tessera.repo", "user.tessera.commit", "user.tessera.sha256", "user.tessera.xet_hash"];
+pub const XATTRS: [&str; 4] = xattrs::ALL;
 
 /// How the filesystem behaves.
 #[derive(Debug, Clone)]
@@ -373,12 +372,12 @@ impl Vfs {
     /// The value of one extended attribute.
     pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, Errno> {
         let value = match (self.node(ino)?, name) {
-            (Node::File(f), "user.tessera.repo") => f.key.repo_id.to_string(),
-            (Node::File(f), "user.tessera.commit") => f.key.revision.clone(),
-            (Node::File(f), "user.tessera.sha256") => f.entry.sha256.to_string(),
-            (Node::File(f), "user.tessera.xet_hash") => f.entry.file.to_string(),
-            (Node::Dir { rev, .. }, "user.tessera.repo") => rev.repo.clone(),
-            (Node::Dir { rev, .. }, "user.tessera.commit") => rev.commit.clone(),
+            (Node::File(f), xattrs::REPO) => f.key.repo_id.to_string(),
+            (Node::File(f), xattrs::COMMIT) => f.key.revision.clone(),
+            (Node::File(f), xattrs::SHA256) => f.entry.sha256.to_string(),
+            (Node::File(f), xattrs::XET_HASH) => f.entry.file.to_string(),
+            (Node::Dir { rev, .. }, xattrs::REPO) => rev.repo.clone(),
+            (Node::Dir { rev, .. }, xattrs::COMMIT) => rev.commit.clone(),
             _ => return Err(Errno::NoAttr),
         };
         Ok(value.into_bytes())

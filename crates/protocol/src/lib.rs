@@ -7,7 +7,8 @@
 //!   LFS batch, Xet tokens);
 //! - [`discussions`]: JSON bodies of discussions and pull requests, and the Space SDKs;
 //! - [`cas`]: JSON bodies of the CAS (reconstruction v1/v2, upload replies);
-//! - [`http`]: header names, byte ranges, url-encoded forms, Hub dates and git object ids.
+//! - [`http`]: header names, byte ranges, url-encoded forms, Hub dates and git object ids;
+//! - [`xattrs`]: the extended attributes of mounted files.
 //!
 //! ```
 //! use tessera_protocol::{CommitLine, RepoType};
@@ -22,6 +23,7 @@ pub mod discussions;
 pub mod http;
 pub mod hub;
 pub mod ids;
+pub mod xattrs;
 
 pub use cas::{
     BatchReconstruction, ChunkRange, FetchInfo, FileKey, InclusiveByteRange, ReconstructionTerm,
