@@ -192,10 +192,14 @@ impl Drop for Hub {
 /// Runs a script from `tests/py/` with the venv's python and `HF_ENDPOINT` set; returns stdout.
 pub fn py_script(py: &Path, endpoint: &str, script: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(script);
+    // hf_xet's shard cache is keyed by endpoint URL: a server of an earlier test (or run) on the
+    // same port would make it skip uploading xorbs this server has never seen. A fresh one each.
+    let xet_cache = tempfile::tempdir().expect("xet cache dir");
     let out = Command::new(py)
         .arg(path)
         .args(args)
         .env("HF_ENDPOINT", endpoint)
+        .env("HF_XET_CACHE", xet_cache.path())
         .env("HF_HUB_DISABLE_TELEMETRY", "1")
         .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         .output()
