@@ -19,9 +19,13 @@ pub(crate) struct Plan {
     pub(crate) fetch: BTreeMap<XorbHash, Vec<(ChunkRange, InclusiveByteRange)>>,
 }
 
-/// Why a file's index cannot be planned: its records disagree (damage, never user input).
+/// Why a file cannot be planned: the lookup failed (`E`, the store's error), or the file's
+/// records disagree (damage, never user input).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PlanError {
+pub(crate) enum PlanError<E> {
+    /// The lookup of a xorb's chunk table failed.
+    #[error(transparent)]
+    Lookup(E),
     /// The lookup has no chunk table for a xorb the file names.
     #[error("xorb {0} missing")]
     XorbMissing(XorbHash),
@@ -38,29 +42,37 @@ pub(crate) enum PlanError {
     TermLength(crate::hash::FileHash),
 }
 
+/// Xorb chunk tables, each looked up once per plan and lent out, never copied.
+struct Metas<F> {
+    lookup: F,
+    known: HashMap<XorbHash, XorbMeta>,
+}
+
+impl<E, F: FnMut(&XorbHash) -> Result<Option<XorbMeta>, E>> Metas<F> {
+    fn get(&mut self, xorb: &XorbHash) -> Result<&XorbMeta, PlanError<E>> {
+        if !self.known.contains_key(xorb) {
+            let m = (self.lookup)(xorb).map_err(PlanError::Lookup)?;
+            self.known.insert(*xorb, m.ok_or(PlanError::XorbMissing(*xorb))?);
+        }
+        self.known.get(xorb).ok_or(PlanError::XorbMissing(*xorb))
+    }
+}
+
 /// Plans bytes `[start, end)` of `record`; `lookup` gives a xorb's chunk table.
-pub(crate) fn plan(
+pub(crate) fn plan<E>(
     record: &FileRecord,
     start: u64,
     end: u64,
-    mut lookup: impl FnMut(&XorbHash) -> Option<XorbMeta>,
-) -> Result<Plan, PlanError> {
-    let mut metas: HashMap<XorbHash, XorbMeta> = HashMap::new();
-    let mut meta = |xorb: &XorbHash| -> Result<XorbMeta, PlanError> {
-        if let Some(m) = metas.get(xorb) {
-            return Ok(m.clone());
-        }
-        let m = lookup(xorb).ok_or(PlanError::XorbMissing(*xorb))?;
-        metas.insert(*xorb, m.clone());
-        Ok(m)
-    };
+    lookup: impl FnMut(&XorbHash) -> Result<Option<XorbMeta>, E>,
+) -> Result<Plan, PlanError<E>> {
+    let mut metas = Metas { lookup, known: HashMap::new() };
     let (mut pos, mut offset, mut terms) = (0u64, None, Vec::new());
     let mut wanted: BTreeMap<XorbHash, Vec<(u32, u32)>> = BTreeMap::new();
     for t in &record.terms {
         let term_end = pos + u64::from(t.unpacked_len);
         if term_end > start && pos < end {
-            let m = meta(&t.xorb)?;
-            let kept = kept_chunks(&m, t.chunk_start, t.chunk_end, pos, start, end)?;
+            let m = metas.get(&t.xorb)?;
+            let kept = kept_chunks(m, t.chunk_start, t.chunk_end, pos, start, end)?;
             if kept.end_pos != term_end {
                 return Err(PlanError::TermLength(record.hash));
             }
@@ -80,10 +92,10 @@ pub(crate) fn plan(
     }
     let mut fetch = BTreeMap::new();
     for (xorb, ranges) in wanted {
-        let m = meta(&xorb)?;
+        let m = metas.get(&xorb)?;
         let list = merge(ranges)
             .into_iter()
-            .map(|(a, b)| byte_range(&m, a, b))
+            .map(|(a, b)| byte_range(m, a, b))
             .collect::<Result<Vec<_>, _>>()?;
         fetch.insert(xorb, list);
     }
@@ -98,14 +110,14 @@ struct Kept {
     end_pos: u64,
 }
 
-fn kept_chunks(
+fn kept_chunks<E>(
     m: &XorbMeta,
     from: u32,
     to: u32,
     mut pos: u64,
     start: u64,
     end: u64,
-) -> Result<Kept, PlanError> {
+) -> Result<Kept, PlanError<E>> {
     let mut range: Option<(u32, u32, u64, u64)> = None;
     for i in from..to {
         let c = m
@@ -139,7 +151,11 @@ fn merge(mut ranges: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
 }
 
 /// Chunks `[a, b)` of a xorb and the inclusive byte range of the stored xorb that holds them.
-fn byte_range(m: &XorbMeta, a: u32, b: u32) -> Result<(ChunkRange, InclusiveByteRange), PlanError> {
+fn byte_range<E>(
+    m: &XorbMeta,
+    a: u32,
+    b: u32,
+) -> Result<(ChunkRange, InclusiveByteRange), PlanError<E>> {
     let chunk = |i: u32| {
         m.chunks
             .get(i as usize)
@@ -185,14 +201,17 @@ mod tests {
         FileRecord { hash: FileHash::from_bytes([9; 32]), size, sha256: Sha256::of(b""), terms }
     }
 
-    fn lookup(xs: &[XorbMeta]) -> impl FnMut(&XorbHash) -> Option<XorbMeta> + '_ {
-        |h| xs.iter().find(|x| x.hash == *h).cloned()
+    fn lookup(
+        xs: &[XorbMeta],
+    ) -> impl FnMut(&XorbHash) -> Result<Option<XorbMeta>, std::convert::Infallible> + '_ {
+        |h| Ok(xs.iter().find(|x| x.hash == *h).cloned())
     }
 
     #[test]
     fn a_range_inside_one_chunk_skips_to_it() {
         let x = xorb(1, 4);
-        let p = plan(&file(vec![term(&x, 0, 4)]), 250, 260, lookup(std::slice::from_ref(&x))).unwrap();
+        let p =
+            plan(&file(vec![term(&x, 0, 4)]), 250, 260, lookup(std::slice::from_ref(&x))).unwrap();
         assert_eq!(p.offset, 50);
         assert_eq!(
             p.terms,

@@ -149,19 +149,11 @@ fn store_input_error(e: StoreError) -> ApiError {
 
 /// Plans `[start, end)` of a file over the store's xorb tables (`server::plan`).
 fn plan(s: &AppState, record: &FileRecord, start: u64, end: u64) -> ApiResult<Plan> {
-    let mut failed = None;
-    let lookup = |x: &XorbHash| match s.store.xorb_meta(x) {
-        Ok(m) => m,
-        Err(e) => {
-            failed = Some(e);
-            None
-        }
-    };
-    let planned = crate::server::plan::plan(record, start, end, lookup);
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-    planned.map_err(ApiError::internal)
+    use crate::server::plan::{PlanError, plan};
+    plan(record, start, end, |x| s.store.xorb_meta(x)).map_err(|e| match e {
+        PlanError::Lookup(e) => e.into(),
+        damage => ApiError::internal(damage),
+    })
 }
 
 /// A presigned URL serving the given byte ranges of a xorb.
