@@ -13,23 +13,18 @@ use serde_json::{Value, json};
 
 use super::serve::{
     Conn, Server, Setup, compare_outputs, minilm_path, minilm_request, model_arg, python_reference,
-    script, setup_or_skip, silero_path,
+    script, setup_or_skip, silero_path, skip,
 };
 
 /// The set-up of `make setup`, or `None` with a note; under CI=true a missing set-up fails.
 fn setup_or_fail(test: &str) -> Option<Setup> {
-    let setup = setup_or_skip(test).filter(|s| {
+    setup_or_skip(test).filter(|s| {
         let ok = silero_path(s).is_file() && minilm_path(s).is_file() && has_tritonclient(s);
         if !ok {
-            eprintln!("SKIP {test}: model assets or tritonclient missing (run `make setup`)");
+            skip(test, "model assets or tritonclient missing (run `make setup`)");
         }
         ok
-    });
-    assert!(
-        setup.is_some() || std::env::var("CI").as_deref() != Ok("true"),
-        "set-up missing under CI=true for {test}"
-    );
-    setup
+    })
 }
 
 fn has_tritonclient(setup: &Setup) -> bool {
