@@ -75,6 +75,9 @@ fn passthrough_wanted(args: &MountArgs) -> bool {
 /// cache does the rest.
 const MOUNT_DECODE_CACHE: usize = 32 << 20;
 
+/// How long an unmounted mount waits for its fetches in flight to end before it exits.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// Builds the remote that fills the store on demand, given the open store.
 pub(crate) type RemoteFactory = dyn Fn(&Store) -> anyhow::Result<Arc<dyn RemoteSource>>;
 
@@ -140,6 +143,10 @@ pub(crate) fn run_with(
     // Chunks fetched in the last moments are indexed now rather than fetched again next time.
     if let Err(e) = closing.flush() {
         tracing::warn!(error = %e, "could not index the last fetched chunks");
+    }
+    // Read-ahead and streams still running finish while the runtime they use is alive.
+    if !closing.close(CLOSE_WAIT) {
+        tracing::warn!("fetches still running {CLOSE_WAIT:?} after the unmount; exiting anyway");
     }
     eprintln!("tessera: {why}: unmounted {}", mountpoint.display());
     Ok(ExitCode::SUCCESS)

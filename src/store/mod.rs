@@ -185,6 +185,26 @@ struct Inner {
     /// Writers of roots share it; `gc` holds it alone while it decides what is live and drops
     /// the index entries of the rest, so a root is either seen by `gc` or written after it.
     roots_lock: parking_lot::RwLock<()>,
+    /// Fires when the store is closed; declared last, since fields drop in order: by then the
+    /// database is closed and the last chunks indexed.
+    closed: ClosedOnDrop,
+}
+
+/// Whether the store a [`Store::close`] waits on is closed yet.
+#[derive(Default)]
+struct CloseSignal {
+    done: parking_lot::Mutex<bool>,
+    cv: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+struct ClosedOnDrop(Arc<CloseSignal>);
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        *self.0.done.lock() = true;
+        self.0.cv.notify_all();
+    }
 }
 
 impl Store {
@@ -213,7 +233,25 @@ impl Store {
             meta_lock: parking_lot::Mutex::new(()),
             pending: Arc::default(),
             roots_lock: parking_lot::RwLock::new(()),
+            closed: ClosedOnDrop::default(),
         }) })
+    }
+
+    /// Drops this handle and waits up to `limit` for every other one (threads finishing their
+    /// fetches, the index flusher) to go and the database to close; whether it closed. A
+    /// process that returns from `main` with the database still open on another thread races
+    /// RocksDB's static destructors and can abort ("pthread lock: Invalid argument").
+    pub fn close(self, limit: std::time::Duration) -> bool {
+        let signal = self.inner.closed.0.clone();
+        drop(self);
+        let mut done = signal.done.lock();
+        let deadline = std::time::Instant::now() + limit;
+        while !*done {
+            if signal.cv.wait_until(&mut done, deadline).timed_out() {
+                return *done;
+            }
+        }
+        true
     }
 
     /// The directory the store lives in.

@@ -93,6 +93,7 @@ fn seed_silero(home: &Path) -> Option<(Release, Release)> {
 pub(crate) struct MountProc {
     child: Child,
     mnt: PathBuf,
+    stderr: Arc<parking_lot::Mutex<String>>,
 }
 
 impl MountProc {
@@ -108,15 +109,18 @@ impl MountProc {
             .expect("spawn mount");
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().expect("piped");
+        let kept = Arc::new(parking_lot::Mutex::new(String::new()));
+        let keep = kept.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("{line}");
+                keep.lock().push_str(&format!("{line}\n"));
                 if line.starts_with("tessera: mounted") {
                     let _ = tx.send(());
                 }
             }
         });
-        let mut me = Self { child, mnt: mnt.to_path_buf() };
+        let mut me = Self { child, mnt: mnt.to_path_buf(), stderr: kept };
         let deadline = Instant::now() + Duration::from_secs(30);
         while rx.recv_timeout(Duration::from_millis(50)).is_err() {
             if let Ok(Some(status)) = me.child.try_wait() {
@@ -135,6 +139,11 @@ impl MountProc {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "kill {sig}");
+    }
+
+    /// What the process wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().clone()
     }
 
     /// Waits for the process to exit; returns whether it succeeded.

@@ -220,3 +220,35 @@ fn a_slow_hub_a_dead_hub_and_a_killed_mount_cost_no_refetch() {
     assert!(leftovers.is_empty(), "tmp/ holds {leftovers:?}");
     drop(hub);
 }
+
+/// SIGTERM while a read is fetching from a slow hub: the mount unmounts, lets its fetches end
+/// and closes the store before it exits, so it exits 0 without a panic (threads used to outlive
+/// the runtime they fetched on, and a store closing on another thread raced the exit).
+#[test]
+fn sigterm_mid_fetch_exits_cleanly() {
+    require!(fuse_ready(), "needs root, /dev/fuse and fusermount3");
+    let py = require!(python(), "no venv");
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = SyntheticSafetensors::new(2, 16 * MIB, 0x7e4);
+    let hub = Hub::start(&dir.path().join("hub"), &["--max-bytes-per-sec", "8000000"]);
+    publish(&py, &hub, "org/term", &model, dir.path());
+    let relay = Relay::start(&hub.url);
+    let (home, mnt) = (Home::new(), dir.path().join("models"));
+    let mut mount = MountProc::start(&home, &mnt, &["--endpoint", &relay.url, "--no-passthrough"]);
+    let path = mnt.join("org/term@main/model.safetensors");
+    std::thread::scope(|s| {
+        s.spawn(|| std::fs::File::open(&path).map(|f| read_and_check(&f, &model, MIB)));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while relay.bytes() < 4 * MIB {
+            assert!(Instant::now() < deadline, "the read never got going");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        mount.signal("-TERM");
+        let exited = mount.wait(Duration::from_secs(30));
+        assert_eq!(exited, Some(true), "mount must exit 0 on SIGTERM mid-fetch:\n{}", mount.stderr());
+    });
+    let stderr = mount.stderr();
+    assert!(!stderr.contains("panicked") && !stderr.contains("pthread"), "{stderr}");
+    drop(mount);
+    home.ok(&["fsck"]);
+}
