@@ -4,12 +4,13 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use crate::infer::{
-    DeviceRequest, LoadedModel, ModelOptions, RequestLimits, Runtime, ServeState, serve, serve_grpc,
+    DeviceRequest, LoadedModel, Loader, ModelOptions, RequestLimits, Runtime, ServeState, serve,
+    serve_grpc,
 };
 
 /// Serve ONNX models over the KServe v2 / Open Inference Protocol REST API.
@@ -67,6 +68,12 @@ pub(crate) struct ServeArgs {
     /// Neither read nor write the optimized-model cache (<home>/ort-cache).
     #[arg(long)]
     pub no_cache: bool,
+    /// How often to check whether the commit behind a model served from a tessera mount
+    /// changed (a branch re-resolved after the mount's `--ref-ttl`), in seconds; a changed one
+    /// is loaded and warmed beside the old, then swapped in while the old drains. 0 turns it
+    /// off. `POST /v2/repository/models/NAME/load` does the same on demand.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub watch_revisions: u64,
 }
 
 fn parse_max_elements(s: &str) -> Result<(Option<String>, usize), String> {
@@ -140,6 +147,8 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
     let batch = (args.max_batch as usize, std::time::Duration::from_micros(args.max_queue_delay));
     let state =
         ServeState::with_batching(&args.models, workers, &request_limits(&args), Some(batch));
+    let runtime = Arc::new(runtime);
+    state.set_loader(loader(&runtime, &args.warmups, &opts));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -171,6 +180,9 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
             let _ = server.await;
             return Err(e);
         }
+        if args.watch_revisions > 0 {
+            tokio::spawn(watch_revisions(Arc::clone(&state), Duration::from_secs(args.watch_revisions)));
+        }
         server.await.context("server task")?.context("serving")?;
         if let Some(grpc) = grpc {
             grpc.await.context("gRPC server task")?.context("serving gRPC")?;
@@ -180,6 +192,37 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
         drop(stop_tx);
         Ok(())
     })
+}
+
+/// How the repository API and revision swaps load a model again: as at start, warm-up included.
+fn loader(runtime: &Arc<Runtime>, warmups: &[(String, PathBuf)], opts: &ModelOptions) -> Loader {
+    let (runtime, warmups, opts) = (Arc::clone(runtime), warmups.to_vec(), opts.clone());
+    Loader(Box::new(move |name: &str, path: &Path| {
+        let m = LoadedModel::load(&runtime, name, path, &opts)?;
+        warm_up(&m, warmups.iter().find(|(n, _)| n == name).map(|(_, f)| f.as_path()))?;
+        Ok(m)
+    }))
+}
+
+/// Every `period`, reloads the models whose file on a tessera mount now belongs to another
+/// commit than the one serving (the mount's branch moved); files elsewhere are left alone.
+async fn watch_revisions(state: Arc<ServeState>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (name, path, serving) in state.serving_commits() {
+            let Some(serving) = serving else { continue };
+            let now = tokio::task::spawn_blocking(move || crate::infer::session::tessera_xattrs(&path).remove("commit"));
+            let Ok(Some(now)) = now.await else { continue };
+            if now != serving {
+                tracing::info!(model = %name, from = %serving, to = %now, "the model's revision moved; loading it beside the old");
+                if let Err(e) = state.reload(&name).await {
+                    tracing::warn!(model = %name, error = %e, "could not load the new revision; the old one keeps serving");
+                }
+            }
+        }
+    }
 }
 
 /// Loads every model, `threads` at a time; stops at the first failure.

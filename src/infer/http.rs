@@ -33,18 +33,43 @@ pub struct ServeState {
     max_body: usize,
     loaded: AtomicUsize,
     ready: AtomicBool,
+    /// Loads (and warms) a model again from its path, for the repository API and revision
+    /// swaps; none until the server sets one.
+    loader: OnceLock<Loader>,
+}
+
+/// Loads and warms the model of a name from its path (blocking).
+pub struct Loader(pub Box<dyn Fn(&str, &std::path::Path) -> anyhow::Result<LoadedModel> + Send + Sync>);
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Loader")
+    }
 }
 
 #[derive(Debug)]
 pub(super) struct ModelSlot {
     path: PathBuf,
-    model: OnceLock<Arc<LoadedModel>>,
+    /// The model serving now. A request clones the `Arc` and keeps it to its end, so a swap
+    /// never cuts one short: the old model drains and drops with its last request.
+    model: parking_lot::RwLock<Option<Arc<Served>>>,
+    /// Whether the batch permits were added (once per slot, not per swap).
+    batch_permits: AtomicBool,
+    /// One load of this model at a time (repository API, revision watch).
+    loading: tokio::sync::Mutex<()>,
     /// Runs admitted at once: one per session the model may have.
     pub(super) permits: Semaphore,
     /// Most input elements (all inputs together) one request may send to this model.
     max_elements: usize,
     /// How requests are batched, when they are.
     batch: Option<BatchOptions>,
+}
+
+/// A loaded model with its batch queue, swapped in and out together.
+#[derive(Debug)]
+pub struct Served {
+    /// The model.
+    pub model: Arc<LoadedModel>,
     /// The batch queue, started on the first request to a batchable model; `None` inside when
     /// the model cannot batch.
     batcher: OnceLock<Option<Batcher>>,
@@ -107,11 +132,12 @@ impl ServeState {
             .map(|(n, p)| {
                 let slot = ModelSlot {
                     path: p.clone(),
-                    model: OnceLock::new(),
+                    model: parking_lot::RwLock::new(None),
+                    batch_permits: AtomicBool::new(false),
+                    loading: tokio::sync::Mutex::new(()),
                     permits: Semaphore::new(concurrency),
                     max_elements: limits.elements_for(n),
                     batch,
-                    batcher: OnceLock::new(),
                 };
                 (n.clone(), slot)
             })
@@ -122,23 +148,75 @@ impl ServeState {
             max_body: limits.max_body,
             loaded: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
+            loader: OnceLock::new(),
         })
     }
 
-    /// Publishes a loaded model; the server is ready once every model is.
+    /// Publishes a loaded model, in place of the one serving under its name if any (requests
+    /// running on that one finish on it); the server is ready once every model was loaded.
     pub fn set_loaded(&self, model: LoadedModel) {
         let Some(slot) = self.slots.get(&model.name) else { return };
-        if let Some(b) = slot.batch.filter(|_| batch::batchable(&model.inputs, &model.outputs)) {
-            slot.permits.add_permits(b.runs.saturating_mul(b.max_batch - 1));
+        let batchable = batch::batchable(&model.inputs, &model.outputs);
+        if let Some(b) = slot.batch.filter(|_| batchable) {
+            if !slot.batch_permits.swap(true, Ordering::SeqCst) {
+                slot.permits.add_permits(b.runs.saturating_mul(b.max_batch - 1));
+            }
         }
         if let Some(m) = self.metrics.model(&model.name) {
             m.set_loaded(model.load_time, model.cache == super::session::CacheOutcome::Hit);
         }
-        if slot.model.set(Arc::new(model)).is_ok()
+        let served = Arc::new(Served { model: Arc::new(model), batcher: OnceLock::new() });
+        let first = slot.model.write().replace(served).is_none();
+        if first
+            && !self.ready.load(Ordering::SeqCst)
             && self.loaded.fetch_add(1, Ordering::SeqCst) + 1 == self.slots.len()
         {
             self.ready.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Sets how models are loaded again (repository API, revision swaps).
+    pub fn set_loader(&self, loader: Loader) {
+        let _ = self.loader.set(loader);
+    }
+
+    /// Loads the model `name` again from its path beside the one serving, then swaps it in.
+    /// Loads of one model run one at a time; requests keep flowing to the old one meanwhile.
+    pub async fn reload(self: &Arc<Self>, name: &str) -> Result<(), String> {
+        self.reload_or_api_error(name).await.map_err(|e| e.1)
+    }
+
+    async fn reload_or_api_error(self: &Arc<Self>, name: &str) -> Result<(), ApiError> {
+        let slot = slot(self, name)?;
+        let _one = slot.loading.lock().await;
+        let (me, name2, path) = (Arc::clone(self), name.to_string(), slot.path.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            let loader = me.loader.get().ok_or_else(|| anyhow::anyhow!("this server cannot load models"))?;
+            (loader.0)(&name2, &path)
+        })
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("load task: {e}")))?
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("failed to load '{name}': {e:#}")))?;
+        tracing::info!(model = name, commit = ?loaded.parameters.get("commit"), "loaded again; swapped in");
+        self.set_loaded(loaded);
+        Ok(())
+    }
+
+    /// Stops serving `name` (requests running on it finish); a load brings it back.
+    fn unload(&self, name: &str) -> Result<(), ApiError> {
+        slot(self, name)?.model.write().take();
+        Ok(())
+    }
+
+    /// The commit each model serves now (from the mount's xattrs), for revision watching.
+    pub fn serving_commits(&self) -> Vec<(String, PathBuf, Option<String>)> {
+        self.slots
+            .iter()
+            .map(|(n, s)| {
+                let commit = s.model.read().as_ref().and_then(|m| m.model.parameters.get("commit").cloned());
+                (n.clone(), s.path.clone(), commit)
+            })
+            .collect()
     }
 
     /// True once every model is loaded.
@@ -146,9 +224,9 @@ impl ServeState {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// True once this model's slot holds a loaded model.
+    /// True while this model's slot holds a loaded model.
     pub(super) fn model_ready(&self, slot: &ModelSlot) -> bool {
-        slot.model.get().is_some()
+        slot.model.read().is_some()
     }
 
     /// The metrics.
@@ -180,6 +258,9 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer_version))
         .route("/metrics", get(metrics))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{model}/load", post(repository_load))
+        .route("/v2/repository/models/{model}/unload", post(repository_unload))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .with_state(state)
 }
@@ -212,24 +293,50 @@ pub(super) fn slot<'s>(st: &'s ServeState, name: &str) -> Result<&'s ModelSlot, 
     })
 }
 
-pub(super) fn loaded<'s>(
-    slot: &'s ModelSlot,
-    name: &str,
-) -> Result<&'s Arc<LoadedModel>, ApiError> {
-    slot.model.get().ok_or_else(|| {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("model '{name}' is still loading"))
+pub(super) fn loaded(slot: &ModelSlot, name: &str) -> Result<Arc<Served>, ApiError> {
+    slot.model.read().clone().ok_or_else(|| {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("model '{name}' is not loaded"))
     })
 }
 
+/// Triton's repository index: every model, whether it serves, and what it serves.
+async fn repository_index(State(st): State<Arc<ServeState>>) -> impl IntoResponse {
+    let models: Vec<serde_json::Value> = st
+        .slots
+        .iter()
+        .map(|(name, slot)| {
+            let served = slot.model.read().clone();
+            let state = if served.is_some() { "READY" } else { "UNAVAILABLE" };
+            let mut entry = json!({ "name": name, "version": "1", "state": state, "reason": "" });
+            if let Some(commit) = served.as_ref().and_then(|s| s.model.parameters.get("commit")) {
+                entry["commit"] = json!(commit);
+            }
+            entry
+        })
+        .collect();
+    axum::Json(models)
+}
+
+async fn repository_load(State(st): State<Arc<ServeState>>, Path(name): Path<String>) -> ApiResult {
+    st.reload_or_api_error(&name).await?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+async fn repository_unload(State(st): State<Arc<ServeState>>, Path(name): Path<String>) -> ApiResult {
+    st.unload(&name)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
 async fn model_ready(State(st): State<Arc<ServeState>>, Path(name): Path<String>) -> ApiResult {
-    let ready = slot(&st, &name)?.model.get().is_some();
+    let ready = slot(&st, &name)?.model.read().is_some();
     let status = if ready { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     Ok((status, axum::Json(json!({ "name": name, "ready": ready }))).into_response())
 }
 
 async fn model_metadata(State(st): State<Arc<ServeState>>, Path(name): Path<String>) -> ApiResult {
     let slot = slot(&st, &name)?;
-    let m = loaded(slot, &name)?;
+    let served = loaded(slot, &name)?;
+    let m = &served.model;
     let mut parameters = m.parameters.clone();
     parameters.insert("source".into(), slot.path.display().to_string());
     parameters.insert("device".into(), m.device.to_string());
@@ -249,18 +356,19 @@ async fn metrics(State(st): State<Arc<ServeState>>) -> impl IntoResponse {
     text.push_str("# HELP tessera_model_sessions ONNX Runtime sessions created, per model.\n");
     text.push_str("# TYPE tessera_model_sessions gauge\n");
     for (name, slot) in &st.slots {
-        if let Some(m) = slot.model.get() {
+        if let Some(m) = slot.model.read().clone() {
             text.push_str(&format!(
                 "tessera_model_sessions{{model=\"{}\"}} {}\n",
                 name.replace('"', "\\\""),
-                m.sessions()
+                m.model.sessions()
             ));
         }
     }
     text.push_str("# HELP tessera_batched_requests_total Requests that ran merged with others (dynamic batching), per model.\n");
     text.push_str("# TYPE tessera_batched_requests_total counter\n");
     for (name, slot) in &st.slots {
-        if let Some(Some(b)) = slot.batcher.get() {
+        let served = slot.model.read().clone();
+        if let Some(Some(b)) = served.as_ref().and_then(|s| s.batcher.get()) {
             text.push_str(&format!(
                 "tessera_batched_requests_total{{model=\"{}\"}} {}\n",
                 name.replace('"', "\\\""),
@@ -319,7 +427,7 @@ async fn infer_on(
     if declared.is_some_and(|n| n > st.max_body as u64) {
         return Err(too_large());
     }
-    let model = Arc::clone(loaded(slot, name)?);
+    let model = loaded(slot, name)?;
     let bytes = axum::body::to_bytes(body, st.max_body).await.map_err(|_| too_large())?;
     // Admitted before parsing: a parsed body costs several times its bytes, so only as many
     // requests as the model runs at once are parsed at once.
@@ -343,10 +451,11 @@ async fn infer_on(
 /// one of the slot's permits.
 pub(super) async fn run_request(
     slot: &ModelSlot,
-    model: Arc<LoadedModel>,
+    served: Arc<Served>,
     name: &str,
     req: tensor::InferRequest,
 ) -> Result<Vec<tensor::Tensor>, ApiError> {
+    let model = Arc::clone(&served.model);
     let bad = |e: tensor::TensorError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
     tensor::check_inputs(&req.inputs, &model.inputs).map_err(bad)?;
     check_elements(&req.inputs, slot.max_elements, name)?;
@@ -355,7 +464,7 @@ pub(super) async fn run_request(
     }
     let wanted = req.outputs;
     let mut inputs = req.inputs;
-    let run = match batcher_of(slot, &model) {
+    let run = match batcher_of(slot, &served) {
         Some(b) => {
             // The model's input order, so that requests naming inputs in any order stack.
             inputs.sort_by_key(|t| model.inputs.iter().position(|s| s.name == t.name));
@@ -379,10 +488,12 @@ pub(super) async fn run_request(
     })
 }
 
-/// The slot's batch queue when batching is on and the model can batch.
-fn batcher_of<'s>(slot: &'s ModelSlot, model: &Arc<LoadedModel>) -> Option<&'s Batcher> {
+/// The model's batch queue when batching is on and the model can batch.
+fn batcher_of<'s>(slot: &ModelSlot, served: &'s Served) -> Option<&'s Batcher> {
     let opts = slot.batch?;
-    slot.batcher
+    let model = &served.model;
+    served
+        .batcher
         .get_or_init(|| {
             batch::batchable(&model.inputs, &model.outputs)
                 .then(|| Batcher::start(Arc::clone(model), opts))

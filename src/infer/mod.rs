@@ -20,7 +20,7 @@ pub mod session;
 pub mod tensor;
 
 pub use grpc::serve_grpc;
-pub use http::{RequestLimits, ServeState, router, serve};
+pub use http::{Loader, RequestLimits, ServeState, router, serve};
 pub use metrics::Metrics;
 pub use session::{
     CacheOutcome, Device, DeviceRequest, InferError, LoadedModel, ModelOptions, RunError, Runtime,

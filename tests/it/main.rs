@@ -24,3 +24,5 @@ mod mount_scale;
 mod serve;
 #[cfg(feature = "infer")]
 mod serve_clients;
+#[cfg(feature = "infer")]
+mod serve_swap;

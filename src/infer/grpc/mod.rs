@@ -168,7 +168,8 @@ async fn model_metadata(
     r: ModelMetadataRequest,
 ) -> Result<ModelMetadataResponse, Status> {
     let slot = slot(&st, &r.name).map_err(status_of)?;
-    let m = loaded(slot, &r.name).map_err(status_of)?;
+    let served = loaded(slot, &r.name).map_err(status_of)?;
+    let m = &served.model;
     let meta = |specs: &[super::TensorSpec]| {
         specs
             .iter()
@@ -208,7 +209,7 @@ async fn model_infer(
 
 async fn infer_on(st: &ServeState, r: ModelInferRequest) -> Result<ModelInferResponse, ApiError> {
     let slot = slot(st, &r.model_name)?;
-    let model = Arc::clone(loaded(slot, &r.model_name)?);
+    let model = loaded(slot, &r.model_name)?;
     let _permit =
         slot.permits.acquire().await.map_err(|_| {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down".into())
