@@ -39,7 +39,10 @@ pub struct ServeState {
 }
 
 /// Loads and warms the model of a name from its path (blocking).
-pub struct Loader(pub Box<dyn Fn(&str, &std::path::Path) -> anyhow::Result<LoadedModel> + Send + Sync>);
+pub type LoadFn = dyn Fn(&str, &std::path::Path) -> anyhow::Result<LoadedModel> + Send + Sync;
+
+/// How the server loads a model again: a [`LoadFn`] given by the serving command.
+pub struct Loader(pub Box<LoadFn>);
 
 impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

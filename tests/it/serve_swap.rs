@@ -64,13 +64,13 @@ fn repository_load_swaps_a_model_under_load_without_a_failed_request() {
                         let sent = Instant::now();
                         let (status, got) = infer(&addr, "m", &request());
                         match (status, answer(&got)) {
-                            (200, Some(v)) if v == 3.0 => {
+                            (200, Some(3.0)) => {
                                 seen.old += 1;
                                 if swapped_at.lock().is_some_and(|at| sent > at) {
                                     seen.old_after_swap += 1;
                                 }
                             }
-                            (200, Some(v)) if v == 0.0 => seen.new += 1,
+                            (200, Some(0.0)) => seen.new += 1,
                             _ => seen.failures.push(format!("HTTP {status}: {got}")),
                         }
                     }
