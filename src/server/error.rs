@@ -116,6 +116,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The message sent to the client (generic for 5xx; the cause is in the log).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<IdError> for ApiError {

@@ -20,12 +20,15 @@
 //! ```
 
 pub mod auth;
+pub mod bucket;
+pub mod bucket_check;
 pub mod db;
 pub mod error;
 pub mod limit;
 mod plan;
 pub mod routes;
 pub mod state;
+pub mod storage;
 
 use std::future::Future;
 use std::time::Instant;
