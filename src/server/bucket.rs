@@ -23,7 +23,7 @@
 //! `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`); requests are signed by
 //! `object_store`, path-style, and a plain `http://` endpoint is allowed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -364,7 +364,7 @@ impl BucketStorage {
     }
 
     /// Writes a guarded key: checks its value, then puts it conditionally on the version read.
-    fn write_guarded(&self, g: &Guard, op: Option<Option<Vec<u8>>>) -> Result<(), WriteError> {
+    fn write_guarded(&self, g: &Guard, op: GuardedOp) -> Result<(), WriteError> {
         let moved = || WriteError::Moved { key: readable_key(g.table, &g.key) };
         let key = meta_object(g.table, &g.key).ok_or_else(|| bad_table(g.table))?;
         let current = self.bucket.get(&key)?;
@@ -387,6 +387,10 @@ impl BucketStorage {
         Ok(())
     }
 }
+
+/// What a batch does to a guarded key: `None` nothing (the guard is only checked),
+/// `Some(None)` delete, `Some(Some(value))` put.
+type GuardedOp = Option<Option<Vec<u8>>>;
 
 fn bad_table(table: Table) -> WriteError {
     WriteError::Api(ApiError::internal(format!("table {table:?} has no bucket directory")))
@@ -428,8 +432,8 @@ impl HubStorage for BucketStorage {
     /// compare-and-swap, then unguarded deletes; other tables (GC roots) to the local store.
     fn write(&self, batch: KvBatch, guards: Vec<Guard>) -> Result<(), WriteError> {
         let mut local = KvBatch::default();
-        let mut guarded: BTreeMap<(String, Vec<u8>), Option<Option<Vec<u8>>>> =
-            guards.iter().map(|g| ((format!("{:?}", g.table), g.key.clone()), None)).collect();
+        let mut guarded: HashMap<(Table, Vec<u8>), GuardedOp> =
+            guards.iter().map(|g| ((g.table, g.key.clone()), None)).collect();
         let mut deletes = Vec::new();
         for (table, key, value) in batch.into_ops() {
             let Some(object) = meta_object(table, &key) else {
@@ -439,7 +443,7 @@ impl HubStorage for BucketStorage {
                 }
                 continue;
             };
-            if let Some(slot) = guarded.get_mut(&(format!("{table:?}"), key)) {
+            if let Some(slot) = guarded.get_mut(&(table, key)) {
                 *slot = Some(value);
                 continue;
             }
@@ -451,7 +455,7 @@ impl HubStorage for BucketStorage {
             }
         }
         for g in &guards {
-            let op = guarded.remove(&(format!("{:?}", g.table), g.key.clone())).flatten();
+            let op = guarded.remove(&(g.table, g.key.clone())).flatten();
             self.write_guarded(g, op)?;
         }
         for object in deletes {

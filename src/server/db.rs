@@ -456,38 +456,58 @@ impl HubDb {
         branch: &str,
         expected_parent: Option<&str>,
         meta: &CommitMeta,
-        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+        apply: impl Fn(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
     ) -> ApiResult<CommitOutcome> {
         self.commit_to_ref(key, &branch_ref(branch), expected_parent, meta, apply)
     }
 
     /// [`HubDb::commit_to_branch`] for any full ref (a branch or `refs/pr/{n}`).
+    ///
+    /// When another writer (another replica on the same bucket) moves the ref between reading
+    /// its head and writing the new one, a commit without `expected_parent` is made again on
+    /// the new head (as one server would have ordered the two), a few times at most; one with
+    /// `expected_parent` is refused with 412.
     pub fn commit_to_ref(
         &self,
         key: &RepoKey,
         full_ref: &str,
         expected_parent: Option<&str>,
         meta: &CommitMeta,
-        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+        apply: impl Fn(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
     ) -> ApiResult<CommitOutcome> {
         let _guard = self.write_lock.lock();
         let name = full_ref.strip_prefix("refs/heads/").unwrap_or(full_ref);
-        let head =
-            self.get_ref(key, full_ref)?.ok_or_else(|| ApiError::revision_not_found(name))?;
-        if let Some(parent) = expected_parent {
-            if !head.starts_with(parent) {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::PRECONDITION_FAILED,
-                    format!("Parent commit {parent} is not the head of {name} ({head})"),
-                ));
+        let mut attempt = 0;
+        loop {
+            let head =
+                self.get_ref(key, full_ref)?.ok_or_else(|| ApiError::revision_not_found(name))?;
+            check_parent(expected_parent, name, &head)?;
+            match self.commit_on(key, full_ref, &head, meta, &apply) {
+                Err(WriteError::Moved { .. })
+                    if expected_parent.is_none() && attempt < MOVED_RETRIES =>
+                {
+                    attempt += 1;
+                }
+                result => return result.map_err(|e| moved_head(e, name, &head)),
             }
         }
+    }
+
+    /// One attempt of [`HubDb::commit_to_ref`] on top of `head`.
+    fn commit_on(
+        &self,
+        key: &RepoKey,
+        full_ref: &str,
+        head: &str,
+        meta: &CommitMeta,
+        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+    ) -> Result<CommitOutcome, WriteError> {
         let mut batch = KvBatch::default();
-        let outcome = self.stage_commit(&mut batch, key, &head, meta, apply)?;
+        let outcome = self.stage_commit(&mut batch, key, head, meta, apply)?;
         if outcome.created {
             batch.put(Table::HubRef, key.sub(full_ref), outcome.commit.as_bytes());
             let guard = Guard::holds(Table::HubRef, key.sub(full_ref), head.as_bytes());
-            self.storage.write(batch, vec![guard]).map_err(|e| moved_head(e, name, &head))?;
+            self.storage.write(batch, vec![guard])?;
         }
         Ok(outcome)
     }
@@ -675,6 +695,20 @@ fn raced(e: WriteError, doing: &str) -> ApiError {
             ApiError::conflict(format!("{key} changed while {doing}; retry"))
         }
         WriteError::Api(e) => e,
+    }
+}
+
+/// Times a commit without a parent is made again on a head another replica moved.
+const MOVED_RETRIES: u32 = 5;
+
+/// 412 unless `head` is (starts with) the parent the client based its commit on.
+fn check_parent(expected: Option<&str>, name: &str, head: &str) -> ApiResult<()> {
+    match expected {
+        Some(parent) if !head.starts_with(parent) => Err(ApiError::new(
+            axum::http::StatusCode::PRECONDITION_FAILED,
+            format!("Parent commit {parent} is not the head of {name} ({head})"),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -243,7 +243,8 @@ fn bucket_replicas_serve_reference_clients() {
 }
 
 /// Exactly one of the racing commits succeeded, the other was refused with 409/412 and a
-/// message, and both replicas report the winner as the head.
+/// message, and both replicas report the winner as the head; two commits without a parent
+/// both landed.
 fn assert_one_winner(race: &serde_json::Value) {
     let results = race["results"].as_object().expect("results");
     let wins: Vec<&str> = results.values().filter_map(|r| r["ok"].as_str()).collect();
@@ -260,6 +261,15 @@ fn assert_one_winner(race: &serde_json::Value) {
     assert!(!loser["message"].as_str().unwrap_or_default().is_empty(), "no message: {race}");
     assert_eq!(race["heads"][0], race["heads"][1], "replicas disagree: {race}");
     assert_eq!(race["heads"][0].as_str(), Some(wins[0]), "{race}");
+    let after: Vec<&str> =
+        race["after"].as_array().expect("after").iter().flat_map(|f| f.as_str()).collect();
+    for name in ["free-a", "free-b"] {
+        assert!(
+            race["free"][name]["ok"].is_string(),
+            "a commit without parent was refused: {race}"
+        );
+        assert!(after.contains(&format!("{name}.txt").as_str()), "{name} lost: {race}");
+    }
 }
 
 /// `tessera push` through one replica, `tessera pull` through another (on an empty disk) and

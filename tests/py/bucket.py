@@ -3,7 +3,8 @@
 Modes:
   verify URL REPO REV ASSET   snapshot_download through URL equals the asset folder
   race URL_A URL_B            two commits from the same parent through different replicas:
-                              exactly one wins, the other gets 409/412; both replicas agree
+                              exactly one wins, the other gets 409/412; both replicas agree;
+                              then two commits without a parent: both land
   scratch URL                 uploads a file of its own (Xet) to a new repo, then deletes the
                               repo: its objects are left for `hub gc`
 Prints one JSON line on stdout."""
@@ -67,7 +68,18 @@ def race(url_a, url_b):
         t.join()
     heads = [api.list_repo_refs("alice/race").branches[0].target_commit for api in (a, b)]
     files = sorted(a.list_repo_files("alice/race"))
-    return {"parent": parent, "results": results, "heads": heads, "files": files}
+    # Without a parent each commit goes on whatever head it finds: both land, as on one server.
+    free = {}
+    threads = [
+        threading.Thread(target=commit, args=(a, "alice/race", None, "free-a", free)),
+        threading.Thread(target=commit, args=(b, "alice/race", None, "free-b", free)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = sorted(b.list_repo_files("alice/race"))
+    return {"parent": parent, "results": results, "heads": heads, "files": files, "free": free, "after": after}
 
 
 def scratch(url):
