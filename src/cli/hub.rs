@@ -135,53 +135,53 @@ fn walk_error(e: crate::server::ApiError) -> anyhow::Error {
     anyhow::anyhow!("{} (status {})", e.message(), e.status())
 }
 
+/// Prints a bucket walk's report: one JSON object, or a line per item and a summary.
+fn print_report(
+    json: bool,
+    report: &impl serde::Serialize,
+    items: &[String],
+    summary: &str,
+) -> anyhow::Result<()> {
+    if json {
+        return output::json_line(report);
+    }
+    for line in items {
+        println!("{line}");
+    }
+    println!("{summary}");
+    Ok(())
+}
+
 fn run_gc(args: HubGcArgs) -> anyhow::Result<ExitCode> {
     let (_runtime, bucket) = connect(&args.storage)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let now = i64::try_from(now)?;
     let r = bucket_check::gc(&bucket, args.grace, now).map_err(walk_error)?;
-    if args.json {
-        let v = serde_json::json!({
-            "referenced": r.referenced, "kept_fresh": r.kept_fresh, "deleted": r.deleted,
-        });
-        output::json_line(&v)?;
-    } else {
-        for key in &r.deleted {
-            println!("removed {key}");
-        }
-        println!(
-            "{} referenced, {} unreferenced but younger than {:?} kept, {} removed",
-            r.referenced,
-            r.kept_fresh,
-            args.grace,
-            r.deleted.len()
-        );
-    }
+    let removed: Vec<String> = r.deleted.iter().map(|k| format!("removed {k}")).collect();
+    let summary = format!(
+        "{} referenced, {} unreferenced but younger than {:?} kept, {} removed",
+        r.referenced,
+        r.kept_fresh,
+        args.grace,
+        r.deleted.len()
+    );
+    print_report(args.json, &r, &removed, &summary)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_fsck(args: HubFsckArgs) -> anyhow::Result<ExitCode> {
     let (_runtime, bucket) = connect(&args.storage)?;
     let r = bucket_check::fsck(&bucket).map_err(walk_error)?;
-    if args.json {
-        let v = serde_json::json!({
-            "commits": r.commits, "trees": r.trees, "files": r.files, "xorbs": r.xorbs,
-            "problems": r.problems,
-        });
-        output::json_line(&v)?;
-    } else {
-        for p in &r.problems {
-            println!("problem: {p}");
-        }
-        println!(
-            "{} commits, {} trees, {} files, {} xorbs checked; {} problems",
-            r.commits,
-            r.trees,
-            r.files,
-            r.xorbs,
-            r.problems.len()
-        );
-    }
+    let problems: Vec<String> = r.problems.iter().map(|p| format!("problem: {p}")).collect();
+    let summary = format!(
+        "{} commits, {} trees, {} files, {} xorbs checked; {} problems",
+        r.commits,
+        r.trees,
+        r.files,
+        r.xorbs,
+        r.problems.len()
+    );
+    print_report(args.json, &r, &problems, &summary)?;
     Ok(if r.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 

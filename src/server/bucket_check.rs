@@ -21,7 +21,7 @@ use crate::hash::{FileHash, XorbHash};
 use crate::store::{FileRecord, Table, hub_tree_key};
 
 /// What `fsck` found: each problem names the object and what is wrong with it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct CheckReport {
     /// Commits, trees, files and xorbs that were checked.
     pub commits: usize,
@@ -36,7 +36,7 @@ pub struct CheckReport {
 }
 
 /// What `gc` did.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct GcReport {
     /// Content objects something references.
     pub referenced: usize,
@@ -138,7 +138,14 @@ fn file_record(
         return Ok(None);
     };
     match FileRecord::decode(*file, &bytes) {
-        Ok(r) => Ok(Some(r)),
+        Ok(r) => {
+            let terms: u64 = r.terms.iter().map(|t| u64::from(t.unpacked_len)).sum();
+            if terms != r.size {
+                let size = r.size;
+                report.problems.push(format!("file {file}: terms add up to {terms}, not {size}"));
+            }
+            Ok(Some(r))
+        }
         Err(e) => {
             report.problems.push(format!("file {file}: record unreadable: {e}"));
             Ok(None)

@@ -53,31 +53,26 @@ def commit(api, repo, parent, name, results):
         results[name] = {"status": e.response.status_code, "message": e.response.headers.get("X-Error-Message", "")}
 
 
+def at_once(*commits):
+    """Runs `commit(api, repo, parent, name)` for each tuple in its own thread; the results."""
+    results = {}
+    threads = [threading.Thread(target=commit, args=(*c, results)) for c in commits]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def race(url_a, url_b):
     a, b = HfApi(endpoint=url_a, token=WRITE), HfApi(endpoint=url_b, token=WRITE)
     a.create_repo("alice/race")
     parent = b.list_repo_refs("alice/race").branches[0].target_commit  # visible through B at once
-    results = {}
-    threads = [
-        threading.Thread(target=commit, args=(a, "alice/race", parent, "via-a", results)),
-        threading.Thread(target=commit, args=(b, "alice/race", parent, "via-b", results)),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = at_once((a, "alice/race", parent, "via-a"), (b, "alice/race", parent, "via-b"))
     heads = [api.list_repo_refs("alice/race").branches[0].target_commit for api in (a, b)]
     files = sorted(a.list_repo_files("alice/race"))
     # Without a parent each commit goes on whatever head it finds: both land, as on one server.
-    free = {}
-    threads = [
-        threading.Thread(target=commit, args=(a, "alice/race", None, "free-a", free)),
-        threading.Thread(target=commit, args=(b, "alice/race", None, "free-b", free)),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    free = at_once((a, "alice/race", None, "free-a"), (b, "alice/race", None, "free-b"))
     after = sorted(b.list_repo_files("alice/race"))
     return {"parent": parent, "results": results, "heads": heads, "files": files, "free": free, "after": after}
 
