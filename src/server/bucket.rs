@@ -7,6 +7,7 @@
 //! | object | content | written |
 //! |---|---|---|
 //! | `xorbs/{hash}` | the xorb as uploaded (serialized Xet form) | create-only |
+//! | `xorb-tables/{hash}` | its chunk table, so a replica plans reconstructions without it | create-only, after the xorb |
 //! | `shards/{sha256}` | an accepted shard as uploaded | create-only |
 //! | `files/{hash}` | the file's record (size, sha256, terms) | create-only, after its xorbs |
 //! | `sha256/{sha256}` | the file hash with that SHA-256 (LFS oid) | create-only |
@@ -33,12 +34,13 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjPath;
 use object_store::signer::Signer as _;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
+use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
 use super::error::{ApiError, ApiResult};
 use super::storage::{Guard, HubStorage, WriteError, readable_key};
 use crate::hash::{FileHash, Sha256, XorbHash};
-use crate::store::{FileRecord, KvBatch, Store, Table};
+use crate::store::{FileRecord, KvBatch, Store, Table, XorbMeta};
 
 /// A parsed `s3://BUCKET/PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +265,11 @@ pub fn xorb_key(xorb: &XorbHash) -> String {
     format!("xorbs/{xorb}")
 }
 
+/// Object key of a xorb's chunk table (what planning a reconstruction needs of it).
+pub fn table_key(xorb: &XorbHash) -> String {
+    format!("xorb-tables/{xorb}")
+}
+
 /// Object key of a file record.
 pub fn file_key(file: &FileHash) -> String {
     format!("files/{file}")
@@ -337,12 +344,17 @@ fn meta_key(rel: &str) -> Option<Vec<u8>> {
 pub struct BucketStorage {
     bucket: Bucket,
     store: Store,
+    /// Chunk tables read from the bucket (immutable: named by the xorb hash).
+    tables: Mutex<HashMap<XorbHash, XorbMeta>>,
 }
+
+/// Chunk tables kept in memory (at most ~800 KiB each, for 8192 chunks).
+const TABLES_KEPT: usize = 256;
 
 impl BucketStorage {
     /// Storage on `bucket`, caching content in `store`.
     pub fn new(bucket: Bucket, store: Store) -> Self {
-        Self { bucket, store }
+        Self { bucket, store, tables: Mutex::new(HashMap::new()) }
     }
 
     /// Puts an immutable object unless the bucket has it. Asked every time, never remembered:
@@ -352,6 +364,21 @@ impl BucketStorage {
             self.bucket.put_immutable(&key, bytes()?)?;
         }
         Ok(())
+    }
+
+    /// The chunk table of a complete local xorb, encoded.
+    fn local_table_bytes(store: &Store, xorb: &XorbHash) -> ApiResult<Bytes> {
+        let meta = store
+            .xorb_meta(xorb)?
+            .filter(crate::store::XorbMeta::is_complete)
+            .ok_or_else(|| ApiError::internal(format!("xorb {xorb} is not complete locally")))?;
+        Ok(Bytes::from(meta.encode()))
+    }
+
+    /// Puts a local xorb and then its chunk table, each unless the bucket has it.
+    fn ensure_xorb(&self, store: &Store, xorb: &XorbHash) -> ApiResult<()> {
+        self.ensure(xorb_key(xorb), || Self::local_xorb_bytes(store, xorb))?;
+        self.ensure(table_key(xorb), || Self::local_table_bytes(store, xorb))
     }
 
     /// A whole locally stored xorb, as the bucket keeps it.
@@ -469,7 +496,8 @@ impl HubStorage for BucketStorage {
 
     fn publish_xorb(&self, xorb: &XorbHash, bytes: &[u8]) -> ApiResult<()> {
         let bytes = Bytes::copy_from_slice(bytes);
-        self.ensure(xorb_key(xorb), || Ok(bytes))
+        self.ensure(xorb_key(xorb), || Ok(bytes))?;
+        self.ensure(table_key(xorb), || Self::local_table_bytes(&self.store, xorb))
     }
 
     fn publish_shard(&self, bytes: &[u8]) -> ApiResult<()> {
@@ -488,7 +516,7 @@ impl HubStorage for BucketStorage {
                 .ok_or_else(|| ApiError::internal(format!("file {file} missing locally")))?;
             let xorbs: HashSet<XorbHash> = record.terms.iter().map(|t| t.xorb).collect();
             for x in xorbs {
-                self.ensure(xorb_key(&x), || Self::local_xorb_bytes(store, &x))?;
+                self.ensure_xorb(store, &x)?;
             }
             let encoded = Bytes::from(record.encode());
             self.ensure(key, || Ok(encoded))?;
@@ -511,6 +539,36 @@ impl HubStorage for BucketStorage {
         }
         store.put_file(&record)?;
         Ok(true)
+    }
+
+    fn file_record(&self, file: &FileHash) -> ApiResult<Option<FileRecord>> {
+        let Some((bytes, _)) = self.bucket.get(&file_key(file))? else { return Ok(None) };
+        FileRecord::decode(*file, &bytes)
+            .map(Some)
+            .map_err(|e| ApiError::internal(format!("bucket record of {file}: {e}")))
+    }
+
+    /// The table object, kept in memory (it never changes); a xorb published without one
+    /// is filled whole and its local table used.
+    fn xorb_table(&self, store: &Store, xorb: &XorbHash) -> ApiResult<Option<XorbMeta>> {
+        if let Some(m) = self.tables.lock().get(xorb) {
+            return Ok(Some(m.clone()));
+        }
+        let meta = match self.bucket.get(&table_key(xorb))? {
+            Some((bytes, _)) => XorbMeta::decode(*xorb, &bytes)
+                .map_err(|e| ApiError::internal(format!("bucket table of {xorb}: {e}")))?,
+            None if self.fill_xorb(store, xorb)? => match store.xorb_meta(xorb)? {
+                Some(m) => m,
+                None => return Ok(None),
+            },
+            None => return Ok(None),
+        };
+        let mut tables = self.tables.lock();
+        if tables.len() >= TABLES_KEPT {
+            tables.clear();
+        }
+        tables.insert(*xorb, meta.clone());
+        Ok(Some(meta))
     }
 
     fn fill_xorb(&self, store: &Store, xorb: &XorbHash) -> ApiResult<bool> {

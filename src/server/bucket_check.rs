@@ -186,7 +186,7 @@ pub fn fsck(bucket: &Bucket) -> ApiResult<CheckReport> {
 /// and older than `grace`; refuses to delete anything while references are broken.
 pub fn gc(bucket: &Bucket, grace: Duration, now_unix: i64) -> ApiResult<GcReport> {
     let mut listed = Vec::new();
-    for dir in ["xorbs/", "files/", "sha256/", "shards/"] {
+    for dir in ["xorbs/", "xorb-tables/", "files/", "sha256/", "shards/"] {
         listed.extend(bucket.list(dir)?);
     }
     let r = reach(bucket, false)?;
@@ -216,7 +216,7 @@ pub fn gc(bucket: &Bucket, grace: Duration, now_unix: i64) -> ApiResult<GcReport
 fn referenced(bucket: &Bucket, r: &Reach, l: &Listed) -> ApiResult<bool> {
     let (dir, name) = l.key.split_once('/').unwrap_or(("", ""));
     Ok(match dir {
-        "xorbs" => name.parse().is_ok_and(|x: XorbHash| r.xorbs.contains(&x)),
+        "xorbs" | "xorb-tables" => name.parse().is_ok_and(|x: XorbHash| r.xorbs.contains(&x)),
         "files" => name.parse().is_ok_and(|f: FileHash| r.files.contains(&f)),
         "sha256" => r.shas.contains(name),
         "shards" => match bucket.get(&l.key)? {

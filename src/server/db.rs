@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::storage::{Guard, HubStorage, WriteError};
-use crate::hash::{FileHash, Sha256};
+use crate::hash::{FileHash, Sha256, XorbHash};
 use crate::protocol::{RepoId, RepoType, is_commit_id, sha1_hex};
 use crate::store::{KvBatch, Store, Table, hub_tree_key};
 
@@ -356,6 +356,31 @@ impl HubDb {
             return Ok(None);
         }
         Ok(self.store.file(file)?)
+    }
+
+    /// A file's record, local or the storage's; its bytes are not fetched (a reconstruction
+    /// only needs the record and the xorbs' chunk tables).
+    pub fn file_record(&self, file: &FileHash) -> ApiResult<Option<crate::store::FileRecord>> {
+        match self.store.file(file)? {
+            Some(r) => Ok(Some(r)),
+            None => self.storage.file_record(file),
+        }
+    }
+
+    /// A xorb's complete chunk table, local or the storage's.
+    pub fn xorb_table(&self, xorb: &XorbHash) -> ApiResult<Option<crate::store::XorbMeta>> {
+        match self.store.xorb_meta(xorb)? {
+            Some(m) if m.is_complete() => Ok(Some(m)),
+            local => Ok(self.storage.xorb_table(&self.store, xorb)?.or(local)),
+        }
+    }
+
+    /// Makes a whole xorb local (from the storage when missing), before its bytes are served.
+    pub fn local_xorb(&self, xorb: &XorbHash) -> ApiResult<()> {
+        if !self.store.xorb_meta(xorb)?.is_some_and(|m| m.is_complete()) {
+            self.storage.fill_xorb(&self.store, xorb)?;
+        }
+        Ok(())
     }
 
     /// The stored file with this SHA-256, locally or in the storage.

@@ -123,6 +123,13 @@ impl ApiError {
     }
 }
 
+/// Status and message as the client sees them (5xx causes were logged, never shown).
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
 impl From<IdError> for ApiError {
     fn from(e: IdError) -> Self {
         Self::bad_request(e.to_string())

@@ -14,7 +14,7 @@
 
 use crate::hash::{FileHash, Sha256, XorbHash};
 use crate::server::error::{ApiError, ApiResult};
-use crate::store::{KvBatch, Store, Table};
+use crate::store::{FileRecord, KvBatch, Store, Table, XorbMeta};
 
 /// A condition a write depends on: `key` of `table` holds `expect` (`None`: does not exist)
 /// at the moment the write lands.
@@ -101,6 +101,18 @@ pub trait HubStorage: Send + Sync {
     /// `false` if the source does not have it either.
     fn fill_file(&self, _store: &Store, _file: &FileHash) -> ApiResult<bool> {
         Ok(false)
+    }
+
+    /// A file's record at the source of truth, without fetching its bytes (enough to plan a
+    /// reconstruction whose bytes clients fetch elsewhere).
+    fn file_record(&self, _file: &FileHash) -> ApiResult<Option<FileRecord>> {
+        Ok(None)
+    }
+
+    /// A xorb's chunk table at the source of truth, without fetching the xorb when the source
+    /// keeps tables apart.
+    fn xorb_table(&self, _store: &Store, _xorb: &XorbHash) -> ApiResult<Option<XorbMeta>> {
+        Ok(None)
     }
 
     /// Brings a whole xorb into the local store; `false` if the source lacks it.

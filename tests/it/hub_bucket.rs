@@ -204,9 +204,13 @@ fn bucket_replicas_serve_reference_clients() {
     for (repo, rev, asset) in served {
         run_py(&env, &b, &work, "bucket.py", &["verify", &b.url, repo, rev, asset], &[]);
     }
-    // B answered reconstructions with presigned URLs: the xorb ranges came from SeaweedFS.
+    // B answered reconstructions with presigned URLs: the xorb ranges came from SeaweedFS,
+    // and B planned them from chunk tables. B holds only the xorbs of the small regular
+    // files it served itself through /resolve (as the Hub does), not the 190 MB of models.
     let ranged = weed.s3_requests("GET", 206);
     assert!(ranged > 0, "no ranged GET reached SeaweedFS");
+    let held = xorb_bytes_held(&tmp.path().join("empty-disk"));
+    assert!(held < 4 << 20, "replica B fetched {held} bytes of xorbs");
     for (name, log) in [("A", a.log()), ("B", b.log())] {
         assert_eq!(log.matches("/_cas/fetch/").count(), 0, "replica {name} proxied xorb bytes");
     }
@@ -222,6 +226,8 @@ fn bucket_replicas_serve_reference_clients() {
         &[],
     );
     assert!(c.log().matches("/_cas/fetch/").count() > 0, "the proxying replica served no range");
+    let proxied = xorb_bytes_held(&tmp.path().join("proxy-disk"));
+    assert!(proxied > 4 << 20, "C proxied bytes it does not hold ({proxied})");
     assert_eq!(
         weed.s3_requests("GET", 206),
         ranged,
@@ -240,6 +246,16 @@ fn bucket_replicas_serve_reference_clients() {
     assert_one_winner(&race);
     let fsck = hub_json(&weed, &["fsck", "--storage", "s3://tessera/replicas"]);
     assert_eq!(count(&fsck, "problems"), 0, "{fsck}");
+}
+
+/// Bytes of the xorb files in a replica's store (its cache of the bucket).
+fn xorb_bytes_held(data: &Path) -> u64 {
+    let dir = data.join("xorbs");
+    if !dir.exists() {
+        return 0;
+    }
+    let files = crate::common::files_under(&dir);
+    files.iter().map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len())).sum()
 }
 
 /// Exactly one of the racing commits succeeded, the other was refused with 409/412 and a

@@ -149,8 +149,8 @@ fn store_input_error(e: StoreError) -> ApiError {
 /// Plans `[start, end)` of a file over the store's xorb tables (`server::plan`).
 fn plan(s: &AppState, record: &FileRecord, start: u64, end: u64) -> ApiResult<Plan> {
     use crate::server::plan::{PlanError, plan};
-    plan(record, start, end, |x| s.store.xorb_meta(x)).map_err(|e| match e {
-        PlanError::Lookup(e) => e.into(),
+    plan(record, start, end, |x| s.db.xorb_table(x)).map_err(|e| match e {
+        PlanError::Lookup(e) => e,
         damage => ApiError::internal(damage),
     })
 }
@@ -214,7 +214,7 @@ async fn file_for(s: &AppState, claims: &CasClaims, file_id: &str) -> ApiResult<
         if !s.db.file_in_repo(&key, &file)? {
             return Err(ApiError::not_found("file not found"));
         }
-        s.db.local_file(&file)?.ok_or_else(|| ApiError::not_found("file not found"))
+        s.db.file_record(&file)?.ok_or_else(|| ApiError::not_found("file not found"))
     })
     .await
 }
@@ -408,6 +408,8 @@ pub async fn fetch(
     if !requested.iter().all(|(a, b)| allowed.iter().any(|(lo, hi)| a >= lo && b <= hi)) {
         return Err(ApiError::forbidden("range not covered by the signature"));
     }
+    // A replica plans from chunk tables alone: the bytes it proxies may not be local yet.
+    s.blocking(move |s| s.db.local_xorb(&hash)).await?;
     if let [(a, b)] = requested[..] {
         return Ok(partial(xorb_body(s.clone(), hash, a, b + 1), b - a + 1, Some((a, b)), None));
     }
