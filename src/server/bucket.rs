@@ -62,11 +62,11 @@ pub enum BucketError {
     BadUrl(String),
     /// The S3 client could not be configured from the environment.
     #[error(
-        "configuring the S3 client (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): {0}"
+        "configuring the S3 client (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
     )]
-    Config(object_store::Error),
+    Config(#[source] object_store::Error),
     /// The bucket did not answer a listing.
-    #[error("bucket {bucket} is not reachable or refuses these credentials: {source}")]
+    #[error("bucket {bucket} is not reachable or refuses these credentials")]
     Unreachable {
         /// Bucket name.
         bucket: String,
