@@ -244,6 +244,10 @@ fn bucket_replicas_serve_reference_clients() {
     )
     .expect("race JSON");
     assert_one_winner(&race);
+    for log in [a.log(), b.log(), c.log()] {
+        assert!(!log.contains(SECRET_KEY), "the bucket's secret key leaked into a replica's log");
+        assert!(!log.contains("X-Amz-Signature"), "a presigned URL leaked into a replica's log");
+    }
     let fsck = hub_json(&weed, &["fsck", "--storage", "s3://tessera/replicas"]);
     assert_eq!(count(&fsck, "problems"), 0, "{fsck}");
 }
