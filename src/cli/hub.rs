@@ -1,11 +1,16 @@
-//! `tessera hub serve`: run the Hub-compatible server with its Xet CAS over a store.
+//! `tessera hub serve`: run the Hub-compatible server with its Xet CAS over a store or a
+//! bucket; `tessera hub gc` / `fsck`: collect and check a bucket replicas share.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 
+use super::output::{self, parse_duration};
+use crate::server::bucket::{Bucket, StorageUrl};
+use crate::server::bucket_check;
 use crate::server::{AppState, ServerOptions, TokenTable, serve};
 
 /// `tessera hub ...` subcommands.
@@ -14,6 +19,39 @@ pub enum HubCommand {
     /// Serve the Hub API and the Xet CAS API from a store, for `huggingface_hub` / `hf_xet`
     /// clients pointed at it with `HF_ENDPOINT`.
     Serve(HubServeArgs),
+    /// Remove xorbs, shards and file records of a bucket that no commit references and that
+    /// are older than the grace period. Safe while replicas run: an upload in flight writes
+    /// its objects before its commit, within the grace period.
+    Gc(HubGcArgs),
+    /// Check that every object a bucket's refs and commits reference exists and that every
+    /// xorb hashes to its name. Exits 1 when something is wrong.
+    Fsck(HubFsckArgs),
+}
+
+/// Arguments of `tessera hub gc`.
+#[derive(Debug, clap::Args)]
+pub struct HubGcArgs {
+    /// The bucket, `s3://BUCKET/PREFIX` (credentials from the AWS_* variables, as for serve).
+    #[arg(long, value_name = "URL")]
+    storage: StorageUrl,
+    /// Keep unreferenced objects younger than this (`90s`, `10m`, `1h`, `1d`): longer than
+    /// any upload takes from its first xorb to its commit.
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
+    grace: Duration,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `tessera hub fsck`.
+#[derive(Debug, clap::Args)]
+pub struct HubFsckArgs {
+    /// The bucket, `s3://BUCKET/PREFIX` (credentials from the AWS_* variables, as for serve).
+    #[arg(long, value_name = "URL")]
+    storage: StorageUrl,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `tessera hub serve`.
@@ -61,6 +99,16 @@ pub struct HubServeArgs {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     shutdown_grace: u64,
+    /// Keep repos, commits, refs, xorbs and shards in S3-compatible object storage
+    /// (`s3://BUCKET/PREFIX`), shared by every replica on it; `--data` is then a cache.
+    /// Endpoint, region and credentials come from AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (path-style; http:// endpoints allowed).
+    #[arg(long, value_name = "URL")]
+    storage: Option<StorageUrl>,
+    /// With --storage: serve xorb bytes through this server instead of handing clients
+    /// presigned object-storage URLs (for a store clients cannot reach).
+    #[arg(long, requires = "storage")]
+    proxy_bytes: bool,
     /// Entries per page of tree listings and commit history.
     #[arg(long, default_value_t = 1000, hide = true)]
     tree_page_size: usize,
@@ -70,7 +118,71 @@ pub struct HubServeArgs {
 pub fn run(cmd: HubCommand, home: &Path) -> anyhow::Result<ExitCode> {
     match cmd {
         HubCommand::Serve(args) => run_serve(args, home),
+        HubCommand::Gc(args) => run_gc(args),
+        HubCommand::Fsck(args) => run_fsck(args),
     }
+}
+
+/// A runtime for the S3 client and the bucket connected on it (blocking calls run outside it).
+fn connect(url: &StorageUrl) -> anyhow::Result<(tokio::runtime::Runtime, Bucket)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let bucket = Bucket::connect(url, runtime.handle().clone())?;
+    Ok((runtime, bucket))
+}
+
+/// The error of a bucket walk: its message (5xx causes are in the log).
+fn walk_error(e: crate::server::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{} (status {})", e.message(), e.status())
+}
+
+/// Prints a bucket walk's report: one JSON object, or a line per item and a summary.
+fn print_report(
+    json: bool,
+    report: &impl serde::Serialize,
+    items: &[String],
+    summary: &str,
+) -> anyhow::Result<()> {
+    if json {
+        return output::json_line(report);
+    }
+    for line in items {
+        println!("{line}");
+    }
+    println!("{summary}");
+    Ok(())
+}
+
+fn run_gc(args: HubGcArgs) -> anyhow::Result<ExitCode> {
+    let (_runtime, bucket) = connect(&args.storage)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let now = i64::try_from(now)?;
+    let r = bucket_check::gc(&bucket, args.grace, now).map_err(walk_error)?;
+    let removed: Vec<String> = r.deleted.iter().map(|k| format!("removed {k}")).collect();
+    let summary = format!(
+        "{} referenced, {} unreferenced but younger than {:?} kept, {} removed",
+        r.referenced,
+        r.kept_fresh,
+        args.grace,
+        r.deleted.len()
+    );
+    print_report(args.json, &r, &removed, &summary)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_fsck(args: HubFsckArgs) -> anyhow::Result<ExitCode> {
+    let (_runtime, bucket) = connect(&args.storage)?;
+    let r = bucket_check::fsck(&bucket).map_err(walk_error)?;
+    let problems: Vec<String> = r.problems.iter().map(|p| format!("problem: {p}")).collect();
+    let summary = format!(
+        "{} commits, {} trees, {} files, {} xorbs checked; {} problems",
+        r.commits,
+        r.trees,
+        r.files,
+        r.xorbs,
+        r.problems.len()
+    );
+    print_report(args.json, &r, &problems, &summary)?;
+    Ok(if r.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
@@ -99,13 +211,18 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         )
         .no_xet(args.no_xet)
         .lfs_part_size(args.lfs_part_size)
-        .no_v2_reconstructions(args.no_v2_reconstructions);
+        .no_v2_reconstructions(args.no_v2_reconstructions)
+        .proxy_bytes(args.proxy_bytes);
     let grace = secs(args.shutdown_grace);
     let data = args.data.clone().unwrap_or_else(|| home.to_owned());
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let state =
-        AppState::open(&data, options).with_context(|| format!("opening {}", data.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let bucket = match &args.storage {
+        Some(url) => Some(Bucket::connect(url, runtime.handle().clone())?),
+        None => None,
+    };
+    let state = AppState::open_with(&data, options, bucket)
+        .with_context(|| format!("opening {}", data.display()))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

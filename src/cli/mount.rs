@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::Ctx;
+use super::output::parse_duration;
 use crate::mount::{MountConfig, Mounted, Vfs, VfsOptions};
 use crate::store::{RemoteSource, Store};
 
@@ -82,7 +83,11 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 pub(crate) type RemoteFactory = dyn Fn(&Store) -> anyhow::Result<Arc<dyn RemoteSource>>;
 
 pub(crate) fn run(args: MountArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let remote = super::remote::RemoteArgs { endpoint: args.endpoint.clone(), offline: args.offline, repo_type: "model".into() };
+    let remote = super::remote::RemoteArgs {
+        endpoint: args.endpoint.clone(),
+        offline: args.offline,
+        repo_type: "model".into(),
+    };
     let runtime = super::remote::runtime()?;
     let handle = runtime.handle().clone();
     let stall = args.fetch_timeout;
@@ -189,22 +194,6 @@ fn parse_size(s: &str) -> anyhow::Result<u64> {
         bail!("size {s:?} out of range (1M to 4G)");
     }
     Ok(bytes)
-}
-
-/// `90`, `90s`, `10m`, `2h`, `1d`.
-fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().with_context(|| format!("bad duration {s:?} (try 90s, 10m, 1h)"))?;
-    let secs = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => bail!("bad duration unit in {s:?} (use s, m, h or d)"),
-    };
-    n.checked_mul(secs).map(Duration::from_secs).context("duration too large")
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Output helpers: JSON lines for scripts, human sizes, progress bars only on a terminal.
 
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
+use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Prints one JSON object as a line on stdout.
@@ -36,6 +38,23 @@ pub(crate) fn byte_bar(total: u64, what: &str) -> ProgressBar {
 /// Whether an error is stdout closing under us (`tessera cat | head`): that is success.
 pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// `90`, `90s`, `10m`, `2h`, `1d`.
+pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().with_context(|| format!("bad duration {s:?} (try 90s, 10m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => bail!("bad duration unit in {s:?} (use s, m, h or d)"),
+    };
+    n.checked_mul(secs).map(Duration::from_secs).context("duration too large")
 }

@@ -17,14 +17,15 @@
 //! [`KvBatch`], after the file data itself is durable in the store; a crash therefore leaves each
 //! branch at its last complete commit. Writers that read-modify-write refs hold one lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use crate::hash::{FileHash, Sha256};
+use super::storage::{Guard, HubStorage, WriteError};
+use crate::hash::{FileHash, Sha256, XorbHash};
 use crate::protocol::{RepoId, RepoType, is_commit_id, sha1_hex};
 use crate::store::{KvBatch, Store, Table, hub_tree_key};
 
@@ -156,9 +157,10 @@ impl DiscussionRecord {
     }
 }
 
-/// The hub's repository database over the store.
+/// The hub's repository database over a [`HubStorage`] (the local store or a bucket).
 pub struct HubDb {
     store: Store,
+    storage: Arc<dyn HubStorage>,
     write_lock: Mutex<()>,
     /// Parsed trees by id (immutable: ids are content hashes).
     trees: Mutex<HashMap<String, Arc<Vec<Entry>>>>,
@@ -195,14 +197,25 @@ fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> ApiResult<T> {
 }
 
 impl HubDb {
-    /// A database over a store.
+    /// A database over a store, records in its `Hub*` tables (one server).
     pub fn new(store: Store) -> Self {
-        Self { store, write_lock: Mutex::new(()), trees: Mutex::new(HashMap::new()) }
+        let storage = Arc::new(super::storage::LocalStorage::new(store.clone()));
+        Self::with_storage(store, storage)
+    }
+
+    /// A database whose records live in `storage`; `store` holds (or caches) the file data.
+    pub fn with_storage(store: Store, storage: Arc<dyn HubStorage>) -> Self {
+        Self { store, storage, write_lock: Mutex::new(()), trees: Mutex::new(HashMap::new()) }
+    }
+
+    /// Where the records live.
+    pub fn storage(&self) -> &dyn HubStorage {
+        self.storage.as_ref()
     }
 
     /// The repo record, if the repo exists.
     pub fn repo(&self, key: &RepoKey) -> ApiResult<Option<RepoRecord>> {
-        match self.store.kv_get(Table::HubRepo, key.0.as_bytes())? {
+        match self.storage.get(Table::HubRepo, key.0.as_bytes())? {
             Some(v) => Ok(Some(from_json(&v)?)),
             None => Ok(None),
         }
@@ -211,8 +224,8 @@ impl HubDb {
     /// The commit a full ref name points at.
     pub fn get_ref(&self, key: &RepoKey, full_ref: &str) -> ApiResult<Option<String>> {
         Ok(self
-            .store
-            .kv_get(Table::HubRef, &key.sub(full_ref))?
+            .storage
+            .get(Table::HubRef, &key.sub(full_ref))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
@@ -227,7 +240,7 @@ impl HubDb {
         if let Some(c) = self.get_ref(key, &tag_ref(rev))? {
             return Ok(Some(c));
         }
-        if is_commit_id(rev) && self.store.kv_get(Table::HubCommit, &key.sub(rev))?.is_some() {
+        if is_commit_id(rev) && self.storage.get(Table::HubCommit, &key.sub(rev))?.is_some() {
             return Ok(Some(rev.to_owned()));
         }
         Ok(None)
@@ -235,7 +248,7 @@ impl HubDb {
 
     /// A commit of the repo.
     pub fn commit(&self, key: &RepoKey, id: &str) -> ApiResult<Option<CommitRecord>> {
-        match self.store.kv_get(Table::HubCommit, &key.sub(id))? {
+        match self.storage.get(Table::HubCommit, &key.sub(id))? {
             Some(v) => Ok(Some(from_json(&v)?)),
             None => Ok(None),
         }
@@ -247,7 +260,7 @@ impl HubDb {
             return Ok(t.clone());
         }
         let tree: Arc<Vec<Entry>> =
-            match self.store.kv_get(Table::HubTree, &hub_tree_key(tree_id))? {
+            match self.storage.get(Table::HubTree, &hub_tree_key(tree_id))? {
                 Some(v) => Arc::new(from_json(&v)?),
                 None => return Err(ApiError::internal(format!("tree {tree_id} missing"))),
             };
@@ -276,8 +289,8 @@ impl HubDb {
     pub fn refs(&self, key: &RepoKey) -> ApiResult<Vec<(String, String)>> {
         let prefix = key.sub("");
         Ok(self
-            .store
-            .kv_scan_prefix(Table::HubRef, &prefix)?
+            .storage
+            .scan_prefix(Table::HubRef, &prefix)?
             .into_iter()
             .map(|(k, v)| {
                 let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
@@ -314,7 +327,7 @@ impl HubDb {
     /// True if the file was committed to (or uploaded for) this repo.
     pub fn file_in_repo(&self, key: &RepoKey, file: &FileHash) -> ApiResult<bool> {
         let k = format!("f\0{}\0{file}", key.0);
-        Ok(self.store.kv_get(Table::HubTree, k.as_bytes())?.is_some())
+        Ok(self.storage.get(Table::HubTree, k.as_bytes())?.is_some())
     }
 
     /// The stored file with this SHA-256 (and size, when given), if it belongs to the repo:
@@ -326,11 +339,56 @@ impl HubDb {
         sha256: &Sha256,
         size: Option<u64>,
     ) -> ApiResult<Option<crate::store::FileRecord>> {
-        let Some(file) = self.store.file_by_sha256(sha256)? else { return Ok(None) };
+        let Some(file) = self.file_by_sha256(sha256)? else { return Ok(None) };
         if !self.file_in_repo(key, &file)? {
             return Ok(None);
         }
-        Ok(self.store.file(&file)?.filter(|r| size.is_none_or(|n| n == r.size)))
+        Ok(self.local_file(&file)?.filter(|r| size.is_none_or(|n| n == r.size)))
+    }
+
+    /// A file's record from the local store, filled from the storage on a miss (a replica's
+    /// store is a cache of the bucket).
+    pub fn local_file(&self, file: &FileHash) -> ApiResult<Option<crate::store::FileRecord>> {
+        if let Some(r) = self.store.file(file)? {
+            return Ok(Some(r));
+        }
+        if !self.storage.fill_file(&self.store, file)? {
+            return Ok(None);
+        }
+        Ok(self.store.file(file)?)
+    }
+
+    /// A file's record, local or the storage's; its bytes are not fetched (a reconstruction
+    /// only needs the record and the xorbs' chunk tables).
+    pub fn file_record(&self, file: &FileHash) -> ApiResult<Option<crate::store::FileRecord>> {
+        match self.store.file(file)? {
+            Some(r) => Ok(Some(r)),
+            None => self.storage.file_record(file),
+        }
+    }
+
+    /// A xorb's complete chunk table, local or the storage's.
+    pub fn xorb_table(&self, xorb: &XorbHash) -> ApiResult<Option<crate::store::XorbMeta>> {
+        match self.store.xorb_meta(xorb)? {
+            Some(m) if m.is_complete() => Ok(Some(m)),
+            local => Ok(self.storage.xorb_table(&self.store, xorb)?.or(local)),
+        }
+    }
+
+    /// Makes a whole xorb local (from the storage when missing), before its bytes are served.
+    pub fn local_xorb(&self, xorb: &XorbHash) -> ApiResult<()> {
+        if !self.store.xorb_meta(xorb)?.is_some_and(|m| m.is_complete()) {
+            self.storage.fill_xorb(&self.store, xorb)?;
+        }
+        Ok(())
+    }
+
+    /// The stored file with this SHA-256, locally or in the storage.
+    pub fn file_by_sha256(&self, sha256: &Sha256) -> ApiResult<Option<FileHash>> {
+        match self.store.file_by_sha256(sha256)? {
+            Some(f) => Ok(Some(f)),
+            None => self.storage.file_by_sha256(sha256),
+        }
     }
 
     /// Records that files may be read with this repo's CAS tokens.
@@ -339,8 +397,7 @@ impl HubDb {
         for f in files {
             batch.put(Table::HubTree, format!("f\0{}\0{f}", key.0), Vec::new());
         }
-        self.store.kv_write(batch)?;
-        Ok(())
+        self.storage.write(batch, Vec::new()).map_err(api_error)
     }
 
     /// Creates a repo with an empty first commit on `main`. `Ok(false)` if it already exists.
@@ -359,8 +416,13 @@ impl HubDb {
         let commit = write_commit(&mut batch, key, &[], None, &meta)?;
         batch.put(Table::HubRef, key.sub(&branch_ref("main")), commit.as_bytes());
         batch.put(Table::HubRepo, key.0.as_bytes(), to_json(record)?);
-        self.store.kv_write(batch)?;
-        Ok(true)
+        // Another replica creating the same repo at once: exactly one wins.
+        let guards = vec![Guard::absent(Table::HubRepo, key.0.as_bytes())];
+        match self.storage.write(batch, guards) {
+            Ok(()) => Ok(true),
+            Err(WriteError::Moved { .. }) => Ok(false),
+            Err(WriteError::Api(e)) => Err(e),
+        }
     }
 
     /// Deletes a repo and its refs and commits (trees and file data stay for GC).
@@ -369,17 +431,16 @@ impl HubDb {
         let mut batch = KvBatch::default();
         batch.delete(Table::HubRepo, key.0.as_bytes());
         for table in [Table::HubRef, Table::HubCommit] {
-            for (k, _) in self.store.kv_scan_prefix(table, &key.sub(""))? {
+            for (k, _) in self.storage.scan_prefix(table, &key.sub(""))? {
                 batch.delete(table, k);
             }
         }
         for (k, _) in
-            self.store.kv_scan_prefix(Table::HubTree, format!("f\0{}\0", key.0).as_bytes())?
+            self.storage.scan_prefix(Table::HubTree, format!("f\0{}\0", key.0).as_bytes())?
         {
             batch.delete(Table::HubTree, k);
         }
-        self.store.kv_write(batch)?;
-        Ok(())
+        self.storage.write(batch, Vec::new()).map_err(api_error)
     }
 
     /// Creates a ref; `Ok(false)` if it exists.
@@ -390,8 +451,11 @@ impl HubDb {
         }
         let mut batch = KvBatch::default();
         batch.put(Table::HubRef, key.sub(full_ref), commit.as_bytes());
-        self.store.kv_write(batch)?;
-        Ok(true)
+        match self.storage.write(batch, vec![Guard::absent(Table::HubRef, key.sub(full_ref))]) {
+            Ok(()) => Ok(true),
+            Err(WriteError::Moved { .. }) => Ok(false),
+            Err(WriteError::Api(e)) => Err(e),
+        }
     }
 
     /// Deletes a ref; `Ok(false)` if it did not exist.
@@ -402,7 +466,7 @@ impl HubDb {
         }
         let mut batch = KvBatch::default();
         batch.delete(Table::HubRef, key.sub(full_ref));
-        self.store.kv_write(batch)?;
+        self.storage.write(batch, Vec::new()).map_err(api_error)?;
         Ok(true)
     }
 
@@ -417,37 +481,58 @@ impl HubDb {
         branch: &str,
         expected_parent: Option<&str>,
         meta: &CommitMeta,
-        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+        apply: impl Fn(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
     ) -> ApiResult<CommitOutcome> {
         self.commit_to_ref(key, &branch_ref(branch), expected_parent, meta, apply)
     }
 
     /// [`HubDb::commit_to_branch`] for any full ref (a branch or `refs/pr/{n}`).
+    ///
+    /// When another writer (another replica on the same bucket) moves the ref between reading
+    /// its head and writing the new one, a commit without `expected_parent` is made again on
+    /// the new head (as one server would have ordered the two), a few times at most; one with
+    /// `expected_parent` is refused with 412.
     pub fn commit_to_ref(
         &self,
         key: &RepoKey,
         full_ref: &str,
         expected_parent: Option<&str>,
         meta: &CommitMeta,
-        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+        apply: impl Fn(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
     ) -> ApiResult<CommitOutcome> {
         let _guard = self.write_lock.lock();
         let name = full_ref.strip_prefix("refs/heads/").unwrap_or(full_ref);
-        let head =
-            self.get_ref(key, full_ref)?.ok_or_else(|| ApiError::revision_not_found(name))?;
-        if let Some(parent) = expected_parent {
-            if !head.starts_with(parent) {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::PRECONDITION_FAILED,
-                    format!("Parent commit {parent} is not the head of {name} ({head})"),
-                ));
+        let mut attempt = 0;
+        loop {
+            let head =
+                self.get_ref(key, full_ref)?.ok_or_else(|| ApiError::revision_not_found(name))?;
+            check_parent(expected_parent, name, &head)?;
+            match self.commit_on(key, full_ref, &head, meta, &apply) {
+                Err(WriteError::Moved { .. })
+                    if expected_parent.is_none() && attempt < MOVED_RETRIES =>
+                {
+                    attempt += 1;
+                }
+                result => return result.map_err(|e| moved_head(e, name, &head)),
             }
         }
+    }
+
+    /// One attempt of [`HubDb::commit_to_ref`] on top of `head`.
+    fn commit_on(
+        &self,
+        key: &RepoKey,
+        full_ref: &str,
+        head: &str,
+        meta: &CommitMeta,
+        apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
+    ) -> Result<CommitOutcome, WriteError> {
         let mut batch = KvBatch::default();
-        let outcome = self.stage_commit(&mut batch, key, &head, meta, apply)?;
+        let outcome = self.stage_commit(&mut batch, key, head, meta, apply)?;
         if outcome.created {
             batch.put(Table::HubRef, key.sub(full_ref), outcome.commit.as_bytes());
-            self.store.kv_write(batch)?;
+            let guard = Guard::holds(Table::HubRef, key.sub(full_ref), head.as_bytes());
+            self.storage.write(batch, vec![guard])?;
         }
         Ok(outcome)
     }
@@ -485,7 +570,8 @@ impl HubDb {
         pr.base_commit = Some(from);
         batch.put(Table::HubRef, key.sub(&pr_ref(pr.num)), outcome.commit.as_bytes());
         batch.put(Table::HubCommit, discussion_key(key, pr.num), to_json(&pr)?);
-        self.store.kv_write(batch)?;
+        let guards = vec![Guard::absent(Table::HubCommit, discussion_key(key, pr.num))];
+        self.storage.write(batch, guards).map_err(|e| raced(e, "opening the pull request"))?;
         Ok((outcome, pr.num))
     }
 
@@ -504,6 +590,10 @@ impl HubDb {
         if new == *old {
             return Ok(CommitOutcome { commit: head.to_owned(), created: false });
         }
+        let known: HashSet<FileHash> = old.iter().map(|e| e.file).collect();
+        let added: Vec<FileHash> =
+            new.iter().map(|e| e.file).filter(|f| !known.contains(f)).collect();
+        self.storage.publish_files(&self.store, &added)?;
         let commit = write_commit(batch, key, &new, Some(head), meta)?;
         Ok(CommitOutcome { commit, created: true })
     }
@@ -511,8 +601,8 @@ impl HubDb {
     /// Every discussion of the repo, by number.
     pub fn discussions(&self, key: &RepoKey) -> ApiResult<Vec<DiscussionRecord>> {
         let prefix = key.sub("discussion\0");
-        self.store
-            .kv_scan_prefix(Table::HubCommit, &prefix)?
+        self.storage
+            .scan_prefix(Table::HubCommit, &prefix)?
             .into_iter()
             .map(|(_, v)| from_json(&v))
             .collect()
@@ -520,7 +610,7 @@ impl HubDb {
 
     /// One discussion.
     pub fn discussion(&self, key: &RepoKey, num: u64) -> ApiResult<Option<DiscussionRecord>> {
-        match self.store.kv_get(Table::HubCommit, &discussion_key(key, num))? {
+        match self.storage.get(Table::HubCommit, &discussion_key(key, num))? {
             Some(v) => Ok(Some(from_json(&v)?)),
             None => Ok(None),
         }
@@ -549,7 +639,8 @@ impl HubDb {
             d.base_commit = Some(head);
         }
         batch.put(Table::HubCommit, discussion_key(key, d.num), to_json(&d)?);
-        self.store.kv_write(batch)?;
+        let guards = vec![Guard::absent(Table::HubCommit, discussion_key(key, d.num))];
+        self.storage.write(batch, guards).map_err(|e| raced(e, "opening the discussion"))?;
         Ok(d)
     }
 
@@ -565,10 +656,12 @@ impl HubDb {
         if d.status == "merged" {
             return Err(ApiError::bad_request("A merged pull request cannot change status"));
         }
+        let before = to_json(&d)?;
         d.status = status.to_owned();
         let mut batch = KvBatch::default();
         batch.put(Table::HubCommit, discussion_key(key, num), to_json(&d)?);
-        self.store.kv_write(batch)?;
+        let guards = vec![Guard::holds(Table::HubCommit, discussion_key(key, num), before)];
+        self.storage.write(batch, guards).map_err(|e| raced(e, "changing the status"))?;
         Ok(d)
     }
 
@@ -593,6 +686,7 @@ impl HubDb {
         let base =
             self.get_ref(key, &pr.base)?.ok_or_else(|| ApiError::revision_not_found(&pr.base))?;
         let ancestor = pr.base_commit.clone().unwrap_or_else(|| base.clone());
+        let before = to_json(&pr)?;
         let mut batch = KvBatch::default();
         let merged = if base == ancestor {
             head
@@ -610,8 +704,59 @@ impl HubDb {
         pr.status = "merged".into();
         pr.merge_commit = Some(merged);
         batch.put(Table::HubCommit, discussion_key(key, num), to_json(&pr)?);
-        self.store.kv_write(batch)?;
+        let guards = vec![
+            Guard::holds(Table::HubRef, key.sub(&pr.base), base.as_bytes()),
+            Guard::holds(Table::HubCommit, discussion_key(key, num), before),
+        ];
+        self.storage.write(batch, guards).map_err(|e| moved_head(e, &pr.base, &base))?;
         Ok(pr)
+    }
+}
+
+/// The error of a guarded write that only fails when another writer got there first.
+fn raced(e: WriteError, doing: &str) -> ApiError {
+    match e {
+        WriteError::Moved { key } => {
+            ApiError::conflict(format!("{key} changed while {doing}; retry"))
+        }
+        WriteError::Api(e) => e,
+    }
+}
+
+/// Times a commit without a parent is made again on a head another replica moved.
+const MOVED_RETRIES: u32 = 5;
+
+/// 412 unless `head` is (starts with) the parent the client based its commit on.
+fn check_parent(expected: Option<&str>, name: &str, head: &str) -> ApiResult<()> {
+    match expected {
+        Some(parent) if !head.starts_with(parent) => Err(ApiError::new(
+            axum::http::StatusCode::PRECONDITION_FAILED,
+            format!("Parent commit {parent} is not the head of {name} ({head})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A ref moved between reading its head and writing the new one: 412, as a stale
+/// `parentCommit` is, naming the ref and the head this write was based on.
+fn moved_head(e: WriteError, name: &str, head: &str) -> ApiError {
+    match e {
+        WriteError::Moved { .. } => ApiError::new(
+            axum::http::StatusCode::PRECONDITION_FAILED,
+            format!(
+                "{name} moved from {head} while this commit was made (a concurrent commit, \
+                 perhaps through another replica); nothing was written, retry on the new head"
+            ),
+        ),
+        WriteError::Api(e) => e,
+    }
+}
+
+/// A write with no guards fails only for reasons that are not races.
+fn api_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Moved { key } => ApiError::conflict(format!("{key} changed")),
+        WriteError::Api(e) => e,
     }
 }
 

@@ -116,6 +116,18 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The message sent to the client (generic for 5xx; the cause is in the log).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Status and message as the client sees them (5xx causes were logged, never shown).
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
 }
 
 impl From<IdError> for ApiError {

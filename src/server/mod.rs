@@ -3,6 +3,9 @@
 //!
 //! - [`router`] builds the routes (Hub API of `hub-api.md` §6, CAS API of `xet-protocol.md`
 //!   §5) over an [`AppState`]; [`serve`] runs it until a shutdown future resolves.
+//! - [`storage`]: the seam between the handlers and where metadata lives and content is
+//!   published: the local store, or [`bucket`] (S3-compatible object storage shared by
+//!   replicas, `--storage s3://…`); [`bucket_check`]: `hub fsck` / `hub gc` of a bucket.
 //! - [`state`]: store, repo database, tokens, signing key, options; [`auth`]: Hub tokens,
 //!   access rules, CAS tokens and presigned URLs; [`error`]: the one `IntoResponse` that sets
 //!   `X-Error-Code` / `X-Error-Message`; [`limit`]: the request- and response-body rate limiters;
@@ -20,12 +23,15 @@
 //! ```
 
 pub mod auth;
+pub mod bucket;
+pub mod bucket_check;
 pub mod db;
 pub mod error;
 pub mod limit;
 mod plan;
 pub mod routes;
 pub mod state;
+pub mod storage;
 
 use std::future::Future;
 use std::time::Instant;

@@ -9,9 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::HeaderMap;
 
 use super::auth::{Caller, Signer, TokenTable};
+use super::bucket::{Bucket, BucketStorage};
 use super::db::{HubDb, RepoKey, RepoRecord};
 use super::error::{ApiError, ApiResult};
 use super::limit::RateLimiter;
+use super::storage::{HubStorage, LocalStorage};
 use crate::protocol::{RepoId, RepoType};
 use crate::store::Store;
 
@@ -46,6 +48,9 @@ pub struct ServerOptions {
     pub lfs_part_size: u64,
     /// Answer `/v2/reconstructions` 404, as a CAS without multi-range reconstructions does.
     pub no_v2_reconstructions: bool,
+    /// Serve xorb bytes through this server even when the storage can hand out direct URLs
+    /// (for object stores clients cannot reach).
+    pub proxy_bytes: bool,
 }
 
 /// Default [`ServerOptions::lfs_part_size`]: objects above it upload in parts.
@@ -70,6 +75,7 @@ impl Default for ServerOptions {
             shutdown_grace: Duration::from_secs(30),
             lfs_part_size: LFS_PART_SIZE,
             no_v2_reconstructions: false,
+            proxy_bytes: false,
         }
     }
 }
@@ -84,6 +90,12 @@ impl ServerOptions {
     /// Answers only v1 reconstructions (to test clients' fallback).
     pub fn no_v2_reconstructions(mut self, off: bool) -> Self {
         self.no_v2_reconstructions = off;
+        self
+    }
+
+    /// Serves xorb bytes through this server even when the storage could hand out URLs.
+    pub fn proxy_bytes(mut self, on: bool) -> Self {
+        self.proxy_bytes = on;
         self
     }
 
@@ -144,6 +156,9 @@ pub enum StateError {
     /// The store could not be opened.
     #[error("opening the store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The storage (a bucket) could not be reached or refused a request.
+    #[error("reading the shared signing secret from the storage failed (status {0}; cause logged)")]
+    Storage(u16),
     /// The data directory could not be prepared.
     #[error("{path}: {source}")]
     Io {
@@ -160,8 +175,10 @@ pub struct AppState(Arc<Inner>);
 
 /// The shared parts.
 pub struct Inner {
-    /// The chunk store.
+    /// The chunk store (with a bucket: a cache of it).
     pub store: Store,
+    /// Where metadata lives and content is published.
+    pub storage: Arc<dyn HubStorage>,
     /// Repos, refs and commits.
     pub db: HubDb,
     /// Signs CAS tokens and presigned URLs.
@@ -289,15 +306,38 @@ fn restrict_mode(path: &Path) -> Result<(), StateError> {
 impl AppState {
     /// Opens the store under `data`; the signing secret lives in `data/server/secret`.
     pub fn open(data: &Path, options: ServerOptions) -> Result<Self, StateError> {
+        Self::open_with(data, options, None)
+    }
+
+    /// Opens the store under `data`, with metadata and content in `bucket` when given (the
+    /// store then only caches it); the signing secret is the bucket's shared one, else
+    /// `data/server/secret`.
+    pub fn open_with(
+        data: &Path,
+        options: ServerOptions,
+        bucket: Option<Bucket>,
+    ) -> Result<Self, StateError> {
         let store = Store::open(data)?;
-        let server_dir = data.join("server");
-        std::fs::create_dir_all(&server_dir).map_err(io_err(&server_dir))?;
-        let signer = Signer::new(load_secret(&server_dir)?);
+        let storage: Arc<dyn HubStorage> = match bucket {
+            Some(b) => Arc::new(BucketStorage::new(b, store.clone())),
+            None => Arc::new(LocalStorage::new(store.clone())),
+        };
+        let secret =
+            match storage.shared_secret().map_err(|e| StateError::Storage(e.status().as_u16()))? {
+                Some(key) => key,
+                None => {
+                    let server_dir = data.join("server");
+                    std::fs::create_dir_all(&server_dir).map_err(io_err(&server_dir))?;
+                    load_secret(&server_dir)?
+                }
+            };
+        let signer = Signer::new(secret);
         let limiter = options.max_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
         let upload_limiter =
             options.max_upload_bytes_per_sec.map(|r| Arc::new(RateLimiter::new(r)));
         Ok(Self(Arc::new(Inner {
-            db: HubDb::new(store.clone()),
+            db: HubDb::with_storage(store.clone(), storage.clone()),
+            storage,
             store,
             signer,
             limiter,

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
 
 use super::records::{FileRecord, XorbMeta};
 use super::{Result, StoreError};
@@ -108,6 +110,12 @@ impl KvBatch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// The queued writes in order: (table, key, value; `None` deletes), for a writer that
+    /// sends some tables elsewhere (the hub server's bucket storage).
+    pub fn into_ops(self) -> Vec<(Table, Vec<u8>, Option<Vec<u8>>)> {
+        self.ops
+    }
 }
 
 /// Queues a file record and its sha256 alias.
@@ -147,7 +155,8 @@ impl Db {
         opts.set_max_file_opening_threads(1);
         opts.set_log_level(rocksdb::LogLevel::Warn);
         opts.set_keep_log_file_num(4);
-        let cfs = Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let cfs =
+            Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let this = Self { db };
         this.check_version()?;
@@ -202,9 +211,15 @@ impl Db {
         Ok(self.db.write_opt(wb, &wo)?)
     }
 
-    pub(crate) fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub(crate) fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(table), IteratorMode::From(prefix, Direction::Forward)) {
+        for item in
+            self.db.iterator_cf(self.cf(table), IteratorMode::From(prefix, Direction::Forward))
+        {
             let (k, v) = item?;
             if !k.starts_with(prefix) {
                 break;
@@ -239,7 +254,11 @@ impl Db {
         self.write(b)
     }
 
-    pub(crate) fn get_json<T: serde::de::DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>> {
+    pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<T>> {
         match self.get(table, key)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| record_err(table, e)),
@@ -261,7 +280,10 @@ impl Db {
     }
 
     /// Locations of many chunks in one RocksDB round.
-    pub(crate) fn chunk_locations(&self, chunks: &[ChunkHash]) -> Result<Vec<Option<(XorbHash, u32)>>> {
+    pub(crate) fn chunk_locations(
+        &self,
+        chunks: &[ChunkHash],
+    ) -> Result<Vec<Option<(XorbHash, u32)>>> {
         let keys: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes().as_slice()).collect();
         self.multi_get(Table::Chunk, &keys)?
             .into_iter()

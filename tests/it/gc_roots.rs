@@ -38,7 +38,7 @@ fn hub_commit(store: &Store, path: &str, f: FileHash) {
         CommitMeta { author: "org".into(), date: 1, title: "add".into(), message: String::new() };
     let e: Entry = entry(store, path, f);
     hub.commit_to_branch(&key, "main", None, &meta, |mut old, _| {
-        old.push(e);
+        old.push(e.clone());
         Ok(old)
     })
     .expect("commit");

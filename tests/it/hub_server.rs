@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 const TOKENS: &str =
     "# test tokens\nhf_alice_write alice write\nhf_alice_read alice read\nhf_bob_write bob write\n";
 
-struct PyEnv {
+pub(crate) struct PyEnv {
     python: PathBuf,
     assets: PathBuf,
 }
 
-fn py_env() -> PyEnv {
+pub(crate) fn py_env() -> PyEnv {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
     let dev = std::env::var_os("TESSERA_DEV")
         .map(PathBuf::from)
@@ -37,20 +37,31 @@ fn py_env() -> PyEnv {
 }
 
 /// A running `tessera hub serve`, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
-    fn start(data: &Path, tokens: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(data: &Path, tokens: &Path, extra: &[&str]) -> Server {
+        Self::start_env(data, tokens, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (a bucket's `AWS_*` settings).
+    pub(crate) fn start_env(
+        data: &Path,
+        tokens: &Path,
+        extra: &[&str],
+        vars: &[(String, String)],
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["hub", "serve", "--listen", "127.0.0.1:0", "--log", "info", "--data"])
             .arg(data)
             .arg("--tokens")
             .arg(tokens)
             .args(extra)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -97,11 +108,11 @@ impl Server {
         head.split(' ').nth(1)?.parse().ok()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()
     }
 
-    fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+    pub(crate) fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.log().contains(needle) {
@@ -120,7 +131,7 @@ impl Drop for Server {
     }
 }
 
-fn py_command(env: &PyEnv, server: &Server, work: &Path, script: &str) -> Command {
+pub(crate) fn py_command(env: &PyEnv, server: &Server, work: &Path, script: &str) -> Command {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py");
     let mut cmd = Command::new(&env.python);
     cmd.arg(dir.join(script))
@@ -142,7 +153,7 @@ fn py_command(env: &PyEnv, server: &Server, work: &Path, script: &str) -> Comman
     cmd
 }
 
-fn run_py(
+pub(crate) fn run_py(
     env: &PyEnv,
     server: &Server,
     work: &Path,
@@ -165,7 +176,7 @@ fn run_py(
     out
 }
 
-fn tail(s: &str, n: usize) -> &str {
+pub(crate) fn tail(s: &str, n: usize) -> &str {
     let mut start = s.len().saturating_sub(n);
     while !s.is_char_boundary(start) {
         start += 1;
@@ -173,7 +184,7 @@ fn tail(s: &str, n: usize) -> &str {
     &s[start..]
 }
 
-fn setup() -> (PyEnv, tempfile::TempDir, PathBuf, PathBuf) {
+pub(crate) fn setup() -> (PyEnv, tempfile::TempDir, PathBuf, PathBuf) {
     let env = py_env();
     let tmp = tempfile::tempdir().expect("tempdir");
     let tokens = tmp.path().join("tokens");
@@ -242,7 +253,21 @@ fn hub_server_crash_during_upload() {
     let commit_path = "/api/models/alice/crash/commit/main";
     let commits_before = server.log().matches(commit_path).count();
 
-    let mut upload = py_command(&env, &server, &work, "crash.py")
+    kill_during_upload(&env, &mut server, &work);
+    assert_eq!(
+        server.log().matches(commit_path).count(),
+        commits_before,
+        "the commit happened before the kill"
+    );
+
+    let server = Server::start(&data, &tokens, &[]);
+    run_py(&env, &server, &work, "crash.py", &["verify", &seed], &[]);
+}
+
+/// Starts `crash.py upload` (a large Xet upload) through `server` and SIGKILLs the server once
+/// the first xorb upload reached it, then stops the client.
+pub(crate) fn kill_during_upload(env: &PyEnv, server: &mut Server, work: &Path) {
+    let mut upload = py_command(env, server, work, "crash.py")
         .arg("upload")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -254,12 +279,4 @@ fn hub_server_crash_during_upload() {
     let _ = upload.kill();
     let _ = upload.wait();
     assert!(seen, "the upload never reached the xorb stage:\n{}", tail(&server.log(), 4000));
-    assert_eq!(
-        server.log().matches(commit_path).count(),
-        commits_before,
-        "the commit happened before the kill"
-    );
-
-    let server = Server::start(&data, &tokens, &[]);
-    run_py(&env, &server, &work, "crash.py", &["verify", &seed], &[]);
 }

@@ -12,6 +12,7 @@ mod gc_roots;
 mod pull;
 mod push;
 mod hub_server;
+mod hub_bucket;
 mod hub_http;
 mod hub_hostile;
 mod hostile_mirror;

@@ -36,14 +36,14 @@ fn py(py: &Path, hub: &str, env: &[(&str, &str)], args: &[&str]) -> serde_json::
 }
 
 /// A `tessera ARGS` command on `home` against `hub` with the write token.
-fn tessera(home: &Home, hub: &str, args: &[&str]) -> Command {
+pub(crate) fn tessera(home: &Home, hub: &str, args: &[&str]) -> Command {
     let mut cmd = home.cmd(args);
     cmd.env("HF_ENDPOINT", hub).env("HF_TOKEN", WRITE_TOKEN).env_remove("HF_HUB_OFFLINE");
     cmd
 }
 
 /// Runs `tessera ARGS --json`, asserts success; returns the summary line.
-fn json(home: &Home, hub: &str, args: &[&str]) -> serde_json::Value {
+pub(crate) fn json(home: &Home, hub: &str, args: &[&str]) -> serde_json::Value {
     let out = tessera(home, hub, &[args, &["--json"]].concat()).output().expect("run tessera");
     assert_success(&out, args);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -25,16 +25,15 @@ use crate::format::{Shard, ShardChunk, ShardXorb};
 use crate::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
 use crate::protocol::http::{ClosedRangesError, parse_closed_ranges};
 use crate::protocol::{
-    BatchReconstruction, FetchInfo, FileKey, InclusiveByteRange,
-    ReconstructionV1, ReconstructionV2, RepoType, ShardEvent, ShardUploadResponse,
-    XetTokenResponse, XorbFetchV2, XorbRangeV2, XorbUploadResponse, headers as h,
-    parse_range_header,
+    BatchReconstruction, FetchInfo, FileKey, InclusiveByteRange, ReconstructionV1,
+    ReconstructionV2, RepoType, ShardEvent, ShardUploadResponse, XetTokenResponse, XorbFetchV2,
+    XorbRangeV2, XorbUploadResponse, headers as h, parse_range_header,
 };
 use crate::server::auth::CasClaims;
 use crate::server::db::RepoKey;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
 use crate::server::plan::Plan;
+use crate::server::state::AppState;
 use crate::store::{FileRecord, StoreError, Term, XorbMeta};
 
 /// Largest xorb body: 64 MiB of chunk data plus headers and an optional footer.
@@ -150,10 +149,53 @@ fn store_input_error(e: StoreError) -> ApiError {
 /// Plans `[start, end)` of a file over the store's xorb tables (`server::plan`).
 fn plan(s: &AppState, record: &FileRecord, start: u64, end: u64) -> ApiResult<Plan> {
     use crate::server::plan::{PlanError, plan};
-    plan(record, start, end, |x| s.store.xorb_meta(x)).map_err(|e| match e {
-        PlanError::Lookup(e) => e.into(),
+    plan(record, start, end, |x| s.db.xorb_table(x)).map_err(|e| match e {
+        PlanError::Lookup(e) => e,
         damage => ApiError::internal(damage),
     })
+}
+
+/// Where clients fetch xorb bytes: presigned object-storage URLs of whole xorbs (the client
+/// sends the `Range` of each fetch, as with the Hub's CAS), or this server's own signed
+/// `/_cas/fetch` URLs when the storage hands out none or `--proxy-bytes` is set.
+struct Urls<'a> {
+    base: String,
+    direct: HashMap<XorbHash, String>,
+    s: &'a AppState,
+}
+
+impl<'a> Urls<'a> {
+    /// Signs the direct URLs of `xorbs` (off the runtime: signing may block on the storage).
+    async fn new(s: &'a AppState, headers: &HeaderMap, xorbs: Vec<XorbHash>) -> ApiResult<Self> {
+        let direct = if s.options.proxy_bytes {
+            HashMap::new()
+        } else {
+            let ttl = std::time::Duration::from_secs(s.options.token_ttl_secs);
+            s.blocking(move |s| {
+                let mut out = HashMap::new();
+                for x in xorbs {
+                    if let Some(url) = s.storage.xorb_url(&x, ttl)? {
+                        out.insert(x, url);
+                    }
+                }
+                Ok(out)
+            })
+            .await?
+        };
+        Ok(Self { base: s.base_url(headers), direct, s })
+    }
+
+    /// Ranges one URL may serve: one for object storage (S3 serves single ranges only).
+    fn ranges_per_url(&self) -> usize {
+        if self.direct.is_empty() { RANGES_PER_URL } else { 1 }
+    }
+
+    fn url(&self, xorb: &XorbHash, ranges: &[InclusiveByteRange]) -> String {
+        match self.direct.get(xorb) {
+            Some(url) => url.clone(),
+            None => fetch_url(self.s, &self.base, xorb, ranges),
+        }
+    }
 }
 
 /// A presigned URL serving the given byte ranges of a xorb.
@@ -172,7 +214,7 @@ async fn file_for(s: &AppState, claims: &CasClaims, file_id: &str) -> ApiResult<
         if !s.db.file_in_repo(&key, &file)? {
             return Err(ApiError::not_found("file not found"));
         }
-        s.store.file(&file)?.ok_or_else(|| ApiError::not_found("file not found"))
+        s.db.file_record(&file)?.ok_or_else(|| ApiError::not_found("file not found"))
     })
     .await
 }
@@ -205,7 +247,7 @@ pub async fn reconstruction_v1(
     let record = file_for(&s, &claims, &file_id).await?;
     let (start, end) = requested_range(&headers, record.size)?;
     let plan = s.blocking(move |s| plan(s, &record, start, end)).await?;
-    let base = s.base_url(&headers);
+    let urls = Urls::new(&s, &headers, plan.fetch.keys().copied().collect()).await?;
     let fetch_info = plan
         .fetch
         .iter()
@@ -214,7 +256,7 @@ pub async fn reconstruction_v1(
                 .iter()
                 .map(|(chunks, bytes)| FetchInfo {
                     range: *chunks,
-                    url: fetch_url(&s, &base, xorb, &[*bytes]),
+                    url: urls.url(xorb, &[*bytes]),
                     url_range: *bytes,
                 })
                 .collect();
@@ -241,17 +283,17 @@ pub async fn reconstruction_v2(
     let record = file_for(&s, &claims, &file_id).await?;
     let (start, end) = requested_range(&headers, record.size)?;
     let plan = s.blocking(move |s| plan(s, &record, start, end)).await?;
-    let base = s.base_url(&headers);
+    let urls = Urls::new(&s, &headers, plan.fetch.keys().copied().collect()).await?;
     let xorbs = plan
         .fetch
         .iter()
         .map(|(xorb, ranges)| {
             let fetches = ranges
-                .chunks(RANGES_PER_URL)
+                .chunks(urls.ranges_per_url())
                 .map(|group| {
                     let bytes: Vec<InclusiveByteRange> = group.iter().map(|(_, b)| *b).collect();
                     XorbFetchV2 {
-                        url: fetch_url(&s, &base, xorb, &bytes),
+                        url: urls.url(xorb, &bytes),
                         ranges: group
                             .iter()
                             .map(|(c, b)| XorbRangeV2 { chunks: *c, bytes: *b })
@@ -287,19 +329,19 @@ pub async fn reconstruction_batch(
     if ids.len() > 1000 {
         return Err(ApiError::bad_request("at most 1000 files per batch"));
     }
-    let base = s.base_url(&headers);
     let mut out = BatchReconstruction::default();
     for id in ids {
         let record = file_for(&s, &claims, &id).await?;
         let size = record.size;
         let plan = s.blocking(move |s| plan(s, &record, 0, size)).await?;
+        let urls = Urls::new(&s, &headers, plan.fetch.keys().copied().collect()).await?;
         for (xorb, ranges) in &plan.fetch {
             let infos = out.fetch_info.entry(xorb.to_string()).or_default();
             for (chunks, bytes) in ranges {
                 if !infos.iter().any(|f| f.range == *chunks) {
                     infos.push(FetchInfo {
                         range: *chunks,
-                        url: fetch_url(&s, &base, xorb, &[*bytes]),
+                        url: urls.url(xorb, &[*bytes]),
                         url_range: *bytes,
                     });
                 }
@@ -366,6 +408,8 @@ pub async fn fetch(
     if !requested.iter().all(|(a, b)| allowed.iter().any(|(lo, hi)| a >= lo && b <= hi)) {
         return Err(ApiError::forbidden("range not covered by the signature"));
     }
+    // A replica plans from chunk tables alone: the bytes it proxies may not be local yet.
+    s.blocking(move |s| s.db.local_xorb(&hash)).await?;
     if let [(a, b)] = requested[..] {
         return Ok(partial(xorb_body(s.clone(), hash, a, b + 1), b - a + 1, Some((a, b)), None));
     }
@@ -478,8 +522,14 @@ pub async fn upload_xorb(
     let bytes = read_body(&headers, body, XORB_BODY_LIMIT).await?;
     let lock = s.xorb_lock(&hash);
     let _guard = lock.lock().await;
-    let inserted =
-        s.blocking(move |s| s.store.put_xorb(xorb, &bytes).map_err(store_input_error)).await?;
+    let inserted = s
+        .blocking(move |s| {
+            let inserted = s.store.put_xorb(xorb, &bytes).map_err(store_input_error)?;
+            // Answered only once every replica can find it.
+            s.storage.publish_xorb(&xorb, &bytes)?;
+            Ok(inserted)
+        })
+        .await?;
     if inserted {
         tracing::debug!(%xorb, "xorb stored");
     }
@@ -517,6 +567,8 @@ fn arrived_xorb(s: &AppState, xorb: &XorbHash) -> ApiResult<Option<XorbMeta>> {
         found if s.xorbs_arriving.wait_for(xorb, XORB_ARRIVAL_WAIT) => {
             Ok(s.store.xorb_meta(xorb)?.or(found))
         }
+        // Uploaded through another replica: in the bucket, not yet in this cache.
+        found if s.storage.fill_xorb(&s.store, xorb)? => Ok(s.store.xorb_meta(xorb)?.or(found)),
         found => Ok(found),
     }
 }
@@ -584,6 +636,8 @@ fn register_shard(s: &AppState, bytes: &[u8], key: &RepoKey) -> ApiResult<u8> {
         s.store.put_file(record)?;
     }
     let files: Vec<FileHash> = shard.files.iter().map(|f| f.hash).collect();
+    s.storage.publish_files(&s.store, &files)?;
+    s.storage.publish_shard(bytes)?;
     s.db.register_files(key, &files)?;
     Ok(u8::from(!fresh.is_empty() || shard.files.is_empty()))
 }

@@ -121,6 +121,9 @@ async fn resolve(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
+        // A replica's store is a cache: bring the file in from the storage on a miss.
+        let file = entry.file;
+        s.blocking(move |s| s.db.local_file(&file)).await?;
         file_body(s.clone(), entry.file, start, end)
     };
     let mut r = Response::new(body);

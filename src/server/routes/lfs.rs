@@ -355,7 +355,10 @@ pub async fn download(
     check_signed(&s, "lfs-down", &p, uri.query())?;
     let sha = Sha256::from_hex(&p.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let file = s
-        .blocking(move |s| s.store.file_by_sha256(&sha).map_err(ApiError::from))
+        .blocking(move |s| {
+            let Some(file) = s.db.file_by_sha256(&sha)? else { return Ok(None) };
+            Ok(s.db.local_file(&file)?.map(|r| r.hash))
+        })
         .await?
         .ok_or_else(|| ApiError::not_found("object not found"))?;
     let mut r = Response::new(file_body(s.clone(), file, 0, p.size));

@@ -1,0 +1,178 @@
+//! The storage seam of the hub server: where repository metadata lives and where content is
+//! published, so one server on a local store and several replicas on one object-storage bucket
+//! run the same handlers.
+//!
+//! - [`HubStorage`] is the seam. Metadata (repos, refs, commits, trees, grants, discussions) is
+//!   read and written as key/value pairs of the store's `Hub*` tables; a write carries
+//!   [`Guard`]s, the values keys must still hold, which a bucket turns into conditional puts
+//!   (`If-Match` on the ETag it read, `If-None-Match: *` for a key that must not exist). Content
+//!   hooks publish what a commit will reference before its ref moves, and fill the local store
+//!   (a cache) from the source of truth on a miss.
+//! - [`LocalStorage`]: everything in the local store, as before the seam; guards are checked
+//!   under the database's write lock, so nothing changes for one server.
+//! - `server::bucket::BucketStorage`: the bucket is the source of truth (`hub-server.md`).
+
+use crate::hash::{FileHash, Sha256, XorbHash};
+use crate::server::error::{ApiError, ApiResult};
+use crate::store::{FileRecord, KvBatch, Store, Table, XorbMeta};
+
+/// A condition a write depends on: `key` of `table` holds `expect` (`None`: does not exist)
+/// at the moment the write lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// Table of the key.
+    pub table: Table,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value the key must hold, `None` for absent.
+    pub expect: Option<Vec<u8>>,
+}
+
+impl Guard {
+    /// `key` must not exist.
+    pub fn absent(table: Table, key: impl Into<Vec<u8>>) -> Self {
+        Self { table, key: key.into(), expect: None }
+    }
+
+    /// `key` must hold `value`.
+    pub fn holds(table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Self { table, key: key.into(), expect: Some(value.into()) }
+    }
+}
+
+/// Why a guarded write did not happen (each caller turns it into its own answer).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// A guarded key no longer holds its expected value: another writer (perhaps another
+    /// replica) changed it first. Nothing guarded was written.
+    Moved {
+        /// The key, readable (table and key text).
+        key: String,
+    },
+    /// The write failed for another reason.
+    Api(ApiError),
+}
+
+impl From<ApiError> for WriteError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<crate::store::StoreError> for WriteError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+/// Where the hub server keeps its metadata and publishes its content. Synchronous: handlers
+/// call it through `spawn_blocking`.
+pub trait HubStorage: Send + Sync {
+    /// The value of a metadata key.
+    fn get(&self, table: Table, key: &[u8]) -> ApiResult<Option<Vec<u8>>>;
+
+    /// Every metadata pair whose key starts with `prefix`, which ends with `\0` (a whole key
+    /// part), in key order.
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Applies a batch of metadata writes if every guard holds. Keys a guard names are written
+    /// atomically against other writers; the rest is written first (immutable, content-named
+    /// records), so a guarded ref never points at something missing.
+    fn write(&self, batch: KvBatch, guards: Vec<Guard>) -> Result<(), WriteError>;
+
+    /// Makes a stored xorb durable where every replica finds it (a no-op locally).
+    fn publish_xorb(&self, _xorb: &XorbHash, _bytes: &[u8]) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Keeps an accepted shard as uploaded (a no-op locally, where its files are recorded).
+    fn publish_shard(&self, _bytes: &[u8]) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Makes files of the local store (their records and every xorb they name) durable where
+    /// every replica finds them; called before a commit that references them moves its ref.
+    fn publish_files(&self, _store: &Store, _files: &[FileHash]) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Brings a file (record and xorbs) into the local store from the source of truth;
+    /// `false` if the source does not have it either.
+    fn fill_file(&self, _store: &Store, _file: &FileHash) -> ApiResult<bool> {
+        Ok(false)
+    }
+
+    /// A file's record at the source of truth, without fetching its bytes (enough to plan a
+    /// reconstruction whose bytes clients fetch elsewhere).
+    fn file_record(&self, _file: &FileHash) -> ApiResult<Option<FileRecord>> {
+        Ok(None)
+    }
+
+    /// A xorb's chunk table at the source of truth, without fetching the xorb when the source
+    /// keeps tables apart.
+    fn xorb_table(&self, _store: &Store, _xorb: &XorbHash) -> ApiResult<Option<XorbMeta>> {
+        Ok(None)
+    }
+
+    /// Brings a whole xorb into the local store; `false` if the source lacks it.
+    fn fill_xorb(&self, _store: &Store, _xorb: &XorbHash) -> ApiResult<bool> {
+        Ok(false)
+    }
+
+    /// The file with this SHA-256 at the source of truth, if any.
+    fn file_by_sha256(&self, _sha: &Sha256) -> ApiResult<Option<FileHash>> {
+        Ok(None)
+    }
+
+    /// The key signing CAS tokens and presigned URLs, shared by every replica so that a token
+    /// one hands out works at all of them; `None`: a key of this server's own (local file).
+    fn shared_secret(&self) -> ApiResult<Option<[u8; 32]>> {
+        Ok(None)
+    }
+
+    /// A URL a client can fetch the xorb's bytes from directly (with its own `Range`), valid
+    /// for `ttl`; `None` when bytes are served through this server.
+    fn xorb_url(&self, _xorb: &XorbHash, _ttl: std::time::Duration) -> ApiResult<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// Metadata in the local store: one server, its RocksDB the source of truth.
+pub struct LocalStorage {
+    store: Store,
+}
+
+impl LocalStorage {
+    /// Storage over a store.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl HubStorage for LocalStorage {
+    fn get(&self, table: Table, key: &[u8]) -> ApiResult<Option<Vec<u8>>> {
+        Ok(self.store.kv_get(table, key)?)
+    }
+
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.store.kv_scan_prefix(table, prefix)?)
+    }
+
+    /// The caller holds the database's write lock, so checking and writing cannot interleave
+    /// with another writer of this store.
+    fn write(&self, batch: KvBatch, guards: Vec<Guard>) -> Result<(), WriteError> {
+        for g in &guards {
+            if self.store.kv_get(g.table, &g.key)? != g.expect {
+                return Err(WriteError::Moved { key: readable_key(g.table, &g.key) });
+            }
+        }
+        self.store.kv_write(batch)?;
+        Ok(())
+    }
+}
+
+/// A key for messages: its table and text, `\0` shown as `:`.
+pub fn readable_key(table: Table, key: &[u8]) -> String {
+    format!("{table:?} {}", String::from_utf8_lossy(key).replace('\0', ":"))
+}
