@@ -103,8 +103,15 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
     let grace = secs(args.shutdown_grace);
     let data = args.data.clone().unwrap_or_else(|| home.to_owned());
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let state =
-        AppState::open(&data, options).with_context(|| format!("opening {}", data.display()))?;
+    let state = AppState::open(&data, options).map_err(|e| {
+        let held = e
+            .to_string()
+            .contains("LOCK")
+            .then(|| format!(": {}", super::control::held_message(&data)));
+        anyhow::anyhow!("opening {}{}: {e}", data.display(), held.unwrap_or_default())
+    })?;
+    // Other commands on this store run in here while it serves (`cli::control`).
+    let _control = super::serve_control(state.store.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -69,12 +69,17 @@ const MOUNT_CHUNK_CACHE: usize = 32 << 20;
 pub(crate) type RemoteFactory = dyn Fn(&Store) -> anyhow::Result<Arc<dyn RemoteSource>>;
 
 pub(crate) fn run(args: MountArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let remote = super::remote::RemoteArgs { endpoint: args.endpoint.clone(), offline: args.offline, repo_type: "model".into() };
+    let remote = super::remote::RemoteArgs {
+        endpoint: args.endpoint.clone(),
+        offline: args.offline,
+        repo_type: "model".into(),
+    };
     let runtime = super::remote::runtime()?;
     let handle = runtime.handle().clone();
     let stall = args.fetch_timeout;
+    let env = ctx.env.clone();
     let factory = move |store: &Store| -> anyhow::Result<Arc<dyn RemoteSource>> {
-        let hub = remote.client_with(crate::hub::RetryPolicy::interactive())?;
+        let hub = remote.client_with(&env, crate::hub::RetryPolicy::interactive())?;
         Ok(Arc::new(crate::sync::HubSource::new(hub, store.clone(), handle.clone(), stall)))
     };
     let code = run_with(args, ctx, Some(&factory));
@@ -90,7 +95,8 @@ pub(crate) fn run_with(
 ) -> anyhow::Result<ExitCode> {
     // The kernel's page cache holds what was read; the chunk cache only bridges a reader and
     // the bytes decoded (or just fetched) ahead of it, so a small one keeps the daemon lean.
-    let store = ctx.open_store_with(crate::store::StoreOptions { cache_bytes: MOUNT_CHUNK_CACHE })?;
+    let store =
+        ctx.open_store_with(crate::store::StoreOptions { cache_bytes: MOUNT_CHUNK_CACHE })?;
     let remote = match (args.offline, remote) {
         (true, _) => None,
         (false, Some(make)) => Some(make(&store).context("cannot set up the remote")?),
@@ -116,6 +122,8 @@ pub(crate) fn run_with(
     };
     let mode = if remote.is_some() { "lazy" } else { "offline" };
     let closing = store.clone();
+    // Other commands on this home run in here from now on (`cli::control`).
+    let control = super::serve_control(store.clone())?;
     let mounted = crate::mount::mount(Vfs::new(store, remote, opts), &args.mountpoint, &cfg)?;
     eprintln!(
         "tessera: mounted {} at {} ({mode}); Ctrl-C or SIGTERM unmounts",
@@ -129,6 +137,7 @@ pub(crate) fn run_with(
     if let Err(e) = closing.flush() {
         tracing::warn!(error = %e, "could not index the last fetched chunks");
     }
+    drop(control);
     eprintln!("tessera: {why}: unmounted {}", mountpoint.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,76 @@
-//! Output helpers: JSON lines for scripts, human sizes, progress bars only on a terminal.
+//! Output helpers: where a command's stdout and stderr go, JSON lines for scripts, human sizes,
+//! progress bars only on a terminal.
+//!
+//! Commands write through [`Io`] rather than `println!`: run by the store's holder on behalf
+//! of another `tessera` (see `control`), their output travels back to that process.
 
 use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::{Mutex, MutexGuard};
 
-/// Prints one JSON object as a line on stdout.
+/// A boxed output stream.
+pub(crate) type Sink = Box<dyn Write + Send>;
+
+/// A command's stdout and stderr.
+pub(crate) struct Io {
+    out: Mutex<Sink>,
+    err: Mutex<Sink>,
+    /// Whether `err` is this process's stderr on a terminal (progress bars draw only there).
+    terminal: bool,
+}
+
+impl Io {
+    /// This process's stdout and stderr.
+    pub(crate) fn process() -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        Self {
+            out: Mutex::new(Box::new(std::io::stdout())),
+            err: Mutex::new(Box::new(std::io::stderr())),
+            terminal,
+        }
+    }
+
+    /// Other streams (a forwarded command's); never a terminal of ours.
+    pub(crate) fn new(out: Sink, err: Sink) -> Self {
+        Self { out: Mutex::new(out), err: Mutex::new(err), terminal: false }
+    }
+
+    /// Stdout, locked.
+    pub(crate) fn out(&self) -> MutexGuard<'_, Sink> {
+        self.out.lock()
+    }
+
+    /// Stderr, locked.
+    pub(crate) fn err(&self) -> MutexGuard<'_, Sink> {
+        self.err.lock()
+    }
+
+    /// Prints one JSON object as a line on stdout.
+    pub(crate) fn json_line(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        let mut out = self.out();
+        serde_json::to_writer(&mut *out, value)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Flushes both streams (buffered forwarded output goes out before the exit status).
+    pub(crate) fn flush(&self) -> std::io::Result<()> {
+        self.out().flush()?;
+        self.err().flush()
+    }
+
+    /// A byte progress bar on stderr, hidden unless stderr is our own terminal.
+    pub(crate) fn byte_bar(&self, total: u64, what: &str) -> ProgressBar {
+        if !self.terminal {
+            return ProgressBar::hidden();
+        }
+        byte_bar(total, what)
+    }
+}
+
+/// Prints one JSON object as a line on this process's stdout (commands that never run in a
+/// holder: `hash`).
 pub(crate) fn json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, value)?;
@@ -17,11 +83,8 @@ pub(crate) fn size(bytes: u64) -> String {
     indicatif::BinaryBytes(bytes).to_string()
 }
 
-/// A byte progress bar on stderr, hidden when stderr is not a terminal.
-pub(crate) fn byte_bar(total: u64, what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
+/// A byte progress bar on stderr.
+fn byte_bar(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     let style = ProgressStyle::with_template(
         "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
@@ -36,6 +99,7 @@ pub(crate) fn byte_bar(total: u64, what: &str) -> ProgressBar {
 /// Whether an error is stdout closing under us (`tessera cat | head`): that is success.
 pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }

@@ -9,17 +9,19 @@ mod common;
 mod fault_proxy;
 mod foundation;
 mod gc_roots;
-mod pull;
-mod push;
-mod hub_server;
-mod hub_http;
-mod hub_hostile;
 mod hostile_mirror;
-mod parity;
+mod hub_hostile;
+mod hub_http;
+mod hub_server;
 #[cfg(feature = "mount")]
 mod mount;
 #[cfg(feature = "mount")]
 mod mount_scale;
+#[cfg(feature = "mount")]
+mod node_service;
+mod parity;
+mod pull;
+mod push;
 #[cfg(feature = "infer")]
 mod serve;
 #[cfg(feature = "infer")]
