@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 
 use super::env::Env;
 use super::output::Io;
+use super::status::HolderStatus;
 use crate::store::Store;
 
 /// Frame: the holder took the request and is running it.
@@ -89,9 +90,8 @@ pub(crate) fn write_record(home: &Path, serves_commands: bool) -> anyhow::Result
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {}", dir.display()))?;
-    let command =
-        std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
-    let record = HolderRecord { pid: std::process::id(), command, serves_commands };
+    let (pid, command) = identity();
+    let record = HolderRecord { pid, command, serves_commands };
     let tmp = dir.join(format!("holder.json.{}", std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec(&record)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -211,14 +211,29 @@ impl Drop for ControlServer {
     }
 }
 
+/// What a holder lends the commands it runs: its open store and its status.
+#[derive(Clone)]
+pub(crate) struct Held {
+    pub(crate) store: Store,
+    pub(crate) status: Arc<dyn HolderStatus>,
+}
+
 /// Runs one forwarded command against the holder's store, writing to `io`; returns the exit
 /// status. (`cli::run_forwarded`: parsing and dispatch are the CLI's own.)
-pub(crate) type Runner = fn(Request, Store, Io) -> u8;
+pub(crate) type Runner = fn(Request, Held, Io) -> u8;
 
-/// Serves the control socket of `store` on a thread of its own (one more per connection).
-/// Called by the holder after it opened the store, so any socket found is a dead holder's.
-pub(crate) fn serve(store: Store, runner: Runner) -> anyhow::Result<ControlServer> {
-    let home = store.home().to_path_buf();
+/// This process as `describe` shows it: pid and command line.
+pub(crate) fn identity() -> (u32, String) {
+    let command =
+        std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+    (std::process::id(), command)
+}
+
+/// Serves the control socket of a holder's store on a thread of its own (one more per
+/// connection). Called by the holder after it opened the store, so any socket found is a dead
+/// holder's.
+pub(crate) fn serve(held: Held, runner: Runner) -> anyhow::Result<ControlServer> {
+    let home = held.store.home().to_path_buf();
     write_record(&home, true)?;
     let path = socket_path(&home);
     let _ = std::fs::remove_file(&path);
@@ -228,11 +243,11 @@ pub(crate) fn serve(store: Store, runner: Runner) -> anyhow::Result<ControlServe
         .with_context(|| format!("restricting {}", path.display()))?;
     std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || accept_loop(listener, store, runner))?;
+        .spawn(move || accept_loop(listener, held, runner))?;
     Ok(ControlServer { path })
 }
 
-fn accept_loop(listener: UnixListener, store: Store, runner: Runner) {
+fn accept_loop(listener: UnixListener, held: Held, runner: Runner) {
     for conn in listener.incoming() {
         let conn = match conn {
             Ok(c) => c,
@@ -241,9 +256,9 @@ fn accept_loop(listener: UnixListener, store: Store, runner: Runner) {
                 continue;
             }
         };
-        let store = store.clone();
+        let held = held.clone();
         let spawned = std::thread::Builder::new().name("control-cmd".into()).spawn(move || {
-            if let Err(e) = handle(conn, store, runner) {
+            if let Err(e) = handle(conn, held, runner) {
                 tracing::info!(error = %e, "control socket: a forwarded command ended early");
             }
         });
@@ -254,7 +269,7 @@ fn accept_loop(listener: UnixListener, store: Store, runner: Runner) {
 }
 
 /// Reads one request, runs it, streams its output and exit status back.
-fn handle(conn: UnixStream, store: Store, runner: Runner) -> anyhow::Result<()> {
+fn handle(conn: UnixStream, held: Held, runner: Runner) -> anyhow::Result<()> {
     conn.set_read_timeout(Some(ACCEPT_TIMEOUT))?;
     let mut line = Vec::new();
     BufReader::new((&conn).take(MAX_FRAME as u64)).read_until(b'\n', &mut line)?;
@@ -264,7 +279,7 @@ fn handle(conn: UnixStream, store: Store, runner: Runner) -> anyhow::Result<()> 
     write_frame(&sock, ACCEPTED, &[])?;
     let out = BufWriter::with_capacity(256 << 10, FrameWriter { sock: sock.clone(), kind: STDOUT });
     let err = FrameWriter { sock: sock.clone(), kind: STDERR };
-    let code = runner(request, store, Io::new(Box::new(out), Box::new(err)));
+    let code = runner(request, held, Io::new(Box::new(out), Box::new(err)));
     write_frame(&sock, EXIT, &[code])?;
     Ok(())
 }

@@ -22,6 +22,9 @@ pub struct HubServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
+    /// Serve Prometheus metrics at http://ADDR/metrics (store size by class, build info).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Store directory holding files, repos, refs and commits [default: --home].
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
@@ -111,7 +114,7 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         anyhow::anyhow!("opening {}{}: {e}", data.display(), held.unwrap_or_default())
     })?;
     // Other commands on this store run in here while it serves (`cli::control`).
-    let _control = super::serve_control(state.store.clone())?;
+    let _control = serve_node(&args, &state.store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -119,6 +122,7 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("binding {}", args.listen))?;
         let addr = listener.local_addr()?;
         println!("tessera hub: listening on http://{addr}");
+        super::notify::ready(&super::env::Env::process(), &format!("listening on http://{addr}"));
         tracing::info!(%addr, data = %data.display(), "hub server ready");
         serve(listener, state, shutdown_signal()).await?;
         tracing::info!("hub server stopped");
@@ -127,6 +131,41 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
     // Blocking store work still running after the grace period is not waited for either.
     runtime.shutdown_timeout(grace);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `tessera status` shows of a hub server.
+struct HubStatus {
+    metrics: Option<SocketAddr>,
+}
+
+impl super::status::HolderStatus for HubStatus {
+    fn describe(&self) -> serde_json::Value {
+        let (pid, command) = super::control::identity();
+        let metrics = self.metrics.map(|a| a.to_string());
+        serde_json::json!({ "kind": "hub serve", "pid": pid, "command": command, "metrics_listen": metrics })
+    }
+
+    fn render(&self, _out: &mut String) {}
+}
+
+/// `--metrics-listen`, and the control socket through which other commands on this store run
+/// in here while it serves (`cli::control`).
+fn serve_node(
+    args: &HubServeArgs,
+    store: &crate::store::Store,
+) -> anyhow::Result<super::control::ControlServer> {
+    let mut status = HubStatus { metrics: None };
+    if let Some(addr) = args.metrics_listen {
+        let st = store.clone();
+        let render = std::sync::Arc::new(move || super::status::exposition(&st, None));
+        let bound = super::status::serve_metrics(addr, render)?;
+        eprintln!("tessera hub: metrics at http://{bound}/metrics");
+        status.metrics = Some(bound);
+    }
+    super::serve_control(super::control::Held {
+        store: store.clone(),
+        status: std::sync::Arc::new(status),
+    })
 }
 
 fn secs(n: u64) -> std::time::Duration {

@@ -16,6 +16,7 @@ pub mod hub;
 mod ls;
 #[cfg(feature = "mount")]
 mod mount;
+mod notify;
 #[cfg(feature = "infer")]
 mod ort_lib;
 mod output;
@@ -24,6 +25,7 @@ mod push;
 mod remote;
 #[cfg(feature = "infer")]
 mod serve;
+mod status;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -64,6 +66,9 @@ enum Command {
     Gc(gc::GcArgs),
     /// Forget a pin made by `add` (the data goes at the next `gc`).
     Unpin(add::UnpinArgs),
+    /// What the store's holder (a mount or hub server) is doing: mounts, revisions open, reads,
+    /// fetches, recent errors, cache use; `--prometheus` prints the metrics text.
+    Status(status::StatusArgs),
     /// Mirror a revision of a Hub repo into the store, fetching only what it lacks.
     Pull(pull::PullArgs),
     /// Publish a folder as a commit, sending only the chunks the remote lacks.
@@ -117,7 +122,7 @@ pub(crate) struct Ctx {
     pub(crate) env: env::Env,
     pub(crate) io: output::Io,
     /// The holder's open store, when this command runs inside the holder.
-    held: Option<crate::store::Store>,
+    held: Option<control::Held>,
 }
 
 impl Ctx {
@@ -127,14 +132,19 @@ impl Ctx {
         Self { home, cwd, env: env::Env::process(), io: output::Io::process(), held: None }
     }
 
+    /// The status of the holder running this command, if one does.
+    pub(crate) fn holder_status(&self) -> Option<std::sync::Arc<dyn status::HolderStatus>> {
+        self.held.as_ref().map(|h| h.status.clone())
+    }
+
     /// A path from the command line, relative to the caller's working directory.
     pub(crate) fn path(&self, p: &std::path::Path) -> PathBuf {
         self.cwd.join(p)
     }
 
     pub(crate) fn open_store(&self) -> anyhow::Result<crate::store::Store> {
-        if let Some(store) = &self.held {
-            return Ok(store.clone());
+        if let Some(held) = &self.held {
+            return Ok(held.store.clone());
         }
         self.open_store_with(crate::store::StoreOptions::default())
     }
@@ -211,7 +221,7 @@ fn exit_number(code: ExitCode) -> u8 {
 
 /// In a holder: parses and runs a command another `tessera` forwarded, against the open
 /// store, with the caller's directory, environment and streams.
-fn run_forwarded(request: control::Request, store: crate::store::Store, io: output::Io) -> u8 {
+fn run_forwarded(request: control::Request, held: control::Held, io: output::Io) -> u8 {
     let cli = match Cli::try_parse_from(&request.argv) {
         Ok(cli) if cli.command.uses_store() => cli,
         Ok(_) => {
@@ -226,15 +236,14 @@ fn run_forwarded(request: control::Request, store: crate::store::Store, io: outp
             return 2;
         }
     };
-    let home = store.home().to_path_buf();
-    let ctx =
-        Ctx { home, cwd: PathBuf::from(request.cwd), env: request.env, io, held: Some(store) };
+    let home = held.store.home().to_path_buf();
+    let ctx = Ctx { home, cwd: PathBuf::from(request.cwd), env: request.env, io, held: Some(held) };
     execute(cli.command, &ctx)
 }
 
 /// Serves the control socket of a holder's store (`mount`, `hub serve`).
-pub(crate) fn serve_control(store: crate::store::Store) -> anyhow::Result<control::ControlServer> {
-    control::serve(store, run_forwarded)
+pub(crate) fn serve_control(held: control::Held) -> anyhow::Result<control::ControlServer> {
+    control::serve(held, run_forwarded)
 }
 
 fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -246,6 +255,7 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => fsck::run(a, ctx),
         Command::Gc(a) => gc::run(a, ctx),
         Command::Unpin(a) => add::unpin(a, ctx),
+        Command::Status(a) => status::run(a, ctx),
         Command::Pull(a) => pull::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),
         Command::Ls(a) => ls::run(a, ctx),

@@ -4,12 +4,14 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use super::Ctx;
+use super::control::{ControlServer, Held};
+use super::status::{HolderStatus, exposition, serve_metrics};
 use crate::mount::{MountConfig, Mounted, Vfs, VfsOptions};
 use crate::store::{RemoteSource, Store};
 
@@ -48,6 +50,11 @@ pub(crate) struct MountArgs {
     /// Hub to fetch from on demand [env: HF_ENDPOINT; default: https://huggingface.co].
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks
+    /// one, which `tessera status` shows): bytes served and fetched, cache hits and misses,
+    /// fetch latency, fetches in flight, errors by kind, store size by class, build info.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Mount without fusermount3's auto_unmount (a killed process then leaves a stale mount
     /// point, which the next `tessera mount` cleans up).
     #[arg(long)]
@@ -122,14 +129,20 @@ pub(crate) fn run_with(
     };
     let mode = if remote.is_some() { "lazy" } else { "offline" };
     let closing = store.clone();
-    // Other commands on this home run in here from now on (`cli::control`).
-    let control = super::serve_control(store.clone())?;
-    let mounted = crate::mount::mount(Vfs::new(store, remote, opts), &args.mountpoint, &cfg)?;
+    let vfs = Vfs::new(store.clone(), remote, opts);
+    let mounted = crate::mount::mount(vfs.clone(), &args.mountpoint, &cfg)?;
+    let status = Arc::new(MountStatus {
+        vfs,
+        mountpoint: mounted.mountpoint().to_path_buf(),
+        metrics: OnceLock::new(),
+    });
+    let control = serve_node(&args, store, &status)?;
     eprintln!(
         "tessera: mounted {} at {} ({mode}); Ctrl-C or SIGTERM unmounts",
         ctx.home.display(),
         mounted.mountpoint().display()
     );
+    super::notify::ready(&ctx.env, &format!("mounted {}", mounted.mountpoint().display()));
     let why = wait_for_stop(&mounted)?;
     let mountpoint = mounted.mountpoint().to_path_buf();
     mounted.unmount()?;
@@ -140,6 +153,50 @@ pub(crate) fn run_with(
     drop(control);
     eprintln!("tessera: {why}: unmounted {}", mountpoint.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `tessera status` and `/metrics` show of a mount.
+struct MountStatus {
+    vfs: Vfs,
+    mountpoint: PathBuf,
+    /// Where `--metrics-listen` bound, once it has.
+    metrics: OnceLock<std::net::SocketAddr>,
+}
+
+impl HolderStatus for MountStatus {
+    fn describe(&self) -> serde_json::Value {
+        let (pid, command) = super::control::identity();
+        let s = self.vfs.metrics().snapshot();
+        serde_json::json!({
+            "kind": "mount", "pid": pid, "command": command,
+            "mountpoint": self.mountpoint, "revisions_open": self.vfs.open_revisions(),
+            "bytes_served": s.bytes_served, "bytes_fetched": self.vfs.bytes_fetched(),
+            "cache_hits": s.cache_hits, "cache_misses": s.cache_misses,
+            "fetches_in_flight": s.fetches_in_flight, "errors": s.errors,
+            "recent_errors": s.recent_errors,
+            "metrics_listen": self.metrics.get().map(ToString::to_string),
+        })
+    }
+
+    fn render(&self, out: &mut String) {
+        self.vfs.metrics().render(out, self.vfs.bytes_fetched());
+    }
+}
+
+/// Starts what makes the mount a node service: `--metrics-listen`, and the control socket
+/// through which other commands on this home run in here from now on (`cli::control`).
+fn serve_node(
+    args: &MountArgs,
+    store: Store,
+    status: &Arc<MountStatus>,
+) -> anyhow::Result<ControlServer> {
+    if let Some(addr) = args.metrics_listen {
+        let (st, s) = (store.clone(), status.clone());
+        let bound = serve_metrics(addr, Arc::new(move || exposition(&st, Some(s.as_ref()))))?;
+        let _ = status.metrics.set(bound);
+        eprintln!("tessera: metrics at http://{bound}/metrics");
+    }
+    super::serve_control(Held { store, status: status.clone() })
 }
 
 /// Blocks until SIGINT, SIGTERM or the session ending by itself; says which.

@@ -6,6 +6,7 @@ mod architecture;
 #[cfg(all(feature = "mount", feature = "infer"))]
 mod bench_restart;
 mod common;
+mod deploy;
 mod fault_proxy;
 mod foundation;
 mod gc_roots;

@@ -98,8 +98,14 @@ pub(crate) struct MountProc {
 impl MountProc {
     /// Starts `tessera mount` and waits for its "mounted" line (stderr is echoed).
     pub(crate) fn start(home: &Home, mnt: &Path, extra: &[&str]) -> Self {
+        Self::start_env(home, mnt, extra, &[])
+    }
+
+    /// The same, with extra environment variables.
+    pub(crate) fn start_env(home: &Home, mnt: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Self {
         let mut cmd = Command::new(tessera_bin());
         cmd.arg("--home").arg(home.path()).arg("mount").arg(mnt).args(extra);
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -251,3 +251,117 @@ fn a_holder_that_does_not_answer_is_named() {
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     home.ok(&["du"]);
 }
+
+/// Parses a Prometheus text exposition (a URL or a file) with `prometheus_client`'s parser;
+/// returns every sample as `name{label="value",...}` -> value.
+fn scrape(py: &Path, source: &str) -> serde_json::Map<String, serde_json::Value> {
+    const PARSE: &str = r#"
+import json, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+src = sys.argv[1]
+text = urllib.request.urlopen(src).read().decode() if src.startswith("http") else open(src).read()
+out = {}
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        out[s.name + ("{" + labels + "}" if labels else "")] = s.value
+print(json.dumps(out))
+"#;
+    let out = crate::common::run_python(py, PARSE, &[source]);
+    match serde_json::from_str(&out) {
+        Ok(serde_json::Value::Object(map)) => map,
+        other => panic!("parser output {other:?}"),
+    }
+}
+
+fn value(samples: &serde_json::Map<String, serde_json::Value>, key: &str) -> f64 {
+    samples
+        .get(key)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_else(|| panic!("no sample {key}"))
+}
+
+/// A fresh lazy mount with `--metrics-listen` and `NOTIFY_SOCKET`: it says READY=1 on a real
+/// datagram socket once mounted; `status --json` (through the control socket) names the
+/// metrics address; after the test reads a file whole, a scrape parsed by `prometheus_client`
+/// counts exactly the bytes read as served, at least the file and at most what the hub sent as
+/// fetched, and `status --prometheus` prints the same counters.
+#[test]
+fn metrics_count_what_was_read_and_fetched_and_readiness_is_signalled() {
+    require!(fuse_ready(), "needs root, /dev/fuse and fusermount3");
+    let py = require!(crate::common::python(), "no venv");
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = Hub::start(&dir.path().join("hub"), &[]);
+    publish(&Home::new(), &hub.url, dir.path(), 1);
+    let relay = Relay::start(&hub.url);
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind notify socket");
+    notify.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let (home, mnt) = (Home::new(), dir.path().join("models"));
+    let args =
+        ["--endpoint", relay.url.as_str(), "--no-passthrough", "--metrics-listen", "127.0.0.1:0"];
+    let _mount = MountProc::start_env(&home, &mnt, &args, &[("NOTIFY_SOCKET", &notify_path)]);
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("READY=1 from the mount");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("READY=1\n"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+
+    let status = run(&home, &relay.url, &["status", "--json"]);
+    crate::common::assert_success(&status, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
+    assert_eq!(status["holder"]["kind"], "mount", "{status}");
+    let addr = status["holder"]["metrics_listen"].as_str().expect("metrics address").to_string();
+
+    let want = &revision_files(1)[0].1;
+    let got = std::fs::read(mnt.join("org/model@v1/model.bin")).expect("read through the mount");
+    assert!(got == *want, "model.bin differs through the mount");
+    let samples = scrape(&py, &format!("http://{addr}/metrics"));
+    let (served, fetched) = (
+        value(&samples, "tessera_mount_bytes_served_total"),
+        value(&samples, "tessera_mount_bytes_fetched_total"),
+    );
+    let hub_sent = relay.bytes() as f64;
+    assert_eq!(served, want.len() as f64, "bytes served");
+    assert!(
+        fetched >= want.len() as f64 && fetched <= hub_sent,
+        "fetched {fetched}, file {}, hub sent {hub_sent}",
+        want.len()
+    );
+    assert!(value(&samples, "tessera_mount_cache_misses_total") >= 1.0);
+    assert!(value(&samples, "tessera_mount_fetch_duration_seconds_count") >= 1.0);
+    assert_eq!(value(&samples, "tessera_mount_errors_total{kind=\"io\"}"), 0.0);
+    assert_eq!(value(&samples, "tessera_mount_fetches_in_flight"), 0.0);
+    // Fetched chunks are indexed (and so counted in the store's size) by the flusher, every
+    // 250 ms: await it rather than sleep.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while value(
+        &scrape(&py, &format!("http://{addr}/metrics")),
+        "tessera_store_bytes{class=\"unique\"}",
+    ) < want.len() as f64
+    {
+        assert!(Instant::now() < deadline, "the store's size never counted the fetched file");
+    }
+    assert_eq!(
+        value(
+            &samples,
+            &format!("tessera_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))
+        ),
+        1.0
+    );
+    eprintln!("metrics: served {served}, fetched {fetched}, hub sent {hub_sent} bytes");
+
+    let text = run(&home, &relay.url, &["status", "--prometheus"]);
+    crate::common::assert_success(&text, &["status", "--prometheus"]);
+    let file = dir.path().join("status.prom");
+    std::fs::write(&file, &text.stdout).expect("write");
+    let again = scrape(&py, file.to_str().expect("utf8"));
+    assert_eq!(value(&again, "tessera_mount_bytes_served_total"), served);
+    let human = String::from_utf8_lossy(&run(&home, &relay.url, &["status"]).stdout).into_owned();
+    assert!(
+        human.contains("1 revisions open") && human.contains(&format!("http://{addr}/metrics")),
+        "{human}"
+    );
+}
