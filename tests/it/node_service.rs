@@ -229,8 +229,9 @@ fn assert_hub_serve_is_a_holder_too(hub: &Hub) {
     crate::common::assert_success(&out, &["du", "(hub serve's store)"]);
 }
 
-/// A holder that does not answer (stopped with SIGSTOP) is named in the error, with its pid
-/// and command, within the accept timeout; and the socket is the owner's alone.
+/// A holder that does not answer (stopped with SIGSTOP), or whose socket is gone, is named in
+/// the error, with its pid and command, within the accept timeout; and the socket is the
+/// owner's alone.
 #[test]
 fn a_holder_that_does_not_answer_is_named() {
     require!(fuse_ready(), "needs root, /dev/fuse and fusermount3");
@@ -250,6 +251,15 @@ fn a_holder_that_does_not_answer_is_named() {
     assert!(err.contains(&format!("pid {}", mount.pid())) && err.contains(" mount "), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     home.ok(&["du"]);
+    // Without its socket (deleted by hand), the lock is what the command meets: named too.
+    std::fs::remove_file(&socket).expect("remove socket");
+    let out = home.cmd(&["du"]).output().expect("du");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("held by pid {}", mount.pid())) && err.contains("does not answer"),
+        "{err}"
+    );
 }
 
 /// Parses a Prometheus text exposition (a URL or a file) with `prometheus_client`'s parser;
