@@ -375,3 +375,27 @@ fn metrics_count_what_was_read_and_fetched_and_readiness_is_signalled() {
         "{human}"
     );
 }
+
+/// `hub serve --metrics-listen`: `status --json` through its control socket names the address,
+/// and the scrape parses, with the store's size by class and the build info.
+#[test]
+fn hub_serve_metrics_parse() {
+    let py = require!(crate::common::python(), "no venv");
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = Hub::start(&dir.path().join("hub"), &["--metrics-listen", "127.0.0.1:0"]);
+    publish(&Home::new(), &hub.url, dir.path(), 1);
+    let status = std::process::Command::new(crate::common::tessera_bin())
+        .arg("--home")
+        .arg(&hub.data)
+        .args(["status", "--json"])
+        .output()
+        .expect("status");
+    crate::common::assert_success(&status, &["status", "--json", "(hub serve)"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
+    assert_eq!(status["holder"]["kind"], "hub serve", "{status}");
+    let addr = status["holder"]["metrics_listen"].as_str().expect("metrics address");
+    let samples = scrape(&py, &format!("http://{addr}/metrics"));
+    let model = revision_files(1)[0].1.len() as f64;
+    assert!(value(&samples, "tessera_store_bytes{class=\"logical\"}") >= model, "{samples:?}");
+    assert!(samples.keys().any(|k| k.starts_with("tessera_build_info{")), "{samples:?}");
+}
