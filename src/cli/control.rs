@@ -110,7 +110,13 @@ pub(crate) fn live_holder(home: &Path) -> Option<HolderRecord> {
 /// What to say when the store is locked: who holds it, and why this command could not go
 /// through it.
 pub(crate) fn held_message(home: &Path) -> String {
+    let answers = || UnixStream::connect(socket_path(home)).is_ok();
     match live_holder(home) {
+        // A second mount or hub server on one store: those never run through the holder.
+        Some(h) if h.serves_commands && answers() => format!(
+            "the store is held by pid {} (`{}`); one mount or hub server per store (other commands run through it)",
+            h.pid, h.command
+        ),
         Some(h) if h.serves_commands => format!(
             "the store is held by pid {} (`{}`), whose control socket {} does not answer",
             h.pid,
@@ -312,6 +318,7 @@ impl Write for FrameWriter {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -251,6 +251,15 @@ fn a_holder_that_does_not_answer_is_named() {
     assert!(err.contains(&format!("pid {}", mount.pid())) && err.contains(" mount "), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     home.ok(&["du"]);
+    // A second mount on the same store is refused, naming the first.
+    let second =
+        home.cmd(&["mount", "--offline"]).arg(dir.path().join("again")).output().expect("mount");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains(&format!("held by pid {}", mount.pid()))
+            && err.contains("one mount or hub server per store"),
+        "{err}"
+    );
     // Without its socket (deleted by hand), the lock is what the command meets: named too.
     std::fs::remove_file(&socket).expect("remove socket");
     let out = home.cmd(&["du"]).output().expect("du");
