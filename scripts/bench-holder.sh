@@ -4,18 +4,13 @@
 # same store while `tessera mount` holds it (they then run inside the mount process and stream
 # their output back). Prints the median of RUNS runs of each, side by side.
 set -euo pipefail
+shopt -s inherit_errexit
 source "$(dirname "$0")/env.sh"
 bin="${TESSERA_BIN:-$CARGO_TARGET_DIR/debug/tessera}"
 runs="${RUNS:-5}"
 work=$(mktemp -d /tmp/tessera-bench-holder.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  fusermount3 -u -z -q "$work/models" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# On exit: stop the hub and the mount (this shell's jobs), unmount, remove everything.
+trap 'set +e; kill $(jobs -p) 2>/dev/null; wait; fusermount3 -u -z -q "$work/models" 2>/dev/null; rm -rf "$work"' EXIT
 
 # Waits until file $1 has a line matching $2 (the servers print their readiness).
 wait_for() {
@@ -27,14 +22,13 @@ wait_for() {
 median() {
   for _ in $(seq 1 "$runs"); do
     local t0 t1; t0=$(date +%s.%N)
-    "$bin" --home "$work/home" "$@" >/dev/null
+    "$bin" --home "$work/home" "$@" >/dev/null 2>&1
     t1=$(date +%s.%N); echo "$t1 - $t0" | bc
   done | sort -n | sed -n "$(( (runs + 1) / 2 ))p"
 }
 
 echo "bench_write bench write" > "$work/tokens"
 "$bin" hub serve --listen 127.0.0.1:0 --data "$work/hub" --tokens "$work/tokens" >"$work/hub.out" 2>/dev/null &
-pids+=($!)
 wait_for "$work/hub.out" 'listening on http://'
 hub=$(grep -o 'http://[0-9.:]*' "$work/hub.out" | head -1)
 mkdir -p "$work/upload"
@@ -47,7 +41,6 @@ declare -A before
 for c in "${cmds[@]}"; do read -ra a <<<"$c"; before[$c]=$(median "${a[@]}"); done
 
 "$bin" --home "$work/home" mount "$work/models" --offline 2>"$work/mount.err" &
-pids+=($!)
 wait_for "$work/mount.err" 'tessera: mounted'
 printf '%-26s %12s %12s %8s\n' command unmounted_s mounted_s speed
 for c in "${cmds[@]}"; do

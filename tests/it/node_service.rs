@@ -218,15 +218,21 @@ fn other_commands_while_mounted(home: &Home, endpoint: &str, work: &Path) {
     assert!(in_work(&["gc"]).starts_with("removed "));
 }
 
-/// A store held by `tessera hub serve` takes commands the same way.
-fn assert_hub_serve_is_a_holder_too(hub: &Hub) {
+/// `tessera --home <the hub's store> ARGS`, asserted to succeed.
+fn on_hub_store(hub: &Hub, args: &[&str]) -> Output {
     let out = std::process::Command::new(crate::common::tessera_bin())
         .arg("--home")
         .arg(&hub.data)
-        .args(["du", "--json"])
+        .args(args)
         .output()
-        .expect("du");
-    crate::common::assert_success(&out, &["du", "(hub serve's store)"]);
+        .expect("run tessera");
+    crate::common::assert_success(&out, args);
+    out
+}
+
+/// A store held by `tessera hub serve` takes commands the same way.
+fn assert_hub_serve_is_a_holder_too(hub: &Hub) {
+    on_hub_store(hub, &["du", "--json"]);
 }
 
 /// A holder that does not answer (stopped with SIGSTOP), or whose socket is gone, is named in
@@ -393,13 +399,7 @@ fn hub_serve_metrics_parse() {
     let dir = tempfile::tempdir().expect("tmp");
     let hub = Hub::start(&dir.path().join("hub"), &["--metrics-listen", "127.0.0.1:0"]);
     publish(&Home::new(), &hub.url, dir.path(), 1);
-    let status = std::process::Command::new(crate::common::tessera_bin())
-        .arg("--home")
-        .arg(&hub.data)
-        .args(["status", "--json"])
-        .output()
-        .expect("status");
-    crate::common::assert_success(&status, &["status", "--json", "(hub serve)"]);
+    let status = on_hub_store(&hub, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
     assert_eq!(status["holder"]["kind"], "hub serve", "{status}");
     let addr = status["holder"]["metrics_listen"].as_str().expect("metrics address");
