@@ -188,6 +188,13 @@ fn pull_while_mounted_reads_with_no_fetch(home: &Home, relay: &Relay, mnt: &Path
     }
     let fetched = relay.bytes() - before;
     assert_eq!(fetched, 0, "reading a revision pulled while mounted fetched {fetched} bytes");
+    // By its tag, the mount asks the hub which commit `v2` names (once), and still fetches no
+    // file bytes: its own count, through the control socket, stays 0 for the whole test.
+    let got = std::fs::read(mnt.join("org/model@v2/config.json")).expect("read v2 by tag");
+    assert_eq!(got, revision_files(2)[1].1);
+    let status = run(home, &relay.url, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    assert_eq!(status["holder"]["bytes_fetched"], 0, "{status}");
 }
 
 /// `add`, `unpin`, `export`, `push` (relative paths: the caller's directory) and `gc` while
