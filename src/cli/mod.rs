@@ -143,18 +143,19 @@ impl Ctx {
     }
 
     pub(crate) fn open_store(&self) -> anyhow::Result<crate::store::Store> {
-        if let Some(held) = &self.held {
-            return Ok(held.store.clone());
-        }
         self.open_store_with(crate::store::StoreOptions::default())
     }
 
     /// Opens the store with explicit options (the mount's smaller chunk cache), and records
     /// this process as its holder. A store held by another process is an error naming it.
+    /// Inside the holder it is the holder's open store, whose options are the holder's.
     pub(crate) fn open_store_with(
         &self,
         options: crate::store::StoreOptions,
     ) -> anyhow::Result<crate::store::Store> {
+        if let Some(held) = &self.held {
+            return Ok(held.store.clone());
+        }
         let store = crate::store::Store::open_with(&self.home, options).map_err(|e| {
             let held =
                 is_lock_error(&e).then(|| format!(": {}", control::held_message(&self.home)));

@@ -60,15 +60,15 @@ impl MountMetrics {
     /// Records a finished read: bytes served or the error's kind, and whether it had to fetch.
     pub(crate) fn read_done(
         &self,
-        result: &Result<Vec<u8>, Errno>,
+        result: Result<usize, &Errno>,
         fetched: bool,
         what: impl FnOnce() -> String,
     ) {
         let counter = if fetched { &self.misses } else { &self.hits };
         counter.fetch_add(1, Ordering::Relaxed);
         match result {
-            Ok(bytes) => {
-                self.bytes_served.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Ok(n) => {
+                self.bytes_served.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(e) => self.error(e, what()),
         }
@@ -157,10 +157,10 @@ mod tests {
     #[test]
     fn reads_and_errors_are_counted_and_recent_errors_bounded() {
         let m = MountMetrics::default();
-        m.read_done(&Ok(vec![0; 10]), false, String::new);
-        m.read_done(&Ok(vec![0; 5]), true, String::new);
+        m.read_done(Ok(10), false, String::new);
+        m.read_done(Ok(5), true, String::new);
         for i in 0..(RECENT + 3) {
-            m.read_done(&Err(Errno::Io), true, || format!("read {i}"));
+            m.read_done(Err(&Errno::Io), true, || format!("read {i}"));
         }
         let s = m.snapshot();
         assert_eq!((s.bytes_served, s.cache_hits, s.cache_misses), (15, 1, RECENT as u64 + 4));

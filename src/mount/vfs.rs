@@ -311,11 +311,23 @@ impl Vfs {
     /// Reads up to `size` bytes at `offset` (fewer at the end of the file), counting it in
     /// [`Vfs::metrics`].
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        self.read_into(ino, offset, size, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Vfs::read`] into a buffer the caller reuses across reads (cleared first).
+    pub fn read_into(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         let mut fetched = false;
-        let result = self.read_counted(ino, offset, size, &mut fetched);
-        self.inner
-            .metrics
-            .read_done(&result, fetched, || format!("read of inode {ino} at {offset}"));
+        let result = self.read_counted(ino, offset, size, out, &mut fetched);
+        let what = || format!("read of inode {ino} at {offset}");
+        self.inner.metrics.read_done(result.as_ref().map(|()| out.len()), fetched, what);
         result
     }
 
@@ -324,11 +336,13 @@ impl Vfs {
         ino: u64,
         offset: u64,
         size: u32,
+        out: &mut Vec<u8>,
         fetched: &mut bool,
-    ) -> Result<Vec<u8>, Errno> {
+    ) -> Result<(), Errno> {
+        out.clear();
         let file = self.file(ino)?;
         if offset >= file.entry.size || size == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let len = u64::from(size).min(file.entry.size - offset);
         if let Some(f) = &self.inner.fetcher {
@@ -336,13 +350,13 @@ impl Vfs {
         }
         for _ in 0..READ_ATTEMPTS {
             if let Some(record) = self.record(&file)? {
-                match self.inner.store.read_record_range(&record, offset, len) {
-                    Ok(bytes) => {
+                match self.inner.store.read_record_range_into(&record, offset, len, out) {
+                    Ok(()) => {
                         self.decode_ahead(&file, &record, offset, offset + len);
                         if offset + len == file.entry.size {
                             self.read_to_end(&file, &record);
                         }
-                        return Ok(bytes);
+                        return Ok(());
                     }
                     Err(StoreError::Missing { .. }) => {}
                     Err(e) => return Err(e.into()),
@@ -384,7 +398,7 @@ impl Vfs {
             let (store, record, len) =
                 (self.inner.store.clone(), record.clone(), DECODE_PIECE.min(to - pos));
             rayon::spawn(move || {
-                let _ = store.read_record_range(&record, pos, len);
+                let _ = store.warm_record_range(&record, pos, len);
             });
             pos += len;
         }

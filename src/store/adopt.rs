@@ -12,6 +12,24 @@ use super::records::{ChunkMeta, FileRecord};
 use super::{Result, Store, StoreError};
 use crate::hash::{Sha256, Sha256Hasher, XorbHash, chunk_hash, file_hash};
 
+/// Most bytes [`Store::sha256_advance`] reads back at once.
+const HASH_READ: u32 = 4 << 20;
+
+/// How far a file's SHA-256 has got: terms before `next_term` are hashed.
+#[derive(Default)]
+pub struct Sha256Walk {
+    next_term: usize,
+    sha: Sha256Hasher,
+}
+
+impl Sha256Walk {
+    /// The SHA-256 of every byte fed so far (the file's, once [`Store::sha256_advance`] said
+    /// all terms are hashed).
+    pub fn finish(self) -> Sha256 {
+        self.sha.finish()
+    }
+}
+
 impl Store {
     /// A fresh staging path for fetched bytes (under the store's `tmp/`).
     pub fn staging_path(&self, xorb: &XorbHash, byte_start: u64) -> std::path::PathBuf {
@@ -60,29 +78,56 @@ impl Store {
     }
 
     /// Checks a fully present file as a whole: its chunk hashes must make its Xet hash, then its
-    /// bytes give its SHA-256 (read back a term at a time: a term lies in one xorb, at most 64
-    /// MiB). `None` when the Xet hash does not match.
+    /// bytes give its SHA-256. `None` when the Xet hash does not match.
     pub fn verify_whole(&self, record: &FileRecord) -> Result<Option<Sha256>> {
         if !self.verify_file(record)? {
             return Ok(None);
         }
-        let mut sha = Sha256Hasher::default();
-        for t in &record.terms {
-            let missing = || StoreError::Missing { xorb: t.xorb, chunk_start: t.chunk_start, chunk_end: t.chunk_end };
-            let meta = self.xorb_meta(&t.xorb)?.ok_or_else(missing)?;
-            let chunks: Vec<ChunkMeta> =
-                (t.chunk_start..t.chunk_end).map(|i| meta.chunks.get(i as usize).copied().flatten().ok_or_else(missing)).collect::<Result<_>>()?;
-            let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else { continue };
-            let base = u64::from(first.byte_start);
-            let raw = self.inner.xorbs.read(&t.xorb, base, u64::from(last.byte_end))?;
-            for c in &chunks {
-                let at = |b: u32| (u64::from(b) - base) as usize;
-                let piece = raw.get(at(c.byte_start)..at(c.byte_end)).ok_or_else(missing)?;
-                let data = unpack_unverified(piece).map_err(|_| StoreError::CorruptChunk { chunk: c.hash, why: "does not decode" })?;
+        let mut walk = Sha256Walk::default();
+        if !self.sha256_advance(record, &mut walk)? {
+            let t = &record.terms[walk.next_term];
+            return Err(StoreError::Missing { xorb: t.xorb, chunk_start: t.chunk_start, chunk_end: t.chunk_end });
+        }
+        Ok(Some(walk.sha.finish()))
+    }
+
+    /// Feeds the file's bytes to `walk`'s SHA-256 from where it stopped, term by term, while
+    /// the terms are present; true once every term is hashed. A pull calls it as its bytes
+    /// land, so the hash runs beside the transfer instead of re-reading the file after it:
+    /// chunks still in the chunk cache (adopted moments ago) cost no read and no decode.
+    pub fn sha256_advance(&self, record: &FileRecord, walk: &mut Sha256Walk) -> Result<bool> {
+        while let Some(t) = record.terms.get(walk.next_term) {
+            let Some(meta) = self.xorb_meta(&t.xorb)? else { return Ok(false) };
+            let chunks: Option<Vec<ChunkMeta>> = (t.chunk_start..t.chunk_end).map(|i| meta.chunks.get(i as usize).copied().flatten()).collect();
+            let Some(chunks) = chunks else { return Ok(false) };
+            self.hash_chunks(&t.xorb, &chunks, &mut walk.sha)?;
+            walk.next_term += 1;
+        }
+        Ok(true)
+    }
+
+    /// Feeds chunks' decoded bytes to `sha`: cached ones as they are, the others read back in
+    /// runs of at most [`HASH_READ`] bytes (one read each) and decoded. Their chunk hashes are
+    /// not checked here: the caller checks the file's Xet hash over them.
+    fn hash_chunks(&self, xorb: &XorbHash, chunks: &[ChunkMeta], sha: &mut Sha256Hasher) -> Result<()> {
+        let mut i = 0;
+        while i < chunks.len() {
+            if let Some(hit) = self.inner.cache.get(&chunks[i].hash) {
+                sha.update(&hit);
+                i += 1;
+                continue;
+            }
+            let run = chunks[i..].iter().take_while(|c| c.byte_end - chunks[i].byte_start <= HASH_READ && self.inner.cache.get(&c.hash).is_none()).count().max(1);
+            let (base, end) = (chunks[i].byte_start, chunks[i + run - 1].byte_end);
+            let raw = self.inner.xorbs.read(xorb, u64::from(base), u64::from(end))?;
+            for c in &chunks[i..i + run] {
+                let piece = raw.get((c.byte_start - base) as usize..(c.byte_end - base) as usize);
+                let data = piece.and_then(|p| unpack_unverified(p).ok()).ok_or(StoreError::CorruptChunk { chunk: c.hash, why: "does not decode" })?;
                 sha.update(&data);
             }
+            i += run;
         }
-        Ok(Some(sha.finish()))
+        Ok(())
     }
 
     /// Checks that a fully present file's chunks hash to its file hash.

@@ -21,6 +21,7 @@
 //! ```
 
 mod adopt;
+pub use adopt::Sha256Walk;
 mod cache;
 mod codec;
 mod db;

@@ -27,17 +27,19 @@ impl Store {
 
     /// Like [`Store::read_file_range`] for a record already in hand.
     pub fn read_record_range(&self, record: &FileRecord, offset: u64, len: u64) -> Result<Vec<u8>> {
-        if offset > record.size {
-            return Err(StoreError::OutOfRange { offset, len, size: record.size });
-        }
-        let len = len.min(record.size - offset);
-        let pieces = self.plan_read(record, offset, len)?;
-        let parts: Vec<Arc<Vec<u8>>> = if pieces.len() > 4 {
-            pieces.par_iter().map(|p| self.chunk_bytes(&p.xorb, &p.meta)).collect::<Result<_>>()?
-        } else {
-            pieces.iter().map(|p| self.chunk_bytes(&p.xorb, &p.meta)).collect::<Result<_>>()?
-        };
-        let mut out = Vec::with_capacity(len as usize);
+        let mut out = Vec::new();
+        self.read_record_range_into(record, offset, len, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Store::read_record_range`] into a buffer the caller keeps (cleared first): a
+    /// server answering many reads reuses one buffer instead of faulting in fresh pages for
+    /// every answer.
+    pub fn read_record_range_into(&self, record: &FileRecord, offset: u64, len: u64, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
+        let pieces = self.pieces(record, offset, len)?;
+        let parts = self.chunks_of(&pieces)?;
+        out.reserve(pieces.iter().map(|p| p.take).sum());
         for (p, data) in pieces.iter().zip(parts) {
             let part = data.get(p.skip..p.skip + p.take).ok_or(StoreError::CorruptChunk {
                 chunk: p.meta.hash,
@@ -45,7 +47,31 @@ impl Store {
             })?;
             out.extend_from_slice(part);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Decodes and verifies the chunks of `[offset, offset + len)` into the chunk cache without
+    /// assembling them: read-ahead for a reader that will ask for them next.
+    pub fn warm_record_range(&self, record: &FileRecord, offset: u64, len: u64) -> Result<()> {
+        let pieces = self.pieces(record, offset, len)?;
+        self.chunks_of(&pieces).map(drop)
+    }
+
+    /// The pieces of a read, its length clamped to the file's end.
+    fn pieces(&self, record: &FileRecord, offset: u64, len: u64) -> Result<Vec<Piece>> {
+        if offset > record.size {
+            return Err(StoreError::OutOfRange { offset, len, size: record.size });
+        }
+        self.plan_read(record, offset, len.min(record.size - offset))
+    }
+
+    /// The decoded chunks of `pieces`, several decoded at once on the rayon pool.
+    fn chunks_of(&self, pieces: &[Piece]) -> Result<Vec<Arc<Vec<u8>>>> {
+        if pieces.len() > 4 {
+            pieces.par_iter().map(|p| self.chunk_bytes(&p.xorb, &p.meta)).collect()
+        } else {
+            pieces.iter().map(|p| self.chunk_bytes(&p.xorb, &p.meta)).collect()
+        }
     }
 
     /// The chunks covering `[offset, offset + len)`, failing with `Missing` for absent ones.

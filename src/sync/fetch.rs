@@ -13,7 +13,7 @@ use super::lazy::LazyFiles;
 use crate::hash::{FileHash, Sha256};
 use crate::hub::{HubClient, Reconstruction};
 use crate::protocol::{RepoType, XetTokenResponse};
-use crate::store::{FileRecord, Store, Term, TreeEntry};
+use crate::store::{FileRecord, Sha256Walk, Store, Term, TreeEntry};
 
 /// Attempts at a file whose fetched bytes do not verify (a flaky proxy), before giving up. A
 /// corrupting middlebox that hits one request in nine (the fault proxy of the tests) can hit the
@@ -120,17 +120,27 @@ impl FileFetcher {
 
     /// Streams a Xet file's missing chunks into the store (each batch readable as it lands and
     /// indexed once durable, so an interrupted pull resumes from what was indexed; `pull`
-    /// flushes the rest before it records the revision), then checks the whole file: its
-    /// Xet hash over every chunk and its SHA-256 over every byte. A file that fails is dropped
-    /// from the index (its chunks fetched again by the next attempt).
+    /// flushes the rest before it records the revision), hashing its bytes (SHA-256) in file
+    /// order as they land, then checks the whole file: its Xet hash over every chunk and the
+    /// SHA-256. A file that fails is dropped from the index (its chunks fetched again by the
+    /// next attempt).
     async fn fetch_xet(&self, t: &FileTarget, xet: FileHash) -> Result<FileRecord, SyncError> {
         let e = TreeEntry { path: t.path.clone(), size: t.size, file: xet, sha256: t.sha256.unwrap_or_default(), git_oid: t.git_oid.clone(), lfs: true };
-        self.lazy.fetch_whole(self, &e).await?;
+        let fetched = tokio::sync::watch::Sender::new(false);
+        let fetch = async {
+            let result = self.lazy.fetch_whole(self, &e).await;
+            fetched.send_replace(true);
+            self.lazy.changed().notify_waiters();
+            result
+        };
+        let (result, walk) = tokio::join!(fetch, self.hash_as_it_lands(xet, fetched.subscribe()));
+        result?;
         let (store, expected, path) = (self.store.clone(), t.sha256, t.path.clone());
         blocking(move || {
             let record = store.file(&xet)?.ok_or_else(|| SyncError::Internal(format!("{path}: no record after the fetch")))?;
-            let sha256 = store.verify_whole(&record)?;
-            match sha256 {
+            let mut walk = walk?;
+            let whole = store.verify_file(&record)? && store.sha256_advance(&record, &mut walk)?;
+            match whole.then(|| walk.finish()) {
                 Some(sha) if expected.is_none_or(|e| e == sha) => {
                     let record = FileRecord { sha256: sha, ..record };
                     store.put_file(&record)?;
@@ -143,6 +153,35 @@ impl FileFetcher {
             }
         })
         .await
+    }
+
+    /// Hashes a file's bytes in order while [`LazyFiles::fetch_whole`] brings them, on the
+    /// other core, until `fetched` says the fetch ended; returns how far it got.
+    async fn hash_as_it_lands(&self, xet: FileHash, mut fetched: tokio::sync::watch::Receiver<bool>) -> Result<Sha256Walk, SyncError> {
+        let mut walk = Sha256Walk::default();
+        loop {
+            let changed = self.lazy.changed().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let ended = *fetched.borrow_and_update();
+            let store = self.store.clone();
+            let (w, complete) = blocking(move || {
+                let complete = match store.file(&xet)? {
+                    Some(record) => store.sha256_advance(&record, &mut walk)?,
+                    None => false,
+                };
+                Ok((walk, complete))
+            })
+            .await?;
+            walk = w;
+            if complete || ended {
+                return Ok(walk);
+            }
+            tokio::select! {
+                () = &mut changed => {}
+                _ = fetched.changed() => {}
+            }
+        }
     }
 
     /// Small regular (non-Xet) files, fetched into memory in parallel and stored in one ingest

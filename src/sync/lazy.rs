@@ -137,6 +137,11 @@ impl LazyFiles {
         })
     }
 
+    /// Notified whenever fetched chunks became readable (and when a fetch ends).
+    pub(crate) fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
     /// Returns once bytes `[offset, offset + len)` of a Xet file are present in the store. The
     /// streams it starts stop once the range is in (after lingering for a sequential reader).
     pub(crate) async fn fetch(self: &Arc<Self>, fetcher: &FileFetcher, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SyncError> {
