@@ -222,6 +222,32 @@ impl Drop for ControlServer {
 pub(crate) struct Held {
     pub(crate) store: Store,
     pub(crate) status: Arc<dyn HolderStatus>,
+    /// Forwarded commands hold it shared, `gc` alone: gc deletes what no root holds yet, which
+    /// includes what a running `pull` or `add` has written and not yet rooted.
+    gc_gate: Arc<parking_lot::RwLock<()>>,
+}
+
+impl Held {
+    /// What a holder lends: its store and status.
+    pub(crate) fn new(store: Store, status: Arc<dyn HolderStatus>) -> Self {
+        Self { store, status, gc_gate: Arc::default() }
+    }
+
+    /// Runs `f` alone among forwarded commands (`Some(true)`), beside the others
+    /// (`Some(false)`), or ungated (`None`: commands that only read counters).
+    pub(crate) fn gated<T>(&self, exclusive: Option<bool>, f: impl FnOnce() -> T) -> T {
+        match exclusive {
+            Some(true) => {
+                let _alone = self.gc_gate.write();
+                f()
+            }
+            Some(false) => {
+                let _beside = self.gc_gate.read();
+                f()
+            }
+            None => f(),
+        }
+    }
 }
 
 /// Runs one forwarded command against the holder's store, writing to `io`; returns the exit

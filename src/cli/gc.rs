@@ -14,6 +14,9 @@ pub(crate) struct GcArgs {
 }
 
 pub(crate) fn run(args: GcArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    if let Some(why) = ctx.holder_status().and_then(|h| h.refuses_gc()) {
+        anyhow::bail!("gc cannot run {why}");
+    }
     let r = ctx.open_store()?.gc()?;
     if args.json {
         ctx.io.json_line(&r)?;

@@ -146,6 +146,12 @@ impl super::status::HolderStatus for HubStatus {
     }
 
     fn render(&self, _out: &mut String) {}
+
+    fn refuses_gc(&self) -> Option<&'static str> {
+        Some(
+            "inside a hub server: it may be receiving a push whose xorbs and files no commit roots yet; stop `tessera hub serve`, then run gc",
+        )
+    }
 }
 
 /// `--metrics-listen`, and the control socket through which other commands on this store run
@@ -162,10 +168,7 @@ fn serve_node(
         eprintln!("tessera hub: metrics at http://{bound}/metrics");
         status.metrics = Some(bound);
     }
-    super::serve_control(super::control::Held {
-        store: store.clone(),
-        status: std::sync::Arc::new(status),
-    })
+    super::serve_control(super::control::Held::new(store.clone(), std::sync::Arc::new(status)))
 }
 
 fn secs(n: u64) -> std::time::Duration {

@@ -237,9 +237,15 @@ fn run_forwarded(request: control::Request, held: control::Held, io: output::Io)
             return 2;
         }
     };
+    let gate = match cli.command {
+        Command::Gc(_) => Some(true),
+        Command::Status(_) => None,
+        _ => Some(false),
+    };
     let home = held.store.home().to_path_buf();
+    let lent = held.clone();
     let ctx = Ctx { home, cwd: PathBuf::from(request.cwd), env: request.env, io, held: Some(held) };
-    execute(cli.command, &ctx)
+    lent.gated(gate, || execute(cli.command, &ctx))
 }
 
 /// Serves the control socket of a holder's store (`mount`, `hub serve`).

@@ -208,7 +208,7 @@ fn serve_node(
         let _ = status.metrics.set(bound);
         eprintln!("tessera: metrics at http://{bound}/metrics");
     }
-    super::serve_control(Held { store, status: status.clone() })
+    super::serve_control(Held::new(store, status.clone()))
 }
 
 /// Blocks until SIGINT, SIGTERM or the session ending by itself; says which.

@@ -29,6 +29,10 @@ pub(crate) trait HolderStatus: Send + Sync {
     fn describe(&self) -> serde_json::Value;
     /// Its own Prometheus families (store sizes and build info are added by [`exposition`]).
     fn render(&self, out: &mut String);
+    /// Why `gc` must not run inside it, if it must not (said after "gc cannot run ").
+    fn refuses_gc(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The full exposition of a store and, when there is one, its holder.

@@ -237,9 +237,21 @@ fn on_hub_store(hub: &Hub, args: &[&str]) -> Output {
     out
 }
 
-/// A store held by `tessera hub serve` takes commands the same way.
+/// A store held by `tessera hub serve` takes commands the same way, except `gc`, which could
+/// delete a push in flight: refused, saying why.
 fn assert_hub_serve_is_a_holder_too(hub: &Hub) {
     on_hub_store(hub, &["du", "--json"]);
+    let gc = std::process::Command::new(crate::common::tessera_bin())
+        .arg("--home")
+        .arg(&hub.data)
+        .arg("gc")
+        .output()
+        .expect("gc");
+    let err = String::from_utf8_lossy(&gc.stderr);
+    assert!(
+        gc.status.code() == Some(2) && err.contains("gc cannot run inside a hub server"),
+        "{err}"
+    );
 }
 
 /// A holder that does not answer (stopped with SIGSTOP), or whose socket is gone, is named in
