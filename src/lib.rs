@@ -9,6 +9,7 @@
 //!   [`hub`]: the async Hub/CAS client; [`sync`]: pull and the lazy remote for mounts;
 //! - `mount` (feature `mount`): revisions as read-only files over FUSE, fetched lazily;
 //! - `infer` (feature `infer`): ONNX models over the KServe v2 REST API;
+//! - [`metrics`]: the Prometheus text exposition every server shares (a leaf);
 //! - [`bench`]: end-to-end harnesses over the real binaries (`tessera bench`);
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod httpd;
 pub mod hub;
 #[cfg(feature = "infer")]
 pub mod infer;
+pub mod metrics;
 #[cfg(feature = "mount")]
 pub mod mount;
 pub mod server;

@@ -1,5 +1,6 @@
 //! `tessera add`: ingest files and directories, pinning each so `gc` keeps it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -49,14 +50,16 @@ struct Summary {
 
 pub(crate) fn run(args: AddArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let files = collect_files(&args.paths)?;
+    let paths: Vec<PathBuf> = args.paths.iter().map(|p| ctx.path(p)).collect();
+    let files = collect_files(&paths)?;
     let total: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
     let store = ctx.open_store()?;
-    let bar = output::byte_bar(total, "adding");
+    let bar = ctx.io.byte_bar(total, "adding");
     let mut session = store.ingest_session();
     let mut lines = Vec::with_capacity(files.len());
     for path in &files {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let report = session
             .add_reader(bar.wrap_read(file))
             .with_context(|| format!("cannot add {}", path.display()))?;
@@ -80,31 +83,43 @@ pub(crate) fn run(args: AddArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             total_chunks: r.total_chunks,
         };
         if args.json {
-            output::json_line(&line)?;
+            ctx.io.json_line(&line)?;
         }
     }
     sum.deduplicated_bytes = sum.logical_bytes - sum.new_bytes.min(sum.logical_bytes);
     sum.seconds = started.elapsed().as_secs_f64();
     if args.json {
-        output::json_line(&sum)?;
+        ctx.io.json_line(&sum)?;
     } else {
-        print_summary(&sum, &lines);
+        print_summary(ctx, &sum, &lines)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(sum: &Summary, lines: &[(String, crate::store::IngestReport)]) {
+fn print_summary(
+    ctx: &Ctx,
+    sum: &Summary,
+    lines: &[(String, crate::store::IngestReport)],
+) -> anyhow::Result<()> {
     for (name, r) in lines {
-        println!("{}  {:>10}  new {:>10}  {name}", r.file, output::size(r.size), output::size(r.new_bytes));
+        writeln!(
+            ctx.io.out(),
+            "{}  {:>10}  new {:>10}  {name}",
+            r.file,
+            output::size(r.size),
+            output::size(r.new_bytes)
+        )?;
     }
-    println!(
+    writeln!(
+        ctx.io.out(),
         "added {} files: {} logical, {} new, {} deduplicated, in {:.2}s",
         sum.files,
         output::size(sum.logical_bytes),
         output::size(sum.new_bytes),
         output::size(sum.deduplicated_bytes),
         sum.seconds
-    );
+    )?;
+    Ok(())
 }
 
 /// The pin of an added file: its absolute path, so re-adding a path replaces its pin.
@@ -117,7 +132,8 @@ fn pin_name(path: &Path) -> String {
 fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let meta =
+            std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
         if meta.is_dir() {
             walk(p, &mut out)?;
         } else if meta.is_file() {
@@ -147,10 +163,14 @@ pub(crate) fn unpin(args: UnpinArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store()?;
     let mut missing = 0;
     for t in &args.targets {
-        let name = if FileHash::from_hex(t).is_ok() { format!("hash:{t}") } else { pin_name(Path::new(t)) };
+        let name = if FileHash::from_hex(t).is_ok() {
+            format!("hash:{t}")
+        } else {
+            pin_name(&ctx.path(Path::new(t)))
+        };
         let removed = store.unpin(&name)? || unpin_by_hash(&store, t)?;
         if !removed {
-            eprintln!("tessera: no pin for {t}");
+            writeln!(ctx.io.err(), "tessera: no pin for {t}")?;
             missing += 1;
         }
     }

@@ -25,10 +25,10 @@ pub(crate) struct CatArgs {
 
 pub(crate) fn run(args: CatArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store()?;
-    let hash = resolve_target(&store, &args)?;
+    let hash = resolve_target(ctx, &store, &args)?;
     let record = store.file(&hash)?.with_context(|| format!("file {hash} is not in the store"))?;
     let (start, end) = parse_range(args.range.as_deref(), record.size)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = ctx.io.out();
     let mut pos = start;
     while pos < end {
         let n = PIECE.min(end - pos);
@@ -41,13 +41,18 @@ pub(crate) fn run(args: CatArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// A file hash, given directly or as `org/name[@rev]:path`.
-fn resolve_target(store: &crate::store::Store, args: &CatArgs) -> anyhow::Result<FileHash> {
+fn resolve_target(
+    ctx: &Ctx,
+    store: &crate::store::Store,
+    args: &CatArgs,
+) -> anyhow::Result<FileHash> {
     if let Ok(h) = FileHash::from_hex(&args.target) {
         return Ok(h);
     }
-    let (spec, path) = args.target.split_once(':').context("expected a file hash or org/name[@rev]:path")?;
+    let (spec, path) =
+        args.target.split_once(':').context("expected a file hash or org/name[@rev]:path")?;
     let key = args.remote.key(spec)?;
-    let (commit, tree) = super::export::local_or_pull(store, &key, &args.remote)?;
+    let (commit, tree) = super::export::local_or_pull(ctx, store, &key, &args.remote)?;
     tree.iter()
         .find(|e| e.path == path)
         .map(|e| e.file)
@@ -59,7 +64,8 @@ pub(crate) fn parse_range(range: Option<&str>, size: u64) -> anyhow::Result<(u64
     let Some(r) = range else { return Ok((0, size)) };
     let (a, b) = r.split_once('-').context("range must look like START-END")?;
     let start = if a.is_empty() { 0 } else { a.parse().context("bad range start")? };
-    let end = if b.is_empty() { size } else { b.parse::<u64>().context("bad range end")?.min(size) };
+    let end =
+        if b.is_empty() { size } else { b.parse::<u64>().context("bad range end")?.min(size) };
     if start > end {
         bail!("range start {start} is after its end {end} (file has {size} bytes)");
     }

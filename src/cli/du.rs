@@ -1,5 +1,6 @@
 //! `tessera du`: logical versus physical usage.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::{Ctx, output};
@@ -15,18 +16,25 @@ pub(crate) struct DuArgs {
 pub(crate) fn run(args: DuArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let r = ctx.open_store()?.du()?;
     if args.json {
-        output::json_line(&r)?;
+        ctx.io.json_line(&r)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("files          {:>12}", r.files);
-    println!("logical bytes  {:>12}  ({})", r.logical_bytes, output::size(r.logical_bytes));
-    println!("unique bytes   {:>12}  ({})", r.unique_bytes, output::size(r.unique_bytes));
-    println!("on disk        {:>12}  ({})", r.physical_bytes, output::size(r.physical_bytes));
-    println!("xorbs          {:>12}", r.xorbs);
-    println!("chunks         {:>12}", r.chunks);
-    println!("dedup ratio    {:>12.2}x", r.dedup_ratio);
+    let mut out = ctx.io.out();
+    writeln!(out, "files          {:>12}", r.files)?;
+    let sizes = [
+        ("logical bytes", r.logical_bytes),
+        ("unique bytes", r.unique_bytes),
+        ("on disk", r.physical_bytes),
+    ];
+    for (label, n) in sizes {
+        writeln!(out, "{label:<14} {n:>12}  ({})", output::size(n))?;
+    }
+    writeln!(out, "xorbs          {:>12}", r.xorbs)?;
+    writeln!(out, "chunks         {:>12}", r.chunks)?;
+    writeln!(out, "dedup ratio    {:>12.2}x", r.dedup_ratio)?;
     if r.flat_files > 0 {
-        println!("flat copies    {:>12}  ({}, for mount passthrough)", r.flat_files, output::size(r.flat_bytes));
+        let flat = output::size(r.flat_bytes);
+        writeln!(out, "flat copies    {:>12}  ({flat}, for mount passthrough)", r.flat_files)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,13 +1,14 @@
 //! `tessera export`: a pulled revision as plain files, or as a Hugging Face cache that
 //! `huggingface_hub` and transformers use with `HF_HUB_OFFLINE=1`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use super::remote::{RemoteArgs, runtime};
 use super::Ctx;
+use super::remote::{RemoteArgs, runtime};
 use crate::store::{RevisionKey, Store, TreeEntry};
 
 /// Bytes copied per read from the store.
@@ -31,31 +32,42 @@ pub(crate) struct ExportArgs {
 pub(crate) fn run(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let key = args.remote.key(&args.repo)?;
     let store = ctx.open_store()?;
-    let (commit, tree) = local_or_pull(&store, &key, &args.remote)?;
+    let (commit, tree) = local_or_pull(ctx, &store, &key, &args.remote)?;
     match (&args.hf_cache, &args.dir) {
-        (Some(cache), None) => export_hf_cache(&store, &key, &commit, &tree, cache)?,
+        (Some(cache), None) => export_hf_cache(&store, &key, &commit, &tree, &ctx.path(cache))?,
         (None, Some(dir)) => {
             for e in &tree {
-                write_file(&store, e, &safe_join(dir, &e.path)?, None)?;
+                write_file(&store, e, &safe_join(&ctx.path(dir), &e.path)?, None)?;
             }
         }
         _ => bail!("give either a target DIR or --hf-cache CACHE_DIR"),
     }
-    eprintln!("exported {} files of {}@{} ({commit})", tree.len(), key.repo_id, key.revision);
+    writeln!(
+        ctx.io.err(),
+        "exported {} files of {}@{} ({commit})",
+        tree.len(),
+        key.repo_id,
+        key.revision
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The revision from the store, pulling it first unless offline.
-pub(crate) fn local_or_pull(store: &Store, key: &RevisionKey, remote: &RemoteArgs) -> anyhow::Result<(String, Vec<TreeEntry>)> {
+pub(crate) fn local_or_pull(
+    ctx: &Ctx,
+    store: &Store,
+    key: &RevisionKey,
+    remote: &RemoteArgs,
+) -> anyhow::Result<(String, Vec<TreeEntry>)> {
     if let Ok(found) = crate::sync::local_revision(store, key) {
-        if remote.offline() || crate::protocol::is_commit_id(&key.revision) {
+        if remote.offline(&ctx.env) || crate::protocol::is_commit_id(&key.revision) {
             return Ok(found);
         }
     }
-    if remote.offline() {
+    if remote.offline(&ctx.env) {
         return Ok(crate::sync::local_revision(store, key)?);
     }
-    let hub = remote.client()?;
+    let hub = remote.client(&ctx.env)?;
     runtime()?.block_on(crate::sync::pull(&hub, store, key, &()))?;
     Ok(crate::sync::local_revision(store, key)?)
 }
@@ -64,11 +76,18 @@ pub(crate) fn local_or_pull(store: &Store, key: &RevisionKey, remote: &RemoteArg
 /// The commit and every blob name came from a hub, so each must be an id (40-hex commit,
 /// 64-hex sha256, 40-hex git blob id) before it names a folder or file, and a git blob id is
 /// recomputed from the bytes written under it.
-fn export_hf_cache(store: &Store, key: &RevisionKey, commit: &str, tree: &[TreeEntry], cache: &Path) -> anyhow::Result<()> {
+fn export_hf_cache(
+    store: &Store,
+    key: &RevisionKey,
+    commit: &str,
+    tree: &[TreeEntry],
+    cache: &Path,
+) -> anyhow::Result<()> {
     if !crate::protocol::is_commit_id(commit) {
         bail!("{commit:?} is not a commit id; refusing to name a snapshot folder after it");
     }
-    let repo_dir = cache.join(format!("{}s--{}", key.repo_type, key.repo_id.to_string().replace('/', "--")));
+    let repo_dir =
+        cache.join(format!("{}s--{}", key.repo_type, key.repo_id.to_string().replace('/', "--")));
     let snapshot = repo_dir.join("snapshots").join(commit);
     for e in tree {
         let etag = if e.lfs { e.sha256.to_string() } else { e.git_oid.clone() };
@@ -86,7 +105,8 @@ fn export_hf_cache(store: &Store, key: &RevisionKey, commit: &str, tree: &[TreeE
         let depth = e.path.matches('/').count() + 2;
         let target = PathBuf::from("../".repeat(depth)).join("blobs").join(&etag);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&target, &link).with_context(|| format!("cannot link {}", link.display()))?;
+        std::os::unix::fs::symlink(&target, &link)
+            .with_context(|| format!("cannot link {}", link.display()))?;
     }
     if !crate::protocol::is_commit_id(&key.revision) {
         let r = safe_join(&repo_dir.join("refs"), &key.revision)?;
@@ -100,13 +120,19 @@ fn export_hf_cache(store: &Store, key: &RevisionKey, commit: &str, tree: &[TreeE
 
 /// `base/path`, refusing paths that would leave `base`.
 fn safe_join(base: &Path, path: &str) -> anyhow::Result<PathBuf> {
-    let clean = crate::protocol::normalize_repo_path(path).with_context(|| format!("unsafe path {path:?}"))?;
+    let clean = crate::protocol::normalize_repo_path(path)
+        .with_context(|| format!("unsafe path {path:?}"))?;
     Ok(base.join(clean))
 }
 
 /// Writes one file's bytes from the store, via a temp file renamed into place. With
 /// `git_oid`, the bytes must hash to that git blob id, or nothing is put in place.
-fn write_file(store: &Store, e: &TreeEntry, dest: &Path, git_oid: Option<&str>) -> anyhow::Result<()> {
+fn write_file(
+    store: &Store,
+    e: &TreeEntry,
+    dest: &Path,
+    git_oid: Option<&str>,
+) -> anyhow::Result<()> {
     use sha1::Digest;
     use std::io::Write;
     let record = store.file(&e.file)?.with_context(|| format!("{} is not in the store", e.path))?;
@@ -114,7 +140,9 @@ fn write_file(store: &Store, e: &TreeEntry, dest: &Path, git_oid: Option<&str>) 
         std::fs::create_dir_all(parent)?;
     }
     let tmp = dest.with_extension("tessera-partial");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+    );
     let mut blob = git_oid.map(|_| sha1::Sha1::new_with_prefix(format!("blob {}\0", record.size)));
     let mut pos = 0;
     while pos < record.size {

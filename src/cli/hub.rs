@@ -60,6 +60,9 @@ pub struct HubServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
+    /// Serve Prometheus metrics at http://ADDR/metrics (store size by class, build info).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Store directory holding files, repos, refs and commits [default: --home].
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
@@ -221,14 +224,22 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         Some(url) => Some(Bucket::connect(url, runtime.handle().clone())?),
         None => None,
     };
-    let state = AppState::open_with(&data, options, bucket)
-        .with_context(|| format!("opening {}", data.display()))?;
+    let state = AppState::open_with(&data, options, bucket).map_err(|e| {
+        let held = e
+            .to_string()
+            .contains("LOCK")
+            .then(|| format!(": {}", super::control::held_message(&data)));
+        anyhow::anyhow!("opening {}{}: {e}", data.display(), held.unwrap_or_default())
+    })?;
+    // Other commands on this store run in here while it serves (`cli::control`).
+    let _control = serve_node(&args, &state.store)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         let addr = listener.local_addr()?;
         println!("tessera hub: listening on http://{addr}");
+        super::notify::ready(&super::env::Env::process(), &format!("listening on http://{addr}"));
         tracing::info!(%addr, data = %data.display(), "hub server ready");
         serve(listener, state, shutdown_signal()).await?;
         tracing::info!("hub server stopped");
@@ -237,6 +248,44 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
     // Blocking store work still running after the grace period is not waited for either.
     runtime.shutdown_timeout(grace);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `tessera status` shows of a hub server.
+struct HubStatus {
+    metrics: Option<SocketAddr>,
+}
+
+impl super::status::HolderStatus for HubStatus {
+    fn describe(&self) -> serde_json::Value {
+        let (pid, command) = super::control::identity();
+        let metrics = self.metrics.map(|a| a.to_string());
+        serde_json::json!({ "kind": "hub serve", "pid": pid, "command": command, "metrics_listen": metrics })
+    }
+
+    fn render(&self, _out: &mut String) {}
+
+    fn refuses_gc(&self) -> Option<&'static str> {
+        Some(
+            "inside a hub server: it may be receiving a push whose xorbs and files no commit roots yet; stop `tessera hub serve`, then run gc",
+        )
+    }
+}
+
+/// `--metrics-listen`, and the control socket through which other commands on this store run
+/// in here while it serves (`cli::control`).
+fn serve_node(
+    args: &HubServeArgs,
+    store: &crate::store::Store,
+) -> anyhow::Result<super::control::ControlServer> {
+    let mut status = HubStatus { metrics: None };
+    if let Some(addr) = args.metrics_listen {
+        let st = store.clone();
+        let render = std::sync::Arc::new(move || super::status::exposition(&st, None));
+        let bound = super::status::serve_metrics(addr, render)?;
+        eprintln!("tessera hub: metrics at http://{bound}/metrics");
+        status.metrics = Some(bound);
+    }
+    super::serve_control(super::control::Held::new(store.clone(), std::sync::Arc::new(status)))
 }
 
 fn secs(n: u64) -> std::time::Duration {

@@ -1,9 +1,10 @@
 //! `tessera ls`: the files of a pulled revision.
 
+use std::io::Write;
 use std::process::ExitCode;
 
+use super::Ctx;
 use super::remote::RemoteArgs;
-use super::{Ctx, output};
 
 /// Arguments of `tessera ls`.
 #[derive(Debug, clap::Args)]
@@ -20,16 +21,16 @@ pub(crate) struct LsArgs {
 pub(crate) fn run(args: LsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let key = args.remote.key(&args.repo)?;
     let store = ctx.open_store()?;
-    let (commit, tree) = super::export::local_or_pull(&store, &key, &args.remote)?;
+    let (commit, tree) = super::export::local_or_pull(ctx, &store, &key, &args.remote)?;
     for e in &tree {
         if args.json {
-            output::json_line(e)?;
+            ctx.io.json_line(e)?;
         } else {
-            println!("{:>12}  {}  {}  {}", e.size, e.file, e.sha256, e.path);
+            writeln!(ctx.io.out(), "{:>12}  {}  {}  {}", e.size, e.file, e.sha256, e.path)?;
         }
     }
     if !args.json {
-        eprintln!("{} files at commit {commit}", tree.len());
+        writeln!(ctx.io.err(), "{} files at commit {commit}", tree.len())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,15 +5,18 @@ mod add;
 #[cfg(all(feature = "mount", feature = "infer"))]
 mod bench;
 mod cat;
+mod control;
 mod du;
+mod env;
 mod export;
 mod fsck;
 mod gc;
 mod hash;
-mod ls;
 pub mod hub;
+mod ls;
 #[cfg(feature = "mount")]
 mod mount;
+mod notify;
 #[cfg(feature = "infer")]
 mod ort_lib;
 mod output;
@@ -22,7 +25,9 @@ mod push;
 mod remote;
 #[cfg(feature = "infer")]
 mod serve;
+mod status;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -61,6 +66,9 @@ enum Command {
     Gc(gc::GcArgs),
     /// Forget a pin made by `add` (the data goes at the next `gc`).
     Unpin(add::UnpinArgs),
+    /// What the store's holder (a mount or hub server) is doing: mounts, revisions open, reads,
+    /// fetches, recent errors, cache use; `--prometheus` prints the metrics text.
+    Status(status::StatusArgs),
     /// Mirror a revision of a Hub repo into the store, fetching only what it lacks.
     Pull(pull::PullArgs),
     /// Publish a folder as a commit, sending only the chunks the remote lacks.
@@ -88,38 +96,161 @@ enum Command {
     },
 }
 
-/// Context every subcommand receives.
+impl Command {
+    /// Whether the command works on the store and so, while a mount or hub server holds it,
+    /// runs in that holder (see `control`). The holders themselves, and commands that never
+    /// open the store, run here.
+    fn uses_store(&self) -> bool {
+        match self {
+            Command::Hash(_) | Command::Hub { .. } => false,
+            #[cfg(feature = "mount")]
+            Command::Mount(_) => false,
+            #[cfg(feature = "infer")]
+            Command::Serve(_) => false,
+            #[cfg(all(feature = "mount", feature = "infer"))]
+            Command::Bench { .. } => false,
+            _ => true,
+        }
+    }
+}
+
+/// Context every subcommand receives: where the store is, and the caller's working
+/// directory, environment and output streams (a forwarded command's are its client's).
 pub(crate) struct Ctx {
     pub(crate) home: PathBuf,
+    pub(crate) cwd: PathBuf,
+    pub(crate) env: env::Env,
+    pub(crate) io: output::Io,
+    /// The holder's open store, when this command runs inside the holder.
+    held: Option<control::Held>,
 }
 
 impl Ctx {
+    /// A command run by this process for itself.
+    fn local(home: PathBuf) -> Self {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        Self { home, cwd, env: env::Env::process(), io: output::Io::process(), held: None }
+    }
+
+    /// The status of the holder running this command, if one does.
+    pub(crate) fn holder_status(&self) -> Option<std::sync::Arc<dyn status::HolderStatus>> {
+        self.held.as_ref().map(|h| h.status.clone())
+    }
+
+    /// A path from the command line, relative to the caller's working directory.
+    pub(crate) fn path(&self, p: &std::path::Path) -> PathBuf {
+        self.cwd.join(p)
+    }
+
     pub(crate) fn open_store(&self) -> anyhow::Result<crate::store::Store> {
         self.open_store_with(crate::store::StoreOptions::default())
     }
 
-    /// Opens the store with explicit options (the mount's smaller chunk cache).
-    pub(crate) fn open_store_with(&self, options: crate::store::StoreOptions) -> anyhow::Result<crate::store::Store> {
-        crate::store::Store::open_with(&self.home, options).map_err(|e| {
-            anyhow::anyhow!("cannot open the store at {}: {e:#}", self.home.display())
-        })
+    /// Opens the store with explicit options (the mount's smaller chunk cache), and records
+    /// this process as its holder. A store held by another process is an error naming it.
+    /// Inside the holder it is the holder's open store, whose options are the holder's.
+    pub(crate) fn open_store_with(
+        &self,
+        options: crate::store::StoreOptions,
+    ) -> anyhow::Result<crate::store::Store> {
+        if let Some(held) = &self.held {
+            return Ok(held.store.clone());
+        }
+        let store = crate::store::Store::open_with(&self.home, options).map_err(|e| {
+            let held =
+                is_lock_error(&e).then(|| format!(": {}", control::held_message(&self.home)));
+            anyhow::anyhow!(
+                "cannot open the store at {}{}: {e:#}",
+                self.home.display(),
+                held.unwrap_or_default()
+            )
+        })?;
+        if let Err(e) = control::write_record(&self.home, false) {
+            tracing::warn!(error = %format!("{e:#}"), "cannot record this process as the store's holder");
+        }
+        Ok(store)
     }
+}
+
+/// Whether opening failed because another process holds RocksDB's lock.
+fn is_lock_error(e: &crate::store::StoreError) -> bool {
+    matches!(e, crate::store::StoreError::Db(db) if db.as_ref().contains("LOCK"))
 }
 
 /// Entry point of the `tessera` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = cli.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "warn".into());
+    let filter =
+        cli.log.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "warn".into());
     init_logging(&filter);
-    let ctx = Ctx { home: cli.home.clone().unwrap_or_else(default_home) };
-    match run(cli.command, &ctx) {
-        Ok(code) => code,
-        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tessera: error: {e:#}");
-            ExitCode::from(2)
+    let home = cli.home.clone().unwrap_or_else(default_home);
+    let ctx = Ctx::local(home);
+    if cli.command.uses_store() {
+        match control::forward(&ctx.home, &ctx.env) {
+            Ok(Some(code)) => return ExitCode::from(code),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("tessera: error: {e:#}");
+                return ExitCode::from(2);
+            }
         }
     }
+    ExitCode::from(execute(cli.command, &ctx))
+}
+
+/// Runs a command and reports its error on the command's stderr; returns the exit status
+/// (0 ok, 1 the command's own "no" (fsck found damage), 2 an error).
+fn execute(command: Command, ctx: &Ctx) -> u8 {
+    let code = match run(command, ctx) {
+        Ok(code) => exit_number(code),
+        Err(e) if output::is_broken_pipe(&e) => 0,
+        Err(e) => {
+            let _ = writeln!(ctx.io.err(), "tessera: error: {e:#}");
+            2
+        }
+    };
+    match ctx.io.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe && code == 0 => 2,
+        _ => code,
+    }
+}
+
+/// The number of an `ExitCode` (which does not expose it).
+fn exit_number(code: ExitCode) -> u8 {
+    (0..=u8::MAX).find(|&n| ExitCode::from(n) == code).unwrap_or(2)
+}
+
+/// In a holder: parses and runs a command another `tessera` forwarded, against the open
+/// store, with the caller's directory, environment and streams.
+fn run_forwarded(request: control::Request, held: control::Held, io: output::Io) -> u8 {
+    let cli = match Cli::try_parse_from(&request.argv) {
+        Ok(cli) if cli.command.uses_store() => cli,
+        Ok(_) => {
+            let _ = writeln!(
+                io.err(),
+                "tessera: error: this command does not run through the store's holder"
+            );
+            return 2;
+        }
+        Err(e) => {
+            let _ = write!(io.err(), "{}", e.render());
+            return 2;
+        }
+    };
+    let gate = match cli.command {
+        Command::Gc(_) => Some(true),
+        Command::Status(_) => None,
+        _ => Some(false),
+    };
+    let home = held.store.home().to_path_buf();
+    let lent = held.clone();
+    let ctx = Ctx { home, cwd: PathBuf::from(request.cwd), env: request.env, io, held: Some(held) };
+    lent.gated(gate, || execute(cli.command, &ctx))
+}
+
+/// Serves the control socket of a holder's store (`mount`, `hub serve`).
+pub(crate) fn serve_control(held: control::Held) -> anyhow::Result<control::ControlServer> {
+    control::serve(held, run_forwarded)
 }
 
 fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -131,6 +262,7 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => fsck::run(a, ctx),
         Command::Gc(a) => gc::run(a, ctx),
         Command::Unpin(a) => add::unpin(a, ctx),
+        Command::Status(a) => status::run(a, ctx),
         Command::Pull(a) => pull::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),
         Command::Ls(a) => ls::run(a, ctx),
@@ -156,5 +288,6 @@ fn default_home() -> PathBuf {
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -4,13 +4,15 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::Ctx;
-use super::output::parse_duration;
+use super::control::{ControlServer, Held};
+use super::output::{parse_duration, parse_size};
+use super::status::{HolderStatus, exposition, serve_metrics};
 use crate::mount::{MountConfig, Mounted, Vfs, VfsOptions};
 use crate::store::{RemoteSource, Store};
 
@@ -54,6 +56,11 @@ pub(crate) struct MountArgs {
     /// Hub to fetch from on demand [env: HF_ENDPOINT; default: https://huggingface.co].
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks
+    /// one, which `tessera status` shows): bytes served and fetched, cache hits and misses,
+    /// fetch latency, fetches in flight, errors by kind, store size by class, build info.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Mount without fusermount3's auto_unmount (a killed process then leaves a stale mount
     /// point, which the next `tessera mount` cleans up).
     #[arg(long)]
@@ -91,8 +98,9 @@ pub(crate) fn run(args: MountArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let runtime = super::remote::runtime()?;
     let handle = runtime.handle().clone();
     let stall = args.fetch_timeout;
+    let env = ctx.env.clone();
     let factory = move |store: &Store| -> anyhow::Result<Arc<dyn RemoteSource>> {
-        let hub = remote.client_with(crate::hub::RetryPolicy::interactive())?;
+        let hub = remote.client_with(&env, crate::hub::RetryPolicy::interactive())?;
         Ok(Arc::new(crate::sync::HubSource::new(hub, store.clone(), handle.clone(), stall)))
     };
     let code = run_with(args, ctx, Some(&factory));
@@ -108,7 +116,8 @@ pub(crate) fn run_with(
 ) -> anyhow::Result<ExitCode> {
     // The kernel's page cache holds what was read; the chunk cache only bridges a reader and
     // the bytes decoded (or just fetched) ahead of it, so a small one keeps the daemon lean.
-    let cache_bytes = usize::try_from(args.read_ahead).unwrap_or(usize::MAX).saturating_add(MOUNT_DECODE_CACHE);
+    let cache_bytes =
+        usize::try_from(args.read_ahead).unwrap_or(usize::MAX).saturating_add(MOUNT_DECODE_CACHE);
     let store = ctx.open_store_with(crate::store::StoreOptions { cache_bytes })?;
     let remote = match (args.offline, remote) {
         (true, _) => None,
@@ -136,12 +145,20 @@ pub(crate) fn run_with(
     };
     let mode = if remote.is_some() { "lazy" } else { "offline" };
     let closing = store.clone();
-    let mounted = crate::mount::mount(Vfs::new(store, remote, opts), &args.mountpoint, &cfg)?;
+    let vfs = Vfs::new(store.clone(), remote, opts);
+    let mounted = crate::mount::mount(vfs.clone(), &args.mountpoint, &cfg)?;
+    let status = Arc::new(MountStatus {
+        vfs,
+        mountpoint: mounted.mountpoint().to_path_buf(),
+        metrics: OnceLock::new(),
+    });
+    let control = serve_node(&args, store, &status)?;
     eprintln!(
         "tessera: mounted {} at {} ({mode}); Ctrl-C or SIGTERM unmounts",
         ctx.home.display(),
         mounted.mountpoint().display()
     );
+    super::notify::ready(&ctx.env, &format!("mounted {}", mounted.mountpoint().display()));
     let why = wait_for_stop(&mounted)?;
     let mountpoint = mounted.mountpoint().to_path_buf();
     mounted.unmount()?;
@@ -149,12 +166,57 @@ pub(crate) fn run_with(
     if let Err(e) = closing.flush() {
         tracing::warn!(error = %e, "could not index the last fetched chunks");
     }
+    drop(control);
     // Read-ahead and streams still running finish while the runtime they use is alive.
     if !closing.close(CLOSE_WAIT) {
         tracing::warn!("fetches still running {CLOSE_WAIT:?} after the unmount; exiting anyway");
     }
     eprintln!("tessera: {why}: unmounted {}", mountpoint.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `tessera status` and `/metrics` show of a mount.
+struct MountStatus {
+    vfs: Vfs,
+    mountpoint: PathBuf,
+    /// Where `--metrics-listen` bound, once it has.
+    metrics: OnceLock<std::net::SocketAddr>,
+}
+
+impl HolderStatus for MountStatus {
+    fn describe(&self) -> serde_json::Value {
+        let (pid, command) = super::control::identity();
+        let s = self.vfs.metrics().snapshot();
+        serde_json::json!({
+            "kind": "mount", "pid": pid, "command": command,
+            "mountpoint": self.mountpoint, "revisions_open": self.vfs.open_revisions(),
+            "bytes_served": s.bytes_served, "bytes_fetched": self.vfs.bytes_fetched(),
+            "cache_hits": s.cache_hits, "cache_misses": s.cache_misses,
+            "fetches_in_flight": s.fetches_in_flight, "errors": s.errors,
+            "recent_errors": s.recent_errors,
+            "metrics_listen": self.metrics.get().map(ToString::to_string),
+        })
+    }
+
+    fn render(&self, out: &mut String) {
+        self.vfs.metrics().render(out, self.vfs.bytes_fetched());
+    }
+}
+
+/// Starts what makes the mount a node service: `--metrics-listen`, and the control socket
+/// through which other commands on this home run in here from now on (`cli::control`).
+fn serve_node(
+    args: &MountArgs,
+    store: Store,
+    status: &Arc<MountStatus>,
+) -> anyhow::Result<ControlServer> {
+    if let Some(addr) = args.metrics_listen {
+        let (st, s) = (store.clone(), status.clone());
+        let bound = serve_metrics(addr, Arc::new(move || exposition(&st, Some(s.as_ref()))))?;
+        let _ = status.metrics.set(bound);
+        eprintln!("tessera: metrics at http://{bound}/metrics");
+    }
+    super::serve_control(Held::new(store, status.clone()))
 }
 
 /// Blocks until SIGINT, SIGTERM or the session ending by itself; says which.
@@ -173,27 +235,6 @@ fn wait_for_stop(mounted: &Mounted) -> anyhow::Result<&'static str> {
             }
         }
     })
-}
-
-/// `33554432`, `512K`, `32M`, `1G` (binary units; `MiB`, `GiB` spelled out work too), at least
-/// 1 MiB and at most 4 GiB.
-fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().with_context(|| format!("bad size {s:?} (try 32M or 1G)"))?;
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KIB" => 10,
-        "M" | "MIB" => 20,
-        "G" | "GIB" => 30,
-        _ => bail!("bad size unit in {s:?} (use K, M or G)"),
-    };
-    let bytes = n.checked_mul(1 << shift).context("size too large")?;
-    if !(1 << 20..=4 << 30).contains(&bytes) {
-        bail!("size {s:?} out of range (1M to 4G)");
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

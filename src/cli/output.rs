@@ -1,12 +1,78 @@
-//! Output helpers: JSON lines for scripts, human sizes, progress bars only on a terminal.
+//! Output helpers: where a command's stdout and stderr go, JSON lines for scripts, human sizes,
+//! progress bars only on a terminal.
+//!
+//! Commands write through [`Io`] rather than `println!`: run by the store's holder on behalf
+//! of another `tessera` (see `control`), their output travels back to that process.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::{Mutex, MutexGuard};
 
-/// Prints one JSON object as a line on stdout.
+/// A boxed output stream.
+pub(crate) type Sink = Box<dyn Write + Send>;
+
+/// A command's stdout and stderr.
+pub(crate) struct Io {
+    out: Mutex<Sink>,
+    err: Mutex<Sink>,
+    /// Whether `err` is this process's stderr on a terminal (progress bars draw only there).
+    terminal: bool,
+}
+
+impl Io {
+    /// This process's stdout and stderr.
+    pub(crate) fn process() -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        Self {
+            out: Mutex::new(Box::new(std::io::stdout())),
+            err: Mutex::new(Box::new(std::io::stderr())),
+            terminal,
+        }
+    }
+
+    /// Other streams (a forwarded command's); never a terminal of ours.
+    pub(crate) fn new(out: Sink, err: Sink) -> Self {
+        Self { out: Mutex::new(out), err: Mutex::new(err), terminal: false }
+    }
+
+    /// Stdout, locked.
+    pub(crate) fn out(&self) -> MutexGuard<'_, Sink> {
+        self.out.lock()
+    }
+
+    /// Stderr, locked.
+    pub(crate) fn err(&self) -> MutexGuard<'_, Sink> {
+        self.err.lock()
+    }
+
+    /// Prints one JSON object as a line on stdout.
+    pub(crate) fn json_line(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        let mut out = self.out();
+        serde_json::to_writer(&mut *out, value)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Flushes both streams (buffered forwarded output goes out before the exit status).
+    pub(crate) fn flush(&self) -> std::io::Result<()> {
+        self.out().flush()?;
+        self.err().flush()
+    }
+
+    /// A byte progress bar on stderr, hidden unless stderr is our own terminal.
+    pub(crate) fn byte_bar(&self, total: u64, what: &str) -> ProgressBar {
+        if !self.terminal {
+            return ProgressBar::hidden();
+        }
+        byte_bar(total, what)
+    }
+}
+
+/// Prints one JSON object as a line on this process's stdout (commands that never run in a
+/// holder: `hash`).
 pub(crate) fn json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, value)?;
@@ -19,11 +85,8 @@ pub(crate) fn size(bytes: u64) -> String {
     indicatif::BinaryBytes(bytes).to_string()
 }
 
-/// A byte progress bar on stderr, hidden when stderr is not a terminal.
-pub(crate) fn byte_bar(total: u64, what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
+/// A byte progress bar on stderr.
+fn byte_bar(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     let style = ProgressStyle::with_template(
         "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
@@ -42,6 +105,27 @@ pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+/// `33554432`, `512K`, `32M`, `1G` (binary units; `MiB`, `GiB` spelled out work too), at least
+/// 1 MiB and at most 4 GiB.
+pub(crate) fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().with_context(|| format!("bad size {s:?} (try 32M or 1G)"))?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KIB" => 10,
+        "M" | "MIB" => 20,
+        "G" | "GIB" => 30,
+        _ => bail!("bad size unit in {s:?} (use K, M or G)"),
+    };
+    let bytes = n.checked_mul(1 << shift).context("size too large")?;
+    if !(1 << 20..=4 << 30).contains(&bytes) {
+        bail!("size {s:?} out of range (1M to 4G)");
+    }
+    Ok(bytes)
+}
+
 
 /// `90`, `90s`, `10m`, `2h`, `1d`.
 pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {

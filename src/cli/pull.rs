@@ -1,5 +1,6 @@
 //! `tessera pull`: mirror a revision into the store.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use indicatif::ProgressBar;
@@ -39,24 +40,25 @@ pub(crate) fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let key = args.remote.key(&args.repo)?;
     let store =
         ctx.open_store_with(crate::store::StoreOptions { cache_bytes: PULL_CHUNK_CACHE })?;
-    let report = if args.remote.offline() {
+    let report = if args.remote.offline(&ctx.env) {
         crate::sync::pull_offline(&store, &key)?
     } else {
-        let hub = args.remote.client()?;
-        let bar = Bar(output::byte_bar(0, "pulling"));
+        let hub = args.remote.client(&ctx.env)?;
+        let bar = Bar(ctx.io.byte_bar(0, "pulling"));
         let report = runtime()?.block_on(crate::sync::pull(&hub, &store, &key, &bar))?;
         bar.0.finish_and_clear();
         report
     };
-    print(&report, args.json)?;
+    print(ctx, &report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print(r: &PullReport, json: bool) -> anyhow::Result<()> {
+fn print(ctx: &Ctx, r: &PullReport, json: bool) -> anyhow::Result<()> {
     if json {
-        return output::json_line(r);
+        return ctx.io.json_line(r);
     }
-    println!(
+    writeln!(
+        ctx.io.out(),
         "{}@{} -> {}: {} files, {} total, {} fetched in {:.2}s",
         r.repo,
         r.revision,
@@ -65,6 +67,6 @@ fn print(r: &PullReport, json: bool) -> anyhow::Result<()> {
         output::size(r.bytes_total),
         output::size(r.bytes_fetched),
         r.seconds
-    );
+    )?;
     Ok(())
 }

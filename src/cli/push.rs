@@ -1,5 +1,6 @@
 //! `tessera push`: publish a folder as a commit, sending only what the remote lacks.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -72,21 +73,21 @@ impl PushProgress for Bar {
 }
 
 pub(crate) fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    if args.remote.offline() {
+    if args.remote.offline(&ctx.env) {
         anyhow::bail!("push needs the network (unset HF_HUB_OFFLINE, drop --offline)");
     }
-    let opts = options(&args)?;
-    let hub = args.remote.client()?;
+    let opts = options(&args, ctx)?;
+    let hub = args.remote.client(&ctx.env)?;
     let store = ctx.open_store()?;
-    let bar = Bar(output::byte_bar(0, "pushing"));
+    let bar = Bar(ctx.io.byte_bar(0, "pushing"));
     let report = runtime()?.block_on(crate::sync::push(&hub, &store, &opts, &bar));
     bar.0.finish_and_clear();
     let report = report.with_context(|| format!("push to {} failed", opts.repo_id))?;
-    print(&report, args.json)?;
+    print(ctx, &report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn options(args: &PushArgs) -> anyhow::Result<PushOptions> {
+fn options(args: &PushArgs, ctx: &Ctx) -> anyhow::Result<PushOptions> {
     let key = args.remote.key(&args.repo)?;
     let repo_type = key.repo_type;
     if args.space_sdk.is_some() && repo_type != RepoType::Space {
@@ -96,7 +97,7 @@ fn options(args: &PushArgs) -> anyhow::Result<PushOptions> {
         crate::protocol::validate_ref_name(tag).with_context(|| format!("bad tag {tag:?}"))?;
     }
     Ok(PushOptions {
-        dir: args.dir.clone(),
+        dir: ctx.path(&args.dir),
         repo_type,
         repo_id: key.repo_id.to_string(),
         branch: key.revision,
@@ -113,9 +114,9 @@ fn options(args: &PushArgs) -> anyhow::Result<PushOptions> {
     })
 }
 
-fn print(r: &PushReport, json: bool) -> anyhow::Result<()> {
+fn print(ctx: &Ctx, r: &PushReport, json: bool) -> anyhow::Result<()> {
     if json {
-        return output::json_line(r);
+        return ctx.io.json_line(r);
     }
     let target = format!("{}@{}", r.repo, r.revision);
     let commit = r.commit.as_deref().unwrap_or("(new repo)");
@@ -131,19 +132,24 @@ fn print(r: &PushReport, json: bool) -> anyhow::Result<()> {
         r.chunks_total
     );
     if let (Some(url), Some(rev)) = (&r.pr_url, &r.pr_revision) {
-        println!("opened pull request {rev} on {}: {url}", r.repo);
+        writeln!(ctx.io.out(), "opened pull request {rev} on {}: {url}", r.repo)?;
     }
     match (r.dry_run, r.pushed) {
         (true, _) if r.files_added + r.files_updated + r.files_deleted == 0 => {
-            println!("dry run: {target} is up to date at {commit}")
+            writeln!(ctx.io.out(), "dry run: {target} is up to date at {commit}")?
         }
-        (true, _) => {
-            println!("dry run: {target} at {commit}: would push {changes}, sending {sent}")
+        (true, _) => writeln!(
+            ctx.io.out(),
+            "dry run: {target} at {commit}: would push {changes}, sending {sent}"
+        )?,
+        (false, false) => {
+            writeln!(ctx.io.out(), "{target} is up to date at {commit}: nothing to push")?
         }
-        (false, false) => println!("{target} is up to date at {commit}: nothing to push"),
-        (false, true) => {
-            println!("{target} -> {commit}: {changes}; sent {sent} in {:.2}s", r.seconds)
-        }
+        (false, true) => writeln!(
+            ctx.io.out(),
+            "{target} -> {commit}: {changes}; sent {sent} in {:.2}s",
+            r.seconds
+        )?,
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
+use super::env::Env;
 use crate::hub::{HubClient, HubConfig, RetryPolicy};
 use crate::store::RevisionKey;
 
@@ -23,23 +24,23 @@ pub(crate) struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    pub(crate) fn offline(&self) -> bool {
-        self.offline || env_flag("HF_HUB_OFFLINE")
+    pub(crate) fn offline(&self, env: &Env) -> bool {
+        self.offline || env.flag("HF_HUB_OFFLINE")
     }
 
     /// A client for the configured Hub (token from `HF_TOKEN` or `$HF_HOME/token`).
-    pub(crate) fn client(&self) -> anyhow::Result<HubClient> {
-        self.client_with(RetryPolicy::default())
+    pub(crate) fn client(&self, env: &Env) -> anyhow::Result<HubClient> {
+        self.client_with(env, RetryPolicy::default())
     }
 
     /// Same, with a retry policy of the caller's choice.
-    pub(crate) fn client_with(&self, retry: RetryPolicy) -> anyhow::Result<HubClient> {
+    pub(crate) fn client_with(&self, env: &Env, retry: RetryPolicy) -> anyhow::Result<HubClient> {
         let endpoint = self
             .endpoint
             .clone()
-            .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|s| !s.is_empty()))
+            .or_else(|| env.get("HF_ENDPOINT").filter(|s| !s.is_empty()).map(str::to_string))
             .unwrap_or_else(|| "https://huggingface.co".to_string());
-        let config = HubConfig { endpoint, token: hf_token(), retry };
+        let config = HubConfig { endpoint, token: hf_token(env), retry };
         HubClient::new(config).context("cannot set up the HTTP client")
     }
 
@@ -56,27 +57,26 @@ pub(crate) fn parse_spec(spec: &str, repo_type: &str) -> anyhow::Result<Revision
         Some(_) => bail!("empty revision in {spec:?}"),
         None => (spec, "main"),
     };
-    let repo_id = crate::protocol::RepoId::parse(repo).with_context(|| format!("bad repo id {repo:?}"))?;
-    let repo_type = crate::protocol::RepoType::from_name(Some(repo_type)).with_context(|| format!("bad repo type {repo_type:?}"))?;
+    let repo_id =
+        crate::protocol::RepoId::parse(repo).with_context(|| format!("bad repo id {repo:?}"))?;
+    let repo_type = crate::protocol::RepoType::from_name(Some(repo_type))
+        .with_context(|| format!("bad repo type {repo_type:?}"))?;
     let revision = rev.replace("%2F", "/").replace("%2f", "/");
     RevisionKey::new(repo_type, repo_id, &revision).with_context(|| format!("bad revision {rev:?}"))
 }
 
-fn hf_token() -> Option<String> {
-    if let Ok(t) = std::env::var("HF_TOKEN") {
+fn hf_token(env: &Env) -> Option<String> {
+    if let Some(t) = env.get("HF_TOKEN") {
         let t = t.trim().to_string();
         return (!t.is_empty()).then_some(t);
     }
-    let home = std::env::var_os("HF_HOME").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface"))
-    })?;
+    let home = env
+        .get("HF_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.get("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface")))?;
     let t = std::fs::read_to_string(home.join("token")).ok()?;
     let t = t.trim().to_string();
     (!t.is_empty()).then_some(t)
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 /// A tokio runtime for one command.

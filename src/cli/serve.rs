@@ -19,6 +19,10 @@ pub(crate) struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the bound address is logged).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Also serve the inference metrics (plus build info) at http://ADDR/metrics, apart from
+    /// the API's own `/metrics`, for a scraper that must not reach the API port.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Also answer the KServe v2 gRPC protocol (`inference.GRPCInferenceService`, as
     /// `tritonclient.grpc` speaks it) on this address; port 0 picks a free port (logged as
     /// `gRPC listening on ADDR`). Off when not given.
@@ -149,6 +153,16 @@ pub(crate) fn run(args: ServeArgs, home: &Path) -> anyhow::Result<()> {
         ServeState::with_batching(&args.models, workers, &request_limits(&args), Some(batch));
     let runtime = Arc::new(runtime);
     state.set_loader(loader(&runtime, &args.warmups, &opts));
+    if let Some(addr) = args.metrics_listen {
+        let st = Arc::clone(&state);
+        let render = move || {
+            let mut text = String::new();
+            crate::metrics::build_info(&mut text);
+            text + &st.metrics().render()
+        };
+        let bound = super::status::serve_metrics(addr, Arc::new(render))?;
+        eprintln!("tessera serve: metrics at http://{bound}/metrics");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,15 +1,14 @@
 //! Serving metrics in the Prometheus text format: per model, requests, errors by status, a
 //! latency histogram and the model's load time. Lock-free counters; the set of models is fixed
-//! when the server starts.
+//! when the server starts. The exposition itself is [`crate::metrics`]'s.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the latency histogram's buckets; `+Inf` is implied.
-pub const LATENCY_BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub use crate::metrics::LATENCY_BUCKETS;
+use crate::metrics::{Histogram, escape_label};
 
 /// Counters of one model.
 #[derive(Debug, Default)]
@@ -17,8 +16,7 @@ pub struct ModelMetrics {
     requests: AtomicU64,
     /// (status code, count); the few codes the server answers with.
     errors: [(u16, AtomicU64); 5],
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    latency_sum_us: AtomicU64,
+    latency: Histogram,
     load_us: AtomicU64,
     loaded: AtomicU64,
     cache_hit: AtomicU64,
@@ -60,11 +58,7 @@ impl ModelMetrics {
             let slot = self.errors.iter().find(|(c, _)| *c == status).unwrap_or(&self.errors[4]);
             slot.1.fetch_add(1, Ordering::Relaxed);
         }
-        let secs = took.as_secs_f64();
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|&b| secs <= b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.latency_sum_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.latency.observe(took);
     }
 
     /// Records the model's load: how long it took and whether the optimized-model cache served it.
@@ -106,7 +100,11 @@ impl Metrics {
         let mut out = String::new();
         let families: [(&str, &str, &str); 7] = [
             ("tessera_infer_requests_total", "counter", "Inference requests answered, per model."),
-            ("tessera_infer_in_flight", "gauge", "Inference requests being answered now, per model."),
+            (
+                "tessera_infer_in_flight",
+                "gauge",
+                "Inference requests being answered now, per model.",
+            ),
             (
                 "tessera_infer_errors_total",
                 "counter",
@@ -134,7 +132,7 @@ impl Metrics {
             ),
         ];
         for (name, kind, help) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            crate::metrics::family(&mut out, name, kind, help);
             match name {
                 "tessera_infer_unknown_model_total" => {
                     let _ = writeln!(out, "{name} {}", self.unknown_model.load(Ordering::Relaxed));
@@ -163,17 +161,7 @@ fn render_family(out: &mut String, family: &str, model: &str, m: &ModelMetrics) 
             }
         }
         "tessera_infer_duration_seconds" => {
-            let mut cumulative = 0;
-            for (b, n) in LATENCY_BUCKETS.iter().zip(&m.buckets) {
-                cumulative += get(n);
-                let _ =
-                    writeln!(out, "{family}_bucket{{model=\"{model}\",le=\"{b}\"}} {cumulative}");
-            }
-            let count = get(&m.requests);
-            let sum = get(&m.latency_sum_us) as f64 / 1e6;
-            let _ = writeln!(out, "{family}_bucket{{model=\"{model}\",le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "{family}_sum{{model=\"{model}\"}} {sum}");
-            let _ = writeln!(out, "{family}_count{{model=\"{model}\"}} {count}");
+            m.latency.render(out, family, &format!("model=\"{model}\""));
         }
         "tessera_model_load_seconds" if get(&m.loaded) == 1 => {
             let _ = writeln!(out, "{family}{{model=\"{model}\"}} {}", get(&m.load_us) as f64 / 1e6);
@@ -183,10 +171,6 @@ fn render_family(out: &mut String, family: &str, model: &str, m: &ModelMetrics) 
         }
         _ => {}
     }
-}
-
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -222,7 +206,8 @@ mod tests {
     #[test]
     fn in_flight_counts_until_the_guard_drops() {
         let m = Metrics::new(["a"]);
-        let gauge = |m: &Metrics| m.render().lines().any(|l| l == "tessera_infer_in_flight{model=\"a\"} 1");
+        let gauge =
+            |m: &Metrics| m.render().lines().any(|l| l == "tessera_infer_in_flight{model=\"a\"} 1");
         let guard = m.model("a").unwrap().in_flight();
         assert!(gauge(&m));
         drop(guard);

@@ -7,6 +7,7 @@
 //! - `flat`: flat copies of fully-present files for FUSE passthrough.
 //! - [`errno`]: the one mapping from store and remote failures to errno values.
 //! - [`fuse`]: the thin fuser adapter, mounting and unmounting.
+//! - [`metrics`]: what the mount did (bytes served, hits and misses, fetches, errors).
 //!
 //! The mount sees only `store` (and its `RemoteSource` trait); the CLI plugs in the remote.
 //!
@@ -39,6 +40,7 @@ pub mod errno;
 mod fetch;
 mod flat;
 pub mod fuse;
+pub mod metrics;
 mod names;
 pub mod vfs;
 
@@ -47,4 +49,5 @@ mod tests;
 
 pub use errno::Errno;
 pub use fuse::{MountConfig, MountError, Mounted, mount};
+pub use metrics::{MountMetrics, MountSnapshot};
 pub use vfs::{Attr, DirEntry, Entry, Kind, ROOT_INO, Vfs, VfsOptions};

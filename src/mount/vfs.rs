@@ -137,6 +137,7 @@ struct Inner {
     pins: Mutex<HashMap<String, Pin>>,
     /// One lock per ref or commit being resolved, so concurrent lookups ask the remote once.
     gates: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    metrics: Arc<super::MountMetrics>,
 }
 
 #[derive(Clone)]
@@ -223,6 +224,7 @@ impl Vfs {
                 trees: Mutex::new(HashMap::new()),
                 pins: Mutex::new(HashMap::new()),
                 gates: Mutex::new(HashMap::new()),
+                metrics: Arc::default(),
             }),
         }
     }
@@ -230,6 +232,29 @@ impl Vfs {
     /// The options in force.
     pub fn options(&self) -> &VfsOptions {
         &self.inner.opts
+    }
+
+    /// What this filesystem did so far (shared: it keeps counting after the call).
+    pub fn metrics(&self) -> Arc<super::MountMetrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// Content bytes the remote fetched so far (0 without a remote).
+    pub fn bytes_fetched(&self) -> u64 {
+        self.inner.remote.as_ref().map_or(0, |r| r.progress())
+    }
+
+    /// The revisions looked up so far, as `repo@commit`, sorted.
+    pub fn open_revisions(&self) -> Vec<String> {
+        let mut revs: Vec<String> = self
+            .inner
+            .trees
+            .lock()
+            .keys()
+            .map(|(repo, commit)| format!("{repo}@{commit}"))
+            .collect();
+        revs.sort();
+        revs
     }
 
     /// Remote `fetch` calls made so far (always 0 without a remote).
@@ -283,7 +308,8 @@ impl Vfs {
         Ok(())
     }
 
-    /// Reads up to `size` bytes at `offset` (fewer at the end of the file).
+    /// Reads up to `size` bytes at `offset` (fewer at the end of the file), counting it in
+    /// [`Vfs::metrics`].
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let mut out = Vec::new();
         self.read_into(ino, offset, size, &mut out)?;
@@ -291,7 +317,28 @@ impl Vfs {
     }
 
     /// Like [`Vfs::read`] into a buffer the caller reuses across reads (cleared first).
-    pub fn read_into(&self, ino: u64, offset: u64, size: u32, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub fn read_into(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
+        let mut fetched = false;
+        let result = self.read_counted(ino, offset, size, out, &mut fetched);
+        let what = || format!("read of inode {ino} at {offset}");
+        self.inner.metrics.read_done(result.as_ref().map(|()| out.len()), fetched, what);
+        result
+    }
+
+    fn read_counted(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+        out: &mut Vec<u8>,
+        fetched: &mut bool,
+    ) -> Result<(), Errno> {
         out.clear();
         let file = self.file(ino)?;
         if offset >= file.entry.size || size == 0 {
@@ -319,7 +366,12 @@ impl Vfs {
                 tracing::warn!(path = %file.entry.path, offset, "bytes not in the store (offline)");
                 return Err(Errno::Io);
             };
-            fetcher.ensure(&file, offset, len)?;
+            *fetched = true;
+            let (started, _in_flight) =
+                (std::time::Instant::now(), self.inner.metrics.fetch_started());
+            let ensured = fetcher.ensure(&file, offset, len);
+            self.inner.metrics.fetch_done(started.elapsed());
+            ensured?;
         }
         tracing::warn!(path = %file.entry.path, offset, len, "the remote reported success but the bytes are still missing");
         Err(Errno::Io)
@@ -582,7 +634,8 @@ impl Vfs {
     fn build_tree(&self, repo: &RepoId, commit: &str, entries: Vec<TreeEntry>) -> Tree {
         let date = self.inner.store.commit_date(commit).ok().flatten().unwrap_or(0);
         let mut tree = Tree { dirs: vec![BTreeMap::new()], files: Vec::new(), date };
-        let key = RevisionKey { repo_type: REPO_TYPE, repo_id: repo.clone(), revision: commit.into() };
+        let key =
+            RevisionKey { repo_type: REPO_TYPE, repo_id: repo.clone(), revision: commit.into() };
         for entry in entries {
             let Some((dir, leaf)) = place(&mut tree, &entry.path) else {
                 tracing::warn!(%repo, %commit, path = %entry.path, "skipping a tree entry that cannot be a path here");

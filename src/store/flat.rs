@@ -42,14 +42,17 @@ impl Store {
             .collect())
     }
 
-    /// Deletes leftovers of interrupted writes (`.<hash>.<pid>.tmp`); returns bytes freed.
+    /// Deletes leftovers of interrupted writes (`.<hash>.<pid>.tmp`) of other processes (this
+    /// one's may be in progress); returns bytes freed.
     pub(crate) fn remove_flat_leftovers(&self) -> Result<u64> {
         let dir = self.flat_dir();
         let mut freed = 0;
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().ends_with(".tmp") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") && !super::xorbs::staged_by_this_process(&name) {
                 freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-                std::fs::remove_file(e.path()).map_err(|err| StoreError::io("remove", &e.path(), err))?;
+                std::fs::remove_file(e.path())
+                    .map_err(|err| StoreError::io("remove", &e.path(), err))?;
             }
         }
         Ok(freed)
@@ -119,6 +122,25 @@ mod tests {
         assert!(gc.bytes_freed >= f.data.len() as u64);
         assert!(!f.copy.exists());
         assert_eq!(std::fs::read_dir(f.store.flat_dir())?.count(), 0, "tmp left");
+        Ok(())
+    }
+
+    /// `gc` runs in the process holding the store, beside its mount: what this process is
+    /// staging right now survives it; a dead writer's leftovers do not.
+    #[test]
+    fn gc_spares_what_this_process_is_staging() -> TestResult {
+        let f = store_with_flat_copy()?;
+        let pid = std::process::id();
+        let tmp = f.store.home().join("tmp");
+        let ours =
+            [tmp.join(format!("xorb.{pid}.7")), f.store.flat_dir().join(format!(".abc.{pid}.tmp"))];
+        let dead = tmp.join("xorb.1.7");
+        for p in ours.iter().chain([&dead]) {
+            std::fs::write(p, b"staged")?;
+        }
+        f.store.gc()?;
+        assert!(ours.iter().all(|p| p.exists()), "gc removed a file this process is writing");
+        assert!(!dead.exists(), "gc kept a dead writer's staging");
         Ok(())
     }
 }

@@ -109,7 +109,8 @@ impl XorbFiles {
         let len = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
         let mut buf = vec![0u8; len];
         let f = self.handle(hash)?;
-        f.read_exact_at(&mut buf, start).map_err(|e| StoreError::io("read", &self.path(hash), e))?;
+        f.read_exact_at(&mut buf, start)
+            .map_err(|e| StoreError::io("read", &self.path(hash), e))?;
         Ok(buf)
     }
 
@@ -150,6 +151,9 @@ impl XorbFiles {
         let mut n = 0;
         let rd = fs::read_dir(&self.tmp).map_err(|e| StoreError::io("list", &self.tmp, e))?;
         for f in rd.flatten() {
+            if staged_by_this_process(&f.file_name().to_string_lossy()) {
+                continue;
+            }
             if fs::remove_file(f.path()).is_ok() {
                 n += 1;
             }
@@ -158,13 +162,19 @@ impl XorbFiles {
     }
 }
 
+/// Whether a staging file (`<stem>.<pid>.<n>`, or a flat copy's `.<hash>.<pid>.tmp`) belongs to
+/// this process: then it may be in the middle of being written, since `gc` runs in the process
+/// holding the store, beside the mount or hub server still writing (`cli::control`). Only a
+/// dead writer's staging is garbage.
+pub(crate) fn staged_by_this_process(name: &str) -> bool {
+    name.contains(&format!(".{}.", std::process::id()))
+}
+
 fn disk_usage(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io("fsync", dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io("fsync", dir, e))
 }

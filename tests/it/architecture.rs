@@ -13,6 +13,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("mount", &["hub", "sync", "server", "infer", "cli"]),
     ("infer", &["store", "server", "hub", "sync", "mount", "cli"]),
     ("httpd", &["store", "server", "hub", "sync", "mount", "infer", "cli"]),
+    ("metrics", &["store", "server", "hub", "sync", "mount", "infer", "httpd", "cli"]),
 ];
 
 /// The pure crates do no I/O of their own (Cargo cannot forbid `std::fs`, so this scan does).

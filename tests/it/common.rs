@@ -2,8 +2,14 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 /// The `tessera` binary under test.
 pub fn tessera_bin() -> PathBuf {
@@ -70,7 +76,11 @@ macro_rules! require {
             Some(v) => v,
             None => {
                 // Under CI a missing set-up is a failure: a skipped test proves nothing.
-                assert!(std::env::var("CI").as_deref() != Ok("true"), "set-up missing under CI=true: {}", $why);
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "set-up missing under CI=true: {}",
+                    $why
+                );
                 eprintln!("SKIPPED: {} (run `make test`, which runs scripts/setup.sh)", $why);
                 return;
             }
@@ -134,11 +144,16 @@ impl Hub {
             .args(extra)
             .args(["--log", "info"])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(data.with_extension("log")).map_or_else(|_| std::process::Stdio::null(), Into::into))
+            .stderr(
+                std::fs::File::create(data.with_extension("log"))
+                    .map_or_else(|_| std::process::Stdio::null(), Into::into),
+            )
             .spawn()
             .expect("spawn hub");
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
         let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
         assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
         let hub = Hub { child, url, data: data.to_path_buf() };
@@ -152,7 +167,8 @@ impl Hub {
         loop {
             use std::io::{Read, Write};
             if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
-                let _ = write!(s, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                let _ =
+                    write!(s, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
                 let mut buf = String::new();
                 let _ = s.read_to_string(&mut buf);
                 if buf.starts_with("HTTP/1.1 200") {
@@ -227,7 +243,62 @@ pub fn assert_same_tree(got: &Path, want: &Path) {
     let (a, b) = (files_under(got), files_under(want));
     assert_eq!(a, b, "file lists differ: {} vs {}", got.display(), want.display());
     for f in a {
-        let (x, y) = (std::fs::read(got.join(&f)).expect("read"), std::fs::read(want.join(&f)).expect("read"));
+        let (x, y) = (
+            std::fs::read(got.join(&f)).expect("read"),
+            std::fs::read(want.join(&f)).expect("read"),
+        );
         assert!(x == y, "{} differs", f.display());
     }
+}
+
+/// A loopback TCP relay to a hub that counts the bytes it sends back (bodies and heads).
+pub struct Relay {
+    pub url: String,
+    upstream: Arc<Mutex<String>>,
+    down: Arc<AtomicU64>,
+}
+
+impl Relay {
+    pub fn start(upstream: &str) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let upstream = Arc::new(Mutex::new(upstream.trim_start_matches("http://").to_string()));
+        let down = Arc::new(AtomicU64::new(0));
+        let (up, count) = (upstream.clone(), down.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (addr, count) = (up.lock().clone(), count.clone());
+                std::thread::spawn(move || relay(conn, &addr, &count));
+            }
+        });
+        Relay { url, upstream, down }
+    }
+
+    pub fn point_at(&self, upstream: &str) {
+        *self.upstream.lock() = upstream.trim_start_matches("http://").to_string();
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.down.load(Ordering::SeqCst)
+    }
+}
+
+fn relay(client: TcpStream, upstream: &str, count: &AtomicU64) {
+    let Ok(server) = TcpStream::connect(upstream) else { return };
+    let (Ok(mut c_read), Ok(mut s_write)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c_read, &mut s_write);
+        let _ = s_write.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut server, mut client) = (server, client);
+    let mut buf = vec![0u8; 256 << 10];
+    while let Ok(n) = server.read(&mut buf) {
+        if n == 0 || client.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        count.fetch_add(n as u64, Ordering::SeqCst);
+    }
+    let _ = client.shutdown(std::net::Shutdown::Both);
 }

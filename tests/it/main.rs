@@ -6,21 +6,24 @@ mod architecture;
 #[cfg(all(feature = "mount", feature = "infer"))]
 mod bench_restart;
 mod common;
+mod deploy;
 mod fault_proxy;
 mod foundation;
 mod gc_roots;
-mod pull;
-mod push;
-mod hub_server;
 mod hub_bucket;
-mod hub_http;
-mod hub_hostile;
 mod hostile_mirror;
-mod parity;
+mod hub_hostile;
+mod hub_http;
+mod hub_server;
 #[cfg(feature = "mount")]
 mod mount;
 #[cfg(feature = "mount")]
 mod mount_scale;
+#[cfg(feature = "mount")]
+mod node_service;
+mod parity;
+mod pull;
+mod push;
 #[cfg(feature = "infer")]
 mod serve;
 #[cfg(feature = "infer")]

@@ -99,8 +99,14 @@ pub(crate) struct MountProc {
 impl MountProc {
     /// Starts `tessera mount` and waits for its "mounted" line (stderr is echoed).
     pub(crate) fn start(home: &Home, mnt: &Path, extra: &[&str]) -> Self {
+        Self::start_env(home, mnt, extra, &[])
+    }
+
+    /// The same, with extra environment variables.
+    pub(crate) fn start_env(home: &Home, mnt: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Self {
         let mut cmd = Command::new(tessera_bin());
         cmd.arg("--home").arg(home.path()).arg("mount").arg(mnt).args(extra);
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -144,6 +150,11 @@ impl MountProc {
     /// What the process wrote to stderr so far.
     pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().clone()
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits for the process to exit; returns whether it succeeded.
@@ -404,7 +415,9 @@ fn sigkill_leaves_the_store_clean_and_the_next_mount_works() {
             // fusermount3's watcher unmounts asynchronously; on a loaded machine it can lag. If it
             // has not yet, the next mount below must detect and clean the stale mount point.
             if !wait_unmounted(&mnt, Duration::from_secs(30)) {
-                eprintln!("auto_unmount had not removed the mount after 30 s; the next mount must clean it");
+                eprintln!(
+                    "auto_unmount had not removed the mount after 30 s; the next mount must clean it"
+                );
             }
         } else {
             // stat may still answer from cached attributes; a directory read reaches the daemon.
@@ -630,13 +643,19 @@ fn lazy_mount_from_the_hub_without_a_prior_pull() {
     );
     let data = tempfile::tempdir().expect("tmp");
     let mut hub = crate::common::Hub::start(data.path(), &[]);
-    let seeded = crate::common::py_script(&py, &hub.url, "seed_repo.py", &[
-        "org/silero",
-        crate::common::WRITE_TOKEN,
-        &format!("{}=v5.1.2", v5.display()),
-        &format!("{}=", v6.display()),
-    ]);
-    let first: serde_json::Value = serde_json::from_str(seeded.lines().next().expect("line")).expect("json");
+    let seeded = crate::common::py_script(
+        &py,
+        &hub.url,
+        "seed_repo.py",
+        &[
+            "org/silero",
+            crate::common::WRITE_TOKEN,
+            &format!("{}=v5.1.2", v5.display()),
+            &format!("{}=", v6.display()),
+        ],
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(seeded.lines().next().expect("line")).expect("json");
     let commit5 = first["commit"].as_str().expect("commit").to_string();
     let home = Home::new();
     let mnt_dir = tempfile::tempdir().expect("tmp");
@@ -659,7 +678,8 @@ fn lazy_mount_from_the_hub_without_a_prior_pull() {
     assert!(ls.status.success(), "ls -R failed");
     // The remote dies: what was read is still served, an unread file fails fast, the mount stays.
     hub.stop();
-    let again = std::fs::read(mnt.join("org/silero@main/silero_vad.onnx")).expect("read after hub stop");
+    let again =
+        std::fs::read(mnt.join("org/silero@main/silero_vad.onnx")).expect("read after hub stop");
     assert!(again == std::fs::read(v6.join("silero_vad.onnx")).expect("read"));
     let started = Instant::now();
     let dead = std::fs::read(mnt.join("org/silero@main").join(unread));

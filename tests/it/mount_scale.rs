@@ -3,18 +3,13 @@
 //! the mount and the hub measures the bytes fetched, and lets the hub die and come back under
 //! the same address.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use tessera::testdata::SyntheticSafetensors;
 
-use crate::common::{Home, Hub, WRITE_TOKEN, py_script, python};
+use crate::common::{Home, Hub, Relay, WRITE_TOKEN, py_script, python};
 use crate::mount::{MountProc, errno_of, fuse_ready, is_mounted};
 use crate::require;
 
@@ -22,68 +17,27 @@ const MIB: u64 = 1 << 20;
 /// Largest xorb: one "xorb range" of the budget.
 const XORB: u64 = 64 * MIB;
 
-/// A loopback TCP relay to a hub that counts the bytes it sends back (bodies and heads).
-struct Relay {
-    url: String,
-    upstream: Arc<Mutex<String>>,
-    down: Arc<AtomicU64>,
-}
-
-impl Relay {
-    fn start(upstream: &str) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let upstream = Arc::new(Mutex::new(upstream.trim_start_matches("http://").to_string()));
-        let down = Arc::new(AtomicU64::new(0));
-        let (up, count) = (upstream.clone(), down.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (addr, count) = (up.lock().clone(), count.clone());
-                std::thread::spawn(move || relay(conn, &addr, &count));
-            }
-        });
-        Relay { url, upstream, down }
-    }
-
-    fn point_at(&self, upstream: &str) {
-        *self.upstream.lock() = upstream.trim_start_matches("http://").to_string();
-    }
-
-    fn bytes(&self) -> u64 {
-        self.down.load(Ordering::SeqCst)
-    }
-}
-
-fn relay(client: TcpStream, upstream: &str, count: &AtomicU64) {
-    let Ok(server) = TcpStream::connect(upstream) else { return };
-    let (Ok(mut c_read), Ok(mut s_write)) = (client.try_clone(), server.try_clone()) else { return };
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut c_read, &mut s_write);
-        let _ = s_write.shutdown(std::net::Shutdown::Write);
-    });
-    let (mut server, mut client) = (server, client);
-    let mut buf = vec![0u8; 256 << 10];
-    while let Ok(n) = server.read(&mut buf) {
-        if n == 0 || client.write_all(&buf[..n]).is_err() {
-            break;
-        }
-        count.fetch_add(n as u64, Ordering::SeqCst);
-    }
-    let _ = client.shutdown(std::net::Shutdown::Both);
-}
-
 /// Writes the model into a folder and publishes it as `org/name` with `huggingface_hub`.
 fn publish(py: &Path, hub: &Hub, repo: &str, model: &SyntheticSafetensors, dir: &Path) {
     let folder = dir.join("upload");
     std::fs::create_dir_all(&folder).expect("mkdir");
     let mut file = std::fs::File::create(folder.join("model.safetensors")).expect("create model");
     model.write_into(&mut file).expect("write model");
-    py_script(py, &hub.url, "seed_repo.py", &[repo, WRITE_TOKEN, &format!("{}=", folder.display())]);
+    py_script(
+        py,
+        &hub.url,
+        "seed_repo.py",
+        &[repo, WRITE_TOKEN, &format!("{}=", folder.display())],
+    );
     std::fs::remove_dir_all(&folder).expect("rm upload");
 }
 
 /// Compares a whole file read through `f` in `step`-byte reads against the model.
-fn read_and_check(f: &std::fs::File, model: &SyntheticSafetensors, step: u64) -> std::io::Result<()> {
+fn read_and_check(
+    f: &std::fs::File,
+    model: &SyntheticSafetensors,
+    step: u64,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; step as usize];
     let mut pos = 0;
     while pos < model.size() {
@@ -118,7 +72,10 @@ fn a_2_gib_model_streams_through_a_fresh_mount() {
     let meta = std::fs::metadata(&path).expect("stat");
     assert_eq!(meta.len(), model.size());
     let age = meta.modified().expect("mtime").elapsed().unwrap_or_default();
-    assert!(age < Duration::from_secs(3600), "ls -l must show the commit's date, not 1970 ({age:?} old)");
+    assert!(
+        age < Duration::from_secs(3600),
+        "ls -l must show the commit's date, not 1970 ({age:?} old)"
+    );
     let before = relay.bytes();
 
     let f = std::fs::File::open(&path).expect("open");
@@ -142,11 +99,18 @@ fn a_2_gib_model_streams_through_a_fresh_mount() {
 
     std::thread::scope(|s| {
         for _ in 0..2 {
-            s.spawn(|| read_and_check(&std::fs::File::open(&path).expect("open"), &model, 4 * MIB).expect("whole read"));
+            s.spawn(|| {
+                read_and_check(&std::fs::File::open(&path).expect("open"), &model, 4 * MIB)
+                    .expect("whole read")
+            });
         }
     });
     let total = relay.bytes();
-    assert!(total * 100 <= model.size() * 105, "fetched {total} bytes for a {}-byte file", model.size());
+    assert!(
+        total * 100 <= model.size() * 105,
+        "fetched {total} bytes for a {}-byte file",
+        model.size()
+    );
     drop(_mount);
     home.ok(&["fsck"]);
 }
@@ -215,7 +179,11 @@ fn a_slow_hub_a_dead_hub_and_a_killed_mount_cost_no_refetch() {
     let f = std::fs::File::open(&path).expect("open after remount");
     assert!(errno_of(read_and_check(&f, &model, MIB)).is_none(), "whole read after the remount");
     let total = relay.bytes();
-    assert!(total * 10 < model.size() * 11, "fetched {total} bytes for a {}-byte file", model.size());
+    assert!(
+        total * 10 < model.size() * 11,
+        "fetched {total} bytes for a {}-byte file",
+        model.size()
+    );
     let leftovers = files_in(&home.path().join("tmp"));
     assert!(leftovers.is_empty(), "tmp/ holds {leftovers:?}");
     drop(hub);

@@ -667,6 +667,7 @@ fn serve_rejects_bad_requests_and_keeps_serving() {
     args.extend(model_arg("vad", &silero_path(&setup)));
     args.extend(["--max-request-bytes".into(), "20000".into()]);
     args.extend(["--max-elements".into(), "vad=1500".into()]);
+    args.extend(["--metrics-listen".into(), "127.0.0.1:0".into()]);
     let server = Server::start(&setup, home.path(), &args);
     let addr = server.addr.clone();
     assert!(server.log_has("device: CPU"), "no device line in:\n{}", server.log_tail(10));
@@ -842,6 +843,13 @@ fn serve_rejects_bad_requests_and_keeps_serving() {
             .metrics()
             .contains("tessera_infer_duration_seconds_bucket{model=\"add\",le=\"+Inf\"}")
     );
+    // --metrics-listen serves the same counters, with the build info, on an address of its own.
+    let at = server.log.lock().unwrap().iter().find_map(|l| Some(l.split_once("metrics at http://")?.1.replace("/metrics", "")));
+    let (status, body) = Conn::open(&at.expect("no metrics address logged")).request("GET", "/metrics", b"");
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200);
+    let requests = format!("tessera_infer_requests_total{{model=\"add\"}} {}", goods + bad.len());
+    assert!(text.lines().any(|l| l == requests) && text.contains("tessera_build_info{version="), "{text}");
 
     // SIGTERM: clean exit.
     let status = server.stop();
