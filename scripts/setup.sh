@@ -19,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 mkdir -p "$TESSERA_DEV" "$TESSERA_ASSETS"
-stamp="$TESSERA_VENV/.tessera-ready-5"
+stamp="$TESSERA_VENV/.tessera-ready-6"
 if [ ! -f "$stamp" ]; then
   log "python venv with the reference clients at $TESSERA_VENV"
   python3 -m venv "$TESSERA_VENV"
