@@ -209,10 +209,20 @@ fn read_frame(reader: &mut impl Read) -> std::io::Result<Option<(u8, Vec<u8>)>> 
 /// A served control socket; dropping it removes the socket file.
 pub(crate) struct ControlServer {
     path: PathBuf,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    accepting: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for ControlServer {
+    /// Stops accepting and waits for the accept loop to end, so that it no longer holds the
+    /// store: the holder closes its store before it exits (see `Store::close`).
     fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the loop blocked in accept(); it sees the flag and ends.
+        let woke = UnixStream::connect(&self.path).is_ok();
+        if let Some(t) = self.accepting.take().filter(|_| woke) {
+            let _ = t.join();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -273,14 +283,24 @@ pub(crate) fn serve(held: Held, runner: Runner) -> anyhow::Result<ControlServer>
         UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {}", path.display()))?;
-    std::thread::Builder::new()
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let accepting = std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || accept_loop(listener, held, runner))?;
-    Ok(ControlServer { path })
+        .spawn(move || accept_loop(listener, held, runner, &stopped))?;
+    Ok(ControlServer { path, stop, accepting: Some(accepting) })
 }
 
-fn accept_loop(listener: UnixListener, held: Held, runner: Runner) {
+fn accept_loop(
+    listener: UnixListener,
+    held: Held,
+    runner: Runner,
+    stop: &std::sync::atomic::AtomicBool,
+) {
     for conn in listener.incoming() {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let conn = match conn {
             Ok(c) => c,
             Err(e) => {

@@ -149,6 +149,7 @@ pub(crate) fn run_with(
     let mounted = crate::mount::mount(vfs.clone(), &args.mountpoint, &cfg)?;
     let status = Arc::new(MountStatus {
         vfs,
+        store: store.clone(),
         mountpoint: mounted.mountpoint().to_path_buf(),
         metrics: OnceLock::new(),
     });
@@ -166,7 +167,7 @@ pub(crate) fn run_with(
     if let Err(e) = closing.flush() {
         tracing::warn!(error = %e, "could not index the last fetched chunks");
     }
-    drop(control);
+    drop((control, status));
     // Read-ahead and streams still running finish while the runtime they use is alive.
     if !closing.close(CLOSE_WAIT) {
         tracing::warn!("fetches still running {CLOSE_WAIT:?} after the unmount; exiting anyway");
@@ -178,6 +179,7 @@ pub(crate) fn run_with(
 /// What `tessera status` and `/metrics` show of a mount.
 struct MountStatus {
     vfs: Vfs,
+    store: Store,
     mountpoint: PathBuf,
     /// Where `--metrics-listen` bound, once it has.
     metrics: OnceLock<std::net::SocketAddr>,
@@ -211,8 +213,10 @@ fn serve_node(
     status: &Arc<MountStatus>,
 ) -> anyhow::Result<ControlServer> {
     if let Some(addr) = args.metrics_listen {
-        let (st, s) = (store.clone(), status.clone());
-        let bound = serve_metrics(addr, Arc::new(move || exposition(&st, Some(s.as_ref()))))?;
+        // The metrics thread outlives the mount: it must not keep the store open at exit.
+        let status_of = Arc::downgrade(status);
+        let render = move || status_of.upgrade().map(|s| exposition(&s.store, Some(s.as_ref()))).unwrap_or_default();
+        let bound = serve_metrics(addr, Arc::new(render))?;
         let _ = status.metrics.set(bound);
         eprintln!("tessera: metrics at http://{bound}/metrics");
     }
