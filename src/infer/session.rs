@@ -543,6 +543,13 @@ fn open_first(
         device,
         threads: opts.threads,
     };
+    // A model whose weights are external data cannot be cached: the optimized graph refers to
+    // its data file by a path relative to the model, which the cache directory does not have.
+    let uncacheable = cached.with_extension("uncacheable");
+    if uncacheable.is_file() {
+        let r = source(device);
+        return Ok((open(&r, None)?, r, CacheOutcome::Failed("the model uses external data".into()), device));
+    }
     if cached.is_file() {
         match open(&hit, None) {
             Ok(s) => return Ok((s, hit, CacheOutcome::Hit, device)),
@@ -561,7 +568,16 @@ fn open_first(
     match open(&r, Some(&tmp))
         .and_then(|s| fs::rename(&tmp, &cached).map(|()| s).map_err(|e| e.to_string()))
     {
-        Ok(s) => Ok((s, hit, CacheOutcome::Written, device)),
+        // More sessions come from the cache entry: it must open on its own.
+        Ok(s) => match open(&hit, None) {
+            Ok(_) => Ok((s, hit, CacheOutcome::Written, device)),
+            Err(e) => {
+                tracing::info!("optimized-model cache entry does not open on its own ({e}); not caching this model");
+                let _ = fs::remove_file(&cached);
+                let _ = fs::write(&uncacheable, e.as_bytes());
+                Ok((s, r, CacheOutcome::Failed(e), device))
+            }
+        },
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Ok((open(&r, None)?, r, CacheOutcome::Failed(e), device))

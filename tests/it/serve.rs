@@ -1113,3 +1113,38 @@ fn serve_load_8_clients_vs_python() {
     assert_eq!(ours.2, 0, "tessera answered errors under load");
     assert_eq!(ours.1.len(), 400);
 }
+
+/// A model whose weights are ONNX external data (every model over 2 GB is), served with the
+/// optimized-model cache and several sessions: the cache entry cannot open on its own (its data
+/// file is relative to the model), so the model is served from its source, and a restart finds
+/// it marked uncacheable instead of failing to warm its sessions.
+#[test]
+fn serve_a_model_with_external_data_through_restarts() {
+    let Some(setup) = setup_or_skip("serve_a_model_with_external_data_through_restarts") else { return };
+    let (home, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let model = dir.path().join("ext.onnx");
+    let script = r#"
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+w = numpy_helper.from_array(np.full((4, 3), 0.5, dtype=np.float32), "W")
+g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "ext",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+onnx.save_model(m, sys.argv[1], save_as_external_data=True, all_tensors_to_one_file=True,
+    location="ext.onnx.data", size_threshold=0)
+"#;
+    let made = Command::new(&setup.python).arg("-c").arg(script).arg(&model).status().unwrap();
+    assert!(made.success(), "making the external-data model");
+    assert!(dir.path().join("ext.onnx.data").is_file());
+    let mut args = model_arg("ext", &model).to_vec();
+    args.extend(["--workers".into(), "2".into()]);
+    let request = json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1.0, 1.0, 1.0, 1.0]}]});
+    for start in ["first (cache miss)", "second (marked uncacheable)"] {
+        let server = Server::start(&setup, home.path(), &args);
+        let (status, got) = infer(&server.addr, "ext", &request);
+        assert_eq!(status, 200, "{start}: {got}");
+        assert_eq!(got["outputs"][0]["data"], json!([2.0, 2.0, 2.0]), "{start}");
+        assert_eq!(server.stop().code(), Some(0), "{start}");
+    }
+}
