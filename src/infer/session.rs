@@ -548,7 +548,12 @@ fn open_first(
     let uncacheable = cached.with_extension("uncacheable");
     if uncacheable.is_file() {
         let r = source(device);
-        return Ok((open(&r, None)?, r, CacheOutcome::Failed("the model uses external data".into()), device));
+        return Ok((
+            open(&r, None)?,
+            r,
+            CacheOutcome::Failed("the model uses external data".into()),
+            device,
+        ));
     }
     if cached.is_file() {
         match open(&hit, None) {
@@ -572,7 +577,9 @@ fn open_first(
         Ok(s) => match open(&hit, None) {
             Ok(_) => Ok((s, hit, CacheOutcome::Written, device)),
             Err(e) => {
-                tracing::info!("optimized-model cache entry does not open on its own ({e}); not caching this model");
+                tracing::info!(
+                    "optimized-model cache entry does not open on its own ({e}); not caching this model"
+                );
                 let _ = fs::remove_file(&cached);
                 let _ = fs::write(&uncacheable, e.as_bytes());
                 Ok((s, r, CacheOutcome::Failed(e), device))
