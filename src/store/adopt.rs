@@ -110,22 +110,31 @@ impl Store {
     /// runs of at most [`HASH_READ`] bytes (one read each) and decoded. Their chunk hashes are
     /// not checked here: the caller checks the file's Xet hash over them.
     fn hash_chunks(&self, xorb: &XorbHash, chunks: &[ChunkMeta], sha: &mut Sha256Hasher) -> Result<()> {
-        let mut i = 0;
-        while i < chunks.len() {
-            if let Some(hit) = self.inner.cache.get(&chunks[i].hash) {
-                sha.update(&hit);
-                i += 1;
-                continue;
+        // Chunks `from..k` are misses waiting to be read back in one go.
+        let mut from = 0;
+        for (k, c) in chunks.iter().enumerate() {
+            let hit = self.inner.cache.get(&c.hash);
+            if from < k && (hit.is_some() || c.byte_end - chunks[from].byte_start > HASH_READ) {
+                self.hash_read_back(xorb, &chunks[from..k], sha)?;
+                from = k;
             }
-            let run = chunks[i..].iter().take_while(|c| c.byte_end - chunks[i].byte_start <= HASH_READ && self.inner.cache.get(&c.hash).is_none()).count().max(1);
-            let (base, end) = (chunks[i].byte_start, chunks[i + run - 1].byte_end);
-            let raw = self.inner.xorbs.read(xorb, u64::from(base), u64::from(end))?;
-            for c in &chunks[i..i + run] {
-                let piece = raw.get((c.byte_start - base) as usize..(c.byte_end - base) as usize);
-                let data = piece.and_then(|p| unpack_unverified(p).ok()).ok_or(StoreError::CorruptChunk { chunk: c.hash, why: "does not decode" })?;
+            if let Some(data) = hit {
                 sha.update(&data);
+                from = k + 1;
             }
-            i += run;
+        }
+        self.hash_read_back(xorb, &chunks[from..], sha)
+    }
+
+    /// Reads adjacent chunks back from their xorb in one read and feeds their decoded bytes.
+    fn hash_read_back(&self, xorb: &XorbHash, run: &[ChunkMeta], sha: &mut Sha256Hasher) -> Result<()> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else { return Ok(()) };
+        let base = first.byte_start;
+        let raw = self.inner.xorbs.read(xorb, u64::from(base), u64::from(last.byte_end))?;
+        for c in run {
+            let piece = raw.get((c.byte_start - base) as usize..(c.byte_end - base) as usize);
+            let data = piece.and_then(|p| unpack_unverified(p).ok()).ok_or(StoreError::CorruptChunk { chunk: c.hash, why: "does not decode" })?;
+            sha.update(&data);
         }
         Ok(())
     }

@@ -68,10 +68,7 @@ impl CasSession {
     /// A token valid for at least another minute.
     pub(crate) async fn auth(&self) -> Result<CasAuth, SyncError> {
         let mut slot = self.auth.lock().await;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = super::unix_now();
         if let Some(a) = slot.as_ref().filter(|a| a.exp > now + TOKEN_MARGIN_SECS) {
             return Ok(a.clone());
         }

@@ -159,21 +159,27 @@ impl FileFetcher {
     /// other core, until `fetched` says the fetch ended; returns how far it got.
     async fn hash_as_it_lands(&self, xet: FileHash, mut fetched: tokio::sync::watch::Receiver<bool>) -> Result<Sha256Walk, SyncError> {
         let mut walk = Sha256Walk::default();
+        // The file's record, read once the fetch has recorded it (its terms do not change).
+        let mut record: Option<FileRecord> = None;
         loop {
             let changed = self.lazy.changed().notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let ended = *fetched.borrow_and_update();
             let store = self.store.clone();
-            let (w, complete) = blocking(move || {
-                let complete = match store.file(&xet)? {
-                    Some(record) => store.sha256_advance(&record, &mut walk)?,
+            let (w, r, complete) = blocking(move || {
+                let record = match record {
+                    Some(r) => Some(r),
+                    None => store.file(&xet)?,
+                };
+                let complete = match &record {
+                    Some(r) => store.sha256_advance(r, &mut walk)?,
                     None => false,
                 };
-                Ok((walk, complete))
+                Ok((walk, record, complete))
             })
             .await?;
-            walk = w;
+            (walk, record) = (w, r);
             if complete || ended {
                 return Ok(walk);
             }
