@@ -24,6 +24,7 @@ bench: setup
 	$(ENV) cargo bench --profile dev --bench foundation
 	$(ENV) cargo bench --profile dev -p tessera-xet --bench xet
 	$(ENV) cargo bench --profile dev --bench mount_scale
+	$(ENV) cargo bench --profile dev --bench mount_cap
 
 fuzz: setup
 	$(ENV) bash scripts/fuzz.sh

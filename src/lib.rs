@@ -19,6 +19,7 @@ pub use tessera_xet::{chunking, format, hash, testdata};
 
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod httpd;
 pub mod hub;
 #[cfg(feature = "infer")]

@@ -56,6 +56,12 @@ impl Drop for Hub {
 /// Starts `tessera mount MNT --endpoint URL --no-passthrough` on `home` and waits for its
 /// "mounted" line; the caller stops it (SIGTERM unmounts).
 pub(crate) fn spawn_mount(bin: &str, home: &Path, mnt: &Path, endpoint: &str) -> Child {
+    spawn_mount_with(bin, home, mnt, endpoint, &[])
+}
+
+/// [`spawn_mount`] with more arguments.
+#[allow(dead_code)]
+pub(crate) fn spawn_mount_with(bin: &str, home: &Path, mnt: &Path, endpoint: &str, extra: &[&str]) -> Child {
     std::fs::create_dir_all(mnt).expect("mnt");
     let mut child = Command::new(bin)
         .arg("--home")
@@ -63,6 +69,7 @@ pub(crate) fn spawn_mount(bin: &str, home: &Path, mnt: &Path, endpoint: &str) ->
         .arg("mount")
         .arg(mnt)
         .args(["--endpoint", endpoint, "--no-passthrough"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

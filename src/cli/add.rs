@@ -23,9 +23,12 @@ pub(crate) struct AddArgs {
 /// Arguments of `tessera unpin`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct UnpinArgs {
-    /// Paths as given to `add` (or their file hashes).
+    /// Paths as given to `add` (or their file hashes), or pinned revisions `org/name@rev`.
     #[arg(required = true)]
     targets: Vec<String>,
+    /// Repo type of revisions given: model, dataset or space.
+    #[arg(long, default_value = "model", value_name = "TYPE")]
+    repo_type: String,
 }
 
 #[derive(serde::Serialize)]
@@ -163,6 +166,13 @@ pub(crate) fn unpin(args: UnpinArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store()?;
     let mut missing = 0;
     for t in &args.targets {
+        if t.contains('@') {
+            if !super::pin::unpin_revision(&store, t, &args.repo_type)? {
+                writeln!(ctx.io.err(), "tessera: {t} is not pinned")?;
+                missing += 1;
+            }
+            continue;
+        }
         let name = if FileHash::from_hex(t).is_ok() {
             format!("hash:{t}")
         } else {

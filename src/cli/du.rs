@@ -14,9 +14,12 @@ pub(crate) struct DuArgs {
 }
 
 pub(crate) fn run(args: DuArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let r = ctx.open_store()?.du()?;
+    let store = ctx.open_store()?;
+    let (r, cache) = (store.du()?, store.cache_usage()?);
     if args.json {
-        ctx.io.json_line(&r)?;
+        let mut line = serde_json::to_value(&r)?;
+        line["cache"] = serde_json::to_value(&cache)?;
+        ctx.io.json_line(&line)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = ctx.io.out();
@@ -36,5 +39,6 @@ pub(crate) fn run(args: DuArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let flat = output::size(r.flat_bytes);
         writeln!(out, "flat copies    {:>12}  ({flat}, for mount passthrough)", r.flat_files)?;
     }
+    super::pin::print_usage(&mut *out, &cache)?;
     Ok(ExitCode::SUCCESS)
 }

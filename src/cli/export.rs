@@ -68,7 +68,7 @@ pub(crate) fn local_or_pull(
         return Ok(crate::sync::local_revision(store, key)?);
     }
     let hub = remote.client(&ctx.env)?;
-    runtime()?.block_on(crate::sync::pull(&hub, store, key, &()))?;
+    runtime()?.block_on(crate::sync::pull(&hub, store, key, true, &()))?;
     Ok(crate::sync::local_revision(store, key)?)
 }
 

@@ -157,8 +157,7 @@ fn print_report(
 
 fn run_gc(args: HubGcArgs) -> anyhow::Result<ExitCode> {
     let (_runtime, bucket) = connect(&args.storage)?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let now = i64::try_from(now)?;
+    let now = i64::try_from(crate::clock::unix_secs())?;
     let r = bucket_check::gc(&bucket, args.grace, now).map_err(walk_error)?;
     let removed: Vec<String> = r.deleted.iter().map(|k| format!("removed {k}")).collect();
     let summary = format!(

@@ -20,6 +20,7 @@ mod notify;
 #[cfg(feature = "infer")]
 mod ort_lib;
 mod output;
+mod pin;
 mod pull;
 mod push;
 mod remote;
@@ -64,8 +65,14 @@ enum Command {
     Fsck(fsck::FsckArgs),
     /// Delete data that nothing references any more.
     Gc(gc::GcArgs),
-    /// Forget a pin made by `add` (the data goes at the next `gc`).
+    /// Forget a pin made by `add` (the data goes at the next `gc`) or a pinned revision
+    /// (`org/name@rev`: its data becomes evictable).
     Unpin(add::UnpinArgs),
+    /// Pin revisions so a capped store never evicts them (`pull` pins what it brings); with no
+    /// argument, list the pinned revisions.
+    Pin(pin::PinArgs),
+    /// Show or set the store's size cap, with its used, pinned and evictable bytes.
+    CacheSize(pin::CacheSizeArgs),
     /// What the store's holder (a mount or hub server) is doing: mounts, revisions open, reads,
     /// fetches, recent errors, cache use; `--prometheus` prints the metrics text.
     Status(status::StatusArgs),
@@ -262,6 +269,8 @@ fn run(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => fsck::run(a, ctx),
         Command::Gc(a) => gc::run(a, ctx),
         Command::Unpin(a) => add::unpin(a, ctx),
+        Command::Pin(a) => pin::pin(a, ctx),
+        Command::CacheSize(a) => pin::cache_size(a, ctx),
         Command::Status(a) => status::run(a, ctx),
         Command::Pull(a) => pull::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),

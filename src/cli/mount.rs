@@ -40,6 +40,13 @@ pub(crate) struct MountArgs {
     /// for links whose bandwidth times round-trip time exceeds it.
     #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_size)]
     read_ahead: u64,
+    /// Cap the store's disk use (binary units: 50G, 512M, 2T), recorded in the store so every
+    /// later command keeps to it (`tessera cache-size` changes it). Past the cap the least
+    /// recently read data no pin protects is evicted, flat copies first; revisions pulled or
+    /// pinned (`tessera pin`) and files open now are never evicted. Default: the store's
+    /// recorded cap, else unbounded.
+    #[arg(long, value_name = "SIZE", value_parser = super::output::parse_cache_size)]
+    max_cache_size: Option<u64>,
     /// Threads answering the kernel (each holds a 16 MiB request buffer of its own; reads
     /// waiting on the remote share streams, so a few threads keep a link busy).
     #[arg(long, default_value_t = 8, value_name = "N")]
@@ -119,6 +126,9 @@ pub(crate) fn run_with(
     let cache_bytes =
         usize::try_from(args.read_ahead).unwrap_or(usize::MAX).saturating_add(MOUNT_DECODE_CACHE);
     let store = ctx.open_store_with(crate::store::StoreOptions { cache_bytes })?;
+    if let Some(cap) = args.max_cache_size {
+        store.set_cache_cap(Some(cap)).context("cannot evict down to --max-cache-size")?;
+    }
     let remote = match (args.offline, remote) {
         (true, _) => None,
         (false, Some(make)) => Some(make(&store).context("cannot set up the remote")?),

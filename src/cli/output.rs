@@ -108,6 +108,15 @@ pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// `33554432`, `512K`, `32M`, `1G` (binary units; `MiB`, `GiB` spelled out work too), at least
 /// 1 MiB and at most 4 GiB.
 pub(crate) fn parse_size(s: &str) -> anyhow::Result<u64> {
+    parse_size_within(s, 1 << 20, 4 << 30, "1M to 4G")
+}
+
+/// A store's cap: [`parse_size`]'s forms, `T`/`TiB` too, from 64 MiB to 1 PiB.
+pub(crate) fn parse_cache_size(s: &str) -> anyhow::Result<u64> {
+    parse_size_within(s, 64 << 20, 1 << 50, "64M to 1048576G")
+}
+
+fn parse_size_within(s: &str, min: u64, max: u64, range: &str) -> anyhow::Result<u64> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -117,11 +126,12 @@ pub(crate) fn parse_size(s: &str) -> anyhow::Result<u64> {
         "K" | "KIB" => 10,
         "M" | "MIB" => 20,
         "G" | "GIB" => 30,
-        _ => bail!("bad size unit in {s:?} (use K, M or G)"),
+        "T" | "TIB" => 40,
+        _ => bail!("bad size unit in {s:?} (use K, M, G or T)"),
     };
     let bytes = n.checked_mul(1 << shift).context("size too large")?;
-    if !(1 << 20..=4 << 30).contains(&bytes) {
-        bail!("size {s:?} out of range (1M to 4G)");
+    if !(min..=max).contains(&bytes) {
+        bail!("size {s:?} out of range ({range})");
     }
     Ok(bytes)
 }

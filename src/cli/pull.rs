@@ -15,6 +15,10 @@ pub(crate) struct PullArgs {
     /// Print a final JSON line {"repo","revision","commit","files","bytes_total","bytes_fetched","seconds"}.
     #[arg(long)]
     json: bool,
+    /// Do not pin the revision: in a store with a cap (`tessera cache-size`), its data may then
+    /// be evicted like data read lazily through a mount.
+    #[arg(long)]
+    no_pin: bool,
     #[command(flatten)]
     remote: RemoteArgs,
     /// `org/name[@revision]`; the revision is a branch, tag, commit id or refs/pr/N (default main).
@@ -41,11 +45,11 @@ pub(crate) fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store =
         ctx.open_store_with(crate::store::StoreOptions { cache_bytes: PULL_CHUNK_CACHE })?;
     let report = if args.remote.offline(&ctx.env) {
-        crate::sync::pull_offline(&store, &key)?
+        crate::sync::pull_offline(&store, &key, !args.no_pin)?
     } else {
         let hub = args.remote.client(&ctx.env)?;
         let bar = Bar(ctx.io.byte_bar(0, "pulling"));
-        let report = runtime()?.block_on(crate::sync::pull(&hub, &store, &key, &bar))?;
+        let report = runtime()?.block_on(crate::sync::pull(&hub, &store, &key, !args.no_pin, &bar))?;
         bar.0.finish_and_clear();
         report
     };

@@ -43,6 +43,10 @@ pub(crate) fn exposition(store: &Store, holder: Option<&dyn HolderStatus>) -> St
         Ok(du) => store_sizes(&mut out, &du),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot measure the store"),
     }
+    match store.cache_usage() {
+        Ok(usage) => cache_sizes(&mut out, &usage, store.evicted_bytes()),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot measure the cache"),
+    }
     if let Some(h) = holder {
         h.render(&mut out);
     }
@@ -70,6 +74,18 @@ fn store_sizes(out: &mut String, du: &DuReport) {
     sample(out, "tessera_store_files", "", du.files);
 }
 
+fn cache_sizes(out: &mut String, u: &crate::store::CacheUsage, evicted: u64) {
+    let name = "tessera_cache_bytes";
+    family(out, name, "gauge", "Disk use against the cap: used (xorbs and flat copies), pinned, evictable.");
+    for (class, n) in [("used", u.used), ("pinned", u.pinned), ("evictable", u.evictable)] {
+        sample(out, name, &format!("class=\"{class}\""), n);
+    }
+    family(out, "tessera_cache_cap_bytes", "gauge", "The store's size cap (0: none).");
+    sample(out, "tessera_cache_cap_bytes", "", u.cap.unwrap_or(0));
+    family(out, "tessera_cache_evicted_bytes_total", "counter", "Bytes evicted to keep to the cap since the holder opened the store.");
+    sample(out, "tessera_cache_evicted_bytes_total", "", evicted);
+}
+
 pub(crate) fn run(args: StatusArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store()?;
     let holder = ctx.holder_status();
@@ -77,13 +93,16 @@ pub(crate) fn run(args: StatusArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         ctx.io.out().write_all(exposition(&store, holder.as_deref()).as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let du = store.du()?;
+    let (du, cache) = (store.du()?, store.cache_usage()?);
+    let evicted = store.evicted_bytes();
     let described = holder.as_ref().map(|h| h.describe());
     if args.json {
-        ctx.io.json_line(&serde_json::json!({ "holder": described, "store": du }))?;
+        let line = serde_json::json!({ "holder": described, "store": du, "cache": cache, "evicted_bytes": evicted });
+        ctx.io.json_line(&line)?;
         return Ok(ExitCode::SUCCESS);
     }
     print_human(ctx, described.as_ref(), &du)?;
+    print_cap(ctx, &cache, evicted)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -104,6 +123,14 @@ fn print_human(ctx: &Ctx, holder: Option<&serde_json::Value>, du: &DuReport) -> 
         "cache use   {} files, {unique} unique, {disk} on disk, {flat} in flat copies",
         du.files
     )?;
+    Ok(())
+}
+
+fn print_cap(ctx: &Ctx, u: &crate::store::CacheUsage, evicted: u64) -> anyhow::Result<()> {
+    let Some(cap) = u.cap else { return Ok(()) };
+    let (cap, used, pinned) = (output::size(cap), output::size(u.used), output::size(u.pinned));
+    let evicted = output::size(evicted);
+    writeln!(ctx.io.out(), "cache cap   {cap}: {used} used, {pinned} pinned, {evicted} evicted by the holder")?;
     Ok(())
 }
 

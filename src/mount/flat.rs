@@ -76,8 +76,13 @@ impl FlatCache {
     fn write(&self, store: &Store, record: &FileRecord, entry: &TreeEntry) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".{}.{}.tmp", entry.file, std::process::id()));
+        // The copy counts against the store's cap from the start, and eviction must not take the
+        // chunks it is made of while it is being made.
+        let room = store.reserve(record.size).map_err(std::io::Error::other)?;
+        let hold = store.hold(&[entry.file]);
         let result = write_verified(store, record, entry, &tmp)
             .and_then(|()| std::fs::rename(&tmp, self.path(&entry.file)));
+        drop((hold, room));
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }

@@ -340,6 +340,8 @@ struct TesseraFs {
 struct OpenState {
     count: usize,
     backing: Option<BackingId>,
+    /// Keeps the file's data from eviction while it is open.
+    _hold: Option<crate::store::FileHold>,
 }
 
 impl TesseraFs {
@@ -427,6 +429,9 @@ impl Filesystem for TesseraFs {
         }
         let mut opens = self.opens.lock();
         let state = opens.entry(ino.0).or_default();
+        if state.count == 0 {
+            state._hold = self.vfs.hold(ino.0);
+        }
         if state.count == 0 && self.passthrough {
             state.backing = self.vfs.flat_file(ino.0).and_then(|f| {
                 reply

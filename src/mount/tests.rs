@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -16,9 +16,7 @@ const C2: &str = "2222222222222222222222222222222222222222";
 
 use crate::testdata::splitmix as bytes;
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+use crate::clock::unix_secs as now;
 
 fn key(repo: &str, rev: &str) -> RevisionKey {
     let id = crate::protocol::RepoId::parse(repo).expect("test repo id");
@@ -41,7 +39,7 @@ fn seed(store: &Store, repo: &str, revs: &[&str], commit: &str, files: &[(&str, 
     }
     store.put_tree(commit, &entries).expect("tree");
     for rev in revs {
-        store.put_ref(&key(repo, rev).ref_key(), commit, now()).expect("ref");
+        store.put_ref(&key(repo, rev).ref_key(), commit, now(), None).expect("ref");
     }
 }
 
@@ -126,7 +124,7 @@ impl StoreRemote {
 impl RemoteSource for StoreRemote {
     fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError> {
         self.gate()?;
-        let commit = match self.src.get_ref(&key.ref_key())? {
+        let commit = match self.src.get_ref(&key.ref_key(), None)? {
             Some((c, _)) => c,
             None if names::is_commit_id(&key.revision) => key.revision.clone(),
             None => return Err(SourceError::NotFound(key.ref_key())),
@@ -134,7 +132,7 @@ impl RemoteSource for StoreRemote {
         let tree = self.src.tree(&commit)?.ok_or_else(|| SourceError::NotFound(commit.clone()))?;
         self.dst.put_tree(&commit, &tree)?;
         if !names::is_commit_id(&key.revision) {
-            self.dst.put_ref(&key.ref_key(), &commit, now())?;
+            self.dst.put_ref(&key.ref_key(), &commit, now(), None)?;
         }
         Ok(commit)
     }
@@ -270,7 +268,7 @@ fn offline_serves_only_what_is_stored() {
     seed(&f.remote_store, "org/a", &["main"], C1, &[("w.bin", &data)]);
     // The local store knows the tree but holds no bytes.
     f.local.put_tree(C1, &f.remote_store.tree(C1).expect("tree").expect("some")).expect("tree");
-    f.local.put_ref(&key("org/a", "main").ref_key(), C1, now()).expect("ref");
+    f.local.put_ref(&key("org/a", "main").ref_key(), C1, now(), None).expect("ref");
     let vfs = Vfs::new(f.local.clone(), None, VfsOptions::default());
     let file = walk(&vfs, "org/a@main/w.bin").expect("listed");
     assert_eq!(vfs.open(file.attr.ino, false), Err(Errno::NotFound));
@@ -381,7 +379,7 @@ fn not_found_is_not_cached_and_branches_stay_pinned() {
     // With a ref TTL it moves once the TTL has passed (the remote is asked again).
     let opts = VfsOptions { ref_ttl: Some(Duration::from_millis(1)), ..VfsOptions::default() };
     let vfs = Vfs::new(f.local.clone(), Some(remote), opts);
-    f.local.put_ref(&key("org/m", "main").ref_key(), C1, 0).expect("age the stored ref");
+    f.local.put_ref(&key("org/m", "main").ref_key(), C1, 0, None).expect("age the stored ref");
     assert_eq!(read_all(&vfs, "org/m@main/a.txt"), Ok(b"two".to_vec()));
 }
 

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -404,6 +404,12 @@ impl Vfs {
         }
     }
 
+    /// Keeps an open file's data from eviction while the hold lives.
+    pub fn hold(&self, ino: u64) -> Option<crate::store::FileHold> {
+        let file = self.file(ino).ok()?;
+        Some(self.inner.store.hold(&[file.entry.file]))
+    }
+
     /// A flat copy of a file for FUSE passthrough, when enabled and written already.
     pub fn flat_file(&self, ino: u64) -> Option<std::fs::File> {
         let flat = self.inner.flat.as_ref()?;
@@ -554,7 +560,7 @@ impl Vfs {
         if let Some(hit) = self.pinned(&label) {
             return Ok(hit);
         }
-        let stored = self.inner.store.get_ref(&label)?;
+        let stored = self.inner.store.get_ref(&label, self.origin().as_deref())?;
         let (commit, age) = match &self.inner.remote {
             None => stored.map(|(c, at)| (c, age_of(at))).ok_or(Errno::NotFound)?,
             Some(remote) => self.resolve_remote(remote.as_ref(), key, stored)?,
@@ -590,6 +596,11 @@ impl Vfs {
         }
     }
 
+    /// The remote's origin: trees and refs other hubs listed are not this mount's.
+    fn origin(&self) -> Option<String> {
+        self.inner.remote.as_ref().and_then(|r| r.origin())
+    }
+
     fn pinned(&self, label: &str) -> Option<(String, Duration)> {
         let pins = self.inner.pins.lock();
         let pin = pins.get(label)?;
@@ -614,13 +625,14 @@ impl Vfs {
             return Ok(t.clone());
         }
         let repo = key.repo_key();
-        let entries = match (self.inner.store.repo_tree(&repo, commit)?, &self.inner.remote) {
+        let origin = self.origin();
+        let entries = match (self.inner.store.repo_tree(&repo, commit, origin.as_deref())?, &self.inner.remote) {
             (Some(entries), _) => entries,
             (None, None) => return Err(Errno::NotFound),
             (None, Some(remote)) => {
                 let at_commit = key.at(commit).map_err(|_| Errno::Io)?;
                 remote.resolve(&at_commit)?;
-                self.inner.store.repo_tree(&repo, commit)?.ok_or_else(|| {
+                self.inner.store.repo_tree(&repo, commit, origin.as_deref())?.ok_or_else(|| {
                     tracing::warn!(%commit, "the remote resolved the commit but recorded no tree");
                     Errno::Io
                 })?
@@ -754,6 +766,5 @@ fn dir_entry(ino: u64, name: &str) -> DirEntry {
 
 /// How long ago a unix time was (zero if in the future).
 fn age_of(unix_secs: u64) -> Duration {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    Duration::from_secs(now.saturating_sub(unix_secs))
+    Duration::from_secs(crate::clock::unix_secs().saturating_sub(unix_secs))
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 
@@ -351,7 +351,7 @@ impl AppState {
 
     /// Current unix time in seconds.
     pub fn now(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        crate::clock::unix_secs()
     }
 
     /// Base URL for handed-out links: `--public-url`, else `http://{Host}`.

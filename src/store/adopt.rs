@@ -44,6 +44,17 @@ impl Store {
     /// their bytes are durable (`pending.rs`; [`Store::flush`] forces it). Returns the chunks
     /// adopted.
     pub fn adopt_chunks(&self, xorb: &XorbHash, first_chunk: u32, byte_start: u64, bytes: &[u8]) -> Result<usize> {
+        let (adopted, written) = {
+            let _writing = self.writing();
+            self.adopt_unlocked(xorb, first_chunk, byte_start, bytes)?
+        };
+        self.note_written(written)?;
+        Ok(adopted)
+    }
+
+    /// [`Store::adopt_chunks`] under the writers' side of the eviction lock; returns the chunks
+    /// adopted and the bytes written.
+    fn adopt_unlocked(&self, xorb: &XorbHash, first_chunk: u32, byte_start: u64, bytes: &[u8]) -> Result<(usize, u64)> {
         let present = self.xorb_meta(xorb)?;
         let is_present = |idx: u32| present.as_ref().is_some_and(|m| m.chunks.get(idx as usize).is_some_and(Option::is_some));
         let mut new_chunks: Vec<(u32, ChunkMeta)> = Vec::new();
@@ -71,10 +82,11 @@ impl Store {
             idx += 1;
         }
         let n = new_chunks.len();
+        let written = new_chunks.iter().map(|(_, c)| u64::from(c.byte_end - c.byte_start)).sum();
         if n > 0 {
             self.defer_index(*xorb, new_chunks)?;
         }
-        Ok(n)
+        Ok((n, written))
     }
 
     /// Checks a fully present file as a whole: its chunk hashes must make its Xet hash, then its

@@ -47,10 +47,13 @@ pub enum Table {
     CommitDate,
     /// GC roots: `{kind}{holder}\0{file hash}` -> empty (`roots.rs`); all `gc` reads.
     Root,
+    /// Where a tree (`t{tree key}`) or ref (`r{ref key}`) came from: the hub endpoint that
+    /// listed it, so one endpoint's answer never stands in for another's.
+    Origin,
 }
 
 impl Table {
-    const ALL: [Table; 15] = [
+    const ALL: [Table; 16] = [
         Table::Meta,
         Table::Xorb,
         Table::Chunk,
@@ -66,6 +69,7 @@ impl Table {
         Table::HubTree,
         Table::CommitDate,
         Table::Root,
+        Table::Origin,
     ];
 
     fn name(self) -> &'static str {
@@ -85,6 +89,7 @@ impl Table {
             Table::HubTree => "hub_tree",
             Table::CommitDate => "commit_date",
             Table::Root => "root",
+            Table::Origin => "origin",
         }
     }
 }
@@ -240,18 +245,6 @@ impl Db {
             f(&k, &v)?;
         }
         Ok(())
-    }
-
-    pub(crate) fn put_json<T: serde::Serialize + ?Sized>(
-        &self,
-        table: Table,
-        key: &[u8],
-        value: &T,
-    ) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(|e| record_err(table, e))?;
-        let mut b = KvBatch::default();
-        b.put(table, key.to_vec(), bytes);
-        self.write(b)
     }
 
     pub(crate) fn get_json<T: serde::de::DeserializeOwned>(

@@ -25,6 +25,7 @@ pub use adopt::Sha256Walk;
 mod cache;
 mod codec;
 mod db;
+mod evict;
 mod flat;
 mod ingest;
 mod maint;
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use db::{KvBatch, Table};
+pub use evict::{CacheUsage, EvictReport, FileHold, Reservation};
 pub use ingest::{IngestReport, IngestSession};
 pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
 pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping};
@@ -167,6 +169,11 @@ fn repo_tree_key(repo: &str, commit: &str) -> String {
     format!("{repo}@{commit}")
 }
 
+/// Key of an origin record in [`Table::Origin`]: the kind (`t` tree, `r` ref), then the key.
+fn origin_key(kind: u8, key: &str) -> Vec<u8> {
+    [&[kind], key.as_bytes()].concat()
+}
+
 /// Handle to an open store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -185,6 +192,8 @@ struct Inner {
     /// Writers of roots share it; `gc` holds it alone while it decides what is live and drops
     /// the index entries of the rest, so a root is either seen by `gc` or written after it.
     roots_lock: parking_lot::RwLock<()>,
+    /// The cap and what eviction needs to honour it (`evict.rs`).
+    evict: evict::Evictor,
     /// Fires when the store is closed; declared last, since fields drop in order: by then the
     /// database is closed and the last chunks indexed.
     closed: ClosedOnDrop,
@@ -225,7 +234,7 @@ impl Store {
             tracing::debug!(files = stale, "removed staging files of a writer that died");
         }
         let cache = cache::ChunkCache::new(options.cache_bytes);
-        Ok(Self { inner: Arc::new(Inner {
+        let store = Self { inner: Arc::new(Inner {
             home: home.to_path_buf(),
             db,
             xorbs,
@@ -233,8 +242,11 @@ impl Store {
             meta_lock: parking_lot::Mutex::new(()),
             pending: Arc::default(),
             roots_lock: parking_lot::RwLock::new(()),
+            evict: evict::Evictor::default(),
             closed: ClosedOnDrop::default(),
-        }) })
+        }) };
+        store.load_cap()?;
+        Ok(store)
     }
 
     /// Drops this handle and waits up to `limit` for every other one (threads finishing their
@@ -362,15 +374,19 @@ impl Store {
 
     /// Records the tree of a commit, with its files' roots.
     pub fn put_tree(&self, commit: &str, entries: &[TreeEntry]) -> Result<()> {
-        self.write_tree(commit, entries)
+        self.write_tree(commit, entries, None)
     }
 
-    /// Writes a tree under `key` and its roots in one batch.
-    fn write_tree(&self, key: &str, entries: &[TreeEntry]) -> Result<()> {
+    /// Writes a tree under `key`, where it came from and its roots in one batch.
+    fn write_tree(&self, key: &str, entries: &[TreeEntry], origin: Option<&str>) -> Result<()> {
         let mut batch = KvBatch::default();
         let json = serde_json::to_vec(entries)
             .map_err(|_| StoreError::Record(RecordError { what: "tree", len: entries.len() }))?;
         batch.put(Table::Tree, key.as_bytes(), json);
+        match origin {
+            Some(o) => batch.put(Table::Origin, origin_key(b't', key), o.as_bytes()),
+            None => batch.delete(Table::Origin, origin_key(b't', key)),
+        }
         batch.add_tree_roots(RootHolder::Tree(key), entries);
         self.write_roots(batch)
     }
@@ -386,31 +402,61 @@ impl Store {
         self.inner.db.get_json(Table::Tree, commit.as_bytes())
     }
 
-    /// Records the tree a hub listed for `commit` of `repo` (`model/org/name`). Trees from the
-    /// network are kept per repo: a hub's claim that its repo is at some commit id names only
-    /// that repo's tree, so it can never stand in for another repo's commit of the same id.
-    pub fn put_repo_tree(&self, repo: &str, commit: &str, entries: &[TreeEntry]) -> Result<()> {
-        self.write_tree(&repo_tree_key(repo, commit), entries)
+    /// Records the tree the hub at `origin` listed for `commit` of `repo` (`model/org/name`).
+    /// Trees from the network are kept per repo and tagged with their origin: a hub's claim
+    /// that its repo is at some commit id names only that repo's tree at that hub, so it can
+    /// never stand in for another repo's commit, nor for the same repo at another hub.
+    pub fn put_repo_tree(&self, repo: &str, commit: &str, entries: &[TreeEntry], origin: &str) -> Result<()> {
+        self.write_tree(&repo_tree_key(repo, commit), entries, Some(origin))
     }
 
     /// The tree of `commit` of `repo`: the one a hub listed for that repo, else one recorded
     /// locally for the bare commit ([`Store::put_tree`]: stores made before trees were kept
-    /// per repo, and trees built here).
-    pub fn repo_tree(&self, repo: &str, commit: &str) -> Result<Option<Vec<TreeEntry>>> {
-        match self.inner.db.get_json(Table::Tree, repo_tree_key(repo, commit).as_bytes())? {
+    /// per repo, and trees built here). With `origin`, a tree another hub listed is not
+    /// returned (offline readers pass `None`: they trust what this store's pulls brought).
+    pub fn repo_tree(&self, repo: &str, commit: &str, origin: Option<&str>) -> Result<Option<Vec<TreeEntry>>> {
+        let key = repo_tree_key(repo, commit);
+        if !self.from_origin(b't', &key, origin)? {
+            return Ok(None);
+        }
+        match self.inner.db.get_json(Table::Tree, key.as_bytes())? {
             Some(tree) => Ok(Some(tree)),
             None => self.tree(commit),
         }
     }
 
-    /// Points a ref (any caller-chosen key) at a commit, stamped with `now` (unix seconds).
-    pub fn put_ref(&self, key: &str, commit: &str, now: u64) -> Result<()> {
-        self.inner.db.put_json(Table::Ref, key.as_bytes(), &(commit, now))
+    /// Points a ref (any caller-chosen key) at a commit, stamped with `now` (unix seconds);
+    /// `origin` is the hub that said so (`None`: decided here).
+    pub fn put_ref(&self, key: &str, commit: &str, now: u64, origin: Option<&str>) -> Result<()> {
+        let mut batch = KvBatch::default();
+        let value = serde_json::to_vec(&(commit, now))
+            .map_err(|_| StoreError::Record(RecordError { what: "ref", len: key.len() }))?;
+        batch.put(Table::Ref, key.as_bytes(), value);
+        match origin {
+            Some(o) => batch.put(Table::Origin, origin_key(b'r', key), o.as_bytes()),
+            None => batch.delete(Table::Origin, origin_key(b'r', key)),
+        }
+        self.inner.db.write(batch)
     }
 
-    /// A ref's commit and when it was recorded.
-    pub fn get_ref(&self, key: &str) -> Result<Option<(String, u64)>> {
+    /// A ref's commit and when it was recorded; with `origin`, only if that hub recorded it
+    /// (or no hub did).
+    pub fn get_ref(&self, key: &str, origin: Option<&str>) -> Result<Option<(String, u64)>> {
+        if !self.from_origin(b'r', key, origin)? {
+            return Ok(None);
+        }
         self.inner.db.get_json(Table::Ref, key.as_bytes())
+    }
+
+    /// Whether the tree or ref under `key` may be used by a reader of `origin`: any reader when
+    /// `origin` is `None`; otherwise only if it was recorded from that origin or from none
+    /// (stores older than origins, trees and refs made here).
+    fn from_origin(&self, kind: u8, key: &str, origin: Option<&str>) -> Result<bool> {
+        let Some(want) = origin else { return Ok(true) };
+        Ok(match self.inner.db.get(Table::Origin, &origin_key(kind, key))? {
+            Some(recorded) => recorded == want.as_bytes(),
+            None => true,
+        })
     }
 
     /// Pins a file so `gc` keeps it even when no tree references it (what `tessera add` does).
@@ -439,6 +485,34 @@ impl Store {
         self.inner.db.drop_roots(&mut batch, RootHolder::Pin(name))?;
         self.inner.db.write(batch)?;
         Ok(existed)
+    }
+
+    /// Pins `commit` of `repo` (`model/org/name`): every file of its tree stays through `gc`
+    /// and eviction. Returns the tree pinned, or `None` if the store has no tree for it.
+    pub fn pin_revision(&self, repo: &str, commit: &str) -> Result<Option<Vec<TreeEntry>>> {
+        let Some(tree) = self.repo_tree(repo, commit, None)? else { return Ok(None) };
+        let holder = repo_tree_key(repo, commit);
+        let mut batch = KvBatch::default();
+        self.inner.db.drop_roots(&mut batch, RootHolder::Revision(&holder))?;
+        batch.add_tree_roots(RootHolder::Revision(&holder), &tree);
+        self.write_roots(batch)?;
+        Ok(Some(tree))
+    }
+
+    /// Removes the pin of `commit` of `repo`; returns whether there was one. Its files stay
+    /// (the tree still roots them) but become evictable.
+    pub fn unpin_revision(&self, repo: &str, commit: &str) -> Result<bool> {
+        let holder = repo_tree_key(repo, commit);
+        let mut batch = KvBatch::default();
+        self.inner.db.drop_roots(&mut batch, RootHolder::Revision(&holder))?;
+        let existed = !batch.is_empty();
+        self.write_roots(batch)?;
+        Ok(existed)
+    }
+
+    /// The pinned revisions, as `model/org/name@commit`, sorted.
+    pub fn pinned_revisions(&self) -> Result<Vec<String>> {
+        self.inner.db.pinned_revisions()
     }
 
     /// Reads one value of a generic table.

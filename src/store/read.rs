@@ -113,10 +113,17 @@ impl Store {
 
     /// One chunk's decompressed bytes, from the cache or from disk (verified on the way in).
     pub(super) fn chunk_bytes(&self, xorb: &XorbHash, meta: &ChunkMeta) -> Result<Arc<Vec<u8>>> {
+        self.note_read(xorb);
         if let Some(hit) = self.inner.cache.get(&meta.hash) {
             return Ok(hit);
         }
-        let raw = self.inner.xorbs.read(xorb, u64::from(meta.byte_start), u64::from(meta.byte_end))?;
+        let raw = match self.inner.xorbs.read(xorb, u64::from(meta.byte_start), u64::from(meta.byte_end)) {
+            // Evicted after this read looked it up: a lazy reader fetches it again.
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing { xorb: *xorb, chunk_start: 0, chunk_end: 0 });
+            }
+            other => other?,
+        };
         let data = Arc::new(unpack_chunk(&raw, &meta.hash)?);
         if data.len() != meta.unpacked_len as usize {
             return Err(StoreError::CorruptChunk { chunk: meta.hash, why: "length differs from index" });
@@ -157,10 +164,14 @@ impl Store {
             .iter()
             .map(|c| ChunkMeta { hash: c.hash, byte_start: c.byte_start, byte_end: c.byte_end, unpacked_len: c.unpacked_len })
             .collect();
-        self.inner.xorbs.write_complete(&hash, &body[..stored_len])?;
-        let mut batch = KvBatch::default();
-        db::put_xorb(&mut batch, &XorbMeta { hash, chunks: chunks.into_iter().map(Some).collect() });
-        self.inner.db.write(batch)?;
+        {
+            let _writing = self.writing();
+            self.inner.xorbs.write_complete(&hash, &body[..stored_len])?;
+            let mut batch = KvBatch::default();
+            db::put_xorb(&mut batch, &XorbMeta { hash, chunks: chunks.into_iter().map(Some).collect() });
+            self.inner.db.write(batch)?;
+        }
+        self.note_written(stored_len as u64)?;
         Ok(true)
     }
 
@@ -181,6 +192,15 @@ impl Store {
             return Err(StoreError::MalformedXorb { xorb, why });
         }
         let metas = parse_range(&xorb, first, byte_start, bytes, expected)?;
+        {
+            let _writing = self.writing();
+            self.index_range(xorb, first, byte_start, bytes, metas)?;
+        }
+        self.note_written(bytes.len() as u64)
+    }
+
+    /// Writes a verified range durably and indexes its chunks.
+    fn index_range(&self, xorb: XorbHash, first: u32, byte_start: u32, bytes: &[u8], metas: Vec<ChunkMeta>) -> Result<()> {
         self.inner.xorbs.write_at(&xorb, u64::from(byte_start), bytes)?;
         let _guard = self.inner.meta_lock.lock();
         let mut meta = self.inner.db.xorb_meta(&xorb)?.unwrap_or(XorbMeta { hash: xorb, chunks: Vec::new() });

@@ -23,7 +23,13 @@ pub enum RootHolder<'a> {
     Tree(&'a str),
     /// The tree of a hub server commit, by tree id.
     HubTree(&'a str),
+    /// A pinned revision (`pull`, `tessera pin`), by its tree key `model/org/name@commit`.
+    Revision(&'a str),
 }
+
+/// Root kinds that also protect their files' data from eviction (`evict.rs`): pins of `add`,
+/// pinned revisions, hub commits. A client tree alone (a lazily mounted revision) does not.
+const PINNING_KINDS: [u8; 3] = [b'p', b'h', b'r'];
 
 impl RootHolder<'_> {
     fn prefix(&self) -> Vec<u8> {
@@ -31,6 +37,7 @@ impl RootHolder<'_> {
             RootHolder::Pin(n) => (b'p', n),
             RootHolder::Tree(n) => (b't', n),
             RootHolder::HubTree(n) => (b'h', n),
+            RootHolder::Revision(n) => (b'r', n),
         };
         let mut key = Vec::with_capacity(name.len() + 34);
         key.push(kind);
@@ -90,6 +97,27 @@ impl super::db::Db {
             Ok(())
         })?;
         Ok(live)
+    }
+
+    /// Every file a pin, a pinned revision or a hub commit keeps from eviction.
+    pub(crate) fn pinned_files(&self) -> Result<std::collections::HashSet<FileHash>> {
+        let mut pinned = std::collections::HashSet::new();
+        for kind in PINNING_KINDS {
+            for (k, _) in self.scan_prefix(Table::Root, &[kind])? {
+                pinned.insert(rooted_file(&k).ok_or_else(|| bad_root(&k))?);
+            }
+        }
+        Ok(pinned)
+    }
+
+    /// The holders of pinned revisions: their tree keys, sorted.
+    pub(crate) fn pinned_revisions(&self) -> Result<Vec<String>> {
+        let mut keys = std::collections::BTreeSet::new();
+        for (k, _) in self.scan_prefix(Table::Root, b"r")? {
+            let holder = k.get(1..).and_then(|rest| rest.split(|&b| b == 0).next()).unwrap_or_default();
+            keys.insert(String::from_utf8_lossy(holder).into_owned());
+        }
+        Ok(keys.into_iter().collect())
     }
 
     /// Queues the deletion of every root of `holder`.

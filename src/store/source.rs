@@ -84,6 +84,12 @@ pub trait RemoteSource: Send + Sync {
     /// the whole transfer takes long.
     fn fetch(&self, repo: &RevisionKey, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SourceError>;
 
+    /// The endpoint trees and refs from this remote are recorded under (`Store::repo_tree`):
+    /// a reader of this remote never uses what another one listed. `None`: any.
+    fn origin(&self) -> Option<String> {
+        None
+    }
+
     /// Content bytes received from the remote so far. Waiters use it to tell a slow transfer
     /// (progress) from a stalled one.
     fn progress(&self) -> u64 {

@@ -58,19 +58,16 @@ pub enum SyncError {
     Internal(String),
 }
 
-/// Unix seconds now (0 if the clock is before 1970).
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+pub(crate) use crate::clock::unix_secs as unix_now;
 
 /// The commit and tree the store recorded for a revision (no network).
 pub fn local_revision(store: &Store, key: &RevisionKey) -> Result<(String, Vec<TreeEntry>), SyncError> {
-    let commit = match store.get_ref(&key.ref_key())? {
+    let commit = match store.get_ref(&key.ref_key(), None)? {
         Some((commit, _)) => commit,
         None if crate::protocol::is_commit_id(&key.revision) => key.revision.clone(),
         None => return Err(SyncError::Offline(format!("revision {} of {} {}", key.revision, key.repo_type, key.repo_id))),
     };
     let repo = key.repo_key();
-    let tree = store.repo_tree(&repo, &commit)?.ok_or_else(|| SyncError::Offline(format!("the tree of commit {commit}")))?;
+    let tree = store.repo_tree(&repo, &commit, None)?.ok_or_else(|| SyncError::Offline(format!("the tree of commit {commit}")))?;
     Ok((commit, tree))
 }

@@ -53,8 +53,9 @@ impl PullProgress for () {
     fn advance(&self, _: u64) {}
 }
 
-/// Pulls `key` from `hub` into `store`.
-pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, progress: &dyn PullProgress) -> Result<PullReport, SyncError> {
+/// Pulls `key` from `hub` into `store`; with `pin`, the revision is pinned (kept through `gc`
+/// and eviction) as soon as it is recorded.
+pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, pin: bool, progress: &dyn PullProgress) -> Result<PullReport, SyncError> {
     let started = Instant::now();
     let (repo_type, repo_id) = (key.repo_type, key.repo_id.to_string());
     let (commit, date) = hub.revision_dated(repo_type, &repo_id, &key.revision).await?;
@@ -65,6 +66,8 @@ pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, progress: &
     let lazy = super::lazy::LazyFiles::new(hub.clone(), store.clone(), hub.retry_policy().stall_timeout, fetched.clone());
     let fetcher = FileFetcher::new(hub.clone(), store.clone(), repo_type, repo_id, commit.clone(), fetched.clone(), lazy);
     let targets: Vec<FileTarget> = listing.files.iter().map(target).collect::<Result<_, _>>()?;
+    // In a capped store, what this pull brings must not be evicted before it is pinned.
+    let _hold = store.hold(&targets.iter().filter_map(|t| t.xet).collect::<Vec<_>>());
     // Small regular files in one batch (one ingest session, one index write), the rest streamed.
     let (small, large): (Vec<FileTarget>, Vec<FileTarget>) = targets.into_iter().partition(is_small_plain);
     let small_records = fetcher.ensure_small(&small).await?;
@@ -84,7 +87,8 @@ pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, progress: &
         .await?;
     entries.extend(large_entries);
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    record(store, key, &commit, date, entries).await?;
+    let recorded = Recorded { commit: &commit, date, origin: hub.endpoint(), pin };
+    record(store, key, recorded, entries).await?;
     Ok(PullReport {
         repo: key.repo_id.to_string(),
         revision: key.revision.clone(),
@@ -96,8 +100,9 @@ pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, progress: &
     })
 }
 
-/// Pull with no network: succeeds only if the store already holds the revision whole.
-pub fn pull_offline(store: &Store, key: &RevisionKey) -> Result<PullReport, SyncError> {
+/// Pull with no network: succeeds only if the store already holds the revision whole (and
+/// then pins it, with `pin`).
+pub fn pull_offline(store: &Store, key: &RevisionKey, pin: bool) -> Result<PullReport, SyncError> {
     let started = Instant::now();
     let (commit, tree) = super::local_revision(store, key)?;
     for e in &tree {
@@ -105,6 +110,9 @@ pub fn pull_offline(store: &Store, key: &RevisionKey) -> Result<PullReport, Sync
         if !store.is_complete(&record)? {
             return Err(SyncError::Offline(format!("{} is only partly in the store", e.path)));
         }
+    }
+    if pin {
+        store.pin_revision(&key.repo_key(), &commit)?;
     }
     Ok(PullReport {
         repo: key.repo_id.to_string(),
@@ -117,22 +125,34 @@ pub fn pull_offline(store: &Store, key: &RevisionKey) -> Result<PullReport, Sync
     })
 }
 
+/// What a pull learnt about the revision it records.
+struct Recorded<'a> {
+    commit: &'a str,
+    date: Option<u64>,
+    /// The hub it came from.
+    origin: &'a str,
+    pin: bool,
+}
+
 /// Records the tree, then the ref (and the commit id as a ref of itself).
-async fn record(store: &Store, key: &RevisionKey, commit: &str, date: Option<u64>, entries: Vec<TreeEntry>) -> Result<(), SyncError> {
+async fn record(store: &Store, key: &RevisionKey, what: Recorded<'_>, entries: Vec<TreeEntry>) -> Result<(), SyncError> {
     let store = store.clone();
     let key = key.clone();
-    let commit = commit.to_string();
+    let (commit, date, origin, pin) = (what.commit.to_string(), what.date, what.origin.to_string(), what.pin);
     tokio::task::spawn_blocking(move || {
         // What was streamed in is durable and indexed before the ref says the revision is here.
         store.flush()?;
-        store.put_repo_tree(&key.repo_key(), &commit, &entries)?;
+        store.put_repo_tree(&key.repo_key(), &commit, &entries, &origin)?;
+        if pin {
+            store.pin_revision(&key.repo_key(), &commit)?;
+        }
         if let Some(date) = date {
             store.put_commit_date(&commit, date)?;
         }
         let now = super::unix_now();
-        store.put_ref(&key.ref_key(), &commit, now)?;
+        store.put_ref(&key.ref_key(), &commit, now, Some(&origin))?;
         let by_commit = key.at(&commit).map_err(|e| SyncError::Protocol(e.to_string()))?;
-        store.put_ref(&by_commit.ref_key(), &commit, now)?;
+        store.put_ref(&by_commit.ref_key(), &commit, now, Some(&origin))?;
         Ok::<_, SyncError>(())
     })
     .await

@@ -67,22 +67,24 @@ impl HubSource {
         let repo = key.repo_key();
         let (store, commit2, repo2) = (self.store.clone(), commit.clone(), repo.clone());
         // A commit's tree never changes: one already stored (a restart) is not listed again.
-        let stored = blocking(move || Ok(store.repo_tree(&repo2, &commit2)?.is_some())).await?;
+        let origin = self.hub.endpoint().to_string();
+        let origin2 = origin.clone();
+        let stored = blocking(move || Ok(store.repo_tree(&repo2, &commit2, Some(&origin2))?.is_some())).await?;
         let mut files = None;
         if !stored {
             let listing = self.hub.list_tree(repo_type, &repo_id, &commit).await?;
             let fetcher = self.fetcher(key, &commit)?;
             let entries = lazy_entries(&fetcher, &listing.files).await?;
             files = Some(entries.len());
-            let (store, commit2) = (self.store.clone(), commit.clone());
-            blocking(move || Ok(store.put_repo_tree(&repo, &commit2, &entries)?)).await?;
+            let (store, commit2, origin2) = (self.store.clone(), commit.clone(), origin.clone());
+            blocking(move || Ok(store.put_repo_tree(&repo, &commit2, &entries, &origin2)?)).await?;
         }
         let (store, key2, commit2) = (self.store.clone(), key.clone(), commit.clone());
         blocking(move || {
             if let Some(date) = date {
                 store.put_commit_date(&commit2, date)?;
             }
-            Ok(store.put_ref(&key2.ref_key(), &commit2, super::unix_now())?)
+            Ok(store.put_ref(&key2.ref_key(), &commit2, super::unix_now(), Some(&origin))?)
         })
         .await?;
         tracing::debug!(
@@ -149,6 +151,10 @@ impl RemoteSource for HubSource {
 
     fn progress(&self) -> u64 {
         self.bytes_fetched()
+    }
+
+    fn origin(&self) -> Option<String> {
+        Some(self.hub.endpoint().to_string())
     }
 }
 

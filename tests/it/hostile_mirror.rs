@@ -175,6 +175,24 @@ fn an_unbounded_reconstruction_is_an_error() {
     assert!(hub.requests().iter().any(|(line, _)| line.contains("/v2/reconstructions/")));
 }
 
+/// A real hub with `org/real` holding `a.txt` = "real\n"; its commit id; and a tree listing
+/// that names `a.txt` = "hacked\n" for a hostile hub to answer with.
+#[cfg(feature = "mount")]
+fn real_repo_and_hacked_tree(py: &std::path::Path, data: &std::path::Path) -> (crate::common::Hub, String, String) {
+    let real = crate::common::Hub::start(&data.join("hub"), &[]);
+    let folder = data.join("real");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("a.txt"), "real\n").unwrap();
+    let spec = format!("{}=", folder.display());
+    let seeded =
+        crate::common::py_script(py, &real.url, "seed_repo.py", &["org/real", crate::common::WRITE_TOKEN, &spec]);
+    let line: serde_json::Value = serde_json::from_str(seeded.lines().next().unwrap()).unwrap();
+    let commit = line["commit"].as_str().unwrap().to_owned();
+    let oid = tessera::protocol::git_blob_oid(b"hacked\n");
+    let tree = format!("[{{\"type\":\"file\",\"oid\":\"{oid}\",\"size\":7,\"path\":\"a.txt\"}}]");
+    (real, commit, tree)
+}
+
 /// Issue 13 item 12: a hostile hub claiming that its repo is at another repo's commit id cannot
 /// make a later mount of the real repo show its tree (trees from the network are kept per repo).
 #[cfg(feature = "mount")]
@@ -184,20 +202,7 @@ fn a_claimed_commit_id_cannot_stand_in_for_another_repos_tree() {
     require!(crate::mount::fuse_ready(), "needs root, /dev/fuse and fusermount3");
     let py = require!(crate::common::python(), "no venv");
     let data = tempfile::tempdir().unwrap();
-    let real = crate::common::Hub::start(&data.path().join("hub"), &[]);
-    let folder = data.path().join("real");
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("a.txt"), "real\n").unwrap();
-    let seeded = crate::common::py_script(
-        &py,
-        &real.url,
-        "seed_repo.py",
-        &["org/real", crate::common::WRITE_TOKEN, &format!("{}=", folder.display())],
-    );
-    let line: serde_json::Value = serde_json::from_str(seeded.lines().next().unwrap()).unwrap();
-    let commit = line["commit"].as_str().unwrap().to_owned();
-    let oid = tessera::protocol::git_blob_oid(b"hacked\n");
-    let tree = format!("[{{\"type\":\"file\",\"oid\":\"{oid}\",\"size\":7,\"path\":\"a.txt\"}}]");
+    let (real, commit, tree) = real_repo_and_hacked_tree(&py, data.path());
     let hostile = Hostile::start(vec![
         ("/api/models/evil/x/revision/".into(), ok(&format!("{{\"id\":\"evil/x\",\"sha\":\"{commit}\"}}"))),
         ("/api/models/evil/x/tree/".into(), ok(&tree)),
@@ -210,4 +215,32 @@ fn a_claimed_commit_id_cannot_stand_in_for_another_repos_tree() {
     let _mount = crate::mount::MountProc::start(&home, &mnt, &["--endpoint", &real.url]);
     let got = std::fs::read_to_string(mnt.join("org/real@main/a.txt")).unwrap();
     assert_eq!(got, "real\n", "the real repo's file was served from the hostile tree");
+}
+
+/// Issue 13 item 12, the same repo id: a hostile mirror claiming the real repo's own id and
+/// commit id, pulled first, cannot make a later mount from the real hub show its tree (trees
+/// and refs are kept per origin); offline, the store shows what its own pulls brought.
+#[cfg(feature = "mount")]
+#[test]
+fn a_mirror_posing_as_the_same_repo_cannot_poison_the_real_hubs_tree() {
+    use crate::require;
+    require!(crate::mount::fuse_ready(), "needs root, /dev/fuse and fusermount3");
+    let py = require!(crate::common::python(), "no venv");
+    let data = tempfile::tempdir().unwrap();
+    let (real, commit, tree) = real_repo_and_hacked_tree(&py, data.path());
+    let hostile = Hostile::start(vec![
+        ("/api/models/org/real/revision/".into(), ok(&format!("{{\"id\":\"org/real\",\"sha\":\"{commit}\"}}"))),
+        ("/api/models/org/real/tree/".into(), ok(&tree)),
+        ("/org/real/resolve/".into(), ok("hacked\n")),
+    ]);
+    let home = Home::new();
+    let (code, stderr) = run(&home, &hostile.url, &["pull", "org/real"]);
+    assert_eq!(code, Some(0), "the hostile pull itself is well-formed: {stderr}");
+    let mnt = data.path().join("models");
+    let mount = crate::mount::MountProc::start(&home, &mnt, &["--endpoint", &real.url]);
+    for rev in ["main", commit.as_str()] {
+        let got = std::fs::read_to_string(mnt.join(format!("org/real@{rev}/a.txt"))).unwrap();
+        assert_eq!(got, "real\n", "@{rev} was served from the hostile mirror's tree");
+    }
+    drop(mount);
 }

@@ -18,6 +18,8 @@ mod hub_server;
 #[cfg(feature = "mount")]
 mod mount;
 #[cfg(feature = "mount")]
+mod mount_cap;
+#[cfg(feature = "mount")]
 mod mount_scale;
 #[cfg(feature = "mount")]
 mod node_service;

@@ -84,7 +84,7 @@ fn seed_silero(home: &Path) -> Option<(Release, Release)> {
     put_revision(&store, C5, &v5);
     put_revision(&store, C6, &v6);
     for (rev, commit) in [("v5.1.2", C5), ("refs/pr/1", C5), ("v6.2.3", C6), ("main", C6)] {
-        store.put_ref(&key(REPO, rev).ref_key(), commit, now()).expect("ref");
+        store.put_ref(&key(REPO, rev).ref_key(), commit, now(), None).expect("ref");
     }
     Some((v5, v6))
 }
@@ -370,7 +370,7 @@ fn eight_parallel_readers_of_a_256_mib_file() {
             lfs: true,
         };
         store.put_tree(CB, &[entry]).expect("tree");
-        store.put_ref(&key("tessera-test/big", "main").ref_key(), CB, now()).expect("ref");
+        store.put_ref(&key("tessera-test/big", "main").ref_key(), CB, now(), None).expect("ref");
     }
     let mnt_dir = tempfile::tempdir().expect("tmp");
     let mnt = mnt_dir.path().join("m");
@@ -520,11 +520,11 @@ impl RemoteSource for StoreRemote {
         self.check()?;
         let (commit, _) = self
             .src
-            .get_ref(&key.ref_key())?
+            .get_ref(&key.ref_key(), None)?
             .ok_or_else(|| SourceError::NotFound(key.ref_key()))?;
         let tree = self.src.tree(&commit)?.ok_or_else(|| SourceError::NotFound(commit.clone()))?;
         self.dst.put_tree(&commit, &tree)?;
-        self.dst.put_ref(&key.ref_key(), &commit, now())?;
+        self.dst.put_ref(&key.ref_key(), &commit, now(), None)?;
         Ok(commit)
     }
 

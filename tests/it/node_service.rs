@@ -197,8 +197,8 @@ fn pull_while_mounted_reads_with_no_fetch(home: &Home, relay: &Relay, mnt: &Path
     assert_eq!(status["holder"]["bytes_fetched"], 0, "{status}");
 }
 
-/// `add`, `unpin`, `export`, `push` (relative paths: the caller's directory) and `gc` while
-/// mounted, each as a person would type it.
+/// `add`, `unpin`, `pin`, `cache-size`, `export`, `push` (relative paths: the caller's
+/// directory) and `gc` while mounted, each as a person would type it.
 fn other_commands_while_mounted(home: &Home, endpoint: &str, work: &Path) {
     std::fs::write(work.join("note.txt"), b"added while mounted\n").expect("write");
     let in_work = |args: &[&str]| {
@@ -214,6 +214,10 @@ fn other_commands_while_mounted(home: &Home, endpoint: &str, work: &Path) {
     };
     assert!(in_work(&["add", "note.txt"]).contains("added 1 files"));
     in_work(&["unpin", "note.txt"]);
+    assert!(in_work(&["pin", "org/model@v2"]).starts_with("pinned org/model@v2"));
+    assert!(in_work(&["pin"]).contains("model/org/model@"));
+    in_work(&["unpin", "org/model@v2"]);
+    assert!(in_work(&["cache-size"]).starts_with("cache cap"));
     in_work(&["export", "--offline", "org/model@v2", "exported"]);
     assert_eq!(
         std::fs::read(work.join("exported/config.json")).ok(),
