@@ -98,3 +98,25 @@ fn pure_modules_do_no_io() {
     }
     assert!(violations.is_empty(), "pure modules doing I/O:\n{}", violations.join("\n"));
 }
+
+/// Issue 13: the binary users install (`cargo install`, the release profile) fails on outside
+/// input the way the tested dev profile does: overflow checks on in both, and no
+/// `debug_assert!` (which the release profile would drop) anywhere outside tests.
+#[test]
+fn the_release_profile_fails_like_the_tested_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let release = manifest.split("[profile.release]").nth(1).expect("a [profile.release] section");
+    let release = release.split("\n[").next().unwrap_or_default();
+    assert!(
+        release.lines().any(|l| l.trim().replace(' ', "") == "overflow-checks=true"),
+        "the release profile must keep overflow checks: {release}"
+    );
+    let mut files = Vec::new();
+    for dir in ["src", "crates/xet/src", "crates/protocol/src"] {
+        sources(&root.join(dir), &mut files);
+    }
+    let guarded: Vec<_> =
+        files.iter().filter(|f| non_test_source(f).contains("debug_assert")).collect();
+    assert!(guarded.is_empty(), "debug_assert! differs between profiles: {guarded:?}");
+}
