@@ -4,7 +4,8 @@
 //! - pure leaves, crates of their own so Cargo enforces that they do no I/O: `tessera-xet`
 //!   ([`hash`], [`chunking`], [`format`], [`testdata`]) and `tessera-protocol` ([`protocol`]:
 //!   identities and wire types), re-exported here under their old paths;
-//! - [`store`]: the embedded chunk store (RocksDB index + xorb files), synchronous;
+//! - [`store`] (crate `tessera-store`, which can name only the two leaves): the embedded chunk
+//!   store (RocksDB index + xorb files), synchronous, and the [`clock`];
 //! - [`server`]: the Hub-compatible server;
 //!   [`hub`]: the async Hub/CAS client; [`sync`]: pull and the lazy remote for mounts;
 //! - `mount` (feature `mount`): revisions as read-only files over FUSE, fetched lazily;
@@ -15,11 +16,12 @@
 #![forbid(unsafe_code)]
 
 pub use tessera_protocol as protocol;
+pub use tessera_store as store;
+pub use tessera_store::clock;
 pub use tessera_xet::{chunking, format, hash, testdata};
 
 pub mod bench;
 pub mod cli;
-pub mod clock;
 pub mod httpd;
 pub mod hub;
 #[cfg(feature = "infer")]
@@ -28,5 +30,4 @@ pub mod metrics;
 #[cfg(feature = "mount")]
 pub mod mount;
 pub mod server;
-pub mod store;
 pub mod sync;

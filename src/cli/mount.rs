@@ -125,7 +125,7 @@ pub(crate) fn run_with(
     // the bytes decoded (or just fetched) ahead of it, so a small one keeps the daemon lean.
     let cache_bytes =
         usize::try_from(args.read_ahead).unwrap_or(usize::MAX).saturating_add(MOUNT_DECODE_CACHE);
-    let store = ctx.open_store_with(crate::store::StoreOptions { cache_bytes })?;
+    let store = ctx.open_store_with(crate::store::StoreOptions::with_cache_bytes(cache_bytes))?;
     if let Some(cap) = args.max_cache_size {
         store.set_cache_cap(Some(cap)).context("cannot evict down to --max-cache-size")?;
     }

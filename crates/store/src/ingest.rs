@@ -17,9 +17,9 @@ use super::codec::pack_chunk_into;
 use super::db::{self, KvBatch};
 use super::records::{ChunkMeta, FileRecord, Term, XorbMeta};
 use super::{Result, Store, StoreError};
-use crate::format::max_encoded_len;
-use crate::chunking::stream::{StreamSummary, Window, chunk_stream};
-use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash, xorb_hash};
+use tessera_xet::format::max_encoded_len;
+use tessera_xet::chunking::stream::{StreamSummary, Window, chunk_stream};
+use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash, xorb_hash};
 
 /// Uncompressed bytes after which a xorb is sealed (Xet's limit).
 const MAX_XORB_BYTES: usize = 64 << 20;

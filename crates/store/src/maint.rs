@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use super::db::{Table, KvBatch};
 use super::records::{FileRecord, TreeEntry, XorbMeta};
 use super::{Result, Store};
-use crate::hash::{ChunkHash, FileHash, XorbHash, file_hash};
+use tessera_xet::hash::{ChunkHash, FileHash, XorbHash, file_hash};
 
 /// Logical versus physical usage.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]

@@ -3,7 +3,7 @@
 //! the mount only sees this trait, so it never depends on the network code.
 
 use super::TreeEntry;
-use crate::protocol::{IdError, RepoId, RepoType, validate_revision};
+use tessera_protocol::{IdError, RepoId, RepoType, validate_revision};
 
 /// Identifies a repo revision as users write it: `model`/`dataset`/`space`, `org/name`, and a
 /// branch, tag, commit id or `refs/pr/N`. Parsed once, where it enters (a CLI argument, a mount

@@ -19,7 +19,7 @@ use parking_lot::{Condvar, Mutex};
 use super::db::{self, KvBatch};
 use super::records::{ChunkMeta, XorbMeta};
 use super::{Inner, Result, Store};
-use crate::hash::XorbHash;
+use tessera_xet::hash::XorbHash;
 
 /// How long adopted chunks wait at most before their fsync and indexing.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);

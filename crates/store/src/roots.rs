@@ -12,7 +12,7 @@
 use super::db::{KvBatch, Table};
 use super::records::TreeEntry;
 use super::{Result, StoreError};
-use crate::hash::FileHash;
+use tessera_xet::hash::FileHash;
 
 /// Who holds a reference to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

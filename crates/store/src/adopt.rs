@@ -10,7 +10,7 @@ use super::codec::unpack_unverified;
 use super::db::{self, KvBatch};
 use super::records::{ChunkMeta, FileRecord};
 use super::{Result, Store, StoreError};
-use crate::hash::{Sha256, Sha256Hasher, XorbHash, chunk_hash, file_hash};
+use tessera_xet::hash::{Sha256, Sha256Hasher, XorbHash, chunk_hash, file_hash};
 
 /// Most bytes [`Store::sha256_advance`] reads back at once.
 const HASH_READ: u32 = 4 << 20;
@@ -202,7 +202,7 @@ pub(crate) fn chunk_len(header: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testdata::splitmix;
+    use tessera_xet::testdata::splitmix;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 

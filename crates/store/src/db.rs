@@ -8,7 +8,7 @@ use rocksdb::{
 
 use super::records::{FileRecord, XorbMeta};
 use super::{Result, StoreError};
-use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash};
+use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
 
 /// Version written to `meta/format`; a store of another version is refused, not misread.
 const FORMAT_VERSION: &str = "tessera-store-1";

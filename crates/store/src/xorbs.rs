@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{Result, StoreError};
-use crate::hash::XorbHash;
+use tessera_xet::hash::XorbHash;
 
 /// Open read handles kept; past this the pool is simply cleared (xorbs are large, few are hot).
 const MAX_OPEN: usize = 512;

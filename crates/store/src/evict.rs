@@ -26,7 +26,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use super::db::{KvBatch, Table};
 use super::records::XorbMeta;
 use super::{Result, Store};
-use crate::hash::{FileHash, XorbHash};
+use tessera_xet::hash::{FileHash, XorbHash};
 
 /// Meta key of the store's cap (bytes, 8 bytes LE); absent: unbounded.
 const CAP_KEY: &[u8] = b"cache-cap";
@@ -359,13 +359,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::StoreError;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
     /// Incompressible bytes, so a file's size on disk is about its length.
     fn noise(len: usize, seed: u64) -> Vec<u8> {
-        crate::testdata::splitmix(len, seed)
+        tessera_xet::testdata::splitmix(len, seed)
     }
 
     fn used(store: &Store) -> Result<u64> {
@@ -427,7 +427,7 @@ mod tests {
         let home = tempfile::tempdir()?;
         let store = Store::open(home.path())?;
         let file = store.ingest_bytes(&noise(1 << 20, 99))?;
-        let entry = crate::store::TreeEntry {
+        let entry = crate::TreeEntry {
             path: "m.bin".into(),
             size: file.size,
             file: file.file,

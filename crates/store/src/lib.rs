@@ -14,14 +14,17 @@
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let store = tessera::store::Store::open(dir.path())?;
+//! let store = tessera_store::Store::open(dir.path())?;
 //! let added = store.ingest_bytes(b"hello world")?;
 //! assert_eq!(store.read_file_range(&added.file, 6, 5)?, b"world");
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod adopt;
 pub use adopt::Sha256Walk;
+pub mod clock;
 mod cache;
 mod codec;
 mod db;
@@ -47,7 +50,7 @@ pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta,
 pub use roots::{RootHolder, hub_tree_key};
 pub use source::{RemoteSource, RevisionKey, SourceError};
 
-use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash};
+use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +164,13 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self { cache_bytes: 256 << 20 }
+    }
+}
+
+impl StoreOptions {
+    /// The defaults with a chunk cache of `bytes`.
+    pub fn with_cache_bytes(bytes: usize) -> Self {
+        Self { cache_bytes: bytes }
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Result, Store, StoreError};
-use crate::hash::{FileHash, Sha256, Sha256Hasher};
+use tessera_xet::hash::{FileHash, Sha256, Sha256Hasher};
 
 /// Directory of flat copies under the store's home.
 const FLAT_DIR: &str = "flat";

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash};
-use crate::protocol::{git_blob_oid, lfs_pointer};
+use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
+use tessera_protocol::{git_blob_oid, lfs_pointer};
 
 /// A record that does not decode: the index is damaged (fsck reports it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -240,7 +240,7 @@ pub fn terms_overlapping(terms: &[Term], start: u64, end: u64) -> impl Iterator<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::chunk_hash;
+    use tessera_xet::hash::chunk_hash;
 
     #[test]
     fn records_round_trip_and_reject_truncation() {

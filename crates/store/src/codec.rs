@@ -1,8 +1,8 @@
 //! The store's view of the chunk codec: pack a chunk for a xorb file, unpack it again.
 //! A thin seam over `format`, so the store's I/O code does not depend on codec details.
 
-use crate::format::{ChunkHeader, CompressionPolicy, decode_chunk_into, encode_chunk_into};
-use crate::hash::{ChunkHash, chunk_hash};
+use tessera_xet::format::{ChunkHeader, CompressionPolicy, decode_chunk_into, encode_chunk_into};
+use tessera_xet::hash::{ChunkHash, chunk_hash};
 
 use super::StoreError;
 

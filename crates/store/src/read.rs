@@ -8,7 +8,7 @@ use super::codec::unpack_chunk;
 use super::db::{self, KvBatch};
 use super::records::{ChunkMeta, FileRecord, XorbMeta};
 use super::{Result, Store, StoreError};
-use crate::hash::{ChunkHash, FileHash, XorbHash};
+use tessera_xet::hash::{ChunkHash, FileHash, XorbHash};
 
 /// One chunk needed by a read, with the part of it the caller wants.
 struct Piece {
@@ -151,7 +151,7 @@ impl Store {
         if self.xorb_meta(&hash)?.is_some_and(|m| m.is_complete()) {
             return Ok(false);
         }
-        let parsed = crate::format::parse_xorb(body).map_err(|e| StoreError::MalformedXorb { xorb: hash, why: e.to_string() })?;
+        let parsed = tessera_xet::format::parse_xorb(body).map_err(|e| StoreError::MalformedXorb { xorb: hash, why: e.to_string() })?;
         if parsed.chunks.is_empty() {
             return Err(StoreError::MalformedXorb { xorb: hash, why: "no chunks".into() });
         }
@@ -187,8 +187,8 @@ impl Store {
         expected: &[ChunkHash],
     ) -> Result<()> {
         // `first` comes from a server: a chunk table is never sized past the Xet limit.
-        if first as usize + expected.len() > crate::format::MAX_XORB_CHUNKS {
-            let why = format!("chunks {first}.. past the limit of {} per xorb", crate::format::MAX_XORB_CHUNKS);
+        if first as usize + expected.len() > tessera_xet::format::MAX_XORB_CHUNKS {
+            let why = format!("chunks {first}.. past the limit of {} per xorb", tessera_xet::format::MAX_XORB_CHUNKS);
             return Err(StoreError::MalformedXorb { xorb, why });
         }
         let metas = parse_range(&xorb, first, byte_start, bytes, expected)?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::hash::ChunkHash;
+use tessera_xet::hash::ChunkHash;
 
 /// FIFO-evicting map bounded by total bytes. Model weights are read sequentially and whole, so
 /// recency tracking buys little over insertion order and costs a lock-held list update per hit.
