@@ -6,8 +6,8 @@
 //!   identities and wire types), re-exported here under their old paths;
 //! - [`store`] (crate `tessera-store`, which can name only the two leaves): the embedded chunk
 //!   store (RocksDB index + xorb files), synchronous, and the [`clock`];
-//! - [`server`]: the Hub-compatible server;
-//!   [`hub`]: the async Hub/CAS client; [`sync`]: pull and the lazy remote for mounts;
+//! - [`hub`] (crate `tessera-hub`, also over the leaves only): the async Hub/CAS client;
+//! - [`server`]: the Hub-compatible server; [`sync`]: pull, push and the lazy remote for mounts;
 //! - `mount` (feature `mount`): revisions as read-only files over FUSE, fetched lazily;
 //! - `infer` (feature `infer`): ONNX models over the KServe v2 REST API;
 //! - [`metrics`]: the Prometheus text exposition every server shares (a leaf);
@@ -15,6 +15,7 @@
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
 
+pub use tessera_hub as hub;
 pub use tessera_protocol as protocol;
 pub use tessera_store as store;
 pub use tessera_store::clock;
@@ -23,7 +24,6 @@ pub use tessera_xet::{chunking, format, hash, testdata};
 pub mod bench;
 pub mod cli;
 pub mod httpd;
-pub mod hub;
 #[cfg(feature = "infer")]
 pub mod infer;
 pub mod metrics;

@@ -5,7 +5,7 @@ use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::{HubClient, HubError, retry};
-use crate::protocol::{RepoInfo, RepoType, TreeEntry, TreeFile, XetTokenResponse, is_commit_id, percent_encode};
+use tessera_protocol::{RepoInfo, RepoType, TreeEntry, TreeFile, XetTokenResponse, is_commit_id, percent_encode};
 
 /// Every file of a revision, as listed by the tree API.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ impl HubClient {
     pub async fn revision_dated(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<(String, Option<u64>), HubError> {
         let url = format!("{}/revision/{}", self.api_url(repo_type, repo_id), percent_encode(rev, false));
         let info: RepoInfo = self.get_json(&url, repo_id, Some(rev)).await?;
-        let date = info.last_modified.as_deref().and_then(crate::protocol::parse_hub_date);
+        let date = info.last_modified.as_deref().and_then(tessera_protocol::parse_hub_date);
         // The commit id names folders (snapshots/<commit>) and keys trees: 40 hex or nothing.
         let sha = match info.sha {
             Some(sha) if is_commit_id(&sha) => sha,

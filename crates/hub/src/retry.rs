@@ -38,7 +38,7 @@ impl RetryPolicy {
     }
 
     /// Backoff before attempt `n` (1-based retries), with jitter.
-    pub(crate) fn backoff(&self, n: u32) -> Duration {
+    pub fn backoff(&self, n: u32) -> Duration {
         let exp = self.base_delay.saturating_mul(1u32 << n.min(16));
         let jitter = 0.5 + rand::random::<f64>();
         exp.mul_f64(jitter).min(self.max_delay)

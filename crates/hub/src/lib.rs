@@ -21,7 +21,7 @@ pub use cas::{FetchUnit, Reconstruction};
 pub use retry::RetryPolicy;
 pub use upload::CasAuth;
 
-use crate::protocol::RepoType;
+use tessera_protocol::RepoType;
 
 /// What can go wrong talking to a Hub.
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,8 @@
 //! CAS calls: file reconstruction (v2, falling back to v1) and ranged xorb fetches.
 
 use super::{HubClient, HubError, api, retry};
-use crate::hash::{FileHash, XorbHash};
-use crate::protocol::{ChunkRange, InclusiveByteRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2, check_reconstruction};
+use tessera_xet::hash::{FileHash, XorbHash};
+use tessera_protocol::{ChunkRange, InclusiveByteRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2, check_reconstruction};
 
 /// One byte range of one xorb to download: it holds chunks `chunks` of `xorb`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 
 use super::{HubClient, HubError, api, retry};
-use crate::hash::{ChunkHash, XorbHash};
-use crate::protocol::{
+use tessera_xet::hash::{ChunkHash, XorbHash};
+use tessera_protocol::{
     CommitLine, CommitResponse, PreuploadFile, PreuploadRequest, PreuploadResponse,
     PreuploadResult, RepoId, RepoInfo, RepoType, XetTokenResponse, XorbUploadResponse,
     percent_encode,

@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{HubClient, HubError, api, retry};
-use crate::protocol::{
+use tessera_protocol::{
     LfsAction, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsObject, LfsRef, RepoType,
 };
 
