@@ -15,7 +15,9 @@
 //! - `cli`: the only module that builds a runtime or reads the environment.
 #![forbid(unsafe_code)]
 
+pub use tessera_httpd as httpd;
 pub use tessera_hub as hub;
+pub use tessera_metrics as metrics;
 pub use tessera_protocol as protocol;
 pub use tessera_store as store;
 pub use tessera_store::clock;
@@ -23,10 +25,8 @@ pub use tessera_xet::{chunking, format, hash, testdata};
 
 pub mod bench;
 pub mod cli;
-pub mod httpd;
 #[cfg(feature = "infer")]
 pub mod infer;
-pub mod metrics;
 #[cfg(feature = "mount")]
 pub mod mount;
 pub mod server;

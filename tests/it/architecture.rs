@@ -11,12 +11,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("sync", &["server", "mount", "infer", "cli"]),
     ("mount", &["hub", "sync", "server", "infer", "cli"]),
     ("infer", &["store", "server", "hub", "sync", "mount", "cli"]),
-    ("httpd", &["store", "server", "hub", "sync", "mount", "infer", "cli"]),
-    ("metrics", &["store", "server", "hub", "sync", "mount", "infer", "httpd", "cli"]),
 ];
 
 /// The pure crates do no I/O of their own (Cargo cannot forbid `std::fs`, so this scan does).
-const PURE_CRATES: &[&str] = &["crates/xet/src", "crates/protocol/src"];
+const PURE_CRATES: &[&str] = &["crates/xet/src", "crates/protocol/src", "crates/metrics/src"];
 const IO_MARKERS: &[&str] = &[
     "std::fs",
     "std::net",
@@ -98,12 +96,13 @@ fn pure_modules_do_no_io() {
     assert!(violations.is_empty(), "pure modules doing I/O:\n{}", violations.join("\n"));
 }
 
-/// The crates below `tessera` depend only on the two pure leaves: the store and the Hub client
-/// never know of each other (sync, above both, joins them).
+/// The crates below `tessera` depend at most on the two pure leaves: the store and the Hub
+/// client never know of each other (sync, above both, joins them), and the metrics text and the
+/// accept loop know nothing of Tessera at all.
 #[test]
-fn the_store_and_hub_crates_depend_only_on_the_leaves() {
+fn the_crates_below_tessera_depend_only_on_the_leaves() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for krate in ["store", "hub"] {
+    for krate in ["store", "hub", "metrics", "httpd"] {
         let path = root.join(format!("crates/{krate}/Cargo.toml"));
         let manifest = std::fs::read_to_string(path).expect("manifest");
         let ours: Vec<&str> = manifest
@@ -111,7 +110,8 @@ fn the_store_and_hub_crates_depend_only_on_the_leaves() {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|name| name.starts_with("tessera"))
             .collect();
-        assert_eq!(ours, ["tessera-protocol", "tessera-xet"], "tessera-{krate} names {ours:?}");
+        let leaves = ["tessera-protocol", "tessera-xet"];
+        assert!(ours.iter().all(|d| leaves.contains(d)), "tessera-{krate} names {ours:?}");
     }
 }
 

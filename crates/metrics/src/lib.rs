@@ -14,6 +14,8 @@
 //! assert!(out.contains("x_seconds_count 1"));
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

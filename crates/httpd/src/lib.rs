@@ -3,6 +3,8 @@
 //! shutdown, forever) and a bounded graceful shutdown: on the signal, stop accepting, let
 //! in-flight requests finish for at most the grace period, then drop what is left.
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::time::Duration;
 
