@@ -18,6 +18,8 @@
 pub use tessera_httpd as httpd;
 pub use tessera_hub as hub;
 pub use tessera_metrics as metrics;
+#[cfg(feature = "mount")]
+pub use tessera_mount as mount;
 pub use tessera_protocol as protocol;
 pub use tessera_store as store;
 pub use tessera_store::clock;
@@ -27,7 +29,5 @@ pub mod bench;
 pub mod cli;
 #[cfg(feature = "infer")]
 pub mod infer;
-#[cfg(feature = "mount")]
-pub mod mount;
 pub mod server;
 pub mod sync;

@@ -139,20 +139,16 @@ pub(crate) fn run_with(
     };
     let owner =
         std::fs::metadata(&ctx.home).with_context(|| format!("stat {}", ctx.home.display()))?;
-    let opts = VfsOptions {
-        ref_ttl: args.ref_ttl,
-        fetch_timeout: args.fetch_timeout,
-        uid: owner.uid(),
-        gid: owner.gid(),
-        flat_dir: passthrough_wanted(&args).then(|| store.flat_dir()),
-        prefetch_window: args.read_ahead,
-        ..VfsOptions::default()
-    };
-    let cfg = MountConfig {
-        allow_other: args.allow_other,
-        threads: args.threads.clamp(1, 256),
-        auto_unmount: !args.no_auto_unmount,
-    };
+    let mut opts = VfsOptions::default();
+    opts.ref_ttl = args.ref_ttl;
+    opts.fetch_timeout = args.fetch_timeout;
+    (opts.uid, opts.gid) = (owner.uid(), owner.gid());
+    opts.flat_dir = passthrough_wanted(&args).then(|| store.flat_dir());
+    opts.prefetch_window = args.read_ahead;
+    let mut cfg = MountConfig::default();
+    cfg.allow_other = args.allow_other;
+    cfg.threads = args.threads.clamp(1, 256);
+    cfg.auto_unmount = !args.no_auto_unmount;
     let mode = if remote.is_some() { "lazy" } else { "offline" };
     let closing = store.clone();
     let vfs = Vfs::new(store.clone(), remote, opts);

@@ -5,10 +5,10 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! let h = tessera::metrics::Histogram::default();
+//! let h = tessera_metrics::Histogram::default();
 //! h.observe(Duration::from_millis(3));
 //! let mut out = String::new();
-//! tessera::metrics::family(&mut out, "x_seconds", "histogram", "Example.");
+//! tessera_metrics::family(&mut out, "x_seconds", "histogram", "Example.");
 //! h.render(&mut out, "x_seconds", "");
 //! assert!(out.contains("x_seconds_bucket{le=\"0.005\"} 1"));
 //! assert!(out.contains("x_seconds_count 1"));

@@ -9,18 +9,18 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::*;
-use crate::store::{RemoteSource, RevisionKey, SourceError, Store, StoreError, TreeEntry};
+use tessera_store::{RemoteSource, RevisionKey, SourceError, Store, StoreError, TreeEntry};
 
 const C1: &str = "1111111111111111111111111111111111111111";
 const C2: &str = "2222222222222222222222222222222222222222";
 
-use crate::testdata::splitmix as bytes;
+use tessera_xet::testdata::splitmix as bytes;
 
-use crate::clock::unix_secs as now;
+use tessera_store::clock::unix_secs as now;
 
 fn key(repo: &str, rev: &str) -> RevisionKey {
-    let id = crate::protocol::RepoId::parse(repo).expect("test repo id");
-    RevisionKey::new(crate::protocol::RepoType::Model, id, rev).expect("test revision")
+    let id = tessera_protocol::RepoId::parse(repo).expect("test repo id");
+    RevisionKey::new(tessera_protocol::RepoType::Model, id, rev).expect("test revision")
 }
 
 /// Stores `files` as the tree of `commit` and points each of `revs` at it.
@@ -91,7 +91,7 @@ impl StoreRemote {
 
     fn copy_chunks(
         &self,
-        t: &crate::store::Term,
+        t: &tessera_store::Term,
         to: u64,
         mut pos: u64,
     ) -> Result<(), SourceError> {
@@ -238,7 +238,7 @@ fn offline_namespace_reads_and_xattrs() {
 
     assert_eq!(vfs.getxattr(file.attr.ino, "user.tessera.repo"), Ok(b"org/a".to_vec()));
     assert_eq!(vfs.getxattr(file.attr.ino, "user.tessera.commit"), Ok(C1.as_bytes().to_vec()));
-    let sha = crate::hash::Sha256::of(&model).to_string();
+    let sha = tessera_xet::hash::Sha256::of(&model).to_string();
     assert_eq!(vfs.getxattr(file.attr.ino, "user.tessera.sha256"), Ok(sha.into_bytes()));
     assert_eq!(vfs.getxattr(file.attr.ino, "user.tessera.other"), Err(Errno::NoAttr));
     assert_eq!(vfs.listxattr(file.attr.ino).map(|v| v.len()), Ok(4));

@@ -341,7 +341,7 @@ struct OpenState {
     count: usize,
     backing: Option<BackingId>,
     /// Keeps the file's data from eviction while it is open.
-    _hold: Option<crate::store::FileHold>,
+    _hold: Option<tessera_store::FileHold>,
 }
 
 impl TesseraFs {

@@ -20,7 +20,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::errno::Errno;
 use super::vfs::{FileNode, VfsOptions};
-use crate::store::{RemoteSource, Store};
+use tessera_store::{RemoteSource, Store};
 
 /// Foreground flights allowed at once; beyond that reads fail fast instead of piling up threads
 /// on a remote that does not answer.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::hash::{FileHash, Sha256Hasher};
-use crate::store::{FileRecord, Store, TreeEntry};
+use tessera_xet::hash::{FileHash, Sha256Hasher};
+use tessera_store::{FileRecord, Store, TreeEntry};
 
 /// Bytes read from the store per write.
 const PIECE: u64 = 16 << 20;

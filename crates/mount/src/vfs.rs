@@ -19,8 +19,8 @@ use super::errno::Errno;
 use super::fetch::{Fetcher, FileFetch};
 use super::flat::FlatCache;
 use super::names;
-use crate::protocol::{RepoId, RepoType, xattrs};
-use crate::store::{FileRecord, RemoteSource, RevisionKey, Store, StoreError, Table, TreeEntry};
+use tessera_protocol::{RepoId, RepoType, xattrs};
+use tessera_store::{FileRecord, RemoteSource, RevisionKey, Store, StoreError, Table, TreeEntry};
 
 /// Inode of the mount's root directory.
 pub const ROOT_INO: u64 = 1;
@@ -405,7 +405,7 @@ impl Vfs {
     }
 
     /// Keeps an open file's data from eviction while the hold lives.
-    pub fn hold(&self, ino: u64) -> Option<crate::store::FileHold> {
+    pub fn hold(&self, ino: u64) -> Option<tessera_store::FileHold> {
         let file = self.file(ino).ok()?;
         Some(self.inner.store.hold(&[file.entry.file]))
     }
@@ -766,5 +766,5 @@ fn dir_entry(ino: u64, name: &str) -> DirEntry {
 
 /// How long ago a unix time was (zero if in the future).
 fn age_of(unix_secs: u64) -> Duration {
-    Duration::from_secs(crate::clock::unix_secs().saturating_sub(unix_secs))
+    Duration::from_secs(tessera_store::clock::unix_secs().saturating_sub(unix_secs))
 }

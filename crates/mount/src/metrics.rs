@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::Errno;
-use crate::metrics::{Histogram, family, sample};
+use tessera_metrics::{Histogram, family, sample};
 
 /// How many recent error messages are kept.
 const RECENT: usize = 20;

@@ -2,8 +2,8 @@
 //! (`refs/pr/3` is `refs%2Fpr%2F3`) and `%` written `%25`. Pure functions only; what a valid
 //! name, revision or path is, `tessera-protocol` decides (one set of rules with the server).
 
-pub(crate) use crate::protocol::{is_commit_id, is_repo_id_part};
-use crate::protocol::{normalize_repo_path, validate_revision};
+pub(crate) use tessera_protocol::{is_commit_id, is_repo_id_part};
+use tessera_protocol::{normalize_repo_path, validate_revision};
 
 /// Splits a directory name `name@rev` into the repo name and the decoded revision.
 pub(crate) fn parse_rev_dir(entry: &str) -> Option<(&str, String)> {

@@ -11,7 +11,7 @@
 //!
 //! Nothing here is cached: an error is an answer to one request, never a negative entry.
 
-use crate::store::{SourceError, StoreError};
+use tessera_store::{SourceError, StoreError};
 
 /// A filesystem error, as the kernel will see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -97,7 +97,7 @@ impl From<SourceError> for Errno {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::XorbHash;
+    use tessera_xet::hash::XorbHash;
 
     #[test]
     fn mapping_is_the_documented_one() {

@@ -2,7 +2,7 @@
 //!
 //! - [`vfs`]: the filesystem without FUSE (inodes, lookup, readdir, read, xattrs), returning
 //!   [`Errno`]; revisions resolve on first lookup and stay pinned (see [`VfsOptions::ref_ttl`]).
-//! - `fetch`: missing bytes through a [`RemoteSource`](crate::store::RemoteSource), with a
+//! - `fetch`: missing bytes through a [`RemoteSource`](tessera_store::RemoteSource), with a
 //!   deadline and sequential prefetch.
 //! - `flat`: flat copies of fully-present files for FUSE passthrough.
 //! - [`errno`]: the one mapping from store and remote failures to errno values.
@@ -13,8 +13,8 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use tessera::mount::{ROOT_INO, Vfs, VfsOptions};
-//! use tessera::store::{RevisionKey, Store, TreeEntry};
+//! use tessera_mount::{ROOT_INO, Vfs, VfsOptions};
+//! use tessera_store::{RevisionKey, Store, TreeEntry};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::open(dir.path())?;
@@ -23,8 +23,8 @@
 //! let entry = TreeEntry { path: "config.json".into(), size: added.size, file: added.file,
 //!     sha256: added.sha256, git_oid: "0".repeat(40), lfs: false };
 //! store.put_tree(commit, &[entry])?;
-//! let repo = tessera::protocol::RepoId::parse("org/bert")?;
-//! let key = RevisionKey::new(tessera::protocol::RepoType::Model, repo, "main")?;
+//! let repo = tessera_protocol::RepoId::parse("org/bert")?;
+//! let key = RevisionKey::new(tessera_protocol::RepoType::Model, repo, "main")?;
 //! store.put_ref(&key.ref_key(), commit, 0, None)?;
 //!
 //! let vfs = Vfs::new(store, None, VfsOptions::default());
@@ -35,6 +35,8 @@
 //! assert_eq!(vfs.getxattr(file, "user.tessera.commit")?, commit.as_bytes());
 //! # Ok(()) }
 //! ```
+
+#![forbid(unsafe_code)]
 
 pub mod errno;
 mod fetch;
