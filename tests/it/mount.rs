@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tessera::mount::{MountConfig, Vfs, VfsOptions};
-use tessera::store::{RemoteSource, RevisionKey, SourceError, Store, Term, TreeEntry};
+use tessera::store::{RemoteSource, RevisionKey, SourceError, Store, StoreSource, TreeEntry};
 
 use crate::common::{Home, asset, files_under, python, random_bytes, run_python, tessera_bin};
 use crate::require;
@@ -466,11 +466,9 @@ fn passthrough_serves_flat_copies_of_files_read_whole() {
 
 // ---- lazy reads through a real mount, in-process -------------------------------------------
 
-/// A remote that is another store: `resolve` copies ref and tree, `fetch` copies the chunks of
-/// each overlapping term up to the end of the range. `down` makes it refuse; `hang` stall.
+/// A remote that is another store ([`StoreSource`]): `down` makes it refuse; `hang` stall.
 struct StoreRemote {
-    src: Store,
-    dst: Store,
+    inner: StoreSource,
     down: AtomicUsize,
     hang: AtomicUsize,
     fetches: AtomicUsize,
@@ -486,69 +484,24 @@ impl StoreRemote {
         }
         Ok(())
     }
-
-    fn copy_term(&self, t: &Term, to: u64, mut pos: u64) -> Result<(), SourceError> {
-        let meta =
-            self.src.xorb_meta(&t.xorb)?.ok_or_else(|| SourceError::NotFound("xorb".into()))?;
-        let mut hashes = Vec::new();
-        let (mut first, mut last) = (None, None);
-        for idx in t.chunk_start..t.chunk_end {
-            let c = meta
-                .chunks
-                .get(idx as usize)
-                .copied()
-                .flatten()
-                .ok_or_else(|| SourceError::NotFound("chunk".into()))?;
-            if pos >= to {
-                break;
-            }
-            first.get_or_insert(c);
-            last = Some(c);
-            hashes.push(c.hash);
-            pos += u64::from(c.unpacked_len);
-        }
-        let (Some(a), Some(b)) = (first, last) else { return Ok(()) };
-        let raw =
-            self.src.read_xorb_bytes(&t.xorb, u64::from(a.byte_start), u64::from(b.byte_end))?;
-        self.dst.put_xorb_range(t.xorb, t.chunk_start, a.byte_start, &raw, &hashes)?;
-        Ok(())
-    }
 }
 
 impl RemoteSource for StoreRemote {
     fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError> {
         self.check()?;
-        let (commit, _) = self
-            .src
-            .get_ref(&key.ref_key(), None)?
-            .ok_or_else(|| SourceError::NotFound(key.ref_key()))?;
-        let tree = self.src.tree(&commit)?.ok_or_else(|| SourceError::NotFound(commit.clone()))?;
-        self.dst.put_tree(&commit, &tree)?;
-        self.dst.put_ref(&key.ref_key(), &commit, now(), None)?;
-        Ok(commit)
+        self.inner.resolve(key)
     }
 
     fn fetch(
         &self,
-        _repo: &RevisionKey,
+        repo: &RevisionKey,
         entry: &TreeEntry,
         offset: u64,
         len: u64,
     ) -> Result<(), SourceError> {
         self.check()?;
-        let file = &entry.file;
         self.fetches.fetch_add(1, Ordering::SeqCst);
-        let rec = self.src.file(file)?.ok_or_else(|| SourceError::NotFound(file.to_string()))?;
-        let mut pos = 0u64;
-        for t in &rec.terms {
-            let end = pos + u64::from(t.unpacked_len);
-            if end > offset && pos < offset + len {
-                self.copy_term(t, offset + len, pos)?;
-            }
-            pos = end;
-        }
-        self.dst.put_file(&rec)?;
-        Ok(())
+        self.inner.fetch(repo, entry, offset, len)
     }
 }
 
@@ -581,8 +534,7 @@ fn lazy_mount_fetches_on_first_read_and_survives_a_dead_remote() {
     let upstream = Store::open(upstream_dir.path()).expect("upstream");
     let local = Store::open(local_dir.path()).expect("local");
     let remote = Arc::new(StoreRemote {
-        src: upstream,
-        dst: local.clone(),
+        inner: StoreSource::new(&upstream, &local),
         down: 0.into(),
         hang: 0.into(),
         fetches: 0.into(),

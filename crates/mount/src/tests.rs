@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::*;
-use tessera_store::{RemoteSource, RevisionKey, SourceError, Store, StoreError, TreeEntry};
+use tessera_store::{RemoteSource, RevisionKey, SourceError, Store, StoreError, StoreSource, TreeEntry};
 
 const C1: &str = "1111111111111111111111111111111111111111";
 const C2: &str = "2222222222222222222222222222222222222222";
@@ -51,11 +51,10 @@ enum Mode {
     Panic,
 }
 
-/// A remote that is another store: resolve copies the ref and tree, fetch copies the chunks
-/// overlapping the range.
+/// A remote that is another store ([`StoreSource`]), with failure modes and a log of what it
+/// was asked.
 struct StoreRemote {
-    src: Store,
-    dst: Store,
+    inner: StoreSource,
     mode: Mutex<Mode>,
     fetches: AtomicUsize,
     asked: Mutex<Vec<(u64, u64)>>,
@@ -64,8 +63,7 @@ struct StoreRemote {
 impl StoreRemote {
     fn new(src: &Store, dst: &Store) -> Arc<Self> {
         Arc::new(Self {
-            src: src.clone(),
-            dst: dst.clone(),
+            inner: StoreSource::new(src, dst),
             mode: Mutex::new(Mode::Up),
             fetches: AtomicUsize::new(0),
             asked: Mutex::new(Vec::new()),
@@ -88,58 +86,17 @@ impl StoreRemote {
             }
         }
     }
-
-    fn copy_chunks(
-        &self,
-        t: &tessera_store::Term,
-        to: u64,
-        mut pos: u64,
-    ) -> Result<(), SourceError> {
-        let meta =
-            self.src.xorb_meta(&t.xorb)?.ok_or_else(|| SourceError::NotFound("xorb".into()))?;
-        let mut picked = Vec::new();
-        for idx in t.chunk_start..t.chunk_end {
-            let c =
-                meta.chunks[idx as usize].ok_or_else(|| SourceError::NotFound("chunk".into()))?;
-            // The store places a chunk by the lengths of the chunks before it in its term, so a
-            // term is filled from its start (as a real remote's fetch must too).
-            if pos >= to {
-                break;
-            }
-            picked.push((idx, c));
-            pos += u64::from(c.unpacked_len);
-        }
-        let (Some((first, a)), Some((_, b))) = (picked.first().copied(), picked.last().copied())
-        else {
-            return Ok(());
-        };
-        let raw =
-            self.src.read_xorb_bytes(&t.xorb, u64::from(a.byte_start), u64::from(b.byte_end))?;
-        let hashes: Vec<_> = picked.iter().map(|(_, c)| c.hash).collect();
-        self.dst.put_xorb_range(t.xorb, first, a.byte_start, &raw, &hashes)?;
-        Ok(())
-    }
 }
 
 impl RemoteSource for StoreRemote {
     fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError> {
         self.gate()?;
-        let commit = match self.src.get_ref(&key.ref_key(), None)? {
-            Some((c, _)) => c,
-            None if names::is_commit_id(&key.revision) => key.revision.clone(),
-            None => return Err(SourceError::NotFound(key.ref_key())),
-        };
-        let tree = self.src.tree(&commit)?.ok_or_else(|| SourceError::NotFound(commit.clone()))?;
-        self.dst.put_tree(&commit, &tree)?;
-        if !names::is_commit_id(&key.revision) {
-            self.dst.put_ref(&key.ref_key(), &commit, now(), None)?;
-        }
-        Ok(commit)
+        self.inner.resolve(key)
     }
 
     fn fetch(
         &self,
-        _repo: &RevisionKey,
+        repo: &RevisionKey,
         entry: &TreeEntry,
         offset: u64,
         len: u64,
@@ -147,18 +104,7 @@ impl RemoteSource for StoreRemote {
         self.gate()?;
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.asked.lock().push((offset, len));
-        let file = &entry.file;
-        let rec = self.src.file(file)?.ok_or_else(|| SourceError::NotFound(file.to_string()))?;
-        let mut pos = 0u64;
-        for t in &rec.terms {
-            let end = pos + u64::from(t.unpacked_len);
-            if end > offset && pos < offset + len {
-                self.copy_chunks(t, offset + len, pos)?;
-            }
-            pos = end;
-        }
-        self.dst.put_file(&rec)?;
-        Ok(())
+        self.inner.fetch(repo, entry, offset, len)
     }
 }
 

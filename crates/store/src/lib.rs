@@ -48,7 +48,7 @@ pub use ingest::{IngestReport, IngestSession};
 pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
 pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping};
 pub use roots::{RootHolder, hub_tree_key};
-pub use source::{RemoteSource, RevisionKey, SourceError};
+pub use source::{RemoteSource, RevisionKey, SourceError, StoreSource};
 
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
 

@@ -96,3 +96,70 @@ pub trait RemoteSource: Send + Sync {
         0
     }
 }
+
+/// A [`RemoteSource`] that is another store on this machine: `resolve` copies a ref's commit and
+/// its tree, `fetch` copies the chunks of each term overlapping the range (from the term's first
+/// chunk: the store places a chunk by the lengths of those before it in its term, as a real
+/// remote's fetch must too). A read-only store shared between machines can back a mount this
+/// way, and tests put failure modes around it.
+pub struct StoreSource {
+    src: super::Store,
+    dst: super::Store,
+}
+
+impl StoreSource {
+    /// Serves `dst`'s misses from `src`.
+    pub fn new(src: &super::Store, dst: &super::Store) -> Self {
+        Self { src: src.clone(), dst: dst.clone() }
+    }
+
+    fn copy_term(&self, t: &super::Term, to: u64, mut pos: u64) -> Result<(), SourceError> {
+        let meta = self.src.xorb_meta(&t.xorb)?.ok_or_else(|| SourceError::NotFound(format!("xorb {}", t.xorb)))?;
+        let (mut first, mut last, mut hashes) = (None, None, Vec::new());
+        for idx in t.chunk_start..t.chunk_end {
+            if pos >= to {
+                break;
+            }
+            let c = meta.chunks.get(idx as usize).copied().flatten().ok_or_else(|| SourceError::NotFound(format!("chunk {idx} of xorb {}", t.xorb)))?;
+            first.get_or_insert(c);
+            last = Some(c);
+            hashes.push(c.hash);
+            pos += u64::from(c.unpacked_len);
+        }
+        let (Some(a), Some(b)) = (first, last) else { return Ok(()) };
+        let raw = self.src.read_xorb_bytes(&t.xorb, u64::from(a.byte_start), u64::from(b.byte_end))?;
+        self.dst.put_xorb_range(t.xorb, t.chunk_start, a.byte_start, &raw, &hashes)?;
+        Ok(())
+    }
+}
+
+impl RemoteSource for StoreSource {
+    fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError> {
+        let commit = match self.src.get_ref(&key.ref_key(), None)? {
+            Some((c, _)) => c,
+            None if tessera_protocol::is_commit_id(&key.revision) => key.revision.clone(),
+            None => return Err(SourceError::NotFound(key.ref_key())),
+        };
+        let tree = self.src.tree(&commit)?.ok_or_else(|| SourceError::NotFound(commit.clone()))?;
+        self.dst.put_tree(&commit, &tree)?;
+        if !tessera_protocol::is_commit_id(&key.revision) {
+            self.dst.put_ref(&key.ref_key(), &commit, crate::clock::unix_secs(), None)?;
+        }
+        Ok(commit)
+    }
+
+    fn fetch(&self, _repo: &RevisionKey, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SourceError> {
+        let file = &entry.file;
+        let rec = self.src.file(file)?.ok_or_else(|| SourceError::NotFound(file.to_string()))?;
+        let mut pos = 0u64;
+        for t in &rec.terms {
+            let end = pos + u64::from(t.unpacked_len);
+            if end > offset && pos < offset + len {
+                self.copy_term(t, offset + len, pos)?;
+            }
+            pos = end;
+        }
+        self.dst.put_file(&rec)?;
+        Ok(())
+    }
+}
