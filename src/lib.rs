@@ -17,6 +17,8 @@
 
 pub use tessera_httpd as httpd;
 pub use tessera_hub as hub;
+#[cfg(feature = "infer")]
+pub use tessera_infer as infer;
 pub use tessera_metrics as metrics;
 #[cfg(feature = "mount")]
 pub use tessera_mount as mount;
@@ -27,7 +29,5 @@ pub use tessera_xet::{chunking, format, hash, testdata};
 
 pub mod bench;
 pub mod cli;
-#[cfg(feature = "infer")]
-pub mod infer;
 pub mod server;
 pub mod sync;

@@ -328,7 +328,7 @@ impl std::fmt::Debug for LoadedModel {
 
 /// Reads the `user.tessera.*` extended attributes a mount puts on a file; absent ones are skipped.
 pub fn tessera_xattrs(path: &Path) -> BTreeMap<String, String> {
-    use crate::protocol::xattrs;
+    use tessera_protocol::xattrs;
     [xattrs::REPO, xattrs::COMMIT, xattrs::SHA256]
         .into_iter()
         .filter_map(|attr| {

@@ -269,14 +269,14 @@ pub fn router(state: Arc<ServeState>) -> Router {
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes, then finishes the requests
-/// in flight within 30 s; request headers must arrive within 30 s ([`crate::httpd`]).
+/// in flight within 30 s; request headers must arrive within 30 s ([`tessera_httpd`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServeState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = crate::httpd::ConnLimits::default();
-    crate::httpd::serve_connections(listener, router(state), limits, shutdown).await
+    let limits = tessera_httpd::ConnLimits::default();
+    tessera_httpd::serve_connections(listener, router(state), limits, shutdown).await
 }
 
 async fn server_metadata() -> impl IntoResponse {

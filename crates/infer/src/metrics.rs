@@ -1,14 +1,14 @@
 //! Serving metrics in the Prometheus text format: per model, requests, errors by status, a
 //! latency histogram and the model's load time. Lock-free counters; the set of models is fixed
-//! when the server starts. The exposition itself is [`crate::metrics`]'s.
+//! when the server starts. The exposition itself is [`tessera_metrics`]'s.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use crate::metrics::LATENCY_BUCKETS;
-use crate::metrics::{Histogram, escape_label};
+pub use tessera_metrics::LATENCY_BUCKETS;
+use tessera_metrics::{Histogram, escape_label};
 
 /// Counters of one model.
 #[derive(Debug, Default)]
@@ -132,7 +132,7 @@ impl Metrics {
             ),
         ];
         for (name, kind, help) in families {
-            crate::metrics::family(&mut out, name, kind, help);
+            tessera_metrics::family(&mut out, name, kind, help);
             match name {
                 "tessera_infer_unknown_model_total" => {
                     let _ = writeln!(out, "{name} {}", self.unknown_model.load(Ordering::Relaxed));

@@ -1,12 +1,12 @@
-//! gRPC messages <-> the typed tensors of [`crate::infer::tensor`]. Pure.
+//! gRPC messages <-> the typed tensors of [`crate::tensor`]. Pure.
 //!
 //! Inputs come from `raw_input_contents` (one entry per input, in order, the layout of
-//! [`crate::infer::binary`]) when the request has any, else from each input's typed `contents`.
+//! [`crate::binary`]) when the request has any, else from each input's typed `contents`.
 //! Outputs always go back as `raw_output_contents`, as Triton answers.
 
 use super::proto::{InferOutputTensor, InferTensorContents, ModelInferRequest, ModelInferResponse};
-use crate::infer::binary;
-use crate::infer::tensor::{
+use crate::binary;
+use crate::tensor::{
     BinaryOutputs, Datatype, InferRequest, Tensor, TensorData, TensorError, dims_of,
 };
 

@@ -11,6 +11,8 @@
 //! - [`http`]: the axum router (`router`) and `serve`; inference runs on `spawn_blocking`.
 //! - [`metrics`]: Prometheus text metrics.
 
+#![forbid(unsafe_code)]
+
 pub mod batch;
 pub mod binary;
 pub mod grpc;
