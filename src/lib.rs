@@ -25,9 +25,9 @@ pub use tessera_mount as mount;
 pub use tessera_protocol as protocol;
 pub use tessera_store as store;
 pub use tessera_store::clock;
+pub use tessera_sync as sync;
 pub use tessera_xet::{chunking, format, hash, testdata};
 
 pub mod bench;
 pub mod cli;
 pub mod server;
-pub mod sync;

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::dedup::Known;
-use crate::format::{Shard, ShardXorb};
-use crate::hash::{ChunkHash, Sha256};
+use tessera_xet::format::{Shard, ShardXorb};
+use tessera_xet::hash::{ChunkHash, Sha256};
 
 /// Oldest entries go once the cache passes this (about 160 GB of pushed data).
 const CACHE_LIMIT: u64 = 128 << 20;
@@ -91,8 +91,8 @@ mod tests {
     // Test fixtures are built in place; a panic is the failure report.
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::format::ShardChunk;
-    use crate::hash::{XorbHash, chunk_hash};
+    use tessera_xet::format::ShardChunk;
+    use tessera_xet::hash::{XorbHash, chunk_hash};
 
     #[test]
     fn recorded_xorbs_are_found_per_cas() {

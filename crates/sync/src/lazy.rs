@@ -29,10 +29,10 @@ use tokio::sync::Notify;
 use super::SyncError;
 use super::byteranges::{ByteRanges, Event};
 use super::fetch::{FileFetcher, blocking, fetched_error};
-use crate::format::{CHUNK_HEADER_LEN, ChunkHeader};
-use crate::hash::{FileHash, XorbHash};
-use crate::hub::{FetchUnit, HubClient, HubError};
-use crate::store::{FileRecord, Store, TreeEntry};
+use tessera_xet::format::{CHUNK_HEADER_LEN, ChunkHeader};
+use tessera_xet::hash::{FileHash, XorbHash};
+use tessera_hub::{FetchUnit, HubClient, HubError};
+use tessera_store::{FileRecord, Store, TreeEntry};
 
 /// Largest batch a stream gathers before adopting it. The first batch is a single chunk (a
 /// header read is answered after one chunk); each next one doubles up to this.
@@ -602,7 +602,7 @@ impl Stream {
 /// starts inside a term (no server answers so, but one could) is asked for its part whole.
 fn wanted(plan: &Plan, start: u64, end: u64) -> Vec<(FetchUnit, Target)> {
     let mut out = Vec::new();
-    for (at, t) in crate::store::terms_overlapping(&plan.record.terms, start, end) {
+    for (at, t) in tessera_store::terms_overlapping(&plan.record.terms, start, end) {
         let needed = end.min(at + u64::from(t.unpacked_len)) - at;
         let holding = plan.units.iter().filter(|u| u.xorb == t.xorb && u.chunks.start < t.chunk_end && t.chunk_start < u.chunks.end);
         for u in holding {

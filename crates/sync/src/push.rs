@@ -25,9 +25,9 @@ use super::plan::{self, CommitOp, Diff, LocalFile, PathFilter};
 use super::scan::{self, FoundFile};
 use super::shard_cache::ShardCache;
 use super::upload::{self, Source, XorbTarget};
-use crate::hub::{HubClient, HubError};
-use crate::protocol::{LfsObject, PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
-use crate::store::Store;
+use tessera_hub::{HubClient, HubError};
+use tessera_protocol::{LfsObject, PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
+use tessera_store::Store;
 
 /// What to push where.
 #[derive(Debug, Clone)]
@@ -278,7 +278,7 @@ impl Push<'_> {
             Head::NoRepo if t == RepoType::Space && self.opts.space_sdk.is_none() => {
                 return Err(SyncError::Usage(format!(
                     "creating the Space {id} needs its SDK: pass --space-sdk (one of {})",
-                    crate::protocol::SPACE_SDKS.join(", ")
+                    tessera_protocol::SPACE_SDKS.join(", ")
                 )));
             }
             Head::NoRepo => {
@@ -376,7 +376,7 @@ impl Push<'_> {
             Some(c) => remote_chunks(c, self.store, cache.as_ref(), &files).await?,
             None => (HashMap::new(), 0),
         };
-        let lists: Vec<&[(crate::hash::ChunkHash, u32)]> =
+        let lists: Vec<&[(tessera_xet::hash::ChunkHash, u32)]> =
             files.iter().map(|f| &f.chunks[..]).collect();
         let packing = plan::pack(&lists, &known);
         self.report.dedup_queries = queries;
@@ -418,7 +418,7 @@ impl Push<'_> {
         let (t, id) = (self.opts.repo_type, self.opts.repo_id.as_str());
         let rev = (!self.opts.create_pr).then_some(self.opts.branch.as_str());
         let answers = self.hub.lfs_batch_upload(t, id, rev, &objects).await?;
-        let by_oid: HashMap<&str, &crate::protocol::LfsBatchObject> =
+        let by_oid: HashMap<&str, &tessera_protocol::LfsBatchObject> =
             answers.iter().map(|a| (a.oid.as_str(), a)).collect();
         self.progress.phase("uploading", objects.iter().map(|o| o.size).sum());
         for (i, o) in lfs.iter().zip(&objects) {

@@ -14,9 +14,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::SyncError;
 use super::fetch::{FileFetcher, FileTarget, entry, is_small_plain};
-use crate::hub::HubClient;
-use crate::protocol::TreeFile;
-use crate::store::{RevisionKey, Store, TreeEntry};
+use tessera_hub::HubClient;
+use tessera_protocol::TreeFile;
+use tessera_store::{RevisionKey, Store, TreeEntry};
 
 /// Files fetched at the same time.
 const FILE_CONCURRENCY: usize = 4;
@@ -162,16 +162,16 @@ async fn record(store: &Store, key: &RevisionKey, what: Recorded<'_>, entries: V
 /// What the tree listing says a file must be.
 pub(crate) fn target(f: &TreeFile) -> Result<FileTarget, SyncError> {
     let xet = match &f.xet_hash {
-        Some(h) => Some(crate::hash::FileHash::from_hex(h).map_err(|e| SyncError::Protocol(format!("{}: {e}", f.path)))?),
+        Some(h) => Some(tessera_xet::hash::FileHash::from_hex(h).map_err(|e| SyncError::Protocol(format!("{}: {e}", f.path)))?),
         None => None,
     };
     let sha256 = match &f.lfs {
-        Some(l) => Some(crate::hash::Sha256::from_hex(&l.oid).map_err(|e| SyncError::Protocol(format!("{}: {e}", f.path)))?),
+        Some(l) => Some(tessera_xet::hash::Sha256::from_hex(&l.oid).map_err(|e| SyncError::Protocol(format!("{}: {e}", f.path)))?),
         None => None,
     };
-    crate::protocol::normalize_repo_path(&f.path).map_err(|e| SyncError::Protocol(format!("unsafe path {:?}: {e}", f.path)))?;
+    tessera_protocol::normalize_repo_path(&f.path).map_err(|e| SyncError::Protocol(format!("unsafe path {:?}: {e}", f.path)))?;
     // The oid may name a file (the HF cache's blobs/<oid>): 40 or 64 hex digits only.
-    if !crate::protocol::is_git_oid(&f.oid) {
+    if !tessera_protocol::is_git_oid(&f.oid) {
         return Err(SyncError::Protocol(format!("{}: {:?} is not a git object id", f.path, f.oid)));
     }
     Ok(FileTarget { path: f.path.clone(), size: f.size, git_oid: f.oid.clone(), sha256, xet })

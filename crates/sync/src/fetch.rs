@@ -10,10 +10,10 @@ use tokio::sync::Mutex;
 
 use super::SyncError;
 use super::lazy::LazyFiles;
-use crate::hash::{FileHash, Sha256};
-use crate::hub::{HubClient, Reconstruction};
-use crate::protocol::{RepoType, XetTokenResponse};
-use crate::store::{FileRecord, Sha256Walk, Store, Term, TreeEntry};
+use tessera_xet::hash::{FileHash, Sha256};
+use tessera_hub::{HubClient, Reconstruction};
+use tessera_protocol::{RepoType, XetTokenResponse};
+use tessera_store::{FileRecord, Sha256Walk, Store, Term, TreeEntry};
 
 /// Attempts at a file whose fetched bytes do not verify (a flaky proxy), before giving up. A
 /// corrupting middlebox that hits one request in nine (the fault proxy of the tests) can hit the
@@ -67,7 +67,7 @@ impl FileFetcher {
                 Err(SyncError::Corrupt(why)) if attempt < VERIFY_ATTEMPTS => {
                     tracing::warn!(path = %t.path, %why, "fetched data did not verify; fetching again");
                 }
-                Err(SyncError::Hub(e @ crate::hub::HubError::Malformed { .. })) if attempt < VERIFY_ATTEMPTS => {
+                Err(SyncError::Hub(e @ tessera_hub::HubError::Malformed { .. })) if attempt < VERIFY_ATTEMPTS => {
                     tracing::warn!(path = %t.path, error = %e, "malformed answer; asking again");
                 }
                 Ok(record) => {
@@ -245,7 +245,7 @@ impl FileFetcher {
 
     async fn fetch_plain(&self, t: &FileTarget) -> Result<FileRecord, SyncError> {
         let url = self.hub.resolve_url(self.repo_type, &self.repo_id, &self.commit, &t.path);
-        let path = self.store.staging_path(&crate::hash::XorbHash::ZERO, 0);
+        let path = self.store.staging_path(&tessera_xet::hash::XorbHash::ZERO, 0);
         let mut file = std::fs::File::create(&path).map_err(|e| SyncError::Local(format!("{}: {e}", path.display())))?;
         let got = self.hub.download(&url, &self.repo_id, 0, |b| file.write_all(b)).await;
         drop(file);
@@ -263,8 +263,8 @@ impl FileFetcher {
 }
 
 /// Fetched bytes that do not decode or verify are the remote's fault (retryable), not the store's.
-pub(crate) fn fetched_error(e: crate::store::StoreError) -> SyncError {
-    use crate::store::StoreError;
+pub(crate) fn fetched_error(e: tessera_store::StoreError) -> SyncError {
+    use tessera_store::StoreError;
     match e {
         StoreError::FetchedMismatch { .. } | StoreError::MalformedXorb { .. } => SyncError::Corrupt(e.to_string()),
         other => SyncError::Store(other),
@@ -369,6 +369,6 @@ pub(crate) fn entry(t: &FileTarget, record: &FileRecord) -> TreeEntry {
 }
 
 /// A reconstruction term as the store records it.
-pub(crate) fn term(t: &crate::protocol::ReconstructionTerm) -> Term {
+pub(crate) fn term(t: &tessera_protocol::ReconstructionTerm) -> Term {
     Term { xorb: t.hash, chunk_start: t.range.start, chunk_end: t.range.end, unpacked_len: t.unpacked_length }
 }

@@ -8,9 +8,9 @@ use rayon::prelude::*;
 
 use super::SyncError;
 use super::plan::{LFS_THRESHOLD, LocalFile, PathFilter};
-use crate::chunking::parallel::chunk_boundaries_parallel;
-use crate::chunking::stream::chunk_stream;
-use crate::hash::{ChunkHash, Sha256, chunk_hash, file_hash};
+use tessera_xet::chunking::parallel::chunk_boundaries_parallel;
+use tessera_xet::chunking::stream::chunk_stream;
+use tessera_xet::hash::{ChunkHash, Sha256, chunk_hash, file_hash};
 
 /// Files up to this size are read whole; larger ones are streamed window by window.
 const IN_MEMORY: u64 = 16 << 20;
@@ -67,7 +67,7 @@ fn walk_into(
         if !meta.is_file() || !filter.allows(&path) {
             continue;
         }
-        crate::protocol::normalize_repo_path(&path)
+        tessera_protocol::normalize_repo_path(&path)
             .map_err(|e| SyncError::Usage(format!("cannot push {path:?}: {e}")))?;
         out.push(FoundFile { path, abs: entry.path(), size: meta.len() });
     }
@@ -146,7 +146,7 @@ pub(crate) fn hash_bytes(path: &str, data: &[u8]) -> LocalFile {
         size: data.len() as u64,
         file_hash: file_hash(&leaves),
         sha256,
-        git_oid: (data.len() as u64 <= LFS_THRESHOLD).then(|| crate::protocol::git_blob_oid(data)),
+        git_oid: (data.len() as u64 <= LFS_THRESHOLD).then(|| tessera_protocol::git_blob_oid(data)),
         chunks,
         sample: data[..data.len().min(SAMPLE)].to_vec(),
     }

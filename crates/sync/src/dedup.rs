@@ -12,11 +12,11 @@ use super::SyncError;
 use super::fetch::blocking;
 use super::plan::{LocalFile, key_chunks, match_dedup};
 use super::shard_cache::ShardCache;
-use crate::format::Shard;
-use crate::hash::{ChunkHash, XorbHash};
-use crate::hub::{CasAuth, HubClient};
-use crate::protocol::RepoType;
-use crate::store::Store;
+use tessera_xet::format::Shard;
+use tessera_xet::hash::{ChunkHash, XorbHash};
+use tessera_hub::{CasAuth, HubClient};
+use tessera_protocol::RepoType;
+use tessera_store::Store;
 
 /// Requests in flight at once for HEADs and dedup queries.
 const QUERY_CONCURRENCY: usize = 8;
@@ -89,9 +89,9 @@ impl CasSession {
 }
 
 /// A Hub without a CAS answers the token route with 404.
-fn no_xet(e: crate::hub::HubError) -> SyncError {
+fn no_xet(e: tessera_hub::HubError) -> SyncError {
     match e {
-        crate::hub::HubError::NotFound(why) => SyncError::NoXet(why),
+        tessera_hub::HubError::NotFound(why) => SyncError::NoXet(why),
         other => SyncError::Hub(other),
     }
 }

@@ -14,10 +14,10 @@ use std::time::Duration;
 use super::SyncError;
 use super::fetch::{FileFetcher, FileTarget, blocking, entry, is_small_plain};
 use super::lazy::LazyFiles;
-use crate::hash::FileHash;
-use crate::hub::HubClient;
-use crate::protocol::RepoType;
-use crate::store::{RemoteSource, RevisionKey, SourceError, Store, TreeEntry};
+use tessera_xet::hash::FileHash;
+use tessera_hub::HubClient;
+use tessera_protocol::RepoType;
+use tessera_store::{RemoteSource, RevisionKey, SourceError, Store, TreeEntry};
 
 /// Longest resolving a revision (listing its tree, fetching its small files) may take.
 const RESOLVE_DEADLINE: Duration = Duration::from_secs(90);
@@ -109,7 +109,7 @@ impl HubSource {
         }
         match self.lazy.fetch(&fetcher, e, offset, len).await {
             // An LFS file the CAS cannot reconstruct (a hub without Xet) comes whole, by sha256.
-            Err(SyncError::Hub(crate::hub::HubError::NotFound(_))) => {
+            Err(SyncError::Hub(tessera_hub::HubError::NotFound(_))) => {
                 let target = FileTarget { path: e.path.clone(), size: e.size, git_oid: e.git_oid.clone(), sha256: Some(e.sha256), xet: None };
                 fetcher.ensure(&target).await.map(|_| ())
             }
@@ -161,7 +161,7 @@ impl RemoteSource for HubSource {
 /// Tree entries of listed files without fetching Xet-backed content (their identity is in the
 /// listing). Other files are fetched, since only their bytes give it: small ones all together,
 /// larger ones (LFS without Xet) one by one, streamed.
-async fn lazy_entries(fetcher: &FileFetcher, files: &[crate::protocol::TreeFile]) -> Result<Vec<TreeEntry>, SyncError> {
+async fn lazy_entries(fetcher: &FileFetcher, files: &[tessera_protocol::TreeFile]) -> Result<Vec<TreeEntry>, SyncError> {
     let targets: Vec<FileTarget> = files.iter().map(super::pull::target).collect::<Result<_, _>>()?;
     let listed = |t: &FileTarget| t.xet.zip(t.sha256);
     let small_targets: Vec<FileTarget> = targets.iter().filter(|t| is_small_plain(t)).cloned().collect();
@@ -184,7 +184,7 @@ async fn lazy_entries(fetcher: &FileFetcher, files: &[crate::protocol::TreeFile]
 }
 
 fn to_source_error(e: SyncError) -> SourceError {
-    use crate::hub::HubError;
+    use tessera_hub::HubError;
     match e {
         SyncError::Hub(HubError::RepoNotFound(m)) | SyncError::Hub(HubError::NotFound(m)) => SourceError::NotFound(m),
         SyncError::Hub(HubError::RevisionNotFound { repo, rev }) => SourceError::NotFound(format!("{rev} in {repo}")),

@@ -19,8 +19,8 @@ use super::dedup::CasSession;
 use super::fetch::blocking;
 use super::plan::{NewChunk, shard_xorb};
 use super::shard_cache::ShardCache;
-use crate::format::{BuiltXorb, CompressionPolicy, Shard, ShardXorb, XorbChunk, encode_chunk};
-use crate::hash::{ChunkHash, XorbHash, chunk_hash, xorb_hash};
+use tessera_xet::format::{BuiltXorb, CompressionPolicy, Shard, ShardXorb, XorbChunk, encode_chunk};
+use tessera_xet::hash::{ChunkHash, XorbHash, chunk_hash, xorb_hash};
 
 /// Xorbs sent at the same time (each up to 64 MiB in memory).
 const XORB_CONCURRENCY: usize = 2;
@@ -176,7 +176,7 @@ fn build_all(
 }
 
 /// Compresses the chunks of a xorb on every core (checking each against its scanned hash),
-/// then lays them out as [`crate::format::XorbBuilder`] would. The source bytes are dropped
+/// then lays them out as [`tessera_xet::format::XorbBuilder`] would. The source bytes are dropped
 /// before the layout and each encoded chunk as it is copied, so a xorb costs about twice its
 /// size at its peak, not three times.
 fn build_xorb(runs: Vec<Run>) -> Result<BuiltXorb, SyncError> {
@@ -344,7 +344,7 @@ mod tests {
         let src = vec![Source { abs: p.clone(), chunks }];
         let run = ChunkReader::new(&src).read_run((0, 0..2)).unwrap();
         let built = build_xorb(vec![run]).unwrap();
-        let mut b = crate::format::XorbBuilder::new(CompressionPolicy::Auto);
+        let mut b = tessera_xet::format::XorbBuilder::new(CompressionPolicy::Auto);
         b.push(&data[..70_000]).unwrap();
         b.push(&data[70_000..]).unwrap();
         assert_eq!(built, b.finish());

@@ -4,8 +4,8 @@
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use tessera::hash::chunk_hash;
-//! use tessera::sync::plan::{pack, XorbRef};
+//! use tessera_xet::hash::chunk_hash;
+//! use tessera_sync::plan::{pack, XorbRef};
 //! let (a, b) = (chunk_hash(b"a"), chunk_hash(b"b"));
 //! let file = vec![(a, 1), (b, 1)];
 //! // Nothing is known remotely: both chunks go into new xorb 0, as one term.
@@ -20,19 +20,19 @@ use std::ops::Range;
 
 use base64::Engine;
 
-use crate::format::{
+use tessera_xet::format::{
     CHUNK_FLAG_GLOBAL_DEDUP, MAX_XORB_BYTES, MAX_XORB_CHUNKS, SHARD_HEADER_LEN, Shard, ShardChunk,
     ShardFile, ShardTerm, ShardXorb, XorbChunk,
 };
-use crate::hash::{ChunkHash, FileHash, Sha256, XorbHash, keyed_chunk_hash, range_hash};
-use crate::protocol::{
+use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash, keyed_chunk_hash, range_hash};
+use tessera_protocol::{
     CommitHeader, CommitLine, InlineFile, LfsFileOp, PathOp, TreeFile, UploadMode,
 };
 
 /// Chunks whose hash is 0 modulo this (and every file's first chunk) may be asked about in
 /// global-dedup queries (`xet-protocol.md` §7).
 pub const GLOBAL_DEDUP_MODULUS: u64 = 1024;
-pub use crate::protocol::LFS_THRESHOLD;
+pub use tessera_protocol::LFS_THRESHOLD;
 /// Shards are cut well below the CAS's 64 MiB limit.
 pub const SHARD_TARGET_BYTES: usize = 32 << 20;
 /// Bytes of one shard record.
@@ -168,7 +168,7 @@ pub fn diff(
 /// a repo that does not exist yet): regular for empty files, LFS for large, binary or
 /// typically-binary ones.
 pub fn guess_upload_mode(path: &str, size: u64, sample: &[u8]) -> UploadMode {
-    crate::protocol::upload_mode(path, size, Some(sample))
+    tessera_protocol::upload_mode(path, size, Some(sample))
 }
 
 /// Whether the chunk at `index` of a file may be asked about in a global-dedup query.
@@ -262,7 +262,7 @@ impl Packing {
 
 /// Packs the chunks the remote lacks (`known` maps the ones it has) into new xorbs, each chunk
 /// once, and describes every file as terms over remote and new xorbs. Xorbs are cut as
-/// [`crate::format::XorbBuilder`] requires (64 MiB, 8192 chunks).
+/// [`tessera_xet::format::XorbBuilder`] requires (64 MiB, 8192 chunks).
 pub fn pack(files: &[&[(ChunkHash, u32)]], known: &HashMap<ChunkHash, (XorbHash, u32)>) -> Packing {
     let mut p = Packing::default();
     let mut session: HashMap<ChunkHash, (usize, u32)> = HashMap::new();
@@ -480,8 +480,8 @@ mod tests {
     // Test fixtures are built in place; a panic is the failure report.
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::hash::{chunk_hash, file_hash};
-    use crate::protocol::LfsInfo;
+    use tessera_xet::hash::{chunk_hash, file_hash};
+    use tessera_protocol::LfsInfo;
 
     fn h(i: u32) -> ChunkHash {
         chunk_hash(&i.to_le_bytes())
@@ -496,7 +496,7 @@ mod tests {
             size: content.len() as u64,
             file_hash: file_hash(&leaves),
             sha256: Sha256::of(content),
-            git_oid: Some(crate::protocol::git_blob_oid(content)),
+            git_oid: Some(tessera_protocol::git_blob_oid(content)),
             chunks,
             sample: content.iter().take(512).copied().collect(),
         }

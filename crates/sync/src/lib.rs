@@ -3,6 +3,8 @@
 //! remote source the mount uses. Async code here reaches the synchronous store through
 //! `spawn_blocking`.
 
+#![forbid(unsafe_code)]
+
 mod byteranges;
 mod dedup;
 mod fetch;
@@ -19,8 +21,8 @@ pub use pull::{PullProgress, PullReport, pull, pull_offline};
 pub use push::{PushOptions, PushProgress, PushReport, PushTimings, push};
 pub use remote::HubSource;
 
-use crate::hub::HubError;
-use crate::store::{RevisionKey, Store, StoreError, TreeEntry};
+use tessera_hub::HubError;
+use tessera_store::{RevisionKey, Store, StoreError, TreeEntry};
 
 /// What can go wrong syncing.
 #[derive(Debug, thiserror::Error)]
@@ -58,13 +60,13 @@ pub enum SyncError {
     Internal(String),
 }
 
-pub(crate) use crate::clock::unix_secs as unix_now;
+pub(crate) use tessera_store::clock::unix_secs as unix_now;
 
 /// The commit and tree the store recorded for a revision (no network).
 pub fn local_revision(store: &Store, key: &RevisionKey) -> Result<(String, Vec<TreeEntry>), SyncError> {
     let commit = match store.get_ref(&key.ref_key(), None)? {
         Some((commit, _)) => commit,
-        None if crate::protocol::is_commit_id(&key.revision) => key.revision.clone(),
+        None if tessera_protocol::is_commit_id(&key.revision) => key.revision.clone(),
         None => return Err(SyncError::Offline(format!("revision {} of {} {}", key.revision, key.repo_type, key.repo_id))),
     };
     let repo = key.repo_key();
