@@ -23,6 +23,7 @@ pub use tessera_metrics as metrics;
 #[cfg(feature = "mount")]
 pub use tessera_mount as mount;
 pub use tessera_protocol as protocol;
+pub use tessera_server as server;
 pub use tessera_store as store;
 pub use tessera_store::clock;
 pub use tessera_sync as sync;
@@ -30,4 +31,3 @@ pub use tessera_xet::{chunking, format, hash, testdata};
 
 pub mod bench;
 pub mod cli;
-pub mod server;

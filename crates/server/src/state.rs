@@ -14,8 +14,8 @@ use super::db::{HubDb, RepoKey, RepoRecord};
 use super::error::{ApiError, ApiResult};
 use super::limit::RateLimiter;
 use super::storage::{HubStorage, LocalStorage};
-use crate::protocol::{RepoId, RepoType};
-use crate::store::Store;
+use tessera_protocol::{RepoId, RepoType};
+use tessera_store::Store;
 
 /// Settings of a server, resolved by the CLI.
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ impl ServerOptions {
 pub enum StateError {
     /// The store could not be opened.
     #[error("opening the store: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] tessera_store::StoreError),
     /// The storage (a bucket) could not be reached or refused a request.
     #[error("reading the shared signing secret from the storage failed (status {0}; cause logged)")]
     Storage(u16),
@@ -203,26 +203,26 @@ pub struct Inner {
 /// upload instead of refusing it. A xorb nobody is uploading is refused at once, as before.
 #[derive(Default)]
 pub struct XorbsArriving {
-    uploads: parking_lot::Mutex<HashMap<crate::hash::XorbHash, usize>>,
+    uploads: parking_lot::Mutex<HashMap<tessera_xet::hash::XorbHash, usize>>,
     changed: parking_lot::Condvar,
 }
 
 /// Marks one upload of a xorb as under way until dropped.
 pub struct Arriving<'a> {
     set: &'a XorbsArriving,
-    xorb: crate::hash::XorbHash,
+    xorb: tessera_xet::hash::XorbHash,
 }
 
 impl XorbsArriving {
     /// Notes an upload of `xorb` as started.
-    pub fn enter(&self, xorb: crate::hash::XorbHash) -> Arriving<'_> {
+    pub fn enter(&self, xorb: tessera_xet::hash::XorbHash) -> Arriving<'_> {
         *self.uploads.lock().entry(xorb).or_insert(0) += 1;
         Arriving { set: self, xorb }
     }
 
     /// If `xorb` is being uploaded, waits (at most `limit`) until no upload of it is under way;
     /// returns whether there was one to wait for.
-    pub fn wait_for(&self, xorb: &crate::hash::XorbHash, limit: std::time::Duration) -> bool {
+    pub fn wait_for(&self, xorb: &tessera_xet::hash::XorbHash, limit: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + limit;
         let mut uploads = self.uploads.lock();
         if !uploads.contains_key(xorb) {
@@ -351,7 +351,7 @@ impl AppState {
 
     /// Current unix time in seconds.
     pub fn now(&self) -> u64 {
-        crate::clock::unix_secs()
+        tessera_store::clock::unix_secs()
     }
 
     /// Base URL for handed-out links: `--public-url`, else `http://{Host}`.
@@ -480,7 +480,7 @@ mod arriving_tests {
     use std::time::{Duration, Instant};
 
     use super::XorbsArriving;
-    use crate::hash::XorbHash;
+    use tessera_xet::hash::XorbHash;
 
     #[test]
     fn a_shard_waits_for_a_xorb_in_flight_and_not_for_one_nobody_sends() {

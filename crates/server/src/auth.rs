@@ -70,7 +70,7 @@ impl TokenTable {
                 "write" => Scope::Write,
                 _ => return Err(err("scope must be read or write")),
             };
-            if crate::protocol::RepoId::new(user, "x").is_err() {
+            if tessera_protocol::RepoId::new(user, "x").is_err() {
                 return Err(err("invalid user name"));
             }
             table.users.insert(user.to_ascii_lowercase());

@@ -39,8 +39,8 @@ use tokio::runtime::Handle;
 
 use super::error::{ApiError, ApiResult};
 use super::storage::{Guard, HubStorage, WriteError, readable_key};
-use crate::hash::{FileHash, Sha256, XorbHash};
-use crate::store::{FileRecord, KvBatch, Store, Table, XorbMeta};
+use tessera_xet::hash::{FileHash, Sha256, XorbHash};
+use tessera_store::{FileRecord, KvBatch, Store, Table, XorbMeta};
 
 /// A parsed `s3://BUCKET/PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,7 +370,7 @@ impl BucketStorage {
     fn local_table_bytes(store: &Store, xorb: &XorbHash) -> ApiResult<Bytes> {
         let meta = store
             .xorb_meta(xorb)?
-            .filter(crate::store::XorbMeta::is_complete)
+            .filter(tessera_store::XorbMeta::is_complete)
             .ok_or_else(|| ApiError::internal(format!("xorb {xorb} is not complete locally")))?;
         Ok(Bytes::from(meta.encode()))
     }
@@ -385,7 +385,7 @@ impl BucketStorage {
     fn local_xorb_bytes(store: &Store, xorb: &XorbHash) -> ApiResult<Bytes> {
         let meta = store
             .xorb_meta(xorb)?
-            .filter(crate::store::XorbMeta::is_complete)
+            .filter(tessera_store::XorbMeta::is_complete)
             .ok_or_else(|| ApiError::internal(format!("xorb {xorb} is not complete locally")))?;
         Ok(Bytes::from(store.read_xorb_bytes(xorb, 0, meta.stored_len())?))
     }

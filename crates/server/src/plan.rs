@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::hash::XorbHash;
-use crate::protocol::{ChunkRange, InclusiveByteRange, ReconstructionTerm};
-use crate::store::{FileRecord, XorbMeta};
+use tessera_xet::hash::XorbHash;
+use tessera_protocol::{ChunkRange, InclusiveByteRange, ReconstructionTerm};
+use tessera_store::{FileRecord, XorbMeta};
 
 /// Terms and fetch ranges answering one reconstruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub(crate) enum PlanError<E> {
     },
     /// A term's length is not the sum of its chunks.
     #[error("term lengths of {0} disagree with its xorbs")]
-    TermLength(crate::hash::FileHash),
+    TermLength(tessera_xet::hash::FileHash),
 }
 
 /// Xorb chunk tables, each looked up once per plan and lent out, never copied.
@@ -174,8 +174,8 @@ fn byte_range<E>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::hash::{ChunkHash, FileHash, Sha256};
-    use crate::store::{ChunkMeta, Term};
+    use tessera_xet::hash::{ChunkHash, FileHash, Sha256};
+    use tessera_store::{ChunkMeta, Term};
 
     /// A xorb of `n` chunks of 100 bytes each, 60 bytes stored per chunk.
     fn xorb(seed: u8, n: u32) -> XorbMeta {

@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::storage::{Guard, HubStorage, WriteError};
-use crate::hash::{FileHash, Sha256, XorbHash};
-use crate::protocol::{RepoId, RepoType, is_commit_id, sha1_hex};
-use crate::store::{KvBatch, Store, Table, hub_tree_key};
+use tessera_xet::hash::{FileHash, Sha256, XorbHash};
+use tessera_protocol::{RepoId, RepoType, is_commit_id, sha1_hex};
+use tessera_store::{KvBatch, Store, Table, hub_tree_key};
 
 /// Key of a repo in every table: `{type}/{ns}/{name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -81,7 +81,7 @@ impl RepoRecord {
 
 /// One file of a tree: the store's tree entry, so hub trees and client trees are one type and
 /// the store knows which files a hub commit keeps alive.
-pub use crate::store::TreeEntry as Entry;
+pub use tessera_store::TreeEntry as Entry;
 
 /// A commit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -338,7 +338,7 @@ impl HubDb {
         key: &RepoKey,
         sha256: &Sha256,
         size: Option<u64>,
-    ) -> ApiResult<Option<crate::store::FileRecord>> {
+    ) -> ApiResult<Option<tessera_store::FileRecord>> {
         let Some(file) = self.file_by_sha256(sha256)? else { return Ok(None) };
         if !self.file_in_repo(key, &file)? {
             return Ok(None);
@@ -348,7 +348,7 @@ impl HubDb {
 
     /// A file's record from the local store, filled from the storage on a miss (a replica's
     /// store is a cache of the bucket).
-    pub fn local_file(&self, file: &FileHash) -> ApiResult<Option<crate::store::FileRecord>> {
+    pub fn local_file(&self, file: &FileHash) -> ApiResult<Option<tessera_store::FileRecord>> {
         if let Some(r) = self.store.file(file)? {
             return Ok(Some(r));
         }
@@ -360,7 +360,7 @@ impl HubDb {
 
     /// A file's record, local or the storage's; its bytes are not fetched (a reconstruction
     /// only needs the record and the xorbs' chunk tables).
-    pub fn file_record(&self, file: &FileHash) -> ApiResult<Option<crate::store::FileRecord>> {
+    pub fn file_record(&self, file: &FileHash) -> ApiResult<Option<tessera_store::FileRecord>> {
         match self.store.file(file)? {
             Some(r) => Ok(Some(r)),
             None => self.storage.file_record(file),
@@ -368,7 +368,7 @@ impl HubDb {
     }
 
     /// A xorb's complete chunk table, local or the storage's.
-    pub fn xorb_table(&self, xorb: &XorbHash) -> ApiResult<Option<crate::store::XorbMeta>> {
+    pub fn xorb_table(&self, xorb: &XorbHash) -> ApiResult<Option<tessera_store::XorbMeta>> {
         match self.store.xorb_meta(xorb)? {
             Some(m) if m.is_complete() => Ok(Some(m)),
             local => Ok(self.storage.xorb_table(&self.store, xorb)?.or(local)),

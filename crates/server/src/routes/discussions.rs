@@ -12,14 +12,14 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 
 use super::{RepoParams, json_body, query_get, query_pairs, repo_url};
-use crate::protocol::{
+use tessera_protocol::{
     DiscussionAuthor, DiscussionChange, DiscussionChanges, DiscussionDetails, DiscussionPage,
     DiscussionRepo, DiscussionSummary, NewDiscussion, NewDiscussionReply, RepoType,
     format_hub_date,
 };
-use crate::server::db::{CommitMeta, DiscussionRecord, RepoKey};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
+use crate::db::{CommitMeta, DiscussionRecord, RepoKey};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 /// Discussions per listing page (the Hub's page size).
 const PAGE: usize = 50;
@@ -188,7 +188,7 @@ async fn writable(
     s: &AppState,
     p: &DiscussionParams,
     headers: &HeaderMap,
-) -> ApiResult<(RepoType, crate::protocol::RepoId, RepoKey, String)> {
+) -> ApiResult<(RepoType, tessera_protocol::RepoId, RepoKey, String)> {
     let caller = s.caller(headers)?;
     let (repo_type, id) = p.repo().repo(RepoType::Model)?;
     let (key, _) = s.writable_repo(&caller, repo_type, &id).await?;
@@ -198,7 +198,7 @@ async fn writable(
 fn summary(
     d: &DiscussionRecord,
     repo_type: RepoType,
-    id: &crate::protocol::RepoId,
+    id: &tessera_protocol::RepoId,
 ) -> DiscussionSummary {
     DiscussionSummary {
         num: d.num,
@@ -215,7 +215,7 @@ fn summary(
 fn details_of(
     d: &DiscussionRecord,
     repo_type: RepoType,
-    id: &crate::protocol::RepoId,
+    id: &tessera_protocol::RepoId,
 ) -> DiscussionDetails {
     let date = format_hub_date(d.created);
     let author = serde_json::json!({"name": d.author});

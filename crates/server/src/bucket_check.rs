@@ -17,8 +17,8 @@ use std::time::Duration;
 use super::bucket::{Bucket, Listed, file_key, meta_object, xorb_key};
 use super::db::{CommitRecord, Entry};
 use super::error::{ApiError, ApiResult};
-use crate::hash::{FileHash, XorbHash};
-use crate::store::{FileRecord, Table, hub_tree_key};
+use tessera_xet::hash::{FileHash, XorbHash};
+use tessera_store::{FileRecord, Table, hub_tree_key};
 
 /// What `fsck` found: each problem names the object and what is wrong with it.
 #[derive(Debug, Default, serde::Serialize)]
@@ -167,7 +167,7 @@ fn check_xorb(
     }
     match bucket.get(&xorb_key(x))? {
         None => report.problems.push(format!("xorb {x}: missing")),
-        Some((bytes, _)) => match crate::format::parse_xorb(&bytes) {
+        Some((bytes, _)) => match tessera_xet::format::parse_xorb(&bytes) {
             Ok(p) if p.hash == *x => {}
             Ok(p) => report.problems.push(format!("xorb {x}: its chunks hash to {}", p.hash)),
             Err(e) => report.problems.push(format!("xorb {x}: unreadable: {e}")),
@@ -220,7 +220,7 @@ fn referenced(bucket: &Bucket, r: &Reach, l: &Listed) -> ApiResult<bool> {
         "files" => name.parse().is_ok_and(|f: FileHash| r.files.contains(&f)),
         "sha256" => r.shas.contains(name),
         "shards" => match bucket.get(&l.key)? {
-            Some((bytes, _)) => crate::format::Shard::decode(&bytes)
+            Some((bytes, _)) => tessera_xet::format::Shard::decode(&bytes)
                 .map(|s| s.files.iter().any(|f| r.files.contains(&f.hash)))
                 .unwrap_or(false),
             None => false,

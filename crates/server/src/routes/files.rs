@@ -9,10 +9,10 @@ use bytes::Bytes;
 
 use super::RepoParams;
 use super::repos::snapshot;
-use crate::hash::FileHash;
-use crate::protocol::{RepoType, headers as h, parse_range_header};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
+use tessera_xet::hash::FileHash;
+use tessera_protocol::{RepoType, headers as h, parse_range_header};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 /// Bytes read from the store per step of a streamed body.
 const PIECE: u64 = 4 << 20;

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
-use crate::protocol::{RepoId, RepoType, parse_urlencoded, percent_encode, validate_revision};
+use tessera_protocol::{RepoId, RepoType, parse_urlencoded, percent_encode, validate_revision};
 
 /// Limit of small JSON bodies (create, preupload, batch, tags...).
 pub const JSON_LIMIT: u64 = 16 << 20;

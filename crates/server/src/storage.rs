@@ -12,9 +12,9 @@
 //!   under the database's write lock, so nothing changes for one server.
 //! - `server::bucket::BucketStorage`: the bucket is the source of truth (`hub-server.md`).
 
-use crate::hash::{FileHash, Sha256, XorbHash};
-use crate::server::error::{ApiError, ApiResult};
-use crate::store::{FileRecord, KvBatch, Store, Table, XorbMeta};
+use tessera_xet::hash::{FileHash, Sha256, XorbHash};
+use crate::error::{ApiError, ApiResult};
+use tessera_store::{FileRecord, KvBatch, Store, Table, XorbMeta};
 
 /// A condition a write depends on: `key` of `table` holds `expect` (`None`: does not exist)
 /// at the moment the write lands.
@@ -60,8 +60,8 @@ impl From<ApiError> for WriteError {
     }
 }
 
-impl From<crate::store::StoreError> for WriteError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<tessera_store::StoreError> for WriteError {
+    fn from(e: tessera_store::StoreError) -> Self {
         Self::Api(e.into())
     }
 }

@@ -15,12 +15,14 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use tessera::server::{router, serve, AppState, ServerOptions};
+//! use tessera_server::{router, serve, AppState, ServerOptions};
 //! let state = AppState::open(std::path::Path::new("/tmp/hub"), ServerOptions::default())?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! serve(listener, state, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
+
+#![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod bucket;
@@ -123,15 +125,15 @@ async fn log_request(req: Request<Body>, next: Next) -> Response {
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace
-/// period of the options ([`crate::httpd`]).
+/// period of the options ([`tessera_httpd`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = crate::httpd::ConnLimits {
+    let limits = tessera_httpd::ConnLimits {
         header_timeout: state.options.header_timeout,
         shutdown_grace: state.options.shutdown_grace,
     };
-    crate::httpd::serve_connections(listener, router(state), limits, shutdown).await
+    tessera_httpd::serve_connections(listener, router(state), limits, shutdown).await
 }

@@ -21,20 +21,20 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{RepoParams, query_pairs, read_body};
-use crate::format::{Shard, ShardChunk, ShardXorb};
-use crate::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
-use crate::protocol::http::{ClosedRangesError, parse_closed_ranges};
-use crate::protocol::{
+use tessera_xet::format::{Shard, ShardChunk, ShardXorb};
+use tessera_xet::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
+use tessera_protocol::http::{ClosedRangesError, parse_closed_ranges};
+use tessera_protocol::{
     BatchReconstruction, FetchInfo, FileKey, InclusiveByteRange, ReconstructionV1,
     ReconstructionV2, RepoType, ShardEvent, ShardUploadResponse, XetTokenResponse, XorbFetchV2,
     XorbRangeV2, XorbUploadResponse, headers as h, parse_range_header,
 };
-use crate::server::auth::CasClaims;
-use crate::server::db::RepoKey;
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::plan::Plan;
-use crate::server::state::AppState;
-use crate::store::{FileRecord, StoreError, Term, XorbMeta};
+use crate::auth::CasClaims;
+use crate::db::RepoKey;
+use crate::error::{ApiError, ApiResult};
+use crate::plan::Plan;
+use crate::state::AppState;
+use tessera_store::{FileRecord, StoreError, Term, XorbMeta};
 
 /// Largest xorb body: 64 MiB of chunk data plus headers and an optional footer.
 const XORB_BODY_LIMIT: u64 = (64 << 20) + (1 << 20);
@@ -148,7 +148,7 @@ fn store_input_error(e: StoreError) -> ApiError {
 
 /// Plans `[start, end)` of a file over the store's xorb tables (`server::plan`).
 fn plan(s: &AppState, record: &FileRecord, start: u64, end: u64) -> ApiResult<Plan> {
-    use crate::server::plan::{PlanError, plan};
+    use crate::plan::{PlanError, plan};
     plan(record, start, end, |x| s.db.xorb_table(x)).map_err(|e| match e {
         PlanError::Lookup(e) => e,
         damage => ApiError::internal(damage),
@@ -647,7 +647,7 @@ fn register_shard(s: &AppState, bytes: &[u8], key: &RepoKey) -> ApiResult<u8> {
 fn verify_file(
     s: &AppState,
     metas: &mut HashMap<XorbHash, XorbMeta>,
-    f: &crate::format::ShardFile,
+    f: &tessera_xet::format::ShardFile,
 ) -> ApiResult<FileRecord> {
     let bad = |why: String| ApiError::bad_request(format!("file {}: {why}", f.hash));
     let verification =
@@ -702,10 +702,10 @@ fn verify_file(
 /// store-wide sha256 -> file alias (LFS downloads, commits by pointer) at it, so a shard's
 /// metadata extension is a claim to check, never trusted: otherwise one repo's shard could bind
 /// another repo's sha256 to different bytes. A claim that disagrees is refused.
-fn checked_sha256(s: &AppState, record: &FileRecord) -> ApiResult<crate::hash::Sha256> {
+fn checked_sha256(s: &AppState, record: &FileRecord) -> ApiResult<tessera_xet::hash::Sha256> {
     let computed = sha256_of(s, record)?;
     let claimed = record.sha256;
-    if claimed != crate::hash::Sha256::default() && claimed != computed {
+    if claimed != tessera_xet::hash::Sha256::default() && claimed != computed {
         return Err(ApiError::bad_request(format!(
             "file {}: the shard's sha256 {claimed} is not the file's ({computed})",
             record.hash
@@ -715,7 +715,7 @@ fn checked_sha256(s: &AppState, record: &FileRecord) -> ApiResult<crate::hash::S
 }
 
 /// SHA-256 of a file rebuilt from the store.
-fn sha256_of(s: &AppState, record: &FileRecord) -> ApiResult<crate::hash::Sha256> {
+fn sha256_of(s: &AppState, record: &FileRecord) -> ApiResult<tessera_xet::hash::Sha256> {
     let mut h = Sha256Hasher::default();
     let mut pos = 0;
     while pos < record.size {

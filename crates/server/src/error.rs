@@ -7,8 +7,8 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::protocol::{IdError, error_codes, headers};
-use crate::store::StoreError;
+use tessera_protocol::{IdError, error_codes, headers};
+use tessera_store::StoreError;
 
 /// An error answer of the Hub or CAS API.
 #[derive(Debug)]
