@@ -246,7 +246,7 @@ impl FileFetcher {
     async fn fetch_plain(&self, t: &FileTarget) -> Result<FileRecord, SyncError> {
         let url = self.hub.resolve_url(self.repo_type, &self.repo_id, &self.commit, &t.path);
         let path = self.store.staging_path(&tessera_xet::hash::XorbHash::ZERO, 0);
-        let mut file = std::fs::File::create(&path).map_err(|e| SyncError::Local(format!("{}: {e}", path.display())))?;
+        let mut file = std::fs::File::create(&path).map_err(SyncError::io(&path))?;
         let got = self.hub.download(&url, &self.repo_id, 0, |b| file.write_all(b)).await;
         drop(file);
         let result = match got {
@@ -313,7 +313,7 @@ fn check_fetched(t: &FileTarget, size: u64, sha256: Sha256, git_oid: impl FnOnce
 
 /// Chunks a downloaded file into the store, committing only if it is what the tree said.
 fn ingest_verified(store: &Store, t: &FileTarget, path: &std::path::Path) -> Result<FileRecord, SyncError> {
-    let file = std::fs::File::open(path).map_err(|e| SyncError::Local(format!("{}: {e}", path.display())))?;
+    let file = std::fs::File::open(path).map_err(SyncError::io(path))?;
     let mut oid = GitOidReader::new(file, t.size);
     let mut session = store.ingest_session();
     let report = session.add_reader(&mut oid)?;

@@ -47,8 +47,20 @@ pub enum SyncError {
     #[error("offline, and the store does not hold {0}")]
     Offline(String),
     /// A local file operation failed.
-    #[error("local: {0}")]
-    Local(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A file changed while it was being pushed (its bytes no longer hash to what was planned);
+    /// nothing inconsistent was sent.
+    #[error("{} changed while it was being pushed; run the push again", path.display())]
+    Changed {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
@@ -61,6 +73,13 @@ pub enum SyncError {
 }
 
 pub(crate) use tessera_store::clock::unix_secs as unix_now;
+
+impl SyncError {
+    /// An I/O error on `path`, keeping the OS error as the source.
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SyncError + '_ {
+        move |source| SyncError::Io { path: path.to_path_buf(), source }
+    }
+}
 
 /// The commit and tree the store recorded for a revision (no network).
 pub fn local_revision(store: &Store, key: &RevisionKey) -> Result<(String, Vec<TreeEntry>), SyncError> {

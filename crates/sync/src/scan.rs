@@ -48,7 +48,7 @@ fn walk_into(
     filter: &PathFilter,
     out: &mut Vec<FoundFile>,
 ) -> Result<(), SyncError> {
-    let local = |e: std::io::Error| SyncError::Local(format!("{}: {e}", dir.display()));
+    let local = |e| SyncError::io(dir)(e);
     for entry in std::fs::read_dir(dir).map_err(local)? {
         let entry = entry.map_err(local)?;
         let name = entry.file_name();
@@ -83,7 +83,7 @@ pub(crate) fn hash_files(
 }
 
 fn hash_file(f: &FoundFile, progress: &(dyn Fn(u64) + Sync)) -> Result<LocalFile, SyncError> {
-    let local = |e: std::io::Error| SyncError::Local(format!("{}: {e}", f.abs.display()));
+    let local = |e| SyncError::io(&f.abs)(e);
     if f.size <= IN_MEMORY {
         let data = std::fs::read(&f.abs).map_err(local)?;
         progress(data.len() as u64);
@@ -157,7 +157,7 @@ pub(crate) fn read_unchanged(f: &FoundFile, expected: &LocalFile) -> Result<Vec<
     let mut data = Vec::with_capacity(expected.size as usize);
     std::fs::File::open(&f.abs)
         .and_then(|mut file| file.read_to_end(&mut data))
-        .map_err(|e| SyncError::Local(format!("{}: {e}", f.abs.display())))?;
+        .map_err(SyncError::io(&f.abs))?;
     if Sha256::of(&data) != expected.sha256 {
         return Err(changed(f));
     }
@@ -166,10 +166,7 @@ pub(crate) fn read_unchanged(f: &FoundFile, expected: &LocalFile) -> Result<Vec<
 
 /// The error for a file modified while it was being pushed.
 pub(crate) fn changed(f: &FoundFile) -> SyncError {
-    SyncError::Local(format!(
-        "{} changed while it was being pushed; run the push again",
-        f.abs.display()
-    ))
+    SyncError::Changed { path: f.abs.clone() }
 }
 
 #[cfg(test)]

@@ -145,7 +145,7 @@ async fn send_one(
 async fn note(cache: &ShardCache, entry: &ShardXorb) {
     let (cache, entry) = (cache.clone(), entry.clone());
     let noted =
-        blocking(move || cache.record(&entry).map_err(|e| SyncError::Local(e.to_string()))).await;
+        blocking(move || cache.record(&entry).map_err(SyncError::io(std::path::Path::new("push-cache")))).await;
     if let Err(e) = noted {
         tracing::warn!(error = %e, "could not note a pushed xorb in the push cache");
     }
@@ -247,10 +247,7 @@ struct Run {
 
 impl Run {
     fn changed(&self) -> SyncError {
-        SyncError::Local(format!(
-            "{} changed while it was being pushed; run the push again",
-            self.abs.display()
-        ))
+        SyncError::Changed { path: self.abs.clone() }
     }
 }
 
@@ -287,7 +284,7 @@ impl<'a> ChunkReader<'a> {
             (Some(s), Some(e)) => (*s, *e),
             _ => return Err(SyncError::Internal("chunk range outside its file".into())),
         };
-        let local = |e: std::io::Error| SyncError::Local(format!("{}: {e}", src.abs.display()));
+        let local = |e| SyncError::io(&src.abs)(e);
         let handle = match self.open.entry(file) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -350,6 +347,6 @@ mod tests {
         assert_eq!(built, b.finish());
         std::fs::write(&p, vec![1u8; 200_000]).unwrap();
         let run = ChunkReader::new(&src).read_run((0, 1..2)).unwrap();
-        assert!(matches!(build_xorb(vec![run]), Err(SyncError::Local(_))));
+        assert!(matches!(build_xorb(vec![run]), Err(SyncError::Changed { .. })));
     }
 }
