@@ -117,6 +117,13 @@ impl Drop for Reservation {
     }
 }
 
+/// What a round must not evict: xorbs pinned files use, and files held open with their xorbs.
+struct Protected {
+    pinned_xorbs: HashSet<XorbHash>,
+    held_files: HashSet<FileHash>,
+    held_xorbs: HashSet<XorbHash>,
+}
+
 /// One evictable object on disk.
 struct Candidate {
     last_read: u64,
@@ -252,12 +259,12 @@ impl Store {
     /// then xorbs, each least recently read first). Returns the bytes on disk and the bytes of
     /// pinned xorbs.
     fn survey(&self, out: &mut Vec<Candidate>) -> Result<(u64, u64)> {
-        let (pinned_xorbs, held) = self.protected()?;
+        let protected = self.protected()?;
         let (mut used, mut pinned) = (self.inner.evict.reserved.load(Ordering::Relaxed), 0);
         let mut flat = Vec::new();
         for copy in self.flat_copies()? {
             used += copy.len;
-            if !held.0.contains(&copy.file) {
+            if !protected.held_files.contains(&copy.file) {
                 let last_read = mtime_nanos(&copy.path);
                 flat.push(Candidate { last_read, bytes: copy.len, what: Victim::Flat(copy.path) });
             }
@@ -265,12 +272,12 @@ impl Store {
         let last_read = self.inner.evict.last_read.lock().clone();
         let mut xorbs = Vec::new();
         self.inner.db.for_each(Table::Xorb, |k, _| {
-            let Ok(hash) = <[u8; 32]>::try_from(k).map(XorbHash::from_bytes) else { return Ok(()) };
+            let hash = super::maint::xorb_key(k)?;
             let bytes = self.inner.xorbs.disk_usage(&hash);
             used += bytes;
-            if pinned_xorbs.contains(&hash) {
+            if protected.pinned_xorbs.contains(&hash) {
                 pinned += bytes;
-            } else if !held.1.contains(&hash) {
+            } else if !protected.held_xorbs.contains(&hash) {
                 let read = last_read.get(&hash).copied().unwrap_or_else(|| mtime_nanos(&self.xorb_path(&hash)));
                 xorbs.push(Candidate { last_read: read, bytes, what: Victim::Xorb(hash) });
             }
@@ -283,13 +290,12 @@ impl Store {
         Ok((used, pinned))
     }
 
-    /// Xorbs pinned files use; files held open and the xorbs they use.
-    #[allow(clippy::type_complexity)]
-    fn protected(&self) -> Result<(HashSet<XorbHash>, (HashSet<FileHash>, HashSet<XorbHash>))> {
-        let pinned = self.xorbs_of(&self.inner.db.pinned_files()?)?;
-        let held: HashSet<FileHash> = self.inner.evict.holds.lock().keys().copied().collect();
-        let held_xorbs = self.xorbs_of(&held)?;
-        Ok((pinned, (held, held_xorbs)))
+    /// What a round must not evict now.
+    fn protected(&self) -> Result<Protected> {
+        let pinned_xorbs = self.xorbs_of(&self.inner.db.pinned_files()?)?;
+        let held_files: HashSet<FileHash> = self.inner.evict.holds.lock().keys().copied().collect();
+        let held_xorbs = self.xorbs_of(&held_files)?;
+        Ok(Protected { pinned_xorbs, held_files, held_xorbs })
     }
 
     fn xorbs_of(&self, files: &HashSet<FileHash>) -> Result<HashSet<XorbHash>> {

@@ -271,7 +271,7 @@ fn problem(object: String, problem: String) -> FsckProblem {
     FsckProblem { object, problem }
 }
 
-fn xorb_key(k: &[u8]) -> Result<XorbHash> {
+pub(super) fn xorb_key(k: &[u8]) -> Result<XorbHash> {
     k.try_into().map(XorbHash::from_bytes).map_err(|_| bad_key("xorb", k))
 }
 
