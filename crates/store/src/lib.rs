@@ -184,6 +184,15 @@ fn origin_key(kind: u8, key: &str) -> Vec<u8> {
     [&[kind], key.as_bytes()].concat()
 }
 
+/// Queues recording where the tree or ref under `key` came from (`None`: made here, so any
+/// origin recorded before is dropped).
+fn set_origin(batch: &mut KvBatch, kind: u8, key: &str, origin: Option<&str>) {
+    match origin {
+        Some(o) => batch.put(Table::Origin, origin_key(kind, key), o.as_bytes()),
+        None => batch.delete(Table::Origin, origin_key(kind, key)),
+    }
+}
+
 /// Handle to an open store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -393,10 +402,7 @@ impl Store {
         let json = serde_json::to_vec(entries)
             .map_err(|_| StoreError::Record(RecordError { what: "tree", len: entries.len() }))?;
         batch.put(Table::Tree, key.as_bytes(), json);
-        match origin {
-            Some(o) => batch.put(Table::Origin, origin_key(b't', key), o.as_bytes()),
-            None => batch.delete(Table::Origin, origin_key(b't', key)),
-        }
+        set_origin(&mut batch, b't', key, origin);
         batch.add_tree_roots(RootHolder::Tree(key), entries);
         self.write_roots(batch)
     }
@@ -442,10 +448,7 @@ impl Store {
         let value = serde_json::to_vec(&(commit, now))
             .map_err(|_| StoreError::Record(RecordError { what: "ref", len: key.len() }))?;
         batch.put(Table::Ref, key.as_bytes(), value);
-        match origin {
-            Some(o) => batch.put(Table::Origin, origin_key(b'r', key), o.as_bytes()),
-            None => batch.delete(Table::Origin, origin_key(b'r', key)),
-        }
+        set_origin(&mut batch, b'r', key, origin);
         self.inner.db.write(batch)
     }
 
