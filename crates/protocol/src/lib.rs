@@ -20,6 +20,8 @@
 
 pub mod cas;
 pub mod discussions;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod hub;
 pub mod ids;

@@ -13,5 +13,7 @@
 
 pub mod chunking;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hash;
 pub mod testdata;
