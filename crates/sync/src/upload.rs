@@ -19,7 +19,7 @@ use super::dedup::CasSession;
 use super::fetch::blocking;
 use super::plan::{NewChunk, shard_xorb};
 use super::shard_cache::ShardCache;
-use tessera_xet::format::{BuiltXorb, CompressionPolicy, Shard, ShardXorb, XorbChunk, encode_chunk};
+use tessera_xet::format::{BuiltXorb, CHUNK_HEADER_LEN, CompressionPolicy, Shard, ShardXorb, XorbChunk, encode_chunk};
 use tessera_xet::hash::{ChunkHash, XorbHash, chunk_hash, xorb_hash};
 
 /// Xorbs sent at the same time (each up to 64 MiB in memory).
@@ -154,6 +154,11 @@ async fn note(cache: &ShardCache, entry: &ShardXorb) {
 /// A built xorb, its place in the plan, and the slot it holds until sent.
 type Built = (usize, BuiltXorb, tokio::sync::OwnedSemaphorePermit);
 
+/// Source bytes read and compressed at a time while a xorb is built: the xorb's body grows by
+/// one piece at a time, so building a xorb costs its body plus one piece (not its source, its
+/// encoded chunks and its body at once, three times its size).
+const PIECE_BYTES: u64 = 2 << 20;
+
 /// Builds every planned xorb in order, each once a slot is free, handing each to `tx`.
 fn build_all(
     plan: Vec<Vec<NewChunk>>,
@@ -165,9 +170,7 @@ fn build_all(
     let runtime = tokio::runtime::Handle::current();
     for (n, chunks) in plan.into_iter().enumerate() {
         let Ok(slot) = runtime.block_on(slots.clone().acquire_owned()) else { return Ok(()) };
-        let read: Vec<Run> =
-            runs(&chunks).into_iter().map(|r| reader.read_run(r)).collect::<Result<_, _>>()?;
-        if tx.blocking_send((n, build_xorb(read)?, slot)).is_err() {
+        if tx.blocking_send((n, build_xorb(&mut reader, &chunks)?, slot)).is_err() {
             // The sending side stopped on an error of its own, which it reports.
             return Ok(());
         }
@@ -175,52 +178,74 @@ fn build_all(
     Ok(())
 }
 
-/// Compresses the chunks of a xorb on every core (checking each against its scanned hash),
-/// then lays them out as [`tessera_xet::format::XorbBuilder`] would. The source bytes are dropped
-/// before the layout and each encoded chunk as it is copied, so a xorb costs about twice its
-/// size at its peak, not three times.
-fn build_xorb(runs: Vec<Run>) -> Result<BuiltXorb, SyncError> {
-    let chunks: Vec<(&[u8], ChunkHash, &Run)> = runs
-        .iter()
-        .flat_map(|r| {
-            r.chunks.iter().scan(0usize, move |pos, (len, h)| {
-                let start = *pos;
-                *pos += len;
-                Some((&r.buf[start..*pos], *h, r))
-            })
-        })
-        .collect();
-    let encoded: Vec<Vec<u8>> = chunks
-        .par_iter()
-        .map(|(data, h, run)| {
-            if chunk_hash(data) != *h {
-                return Err(run.changed());
-            }
-            encode_chunk(data, CompressionPolicy::Auto)
-                .map_err(|e| SyncError::Internal(format!("chunk encoding: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let sizes: Vec<(ChunkHash, u32)> = chunks.iter().map(|c| (c.1, c.0.len() as u32)).collect();
-    drop(chunks);
-    drop(runs);
-    Ok(layout(sizes.into_iter(), encoded))
+/// Builds one xorb from its planned chunks, reading and compressing them a piece at a time
+/// through one reused read buffer.
+fn build_xorb(reader: &mut ChunkReader<'_>, chunks: &[NewChunk]) -> Result<BuiltXorb, SyncError> {
+    let pieces = reader.pieces(&runs(chunks), PIECE_BYTES)?;
+    let source_bytes = pieces.iter().map(|(_, _, bytes)| bytes).sum::<u64>();
+    let mut xorb = XorbBody::with_capacity(source_bytes, chunks.len());
+    let mut buf = Vec::new();
+    for (file, range, _) in pieces {
+        let run = reader.read_run((file, range), buf)?;
+        xorb.append(&run)?;
+        buf = run.buf;
+    }
+    Ok(xorb.finish())
 }
 
-/// Lays encoded chunks out back to back, with each chunk's offsets, and names the xorb.
-fn layout(chunks: impl Iterator<Item = (ChunkHash, u32)>, encoded: Vec<Vec<u8>>) -> BuiltXorb {
-    let mut body = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
-    let mut out = Vec::with_capacity(encoded.len());
-    let mut unpacked = 0u32;
-    for ((hash, unpacked_len), bytes) in chunks.zip(encoded) {
-        let byte_start = body.len() as u32;
-        body.extend_from_slice(&bytes);
-        let byte_end = body.len() as u32;
-        out.push(XorbChunk { hash, byte_start, byte_end, unpacked_start: unpacked, unpacked_len });
-        unpacked += unpacked_len;
+/// A xorb's serialized chunks as they are appended, with each chunk's offsets: what
+/// [`tessera_xet::format::XorbBuilder`] lays out, built from chunks compressed in parallel.
+struct XorbBody {
+    body: Vec<u8>,
+    chunks: Vec<XorbChunk>,
+    unpacked: u32,
+}
+
+impl XorbBody {
+    /// Room for `source_bytes` of chunks stored uncompressed (with their headers), so the body
+    /// never reallocates (a reallocation would briefly hold it twice).
+    fn with_capacity(source_bytes: u64, chunks: usize) -> Self {
+        let room = usize::try_from(source_bytes).unwrap_or(usize::MAX).saturating_add(chunks * CHUNK_HEADER_LEN);
+        Self { body: Vec::with_capacity(room), chunks: Vec::with_capacity(chunks), unpacked: 0 }
     }
-    let leaves: Vec<(ChunkHash, u64)> =
-        out.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
-    BuiltXorb { hash: xorb_hash(&leaves), body, chunks: out }
+
+    /// Compresses a run's chunks on every core, checking each against its scanned hash, and
+    /// appends them.
+    fn append(&mut self, run: &Run) -> Result<(), SyncError> {
+        let encoded: Vec<Vec<u8>> = run
+            .chunk_slices()
+            .collect::<Vec<_>>()
+            .par_iter()
+            .map(|(data, h)| {
+                if chunk_hash(data) != *h {
+                    return Err(run.changed());
+                }
+                encode_chunk(data, CompressionPolicy::Auto)
+                    .map_err(|e| SyncError::Internal(format!("chunk encoding: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        for ((len, hash), bytes) in run.chunks.iter().zip(encoded) {
+            let byte_start = self.body.len() as u32;
+            self.body.extend_from_slice(&bytes);
+            let unpacked_len = *len as u32;
+            self.chunks.push(XorbChunk {
+                hash: *hash,
+                byte_start,
+                byte_end: self.body.len() as u32,
+                unpacked_start: self.unpacked,
+                unpacked_len,
+            });
+            self.unpacked += unpacked_len;
+        }
+        Ok(())
+    }
+
+    /// Names the xorb by its chunks.
+    fn finish(self) -> BuiltXorb {
+        let leaves: Vec<(ChunkHash, u64)> =
+            self.chunks.iter().map(|c| (c.hash, u64::from(c.unpacked_len))).collect();
+        BuiltXorb { hash: xorb_hash(&leaves), body: self.body, chunks: self.chunks }
+    }
 }
 
 /// Splits a xorb's chunk list into runs of consecutive chunks of one file.
@@ -246,6 +271,15 @@ struct Run {
 }
 
 impl Run {
+    /// Each chunk's bytes with its scanned hash.
+    fn chunk_slices(&self) -> impl Iterator<Item = (&[u8], ChunkHash)> {
+        self.chunks.iter().scan(0usize, |pos, (len, h)| {
+            let start = *pos;
+            *pos += len;
+            Some((&self.buf[start..*pos], *h))
+        })
+    }
+
     fn changed(&self) -> SyncError {
         SyncError::Changed { path: self.abs.clone() }
     }
@@ -263,27 +297,59 @@ impl<'a> ChunkReader<'a> {
         Self { sources, offsets: HashMap::new(), open: HashMap::new() }
     }
 
-    /// The bytes of chunks `range` of file `file`.
-    fn read_run(
+    /// `runs` cut into pieces of at most `max` bytes (a piece holds at least one chunk), each
+    /// with its size.
+    fn pieces(
         &mut self,
-        (file, range): (usize, std::ops::Range<usize>),
-    ) -> Result<Run, SyncError> {
+        runs: &[(usize, std::ops::Range<usize>)],
+        max: u64,
+    ) -> Result<Vec<(usize, std::ops::Range<usize>, u64)>, SyncError> {
+        let mut out = Vec::new();
+        for (file, range) in runs {
+            let offsets = self.offsets(*file)?;
+            let at = |i: usize| {
+                offsets.get(i).copied().ok_or_else(|| SyncError::Internal("chunk range outside its file".into()))
+            };
+            let mut start = range.start;
+            for i in range.start + 1..range.end {
+                if at(i + 1)? - at(start)? > max {
+                    out.push((*file, start..i, at(i)? - at(start)?));
+                    start = i;
+                }
+            }
+            out.push((*file, start..range.end, at(range.end)? - at(start)?));
+        }
+        Ok(out)
+    }
+
+    /// Where each chunk of file `file` starts (and, last, where the file ends).
+    fn offsets(&mut self, file: usize) -> Result<&Vec<u64>, SyncError> {
         let src = self
             .sources
             .get(file)
             .ok_or_else(|| SyncError::Internal("chunk of an unknown file".into()))?;
-        let offsets = self.offsets.entry(file).or_insert_with(|| {
+        Ok(self.offsets.entry(file).or_insert_with(|| {
             std::iter::once(0)
                 .chain(src.chunks.iter().scan(0u64, |pos, c| {
                     *pos += u64::from(c.1);
                     Some(*pos)
                 }))
                 .collect()
-        });
+        }))
+    }
+
+    /// The bytes of chunks `range` of file `file`, read into `buf` (its old contents dropped).
+    fn read_run(
+        &mut self,
+        (file, range): (usize, std::ops::Range<usize>),
+        mut buf: Vec<u8>,
+    ) -> Result<Run, SyncError> {
+        let offsets = self.offsets(file)?;
         let (start, end) = match (offsets.get(range.start), offsets.get(range.end)) {
             (Some(s), Some(e)) => (*s, *e),
             _ => return Err(SyncError::Internal("chunk range outside its file".into())),
         };
+        let src = &self.sources[file];
         let local = |e| SyncError::io(&src.abs)(e);
         let handle = match self.open.entry(file) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
@@ -291,7 +357,8 @@ impl<'a> ChunkReader<'a> {
                 v.insert(std::fs::File::open(&src.abs).map_err(local)?)
             }
         };
-        let mut buf = vec![0u8; (end - start) as usize];
+        buf.clear();
+        buf.resize((end - start) as usize, 0);
         handle.read_exact_at(&mut buf, start).map_err(local)?;
         let chunks = src.chunks[range].iter().map(|(h, len)| (*len as usize, *h)).collect();
         Ok(Run { abs: src.abs.clone(), buf, chunks })
@@ -339,14 +406,17 @@ mod tests {
         let chunks =
             vec![(chunk_hash(&data[..70_000]), 70_000), (chunk_hash(&data[70_000..]), 130_000)];
         let src = vec![Source { abs: p.clone(), chunks }];
-        let run = ChunkReader::new(&src).read_run((0, 0..2)).unwrap();
-        let built = build_xorb(vec![run]).unwrap();
+        let plan = [NewChunk { file: 0, index: 0 }, NewChunk { file: 0, index: 1 }];
+        // Pieces of at most one byte: one chunk each, laid out as the builder lays out the two.
+        let mut reader = ChunkReader::new(&src);
+        assert_eq!(reader.pieces(&runs(&plan), 1).unwrap(), vec![(0, 0..1, 70_000), (0, 1..2, 130_000)]);
+        let built = build_xorb(&mut reader, &plan).unwrap();
         let mut b = tessera_xet::format::XorbBuilder::new(CompressionPolicy::Auto);
         b.push(&data[..70_000]).unwrap();
         b.push(&data[70_000..]).unwrap();
         assert_eq!(built, b.finish());
         std::fs::write(&p, vec![1u8; 200_000]).unwrap();
-        let run = ChunkReader::new(&src).read_run((0, 1..2)).unwrap();
-        assert!(matches!(build_xorb(vec![run]), Err(SyncError::Changed { .. })));
+        let changed = build_xorb(&mut ChunkReader::new(&src), &plan[1..]);
+        assert!(matches!(changed, Err(SyncError::Changed { .. })));
     }
 }
