@@ -35,10 +35,11 @@ pub(crate) struct MountArgs {
     /// an error while bytes keep arriving).
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
     fetch_timeout: Duration,
-    /// Most bytes fetched ahead of a sequential reader (binary units: 32M, 128M, 1G). Fetched
-    /// chunks wait decoded in memory until read, so the mount's memory grows with it; raise it
-    /// for links whose bandwidth times round-trip time exceeds it.
-    #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_size)]
+    /// Most bytes fetched ahead of a sequential reader (binary units: 16M, 128M, 1G). Fetched
+    /// chunks wait decoded in memory until read, so the mount's memory grows with it (a cold
+    /// 2 GiB read peaks at 240-244 MB with 16M, 268-270 MB with 32M); raise it for links whose
+    /// bandwidth times round-trip time exceeds it (16M covers 320 MB/s at 50 ms).
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     read_ahead: u64,
     /// Cap the store's disk use (binary units: 50G, 512M, 2T), recorded in the store so every
     /// later command keeps to it (`tessera cache-size` changes it). Past the cap the least
@@ -82,13 +83,14 @@ fn passthrough_wanted(args: &MountArgs) -> bool {
     !args.no_passthrough && (args.passthrough || root)
 }
 
-/// Chunk cache of a mount beside its read-ahead: the decode-ahead of a warm reader (32 MiB).
-/// Fetched chunks enter the cache decoded and hashed; a cache smaller than what is fetched
+/// Chunk cache of a mount beside its read-ahead: with the default 16 MiB read-ahead, 24 MiB
+/// holds the 16 MiB a warm reader decodes ahead (`DECODE_AHEAD` in the mount crate) with room
+/// to spare; every MiB here is a MiB of the mount's peak RSS. Fetched chunks enter the cache decoded and hashed; a cache smaller than what is fetched
 /// ahead evicted them before the reader came, and reading them back from disk cost a second
 /// decode and hash of every byte (a cold 2 GiB read: 4.5-5.2 s of FUSE-thread CPU with a 32 MiB
 /// cache under 128 MiB of read-ahead, 1.1-1.3 s with 64 MiB under 32 MiB). The kernel's page
 /// cache does the rest.
-const MOUNT_DECODE_CACHE: usize = 32 << 20;
+const MOUNT_DECODE_CACHE: usize = 8 << 20;
 
 /// How long an unmounted mount waits for its fetches in flight to end before it exits.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);

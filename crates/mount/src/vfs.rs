@@ -29,7 +29,7 @@ pub const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Attempts of fetch-then-read before a read gives up (the remote keeps not delivering).
 const READ_ATTEMPTS: usize = 3;
 /// Bytes decoded ahead of a sequential reader.
-const DECODE_AHEAD: u64 = 32 << 20;
+const DECODE_AHEAD: u64 = 16 << 20;
 /// Bytes per decode-ahead task.
 const DECODE_PIECE: u64 = 4 << 20;
 /// Repo type of everything mounted (models only, for now).
