@@ -107,11 +107,12 @@ fn main() {
         git_oid: "0".repeat(40),
         lfs: true,
     };
-    store.put_tree(COMMIT, &[entry]).expect("tree");
+    let commit = tessera::protocol::CommitId::parse(COMMIT).expect("commit id");
+    store.put_tree(&commit, &[entry]).expect("tree");
     let repo = tessera::protocol::RepoId::parse("bench/big").expect("id");
     let key = RevisionKey::new(tessera::protocol::RepoType::Model, repo, "main").expect("key");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    store.put_ref(&key.ref_key(), COMMIT, now, None).expect("ref");
+    store.put_ref(&key.ref_key(), &commit, now, None).expect("ref");
     let file = mnt.join("bench/big@main/weights.bin");
 
     let m = mount_fresh(&store, &mnt, None);

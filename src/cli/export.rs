@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 
 use super::Ctx;
 use super::remote::{RemoteArgs, runtime};
+use crate::protocol::CommitId;
 use crate::store::{RevisionKey, Store, TreeEntry};
 
 /// Bytes copied per read from the store.
@@ -58,9 +59,9 @@ pub(crate) fn local_or_pull(
     store: &Store,
     key: &RevisionKey,
     remote: &RemoteArgs,
-) -> anyhow::Result<(String, Vec<TreeEntry>)> {
+) -> anyhow::Result<(CommitId, Vec<TreeEntry>)> {
     if let Ok(found) = crate::sync::local_revision(store, key) {
-        if remote.offline(&ctx.env) || crate::protocol::is_commit_id(&key.revision) {
+        if remote.offline(&ctx.env) || key.as_commit().is_some() {
             return Ok(found);
         }
     }
@@ -73,22 +74,19 @@ pub(crate) fn local_or_pull(
 }
 
 /// `models--org--name/{blobs/<etag>, snapshots/<commit>/<path> -> ../../blobs/<etag>, refs/<rev>}`.
-/// The commit and every blob name came from a hub, so each must be an id (40-hex commit,
-/// 64-hex sha256, 40-hex git blob id) before it names a folder or file, and a git blob id is
-/// recomputed from the bytes written under it.
+/// The commit is a [`CommitId`] (checked where it entered); every blob name came from a hub, so
+/// each must be an id (64-hex sha256, 40-hex git blob id) before it names a file, and a git
+/// blob id is recomputed from the bytes written under it.
 fn export_hf_cache(
     store: &Store,
     key: &RevisionKey,
-    commit: &str,
+    commit: &CommitId,
     tree: &[TreeEntry],
     cache: &Path,
 ) -> anyhow::Result<()> {
-    if !crate::protocol::is_commit_id(commit) {
-        bail!("{commit:?} is not a commit id; refusing to name a snapshot folder after it");
-    }
     let repo_dir =
         cache.join(format!("{}s--{}", key.repo_type, key.repo_id.to_string().replace('/', "--")));
-    let snapshot = repo_dir.join("snapshots").join(commit);
+    let snapshot = repo_dir.join("snapshots").join(commit.as_str());
     for e in tree {
         let etag = if e.lfs { e.sha256.to_string() } else { e.git_oid.clone() };
         if !e.lfs && !crate::protocol::is_commit_id(&etag) {
@@ -108,12 +106,12 @@ fn export_hf_cache(
         std::os::unix::fs::symlink(&target, &link)
             .with_context(|| format!("cannot link {}", link.display()))?;
     }
-    if !crate::protocol::is_commit_id(&key.revision) {
-        let r = safe_join(&repo_dir.join("refs"), &key.revision)?;
+    if key.as_commit().is_none() {
+        let r = safe_join(&repo_dir.join("refs"), key.revision.as_str())?;
         if let Some(parent) = r.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&r, commit)?;
+        std::fs::write(&r, commit.as_str())?;
     }
     Ok(())
 }

@@ -100,7 +100,7 @@ fn options(args: &PushArgs, ctx: &Ctx) -> anyhow::Result<PushOptions> {
         dir: ctx.path(&args.dir),
         repo_type,
         repo_id: key.repo_id.to_string(),
-        branch: key.revision,
+        branch: key.revision.to_string(),
         create: args.create,
         private: args.private,
         message: args.message.clone(),

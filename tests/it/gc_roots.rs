@@ -54,7 +54,7 @@ fn gc_keeps_each_kind_of_root_and_collects_the_rest() {
     let (orphan, d4) = file(&store, 4);
     store.pin("weights.bin", &pinned).unwrap();
     store
-        .put_repo_tree("model/org/a", &"c".repeat(40), &[entry(&store, "a.bin", in_tree)], "http://hub")
+        .put_repo_tree("model/org/a", &tessera::protocol::CommitId::parse(&"c".repeat(40)).unwrap(), &[entry(&store, "a.bin", in_tree)], "http://hub")
         .unwrap();
     hub_commit(&store, "b.bin", in_hub);
 

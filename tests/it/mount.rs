@@ -38,6 +38,11 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// A commit id from a test constant.
+fn commit_id(hex: &str) -> tessera::protocol::CommitId {
+    tessera::protocol::CommitId::parse(hex).expect("commit id")
+}
+
 fn key(repo: &str, rev: &str) -> RevisionKey {
     let id = tessera::protocol::RepoId::parse(repo).expect("test repo id");
     RevisionKey::new(tessera::protocol::RepoType::Model, id, rev).expect("test revision")
@@ -60,7 +65,7 @@ fn put_revision(store: &Store, commit: &str, files: &[(String, PathBuf)]) {
         });
     }
     session.commit().expect("commit");
-    store.put_tree(commit, &entries).expect("tree");
+    store.put_tree(&commit_id(commit), &entries).expect("tree");
 }
 
 /// Files of one release: (path in the repo, file on disk).
@@ -84,7 +89,7 @@ fn seed_silero(home: &Path) -> Option<(Release, Release)> {
     put_revision(&store, C5, &v5);
     put_revision(&store, C6, &v6);
     for (rev, commit) in [("v5.1.2", C5), ("refs/pr/1", C5), ("v6.2.3", C6), ("main", C6)] {
-        store.put_ref(&key(REPO, rev).ref_key(), commit, now(), None).expect("ref");
+        store.put_ref(&key(REPO, rev).ref_key(), &commit_id(commit), now(), None).expect("ref");
     }
     Some((v5, v6))
 }
@@ -369,8 +374,8 @@ fn eight_parallel_readers_of_a_256_mib_file() {
             git_oid: "0".repeat(40),
             lfs: true,
         };
-        store.put_tree(CB, &[entry]).expect("tree");
-        store.put_ref(&key("tessera-test/big", "main").ref_key(), CB, now(), None).expect("ref");
+        store.put_tree(&commit_id(CB), &[entry]).expect("tree");
+        store.put_ref(&key("tessera-test/big", "main").ref_key(), &commit_id(CB), now(), None).expect("ref");
     }
     let mnt_dir = tempfile::tempdir().expect("tmp");
     let mnt = mnt_dir.path().join("m");
@@ -487,14 +492,14 @@ impl StoreRemote {
 }
 
 impl RemoteSource for StoreRemote {
-    fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError> {
+    fn resolve(&self, key: &RevisionKey) -> Result<tessera::protocol::CommitId, SourceError> {
         self.check()?;
         self.inner.resolve(key)
     }
 
     fn fetch(
         &self,
-        repo: &RevisionKey,
+        repo: &tessera::store::CommitKey,
         entry: &TreeEntry,
         offset: u64,
         len: u64,

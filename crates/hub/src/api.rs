@@ -5,13 +5,13 @@ use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::{HubClient, HubError, retry};
-use tessera_protocol::{RepoInfo, RepoType, TreeEntry, TreeFile, XetTokenResponse, is_commit_id, percent_encode};
+use tessera_protocol::{CommitId, RepoInfo, RepoType, TreeEntry, TreeFile, XetTokenResponse, percent_encode};
 
 /// Every file of a revision, as listed by the tree API.
 #[derive(Debug, Clone)]
 pub struct TreeListing {
     /// The commit the listing belongs to.
-    pub commit: String,
+    pub commit: CommitId,
     /// The files (folders are dropped).
     pub files: Vec<TreeFile>,
 }
@@ -31,30 +31,25 @@ impl HubClient {
     }
 
     /// Resolves a revision (branch, tag, commit, `refs/pr/N`) to its commit id.
-    pub async fn revision_commit(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<String, HubError> {
+    pub async fn revision_commit(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<CommitId, HubError> {
         Ok(self.revision_dated(repo_type, repo_id, rev).await?.0)
     }
 
     /// The commit a revision points at, and its date (unix seconds) when the Hub tells.
-    pub async fn revision_dated(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<(String, Option<u64>), HubError> {
+    pub async fn revision_dated(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<(CommitId, Option<u64>), HubError> {
         let url = format!("{}/revision/{}", self.api_url(repo_type, repo_id), percent_encode(rev, false));
         let info: RepoInfo = self.get_json(&url, repo_id, Some(rev)).await?;
         let date = info.last_modified.as_deref().and_then(tessera_protocol::parse_hub_date);
         // The commit id names folders (snapshots/<commit>) and keys trees: 40 hex or nothing.
-        let sha = match info.sha {
-            Some(sha) if is_commit_id(&sha) => sha,
-            Some(_) => return Err(HubError::Malformed { url, message: "the revision's sha is not a 40-hex commit id".into() }),
-            None => return Err(HubError::Malformed { url, message: "no sha in revision info".into() }),
-        };
-        Ok((sha, date))
+        Ok((commit_of(info, url)?, date))
     }
 
     /// Lists every file of a commit, following `Link: rel="next"` pagination.
-    pub async fn list_tree(&self, repo_type: RepoType, repo_id: &str, commit: &str) -> Result<TreeListing, HubError> {
-        let mut next = Some(format!("{}/tree/{}?recursive=true&expand=false", self.api_url(repo_type, repo_id), percent_encode(commit, false)));
+    pub async fn list_tree(&self, repo_type: RepoType, repo_id: &str, commit: &CommitId) -> Result<TreeListing, HubError> {
+        let mut next = Some(format!("{}/tree/{commit}?recursive=true&expand=false", self.api_url(repo_type, repo_id)));
         let mut files = Vec::new();
         while let Some(url) = next.take() {
-            let (headers, body) = get_body(&self.config.retry, &url, repo_id, Some(commit), || self.authed(self.http.get(&url))).await?;
+            let (headers, body) = get_body(&self.config.retry, &url, repo_id, Some(commit.as_str()), || self.authed(self.http.get(&url))).await?;
             next = next_link(&headers).map(|link| self.same_origin_link(&url, &link)).transpose()?;
             let page: Vec<TreeEntry> = serde_json::from_slice(&body)
                 .map_err(|e| HubError::Malformed { url: url.clone(), message: e.to_string() })?;
@@ -63,7 +58,7 @@ impl HubClient {
                 TreeEntry::Directory(_) => None,
             }));
         }
-        Ok(TreeListing { commit: commit.to_string(), files })
+        Ok(TreeListing { commit: commit.clone(), files })
     }
 
     /// A pagination link resolved against the page that gave it, refused unless it stays on
@@ -144,6 +139,15 @@ impl HubClient {
                 }
             }
         }
+    }
+}
+
+/// The commit a repo or revision info names: it names folders (`snapshots/<commit>`) and keys
+/// trees, so a 40-hex commit id or an error, never a string passed on.
+pub(crate) fn commit_of(info: RepoInfo, url: String) -> Result<CommitId, HubError> {
+    match info.sha {
+        Some(sha) => CommitId::try_from(sha).map_err(|e| HubError::Malformed { url, message: e.to_string() }),
+        None => Err(HubError::Malformed { url, message: "no sha in the revision info".into() }),
     }
 }
 

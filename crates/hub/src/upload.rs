@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use super::{HubClient, HubError, api, retry};
 use tessera_xet::hash::{ChunkHash, XorbHash};
 use tessera_protocol::{
-    CommitLine, CommitResponse, PreuploadFile, PreuploadRequest, PreuploadResponse,
+    CommitId, CommitLine, CommitResponse, PreuploadFile, PreuploadRequest, PreuploadResponse,
     PreuploadResult, RepoId, RepoInfo, RepoType, XetTokenResponse, XorbUploadResponse,
     percent_encode,
 };
@@ -48,10 +48,10 @@ impl From<XetTokenResponse> for CasAuth {
 
 impl HubClient {
     /// The commit the default branch points at.
-    pub async fn repo_head(&self, repo_type: RepoType, repo_id: &str) -> Result<String, HubError> {
+    pub async fn repo_head(&self, repo_type: RepoType, repo_id: &str) -> Result<CommitId, HubError> {
         let url = self.api_url(repo_type, repo_id);
         let info: RepoInfo = self.get_json(&url, repo_id, None).await?;
-        info.sha.ok_or_else(|| HubError::Malformed { url, message: "no sha in repo info".into() })
+        super::api::commit_of(info, url)
     }
 
     /// Creates a repo (a Space with its SDK, which the Hub requires); `Ok(false)` when it

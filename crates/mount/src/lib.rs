@@ -19,20 +19,20 @@
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::open(dir.path())?;
 //! let added = store.ingest_bytes(b"{\"model_type\": \"bert\"}")?;
-//! let commit = "0123456789abcdef0123456789abcdef01234567";
+//! let commit = tessera_protocol::CommitId::parse("0123456789abcdef0123456789abcdef01234567")?;
 //! let entry = TreeEntry { path: "config.json".into(), size: added.size, file: added.file,
 //!     sha256: added.sha256, git_oid: "0".repeat(40), lfs: false };
-//! store.put_tree(commit, &[entry])?;
+//! store.put_tree(&commit, &[entry])?;
 //! let repo = tessera_protocol::RepoId::parse("org/bert")?;
 //! let key = RevisionKey::new(tessera_protocol::RepoType::Model, repo, "main")?;
-//! store.put_ref(&key.ref_key(), commit, 0, None)?;
+//! store.put_ref(&key.ref_key(), &commit, 0, None)?;
 //!
 //! let vfs = Vfs::new(store, None, VfsOptions::default());
 //! let org = vfs.lookup(ROOT_INO, "org")?.attr.ino;
 //! let rev = vfs.lookup(org, "bert@main")?.attr.ino;
 //! let file = vfs.lookup(rev, "config.json")?.attr.ino;
 //! assert_eq!(vfs.read(file, 2, 10)?, b"model_type");
-//! assert_eq!(vfs.getxattr(file, "user.tessera.commit")?, commit.as_bytes());
+//! assert_eq!(vfs.getxattr(file, "user.tessera.commit")?, commit.as_str().as_bytes());
 //! # Ok(()) }
 //! ```
 

@@ -2,7 +2,7 @@
 //! (`refs/pr/3` is `refs%2Fpr%2F3`) and `%` written `%25`. Pure functions only; what a valid
 //! name, revision or path is, `tessera-protocol` decides (one set of rules with the server).
 
-pub(crate) use tessera_protocol::{is_commit_id, is_repo_id_part};
+pub(crate) use tessera_protocol::is_repo_id_part;
 use tessera_protocol::{normalize_repo_path, validate_revision};
 
 /// Splits a directory name `name@rev` into the repo name and the decoded revision.

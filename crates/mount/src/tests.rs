@@ -18,6 +18,11 @@ use tessera_xet::testdata::splitmix as bytes;
 
 use tessera_store::clock::unix_secs as now;
 
+/// A commit id from a test constant.
+fn commit_id(hex: &str) -> tessera_protocol::CommitId {
+    tessera_protocol::CommitId::parse(hex).expect("commit id")
+}
+
 fn key(repo: &str, rev: &str) -> RevisionKey {
     let id = tessera_protocol::RepoId::parse(repo).expect("test repo id");
     RevisionKey::new(tessera_protocol::RepoType::Model, id, rev).expect("test revision")
@@ -37,9 +42,9 @@ fn seed(store: &Store, repo: &str, revs: &[&str], commit: &str, files: &[(&str, 
             lfs: true,
         });
     }
-    store.put_tree(commit, &entries).expect("tree");
+    store.put_tree(&commit_id(commit), &entries).expect("tree");
     for rev in revs {
-        store.put_ref(&key(repo, rev).ref_key(), commit, now(), None).expect("ref");
+        store.put_ref(&key(repo, rev).ref_key(), &commit_id(commit), now(), None).expect("ref");
     }
 }
 
@@ -89,14 +94,14 @@ impl StoreRemote {
 }
 
 impl RemoteSource for StoreRemote {
-    fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError> {
+    fn resolve(&self, key: &RevisionKey) -> Result<tessera_protocol::CommitId, SourceError> {
         self.gate()?;
         self.inner.resolve(key)
     }
 
     fn fetch(
         &self,
-        repo: &RevisionKey,
+        repo: &tessera_store::CommitKey,
         entry: &TreeEntry,
         offset: u64,
         len: u64,
@@ -213,8 +218,9 @@ fn offline_serves_only_what_is_stored() {
     let data = bytes(200_000, 2);
     seed(&f.remote_store, "org/a", &["main"], C1, &[("w.bin", &data)]);
     // The local store knows the tree but holds no bytes.
-    f.local.put_tree(C1, &f.remote_store.tree(C1).expect("tree").expect("some")).expect("tree");
-    f.local.put_ref(&key("org/a", "main").ref_key(), C1, now(), None).expect("ref");
+    let c1 = commit_id(C1);
+    f.local.put_tree(&c1, &f.remote_store.tree(&c1).expect("tree").expect("some")).expect("tree");
+    f.local.put_ref(&key("org/a", "main").ref_key(), &c1, now(), None).expect("ref");
     let vfs = Vfs::new(f.local.clone(), None, VfsOptions::default());
     let file = walk(&vfs, "org/a@main/w.bin").expect("listed");
     assert_eq!(vfs.open(file.attr.ino, false), Err(Errno::NotFound));
@@ -251,7 +257,7 @@ fn lazy_random_reads_fetch_only_what_they_touch_and_start_reads_prefetch() {
         [(at, 4096)],
         "a random read asks for exactly what it touches"
     );
-    let tree = f.remote_store.tree(C1).expect("tree").expect("some");
+    let tree = f.remote_store.tree(&commit_id(C1)).expect("tree").expect("some");
     let hash = tree.iter().find(|e| e.path == "model.onnx").expect("entry").file;
     let record = f.local.file(&hash).expect("store").expect("record fetched with the bytes");
     let tail = record.size - 4096;
@@ -325,7 +331,7 @@ fn not_found_is_not_cached_and_branches_stay_pinned() {
     // With a ref TTL it moves once the TTL has passed (the remote is asked again).
     let opts = VfsOptions { ref_ttl: Some(Duration::from_millis(1)), ..VfsOptions::default() };
     let vfs = Vfs::new(f.local.clone(), Some(remote), opts);
-    f.local.put_ref(&key("org/m", "main").ref_key(), C1, 0, None).expect("age the stored ref");
+    f.local.put_ref(&key("org/m", "main").ref_key(), &commit_id(C1), 0, None).expect("age the stored ref");
     assert_eq!(read_all(&vfs, "org/m@main/a.txt"), Ok(b"two".to_vec()));
 }
 

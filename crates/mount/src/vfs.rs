@@ -19,8 +19,8 @@ use super::errno::Errno;
 use super::fetch::{Fetcher, FileFetch};
 use super::flat::FlatCache;
 use super::names;
-use tessera_protocol::{RepoId, RepoType, xattrs};
-use tessera_store::{FileRecord, RemoteSource, RevisionKey, Store, StoreError, Table, TreeEntry};
+use tessera_protocol::{CommitId, RepoId, RepoType, xattrs};
+use tessera_store::{CommitKey, FileRecord, RemoteSource, RevisionKey, Store, StoreError, Table, TreeEntry};
 
 /// Inode of the mount's root directory.
 pub const ROOT_INO: u64 = 1;
@@ -133,7 +133,7 @@ struct Inner {
     /// Inode `i + 1` is `nodes[i]`.
     nodes: RwLock<Vec<Node>>,
     names: Mutex<HashMap<NameKey, u64>>,
-    trees: Mutex<HashMap<(String, String), Arc<Tree>>>,
+    trees: Mutex<HashMap<(String, CommitId), Arc<Tree>>>,
     pins: Mutex<HashMap<String, Pin>>,
     /// One lock per ref or commit being resolved, so concurrent lookups ask the remote once.
     gates: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -157,13 +157,13 @@ enum Node {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum NameKey {
     Org(String),
-    Rev { label: String, commit: String },
+    Rev { label: String, commit: CommitId },
     Listed(String),
 }
 
 struct RevRoot {
     repo: String,
-    commit: String,
+    commit: CommitId,
     tree: Arc<Tree>,
     /// Inode of each directory of the tree.
     dir_inos: Vec<u64>,
@@ -186,7 +186,7 @@ enum Child {
 pub(crate) struct FileNode {
     pub(crate) ino: u64,
     /// The repo at this file's commit (what `RemoteSource::fetch` is asked for).
-    pub(crate) key: RevisionKey,
+    pub(crate) key: CommitKey,
     pub(crate) entry: TreeEntry,
     pub(crate) record: OnceLock<Arc<FileRecord>>,
     pub(crate) fetch: FileFetch,
@@ -203,7 +203,7 @@ impl FileNode {
 }
 
 struct Pin {
-    commit: String,
+    commit: CommitId,
     expires: Option<Instant>,
 }
 
@@ -439,11 +439,11 @@ impl Vfs {
     pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, Errno> {
         let value = match (self.node(ino)?, name) {
             (Node::File(f), xattrs::REPO) => f.key.repo_id.to_string(),
-            (Node::File(f), xattrs::COMMIT) => f.key.revision.clone(),
+            (Node::File(f), xattrs::COMMIT) => f.key.commit.to_string(),
             (Node::File(f), xattrs::SHA256) => f.entry.sha256.to_string(),
             (Node::File(f), xattrs::XET_HASH) => f.entry.file.to_string(),
             (Node::Dir { rev, .. }, xattrs::REPO) => rev.repo.clone(),
-            (Node::Dir { rev, .. }, xattrs::COMMIT) => rev.commit.clone(),
+            (Node::Dir { rev, .. }, xattrs::COMMIT) => rev.commit.to_string(),
             _ => return Err(Errno::NoAttr),
         };
         Ok(value.into_bytes())
@@ -532,13 +532,13 @@ impl Vfs {
     }
 
     /// Allocates the inodes of a revision directory and its subdirectories in one block.
-    fn make_rev(&self, repo: &str, commit: &str, tree: Arc<Tree>) -> u64 {
+    fn make_rev(&self, repo: &str, commit: &CommitId, tree: Arc<Tree>) -> u64 {
         let mut nodes = self.inner.nodes.write();
         let first = nodes.len() as u64 + 1;
         let n = tree.dirs.len();
         let rev = Arc::new(RevRoot {
             repo: repo.to_string(),
-            commit: commit.to_string(),
+            commit: commit.clone(),
             dir_inos: (first..first + n as u64).collect(),
             tree,
         });
@@ -547,9 +547,9 @@ impl Vfs {
     }
 
     /// Commit and entry TTL for a revision: commit ids as they are, branches and tags pinned.
-    fn resolve(&self, key: &RevisionKey) -> Result<(String, Duration), Errno> {
-        if names::is_commit_id(&key.revision) {
-            return Ok((key.revision.clone(), IMMUTABLE_TTL));
+    fn resolve(&self, key: &RevisionKey) -> Result<(CommitId, Duration), Errno> {
+        if let Some(commit) = key.as_commit() {
+            return Ok((commit, IMMUTABLE_TTL));
         }
         let label = key.ref_key();
         if let Some(hit) = self.pinned(&label) {
@@ -577,8 +577,8 @@ impl Vfs {
         &self,
         remote: &dyn RemoteSource,
         key: &RevisionKey,
-        stored: Option<(String, u64)>,
-    ) -> Result<(String, Duration), Errno> {
+        stored: Option<(CommitId, u64)>,
+    ) -> Result<(CommitId, Duration), Errno> {
         if let (Some((commit, at)), Some(ttl)) = (&stored, self.inner.opts.ref_ttl) {
             if age_of(*at) < ttl {
                 return Ok((commit.clone(), age_of(*at)));
@@ -601,7 +601,7 @@ impl Vfs {
         self.inner.remote.as_ref().and_then(|r| r.origin())
     }
 
-    fn pinned(&self, label: &str) -> Option<(String, Duration)> {
+    fn pinned(&self, label: &str) -> Option<(CommitId, Duration)> {
         let pins = self.inner.pins.lock();
         let pin = pins.get(label)?;
         match pin.expires {
@@ -614,8 +614,8 @@ impl Vfs {
     }
 
     /// The tree of a commit, built once per (repo, commit); fetched through the remote if absent.
-    fn tree(&self, key: &RevisionKey, commit: &str) -> Result<Arc<Tree>, Errno> {
-        let id = (key.repo_id.to_string(), commit.to_string());
+    fn tree(&self, key: &RevisionKey, commit: &CommitId) -> Result<Arc<Tree>, Errno> {
+        let id = (key.repo_id.to_string(), commit.clone());
         if let Some(t) = self.inner.trees.lock().get(&id) {
             return Ok(t.clone());
         }
@@ -630,27 +630,24 @@ impl Vfs {
             (Some(entries), _) => entries,
             (None, None) => return Err(Errno::NotFound),
             (None, Some(remote)) => {
-                let at_commit = key.at(commit).map_err(|_| Errno::Io)?;
-                remote.resolve(&at_commit)?;
+                remote.resolve(&key.at(commit.clone()).as_revision())?;
                 self.inner.store.repo_tree(&repo, commit, origin.as_deref())?.ok_or_else(|| {
                     tracing::warn!(%commit, "the remote resolved the commit but recorded no tree");
                     Errno::Io
                 })?
             }
         };
-        let tree = Arc::new(self.build_tree(&key.repo_id, commit, entries));
+        let tree = Arc::new(self.build_tree(key.at(commit.clone()), entries));
         self.inner.trees.lock().insert(id, tree.clone());
         Ok(tree)
     }
 
-    fn build_tree(&self, repo: &RepoId, commit: &str, entries: Vec<TreeEntry>) -> Tree {
-        let date = self.inner.store.commit_date(commit).ok().flatten().unwrap_or(0);
+    fn build_tree(&self, key: CommitKey, entries: Vec<TreeEntry>) -> Tree {
+        let date = self.inner.store.commit_date(&key.commit).ok().flatten().unwrap_or(0);
         let mut tree = Tree { dirs: vec![BTreeMap::new()], files: Vec::new(), date };
-        let key =
-            RevisionKey { repo_type: REPO_TYPE, repo_id: repo.clone(), revision: commit.into() };
         for entry in entries {
             let Some((dir, leaf)) = place(&mut tree, &entry.path) else {
-                tracing::warn!(%repo, %commit, path = %entry.path, "skipping a tree entry that cannot be a path here");
+                tracing::warn!(repo = %key.repo_id, commit = %key.commit, path = %entry.path, "skipping a tree entry that cannot be a path here");
                 continue;
             };
             let key = key.clone();
@@ -706,7 +703,7 @@ impl Vfs {
             out.push(DirEntry {
                 ino,
                 kind: Kind::Dir,
-                name: names::rev_dir_name(name, &key.revision),
+                name: names::rev_dir_name(name, key.revision.as_str()),
             });
         }
         Ok(out)

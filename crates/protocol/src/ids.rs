@@ -28,6 +28,9 @@ pub enum IdError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Not a full commit id (40 lowercase hex digits).
+    #[error("invalid commit id {0:?}: expected 40 lowercase hex digits")]
+    Commit(String),
     /// A path inside a repo that is empty, absolute, escapes the repo or names `.git`.
     #[error("invalid path {path:?}: {reason}")]
     Path {
@@ -162,6 +165,13 @@ impl fmt::Display for RepoId {
     }
 }
 
+/// As `namespace/name`, the form the Hub's JSON uses.
+impl serde::Serialize for RepoId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Whether `part` can be the namespace or the name of a repo id (the rules of
 /// [`RepoId::new`]); the mount refuses every other directory name before it reaches a remote,
 /// so probes such as `.Trash` or `.git` never do.
@@ -185,6 +195,101 @@ fn validate_id_part(part: &str) -> Result<(), &'static str> {
         return Err("'--' and '..' are forbidden");
     }
     Ok(())
+}
+
+/// A full commit id, 40 lowercase hex digits, checked where it enters (a Hub answer, a stored
+/// ref, a mount path), so code below never re-checks a commit or mistakes a branch for one.
+///
+/// ```
+/// use tessera_protocol::CommitId;
+/// let c = CommitId::parse("0123456789abcdef0123456789abcdef01234567").unwrap();
+/// assert_eq!(c.as_str().len(), 40);
+/// assert!(CommitId::parse("main").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CommitId(String);
+
+impl CommitId {
+    /// Checks `id` is a full commit id.
+    pub fn parse(id: &str) -> Result<Self, IdError> {
+        if is_commit_id(id) { Ok(Self(id.to_owned())) } else { Err(IdError::Commit(clip(id))) }
+    }
+
+    /// The 40 hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CommitId {
+    type Error = IdError;
+    fn try_from(id: String) -> Result<Self, IdError> {
+        if is_commit_id(&id) { Ok(Self(id)) } else { Err(IdError::Commit(clip(&id))) }
+    }
+}
+
+impl From<CommitId> for String {
+    fn from(id: CommitId) -> String {
+        id.0
+    }
+}
+
+impl std::str::FromStr for CommitId {
+    type Err = IdError;
+    fn from_str(id: &str) -> Result<Self, IdError> {
+        Self::parse(id)
+    }
+}
+
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A revision as a user, a URL or a mount path names it: a branch, a tag, `refs/pr/N` or a
+/// commit id, checked by [`validate_revision`]. Whether it names anything is for the repo's refs
+/// to say.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Revision(String);
+
+impl Revision {
+    /// Checks `rev` by [`validate_revision`].
+    pub fn parse(rev: &str) -> Result<Self, IdError> {
+        validate_revision(rev)?;
+        Ok(Self(rev.to_owned()))
+    }
+
+    /// The revision's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The commit it names, when it is a full commit id (a branch or tag never is:
+    /// [`validate_ref_name`] refuses names that look like one).
+    pub fn as_commit(&self) -> Option<CommitId> {
+        CommitId::parse(&self.0).ok()
+    }
+}
+
+impl From<CommitId> for Revision {
+    fn from(c: CommitId) -> Self {
+        Self(c.0)
+    }
+}
+
+impl std::str::FromStr for Revision {
+    type Err = IdError;
+    fn from_str(rev: &str) -> Result<Self, IdError> {
+        Self::parse(rev)
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// True for a full commit id: exactly 40 lowercase hex digits.
@@ -309,6 +414,19 @@ mod tests {
         for bad in ["", "a..b", "/a", "a/", "a//b", ".hidden", "x.lock", "-x", "a b", hex40] {
             assert!(validate_ref_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn typed_commits_and_revisions() {
+        let hex = "0123456789abcdef0123456789abcdef01234567";
+        let c = CommitId::parse(hex).unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{hex}\""));
+        assert_eq!(serde_json::from_str::<CommitId>(&format!("\"{hex}\"")).unwrap(), c);
+        assert!(serde_json::from_str::<CommitId>("\"main\"").is_err());
+        assert_eq!(Revision::parse(hex).unwrap().as_commit(), Some(c.clone()));
+        assert_eq!(Revision::from(c).as_str(), hex);
+        assert_eq!(Revision::parse("refs/pr/3").unwrap().as_commit(), None);
+        assert!(Revision::parse("a/../b").is_err() && CommitId::parse(&hex.to_uppercase()).is_err());
     }
 
     #[test]

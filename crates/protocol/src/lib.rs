@@ -50,6 +50,6 @@ pub use hub::{
     WhoAmIToken, XetTokenResponse, upload_mode,
 };
 pub use ids::{
-    IdError, RepoId, RepoType, is_commit_id, is_git_oid, is_repo_id_part, normalize_repo_path,
+    CommitId, IdError, RepoId, RepoType, Revision, is_commit_id, is_git_oid, is_repo_id_part, normalize_repo_path,
     validate_ref_name, validate_revision,
 };

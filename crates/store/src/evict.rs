@@ -441,7 +441,7 @@ mod tests {
             git_oid: "0".repeat(40),
             lfs: true,
         };
-        let commit = "a".repeat(40);
+        let commit = tessera_protocol::CommitId::parse(&"a".repeat(40))?;
         store.put_repo_tree("model/org/m", &commit, &[entry], "http://hub")?;
         assert!(store.pin_revision("model/org/m", &commit)?.is_some());
         assert_eq!(store.pinned_revisions()?, vec![format!("model/org/m@{commit}")]);

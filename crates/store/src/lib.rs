@@ -48,8 +48,9 @@ pub use ingest::{IngestReport, IngestSession};
 pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
 pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping};
 pub use roots::{RootHolder, hub_tree_key};
-pub use source::{RemoteSource, RevisionKey, SourceError, StoreSource};
+pub use source::{CommitKey, RemoteSource, RevisionKey, SourceError, StoreSource};
 
+use tessera_protocol::CommitId;
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
 
 /// Everything that can go wrong in the store.
@@ -175,7 +176,7 @@ impl StoreOptions {
 }
 
 /// Key of a tree listed by a hub: `model/org/name@commit` (a bare commit is a tree built here).
-fn repo_tree_key(repo: &str, commit: &str) -> String {
+fn repo_tree_key(repo: &str, commit: &CommitId) -> String {
     format!("{repo}@{commit}")
 }
 
@@ -348,15 +349,15 @@ impl Store {
     }
 
     /// Records when a commit was made (unix seconds), as its hub said.
-    pub fn put_commit_date(&self, commit: &str, unix_secs: u64) -> Result<()> {
+    pub fn put_commit_date(&self, commit: &CommitId, unix_secs: u64) -> Result<()> {
         let mut batch = KvBatch::default();
-        batch.put(Table::CommitDate, commit.as_bytes().to_vec(), unix_secs.to_le_bytes().to_vec());
+        batch.put(Table::CommitDate, commit.as_str().as_bytes().to_vec(), unix_secs.to_le_bytes().to_vec());
         self.inner.db.write(batch)
     }
 
     /// When a commit was made, if recorded.
-    pub fn commit_date(&self, commit: &str) -> Result<Option<u64>> {
-        let value = self.inner.db.get(Table::CommitDate, commit.as_bytes())?;
+    pub fn commit_date(&self, commit: &CommitId) -> Result<Option<u64>> {
+        let value = self.inner.db.get(Table::CommitDate, commit.as_str().as_bytes())?;
         Ok(value.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map(u64::from_le_bytes))
     }
 
@@ -392,8 +393,8 @@ impl Store {
     }
 
     /// Records the tree of a commit, with its files' roots.
-    pub fn put_tree(&self, commit: &str, entries: &[TreeEntry]) -> Result<()> {
-        self.write_tree(commit, entries, None)
+    pub fn put_tree(&self, commit: &CommitId, entries: &[TreeEntry]) -> Result<()> {
+        self.write_tree(commit.as_str(), entries, None)
     }
 
     /// Writes a tree under `key`, where it came from and its roots in one batch.
@@ -414,15 +415,15 @@ impl Store {
     }
 
     /// The tree of a commit, if recorded.
-    pub fn tree(&self, commit: &str) -> Result<Option<Vec<TreeEntry>>> {
-        self.inner.db.get_json(Table::Tree, commit.as_bytes())
+    pub fn tree(&self, commit: &CommitId) -> Result<Option<Vec<TreeEntry>>> {
+        self.inner.db.get_json(Table::Tree, commit.as_str().as_bytes())
     }
 
     /// Records the tree the hub at `origin` listed for `commit` of `repo` (`model/org/name`).
     /// Trees from the network are kept per repo and tagged with their origin: a hub's claim
     /// that its repo is at some commit id names only that repo's tree at that hub, so it can
     /// never stand in for another repo's commit, nor for the same repo at another hub.
-    pub fn put_repo_tree(&self, repo: &str, commit: &str, entries: &[TreeEntry], origin: &str) -> Result<()> {
+    pub fn put_repo_tree(&self, repo: &str, commit: &CommitId, entries: &[TreeEntry], origin: &str) -> Result<()> {
         self.write_tree(&repo_tree_key(repo, commit), entries, Some(origin))
     }
 
@@ -430,7 +431,7 @@ impl Store {
     /// locally for the bare commit ([`Store::put_tree`]: stores made before trees were kept
     /// per repo, and trees built here). With `origin`, a tree another hub listed is not
     /// returned (offline readers pass `None`: they trust what this store's pulls brought).
-    pub fn repo_tree(&self, repo: &str, commit: &str, origin: Option<&str>) -> Result<Option<Vec<TreeEntry>>> {
+    pub fn repo_tree(&self, repo: &str, commit: &CommitId, origin: Option<&str>) -> Result<Option<Vec<TreeEntry>>> {
         let key = repo_tree_key(repo, commit);
         if !self.from_origin(b't', &key, origin)? {
             return Ok(None);
@@ -443,7 +444,7 @@ impl Store {
 
     /// Points a ref (any caller-chosen key) at a commit, stamped with `now` (unix seconds);
     /// `origin` is the hub that said so (`None`: decided here).
-    pub fn put_ref(&self, key: &str, commit: &str, now: u64, origin: Option<&str>) -> Result<()> {
+    pub fn put_ref(&self, key: &str, commit: &CommitId, now: u64, origin: Option<&str>) -> Result<()> {
         let mut batch = KvBatch::default();
         let value = serde_json::to_vec(&(commit, now))
             .map_err(|_| StoreError::Record(RecordError { what: "ref", len: key.len() }))?;
@@ -454,7 +455,7 @@ impl Store {
 
     /// A ref's commit and when it was recorded; with `origin`, only if that hub recorded it
     /// (or no hub did).
-    pub fn get_ref(&self, key: &str, origin: Option<&str>) -> Result<Option<(String, u64)>> {
+    pub fn get_ref(&self, key: &str, origin: Option<&str>) -> Result<Option<(CommitId, u64)>> {
         if !self.from_origin(b'r', key, origin)? {
             return Ok(None);
         }
@@ -502,7 +503,7 @@ impl Store {
 
     /// Pins `commit` of `repo` (`model/org/name`): every file of its tree stays through `gc`
     /// and eviction. Returns the tree pinned, or `None` if the store has no tree for it.
-    pub fn pin_revision(&self, repo: &str, commit: &str) -> Result<Option<Vec<TreeEntry>>> {
+    pub fn pin_revision(&self, repo: &str, commit: &CommitId) -> Result<Option<Vec<TreeEntry>>> {
         let Some(tree) = self.repo_tree(repo, commit, None)? else { return Ok(None) };
         let holder = repo_tree_key(repo, commit);
         let mut batch = KvBatch::default();
@@ -514,7 +515,7 @@ impl Store {
 
     /// Removes the pin of `commit` of `repo`; returns whether there was one. Its files stay
     /// (the tree still roots them) but become evictable.
-    pub fn unpin_revision(&self, repo: &str, commit: &str) -> Result<bool> {
+    pub fn unpin_revision(&self, repo: &str, commit: &CommitId) -> Result<bool> {
         let holder = repo_tree_key(repo, commit);
         let mut batch = KvBatch::default();
         self.inner.db.drop_roots(&mut batch, RootHolder::Revision(&holder))?;

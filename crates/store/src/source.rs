@@ -3,7 +3,7 @@
 //! the mount only sees this trait, so it never depends on the network code.
 
 use super::TreeEntry;
-use tessera_protocol::{IdError, RepoId, RepoType, validate_revision};
+use tessera_protocol::{CommitId, IdError, RepoId, RepoType, Revision};
 
 /// Identifies a repo revision as users write it: `model`/`dataset`/`space`, `org/name`, and a
 /// branch, tag, commit id or `refs/pr/N`. Parsed once, where it enters (a CLI argument, a mount
@@ -14,20 +14,24 @@ pub struct RevisionKey {
     pub repo_type: RepoType,
     /// `org/name`.
     pub repo_id: RepoId,
-    /// Branch, tag, 40-hex commit or `refs/pr/N` ([`validate_revision`]'s rules).
-    pub revision: String,
+    /// Branch, tag, 40-hex commit or `refs/pr/N`.
+    pub revision: Revision,
 }
 
 impl RevisionKey {
-    /// A key whose revision is checked by [`validate_revision`].
+    /// A key whose revision is checked by [`tessera_protocol::validate_revision`].
     pub fn new(repo_type: RepoType, repo_id: RepoId, revision: &str) -> Result<Self, IdError> {
-        validate_revision(revision)?;
-        Ok(Self { repo_type, repo_id, revision: revision.to_owned() })
+        Ok(Self { repo_type, repo_id, revision: Revision::parse(revision)? })
     }
 
-    /// The same repo at another revision (a commit the revision resolved to).
-    pub fn at(&self, revision: &str) -> Result<Self, IdError> {
-        Self::new(self.repo_type, self.repo_id.clone(), revision)
+    /// The same repo at the commit the revision resolved to.
+    pub fn at(&self, commit: CommitId) -> CommitKey {
+        CommitKey { repo_type: self.repo_type, repo_id: self.repo_id.clone(), commit }
+    }
+
+    /// The commit the revision names when it is a commit id (no lookup).
+    pub fn as_commit(&self) -> Option<CommitId> {
+        self.revision.as_commit()
     }
 
     /// `model/org/name`: the repo part of store keys (trees are kept per repo).
@@ -46,6 +50,30 @@ impl RevisionKey {
         let (repo_id, revision) = rest.rsplit_once('@')?;
         let repo_type = RepoType::from_name(Some(repo_type)).ok()?;
         Self::new(repo_type, RepoId::parse(repo_id).ok()?, revision).ok()
+    }
+}
+
+/// A repo at one commit: what a file of a mounted revision belongs to, so a fetch names the
+/// commit it reads (never a branch that may have moved since the file was listed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommitKey {
+    /// Model, dataset or Space.
+    pub repo_type: RepoType,
+    /// `org/name`.
+    pub repo_id: RepoId,
+    /// The commit.
+    pub commit: CommitId,
+}
+
+impl CommitKey {
+    /// `model/org/name`: the repo part of store keys.
+    pub fn repo_key(&self) -> String {
+        format!("{}/{}", self.repo_type, self.repo_id)
+    }
+
+    /// The commit as a revision of its repo (what [`RemoteSource::resolve`] takes).
+    pub fn as_revision(&self) -> RevisionKey {
+        RevisionKey { repo_type: self.repo_type, repo_id: self.repo_id.clone(), revision: self.commit.clone().into() }
     }
 }
 
@@ -74,15 +102,15 @@ pub enum SourceError {
 pub trait RemoteSource: Send + Sync {
     /// Resolves a revision to a commit id and records its tree in the store
     /// (`Store::put_tree`, `Store::put_ref`), so later lookups are local.
-    fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError>;
+    fn resolve(&self, key: &RevisionKey) -> Result<CommitId, SourceError>;
 
     /// Makes bytes `[offset, offset + len)` of a file present in the store (the file's record
-    /// included). `repo.revision` is the commit the file belongs to, and `entry` its tree entry,
+    /// included). `repo` is the repo at the commit the file belongs to, and `entry` its tree entry,
     /// so a source needs no lookup to know what it fetches. Returns as soon as those bytes are
     /// durable and indexed; it may go on fetching more in the background (read-ahead). A source
     /// gives up only when its transfer makes no progress for its stall timeout, never because
     /// the whole transfer takes long.
-    fn fetch(&self, repo: &RevisionKey, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SourceError>;
+    fn fetch(&self, repo: &CommitKey, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SourceError>;
 
     /// The endpoint trees and refs from this remote are recorded under (`Store::repo_tree`):
     /// a reader of this remote never uses what another one listed. `None`: any.
@@ -134,21 +162,20 @@ impl StoreSource {
 }
 
 impl RemoteSource for StoreSource {
-    fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError> {
+    fn resolve(&self, key: &RevisionKey) -> Result<CommitId, SourceError> {
         let commit = match self.src.get_ref(&key.ref_key(), None)? {
             Some((c, _)) => c,
-            None if tessera_protocol::is_commit_id(&key.revision) => key.revision.clone(),
-            None => return Err(SourceError::NotFound(key.ref_key())),
+            None => key.as_commit().ok_or_else(|| SourceError::NotFound(key.ref_key()))?,
         };
-        let tree = self.src.tree(&commit)?.ok_or_else(|| SourceError::NotFound(commit.clone()))?;
+        let tree = self.src.tree(&commit)?.ok_or_else(|| SourceError::NotFound(commit.to_string()))?;
         self.dst.put_tree(&commit, &tree)?;
-        if !tessera_protocol::is_commit_id(&key.revision) {
+        if key.as_commit().is_none() {
             self.dst.put_ref(&key.ref_key(), &commit, crate::clock::unix_secs(), None)?;
         }
         Ok(commit)
     }
 
-    fn fetch(&self, _repo: &RevisionKey, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SourceError> {
+    fn fetch(&self, _repo: &CommitKey, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SourceError> {
         let file = &entry.file;
         let rec = self.src.file(file)?.ok_or_else(|| SourceError::NotFound(file.to_string()))?;
         let mut pos = 0u64;

@@ -12,8 +12,8 @@ use super::SyncError;
 use super::lazy::LazyFiles;
 use tessera_xet::hash::{FileHash, Sha256};
 use tessera_hub::{HubClient, Reconstruction};
-use tessera_protocol::{RepoType, XetTokenResponse};
-use tessera_store::{FileRecord, Sha256Walk, Store, Term, TreeEntry};
+use tessera_protocol::XetTokenResponse;
+use tessera_store::{CommitKey, FileRecord, Sha256Walk, Store, Term, TreeEntry};
 
 /// Attempts at a file whose fetched bytes do not verify (a flaky proxy), before giving up. A
 /// corrupting middlebox that hits one request in nine (the fault proxy of the tests) can hit the
@@ -36,9 +36,10 @@ pub(crate) struct FileTarget {
 pub(crate) struct FileFetcher {
     hub: HubClient,
     store: Store,
-    repo_type: RepoType,
+    /// The repo at the commit its files belong to.
+    at: CommitKey,
+    /// `org/name`, as the Hub API's paths take it.
     repo_id: String,
-    commit: String,
     token: Mutex<Option<XetTokenResponse>>,
     fetched: Arc<AtomicU64>,
     lazy: Arc<LazyFiles>,
@@ -47,8 +48,9 @@ pub(crate) struct FileFetcher {
 impl FileFetcher {
     /// Fetches files of `repo_id` at `commit`, streaming Xet files through `lazy` (whose
     /// single flight it shares) and counting received bytes into `fetched`.
-    pub(crate) fn new(hub: HubClient, store: Store, repo_type: RepoType, repo_id: String, commit: String, fetched: Arc<AtomicU64>, lazy: Arc<LazyFiles>) -> Self {
-        Self { hub, store, repo_type, repo_id, commit, token: Mutex::new(None), fetched, lazy }
+    pub(crate) fn new(hub: HubClient, store: Store, at: CommitKey, fetched: Arc<AtomicU64>, lazy: Arc<LazyFiles>) -> Self {
+        let repo_id = at.repo_id.to_string();
+        Self { hub, store, at, repo_id, token: Mutex::new(None), fetched, lazy }
     }
 
     /// Makes the whole file present and verified; returns its tree entry.
@@ -107,7 +109,7 @@ impl FileFetcher {
         if let Some(t) = slot.as_ref().filter(|t| t.exp > now + 30) {
             return Ok(t.clone());
         }
-        let fresh = self.hub.xet_read_token(self.repo_type, &self.repo_id, &self.commit).await?;
+        let fresh = self.hub.xet_read_token(self.at.repo_type, &self.repo_id, self.at.commit.as_str()).await?;
         *slot = Some(fresh.clone());
         Ok(fresh)
     }
@@ -230,7 +232,7 @@ impl FileFetcher {
     }
 
     async fn download_small(&self, t: &FileTarget) -> Result<Vec<u8>, SyncError> {
-        let url = self.hub.resolve_url(self.repo_type, &self.repo_id, &self.commit, &t.path);
+        let url = self.hub.resolve_url(self.at.repo_type, &self.repo_id, self.at.commit.as_str(), &t.path);
         let mut body = Vec::with_capacity(usize::try_from(t.size).unwrap_or(0).min(SMALL_FILE_MAX));
         let n = self
             .hub
@@ -244,7 +246,7 @@ impl FileFetcher {
     }
 
     async fn fetch_plain(&self, t: &FileTarget) -> Result<FileRecord, SyncError> {
-        let url = self.hub.resolve_url(self.repo_type, &self.repo_id, &self.commit, &t.path);
+        let url = self.hub.resolve_url(self.at.repo_type, &self.repo_id, self.at.commit.as_str(), &t.path);
         let path = self.store.staging_path(&tessera_xet::hash::XorbHash::ZERO, 0);
         let mut file = std::fs::File::create(&path).map_err(SyncError::io(&path))?;
         let got = self.hub.download(&url, &self.repo_id, 0, |b| file.write_all(b)).await;

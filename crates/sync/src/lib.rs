@@ -22,6 +22,7 @@ pub use push::{PushOptions, PushProgress, PushReport, PushTimings, push};
 pub use remote::HubSource;
 
 use tessera_hub::HubError;
+use tessera_protocol::CommitId;
 use tessera_store::{RevisionKey, Store, StoreError, TreeEntry};
 
 /// What can go wrong syncing.
@@ -82,11 +83,10 @@ impl SyncError {
 }
 
 /// The commit and tree the store recorded for a revision (no network).
-pub fn local_revision(store: &Store, key: &RevisionKey) -> Result<(String, Vec<TreeEntry>), SyncError> {
-    let commit = match store.get_ref(&key.ref_key(), None)? {
-        Some((commit, _)) => commit,
-        None if tessera_protocol::is_commit_id(&key.revision) => key.revision.clone(),
-        None => return Err(SyncError::Offline(format!("revision {} of {} {}", key.revision, key.repo_type, key.repo_id))),
+pub fn local_revision(store: &Store, key: &RevisionKey) -> Result<(CommitId, Vec<TreeEntry>), SyncError> {
+    let commit = match (store.get_ref(&key.ref_key(), None)?, key.as_commit()) {
+        (Some((commit, _)), _) | (None, Some(commit)) => commit,
+        (None, None) => return Err(SyncError::Offline(format!("revision {} of {} {}", key.revision, key.repo_type, key.repo_id))),
     };
     let repo = key.repo_key();
     let tree = store.repo_tree(&repo, &commit, None)?.ok_or_else(|| SyncError::Offline(format!("the tree of commit {commit}")))?;

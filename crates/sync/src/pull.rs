@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::SyncError;
 use super::fetch::{FileFetcher, FileTarget, entry, is_small_plain};
 use tessera_hub::HubClient;
-use tessera_protocol::TreeFile;
+use tessera_protocol::{CommitId, RepoId, TreeFile};
 use tessera_store::{RevisionKey, Store, TreeEntry};
 
 /// Files fetched at the same time.
@@ -25,11 +25,11 @@ const FILE_CONCURRENCY: usize = 4;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PullReport {
     /// `org/name`.
-    pub repo: String,
+    pub repo: RepoId,
     /// The revision asked for.
     pub revision: String,
     /// The commit it resolved to.
-    pub commit: String,
+    pub commit: CommitId,
     /// Files in the revision.
     pub files: usize,
     /// Sum of their sizes.
@@ -58,13 +58,13 @@ impl PullProgress for () {
 pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, pin: bool, progress: &dyn PullProgress) -> Result<PullReport, SyncError> {
     let started = Instant::now();
     let (repo_type, repo_id) = (key.repo_type, key.repo_id.to_string());
-    let (commit, date) = hub.revision_dated(repo_type, &repo_id, &key.revision).await?;
+    let (commit, date) = hub.revision_dated(repo_type, &repo_id, key.revision.as_str()).await?;
     let listing = hub.list_tree(repo_type, &repo_id, &commit).await?;
     let bytes_total: u64 = listing.files.iter().map(|f| f.size).sum();
     progress.start(listing.files.len(), bytes_total);
     let fetched = Arc::new(AtomicU64::new(0));
     let lazy = super::lazy::LazyFiles::new(hub.clone(), store.clone(), hub.retry_policy().stall_timeout, fetched.clone());
-    let fetcher = FileFetcher::new(hub.clone(), store.clone(), repo_type, repo_id, commit.clone(), fetched.clone(), lazy);
+    let fetcher = FileFetcher::new(hub.clone(), store.clone(), key.at(commit.clone()), fetched.clone(), lazy);
     let targets: Vec<FileTarget> = listing.files.iter().map(target).collect::<Result<_, _>>()?;
     // In a capped store, what this pull brings must not be evicted before it is pinned.
     let _hold = store.hold(&targets.iter().filter_map(|t| t.xet).collect::<Vec<_>>());
@@ -90,8 +90,8 @@ pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, pin: bool, 
     let recorded = Recorded { commit: &commit, date, origin: hub.endpoint(), pin };
     record(store, key, recorded, entries).await?;
     Ok(PullReport {
-        repo: key.repo_id.to_string(),
-        revision: key.revision.clone(),
+        repo: key.repo_id.clone(),
+        revision: key.revision.to_string(),
         commit,
         files: listing.files.len(),
         bytes_total,
@@ -115,8 +115,8 @@ pub fn pull_offline(store: &Store, key: &RevisionKey, pin: bool) -> Result<PullR
         store.pin_revision(&key.repo_key(), &commit)?;
     }
     Ok(PullReport {
-        repo: key.repo_id.to_string(),
-        revision: key.revision.clone(),
+        repo: key.repo_id.clone(),
+        revision: key.revision.to_string(),
         commit,
         files: tree.len(),
         bytes_total: tree.iter().map(|e| e.size).sum(),
@@ -127,7 +127,7 @@ pub fn pull_offline(store: &Store, key: &RevisionKey, pin: bool) -> Result<PullR
 
 /// What a pull learnt about the revision it records.
 struct Recorded<'a> {
-    commit: &'a str,
+    commit: &'a CommitId,
     date: Option<u64>,
     /// The hub it came from.
     origin: &'a str,
@@ -138,7 +138,7 @@ struct Recorded<'a> {
 async fn record(store: &Store, key: &RevisionKey, what: Recorded<'_>, entries: Vec<TreeEntry>) -> Result<(), SyncError> {
     let store = store.clone();
     let key = key.clone();
-    let (commit, date, origin, pin) = (what.commit.to_string(), what.date, what.origin.to_string(), what.pin);
+    let (commit, date, origin, pin) = (what.commit.clone(), what.date, what.origin.to_string(), what.pin);
     tokio::task::spawn_blocking(move || {
         // What was streamed in is durable and indexed before the ref says the revision is here.
         store.flush()?;
@@ -151,8 +151,7 @@ async fn record(store: &Store, key: &RevisionKey, what: Recorded<'_>, entries: V
         }
         let now = super::unix_now();
         store.put_ref(&key.ref_key(), &commit, now, Some(&origin))?;
-        let by_commit = key.at(&commit).map_err(|e| SyncError::Protocol(e.to_string()))?;
-        store.put_ref(&by_commit.ref_key(), &commit, now, Some(&origin))?;
+        store.put_ref(&key.at(commit.clone()).as_revision().ref_key(), &commit, now, Some(&origin))?;
         Ok::<_, SyncError>(())
     })
     .await

@@ -26,7 +26,7 @@ use super::scan::{self, FoundFile};
 use super::shard_cache::ShardCache;
 use super::upload::{self, Source, XorbTarget};
 use tessera_hub::{HubClient, HubError};
-use tessera_protocol::{LfsObject, PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
+use tessera_protocol::{CommitId, LfsObject, PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
 use tessera_store::Store;
 
 /// What to push where.
@@ -142,7 +142,7 @@ impl PushProgress for () {
 
 /// The branch as first seen.
 enum Head {
-    Branch(String),
+    Branch(CommitId),
     NoRepo,
     NoBranch,
 }
@@ -257,14 +257,14 @@ impl Push<'_> {
             diff.changed().into_iter().filter(|i| modes.get(i) == Some(&UploadMode::Lfs)).collect();
         self.send_data(&lfs, clock).await?;
         let clock = Instant::now();
-        self.commit(head.as_deref(), &diff, &modes).await?;
+        self.commit(head.as_ref().map(CommitId::as_str), &diff, &modes).await?;
         self.tag().await?;
         self.report.timings.commit = clock.elapsed().as_secs_f64();
         Ok(())
     }
 
     /// Creates the repo or branch when needed (not in a dry run); returns the head to build on.
-    async fn establish(&mut self, head: Head) -> Result<Option<String>, SyncError> {
+    async fn establish(&mut self, head: Head) -> Result<Option<CommitId>, SyncError> {
         let (t, id, branch) =
             (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
         let commit = match head {
@@ -272,7 +272,7 @@ impl Push<'_> {
             Head::NoRepo if self.opts.dry_run => None,
             Head::NoBranch if self.opts.dry_run => {
                 let c = self.hub.repo_head(t, id).await?;
-                self.query_rev = Some(c.clone());
+                self.query_rev = Some(c.to_string());
                 return Ok(Some(c));
             }
             Head::NoRepo if t == RepoType::Space && self.opts.space_sdk.is_none() => {
@@ -296,7 +296,7 @@ impl Push<'_> {
     }
 
     /// The branch head, creating the branch from the default branch when it is missing.
-    async fn branch_head_creating(&self) -> Result<String, SyncError> {
+    async fn branch_head_creating(&self) -> Result<CommitId, SyncError> {
         let (t, id, branch) =
             (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
         match self.hub.revision_commit(t, id, branch).await {
@@ -339,11 +339,11 @@ impl Push<'_> {
         Ok(modes)
     }
 
-    fn start_report(&mut self, diff: &Diff, head: Option<String>) {
+    fn start_report(&mut self, diff: &Diff, head: Option<CommitId>) {
         let r = &mut self.report;
         r.repo = self.opts.repo_id.clone();
         r.revision = self.opts.branch.clone();
-        r.commit = head;
+        r.commit = head.map(String::from);
         r.dry_run = self.opts.dry_run;
         r.files_added = diff.added.len();
         r.files_updated = diff.updated.len();
@@ -572,9 +572,9 @@ impl Push<'_> {
             (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
         let now = self.hub.revision_commit(t, id, branch).await?;
         let tree = self.hub.list_tree(t, id, &now).await?.files;
-        if now != base && reflects(&tree, &self.local, diff) {
+        if now.as_str() != base && reflects(&tree, &self.local, diff) {
             let url = format!("{}/{}{id}/commit/{now}", self.hub.endpoint(), t.url_prefix());
-            self.committed(now, url);
+            self.committed(now.to_string(), url);
             return Ok(());
         }
         Err(SyncError::Conflict(format!(

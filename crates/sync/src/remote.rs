@@ -16,14 +16,14 @@ use super::fetch::{FileFetcher, FileTarget, blocking, entry, is_small_plain};
 use super::lazy::LazyFiles;
 use tessera_xet::hash::FileHash;
 use tessera_hub::HubClient;
-use tessera_protocol::RepoType;
-use tessera_store::{RemoteSource, RevisionKey, SourceError, Store, TreeEntry};
+use tessera_protocol::CommitId;
+use tessera_store::{CommitKey, RemoteSource, RevisionKey, SourceError, Store, TreeEntry};
 
 /// Longest resolving a revision (listing its tree, fetching its small files) may take.
 const RESOLVE_DEADLINE: Duration = Duration::from_secs(90);
 
-/// The fetchers of one mount, per (repo type, repo, commit): each holds that revision's token.
-type Fetchers = parking_lot::Mutex<HashMap<(RepoType, String, String), Arc<FileFetcher>>>;
+/// The fetchers of one mount, per repo and commit: each holds that revision's token.
+type Fetchers = parking_lot::Mutex<HashMap<CommitKey, Arc<FileFetcher>>>;
 
 /// A [`RemoteSource`] over a Hub; blocking methods run on the given runtime.
 pub struct HubSource {
@@ -49,21 +49,19 @@ impl HubSource {
         self.fetched.load(Ordering::Relaxed)
     }
 
-    fn fetcher(&self, key: &RevisionKey, commit: &str) -> Result<Arc<FileFetcher>, SyncError> {
-        let repo_type = key.repo_type;
-        let id = (repo_type, key.repo_id.to_string(), commit.to_string());
+    fn fetcher(&self, at: &CommitKey) -> Arc<FileFetcher> {
         let mut fetchers = self.fetchers.lock();
-        let made = fetchers.entry(id).or_insert_with(|| {
+        let made = fetchers.entry(at.clone()).or_insert_with(|| {
             let (hub, store, fetched, lazy) = (self.hub.clone(), self.store.clone(), self.fetched.clone(), self.lazy.clone());
-            Arc::new(FileFetcher::new(hub, store, repo_type, key.repo_id.to_string(), commit.to_string(), fetched, lazy))
+            Arc::new(FileFetcher::new(hub, store, at.clone(), fetched, lazy))
         });
-        Ok(made.clone())
+        made.clone()
     }
 
-    async fn resolve_async(&self, key: &RevisionKey) -> Result<String, SyncError> {
+    async fn resolve_async(&self, key: &RevisionKey) -> Result<CommitId, SyncError> {
         let started = std::time::Instant::now();
         let (repo_type, repo_id) = (key.repo_type, key.repo_id.to_string());
-        let (commit, date) = self.hub.revision_dated(repo_type, &repo_id, &key.revision).await?;
+        let (commit, date) = self.hub.revision_dated(repo_type, &repo_id, key.revision.as_str()).await?;
         let repo = key.repo_key();
         let (store, commit2, repo2) = (self.store.clone(), commit.clone(), repo.clone());
         // A commit's tree never changes: one already stored (a restart) is not listed again.
@@ -73,7 +71,7 @@ impl HubSource {
         let mut files = None;
         if !stored {
             let listing = self.hub.list_tree(repo_type, &repo_id, &commit).await?;
-            let fetcher = self.fetcher(key, &commit)?;
+            let fetcher = self.fetcher(&key.at(commit.clone()));
             let entries = lazy_entries(&fetcher, &listing.files).await?;
             files = Some(entries.len());
             let (store, commit2, origin2) = (self.store.clone(), commit.clone(), origin.clone());
@@ -98,8 +96,8 @@ impl HubSource {
         Ok(commit)
     }
 
-    async fn fetch_async(&self, key: &RevisionKey, e: &TreeEntry, offset: u64, len: u64) -> Result<(), SyncError> {
-        let fetcher = self.fetcher(key, &key.revision)?;
+    async fn fetch_async(&self, at: &CommitKey, e: &TreeEntry, offset: u64, len: u64) -> Result<(), SyncError> {
+        let fetcher = self.fetcher(at);
         if !e.lfs {
             // Regular files were fetched whole when the revision was resolved; one that is
             // missing again (dropped by a failed check) comes back whole too.
@@ -136,7 +134,7 @@ impl HubSource {
 }
 
 impl RemoteSource for HubSource {
-    fn resolve(&self, key: &RevisionKey) -> Result<String, SourceError> {
+    fn resolve(&self, key: &RevisionKey) -> Result<CommitId, SourceError> {
         // The timer must be created inside the runtime, hence the async block.
         let resolved = self.runtime.block_on(async { tokio::time::timeout(RESOLVE_DEADLINE, self.resolve_async(key)).await });
         match resolved {
@@ -145,8 +143,8 @@ impl RemoteSource for HubSource {
         }
     }
 
-    fn fetch(&self, key: &RevisionKey, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SourceError> {
-        self.runtime.block_on(self.fetch_async(key, entry, offset, len)).map_err(to_source_error)
+    fn fetch(&self, at: &CommitKey, entry: &TreeEntry, offset: u64, len: u64) -> Result<(), SourceError> {
+        self.runtime.block_on(self.fetch_async(at, entry, offset, len)).map_err(to_source_error)
     }
 
     fn progress(&self) -> u64 {
