@@ -10,7 +10,8 @@ pub(crate) fn replay(checks: &[(&str, fn(&[u8]))]) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions");
     for (target, check) in checks {
         let dir = root.join(target);
-        let mut paths: Vec<_> = std::fs::read_dir(&dir).expect("kept inputs").flatten().map(|e| e.path()).collect();
+        let mut paths: Vec<_> =
+            std::fs::read_dir(&dir).expect("kept inputs").flatten().map(|e| e.path()).collect();
         paths.sort();
         assert!(!paths.is_empty(), "no kept inputs under {}", dir.display());
         for path in paths {

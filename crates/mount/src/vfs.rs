@@ -133,7 +133,7 @@ struct Inner {
     /// Inode `i + 1` is `nodes[i]`.
     nodes: RwLock<Vec<Node>>,
     names: Mutex<HashMap<NameKey, u64>>,
-    trees: Mutex<HashMap<(String, CommitId), Arc<Tree>>>,
+    trees: Mutex<HashMap<CommitKey, Arc<Tree>>>,
     pins: Mutex<HashMap<String, Pin>>,
     /// One lock per ref or commit being resolved, so concurrent lookups ask the remote once.
     gates: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -251,7 +251,7 @@ impl Vfs {
             .trees
             .lock()
             .keys()
-            .map(|(repo, commit)| format!("{repo}@{commit}"))
+            .map(|at| format!("{}@{}", at.repo_id, at.commit))
             .collect();
         revs.sort();
         revs
@@ -514,7 +514,7 @@ impl Vfs {
         let repo = RepoId::new(org, name).map_err(|_| Errno::NotFound)?;
         let key = RevisionKey::new(REPO_TYPE, repo, &revision).map_err(|_| Errno::NotFound)?;
         let (commit, ttl) = self.resolve(&key)?;
-        let tree = self.tree(&key, &commit)?;
+        let tree = self.tree(&key.at(commit.clone()))?;
         let date = tree.date;
         let label = key.ref_key();
         let ino = {
@@ -614,31 +614,30 @@ impl Vfs {
     }
 
     /// The tree of a commit, built once per (repo, commit); fetched through the remote if absent.
-    fn tree(&self, key: &RevisionKey, commit: &CommitId) -> Result<Arc<Tree>, Errno> {
-        let id = (key.repo_id.to_string(), commit.clone());
-        if let Some(t) = self.inner.trees.lock().get(&id) {
+    fn tree(&self, at: &CommitKey) -> Result<Arc<Tree>, Errno> {
+        if let Some(t) = self.inner.trees.lock().get(at) {
             return Ok(t.clone());
         }
-        let gate = self.gate(&format!("tree {}@{commit}", key.repo_id));
+        let (repo, commit) = (at.repo_key(), &at.commit);
+        let gate = self.gate(&format!("tree {repo}@{commit}"));
         let _serial = gate.lock();
-        if let Some(t) = self.inner.trees.lock().get(&id) {
+        if let Some(t) = self.inner.trees.lock().get(at) {
             return Ok(t.clone());
         }
-        let repo = key.repo_key();
         let origin = self.origin();
         let entries = match (self.inner.store.repo_tree(&repo, commit, origin.as_deref())?, &self.inner.remote) {
             (Some(entries), _) => entries,
             (None, None) => return Err(Errno::NotFound),
             (None, Some(remote)) => {
-                remote.resolve(&key.at(commit.clone()).as_revision())?;
+                remote.resolve(&at.as_revision())?;
                 self.inner.store.repo_tree(&repo, commit, origin.as_deref())?.ok_or_else(|| {
                     tracing::warn!(%commit, "the remote resolved the commit but recorded no tree");
                     Errno::Io
                 })?
             }
         };
-        let tree = Arc::new(self.build_tree(key.at(commit.clone()), entries));
-        self.inner.trees.lock().insert(id, tree.clone());
+        let tree = Arc::new(self.build_tree(at.clone(), entries));
+        self.inner.trees.lock().insert(at.clone(), tree.clone());
         Ok(tree)
     }
 

@@ -5,8 +5,8 @@
 
 use crate::http::{parse_closed_ranges, parse_range_header};
 use crate::{
-    CommitLine, MAX_STORED_XORB_LEN, ReconstructionTerm, ReconstructionV1, ReconstructionV2, RepoId,
-    check_reconstruction, normalize_repo_path, validate_revision,
+    CommitLine, MAX_STORED_XORB_LEN, ReconstructionTerm, ReconstructionV1, ReconstructionV2,
+    RepoId, check_reconstruction, normalize_repo_path, validate_revision,
 };
 use tessera_xet::format::{MAX_XORB_BYTES, MAX_XORB_CHUNKS};
 

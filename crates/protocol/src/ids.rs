@@ -213,7 +213,7 @@ pub struct CommitId(String);
 impl CommitId {
     /// Checks `id` is a full commit id.
     pub fn parse(id: &str) -> Result<Self, IdError> {
-        if is_commit_id(id) { Ok(Self(id.to_owned())) } else { Err(IdError::Commit(clip(id))) }
+        Self::try_from(id.to_owned())
     }
 
     /// The 40 hex digits.

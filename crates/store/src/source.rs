@@ -36,12 +36,12 @@ impl RevisionKey {
 
     /// `model/org/name`: the repo part of store keys (trees are kept per repo).
     pub fn repo_key(&self) -> String {
-        format!("{}/{}", self.repo_type, self.repo_id)
+        repo_key(self.repo_type, &self.repo_id)
     }
 
     /// The key under which the store records this ref (`Store::put_ref`): `model/org/name@main`.
     pub fn ref_key(&self) -> String {
-        format!("{}/{}@{}", self.repo_type, self.repo_id, self.revision)
+        format!("{}@{}", self.repo_key(), self.revision)
     }
 
     /// Parses a key made by [`RevisionKey::ref_key`]; `None` for anything else.
@@ -68,13 +68,18 @@ pub struct CommitKey {
 impl CommitKey {
     /// `model/org/name`: the repo part of store keys.
     pub fn repo_key(&self) -> String {
-        format!("{}/{}", self.repo_type, self.repo_id)
+        repo_key(self.repo_type, &self.repo_id)
     }
 
     /// The commit as a revision of its repo (what [`RemoteSource::resolve`] takes).
     pub fn as_revision(&self) -> RevisionKey {
         RevisionKey { repo_type: self.repo_type, repo_id: self.repo_id.clone(), revision: self.commit.clone().into() }
     }
+}
+
+/// `model/org/name`: a repo as store keys name it.
+fn repo_key(repo_type: RepoType, repo_id: &RepoId) -> String {
+    format!("{repo_type}/{repo_id}")
 }
 
 /// Why a remote could not deliver.

@@ -306,20 +306,27 @@ impl<'a> ChunkReader<'a> {
     ) -> Result<Vec<(usize, std::ops::Range<usize>, u64)>, SyncError> {
         let mut out = Vec::new();
         for (file, range) in runs {
-            let offsets = self.offsets(*file)?;
-            let at = |i: usize| {
-                offsets.get(i).copied().ok_or_else(|| SyncError::Internal("chunk range outside its file".into()))
-            };
             let mut start = range.start;
             for i in range.start + 1..range.end {
-                if at(i + 1)? - at(start)? > max {
-                    out.push((*file, start..i, at(i)? - at(start)?));
+                let (from, to) = self.span(*file, start..i + 1)?;
+                if to - from > max {
+                    out.push((*file, start..i, self.span(*file, start..i)?.1 - from));
                     start = i;
                 }
             }
-            out.push((*file, start..range.end, at(range.end)? - at(start)?));
+            let (from, to) = self.span(*file, start..range.end)?;
+            out.push((*file, start..range.end, to - from));
         }
         Ok(out)
+    }
+
+    /// Where chunks `range` of file `file` start and end in the file.
+    fn span(&mut self, file: usize, range: std::ops::Range<usize>) -> Result<(u64, u64), SyncError> {
+        let offsets = self.offsets(file)?;
+        match (offsets.get(range.start), offsets.get(range.end)) {
+            (Some(s), Some(e)) => Ok((*s, *e)),
+            _ => Err(SyncError::Internal("chunk range outside its file".into())),
+        }
     }
 
     /// Where each chunk of file `file` starts (and, last, where the file ends).
@@ -344,11 +351,7 @@ impl<'a> ChunkReader<'a> {
         (file, range): (usize, std::ops::Range<usize>),
         mut buf: Vec<u8>,
     ) -> Result<Run, SyncError> {
-        let offsets = self.offsets(file)?;
-        let (start, end) = match (offsets.get(range.start), offsets.get(range.end)) {
-            (Some(s), Some(e)) => (*s, *e),
-            _ => return Err(SyncError::Internal("chunk range outside its file".into())),
-        };
+        let (start, end) = self.span(file, range.clone())?;
         let src = &self.sources[file];
         let local = |e| SyncError::io(&src.abs)(e);
         let handle = match self.open.entry(file) {
