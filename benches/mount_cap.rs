@@ -19,6 +19,9 @@ use tessera::testdata::SyntheticSafetensors;
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/disk.rs"]
+mod disk;
+use disk::disk_use;
 
 const MIB: u64 = 1 << 20;
 const REPO: &str = "bench/many";
@@ -91,17 +94,6 @@ impl Drop for Unmount {
         let _ = Command::new("kill").arg(self.0.id().to_string()).status();
         let _ = self.0.wait();
     }
-}
-
-fn disk_use(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => disk_use(&e.path()),
-            Ok(m) => m.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn publish(py: &Path, url: &str, folder: &Path) {

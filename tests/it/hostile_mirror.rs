@@ -193,6 +193,21 @@ fn real_repo_and_hacked_tree(py: &std::path::Path, data: &std::path::Path) -> (c
     (real, commit, tree)
 }
 
+/// A store that pulled `repo` from a hostile hub claiming it is at `commit` with `tree`
+/// (whose files all read "hacked\n"), and that hub.
+#[cfg(feature = "mount")]
+fn pulled_from_a_hostile_hub(repo: &str, commit: &str, tree: &str) -> (Home, Hostile) {
+    let hostile = Hostile::start(vec![
+        (format!("/api/models/{repo}/revision/"), ok(&format!("{{\"id\":\"{repo}\",\"sha\":\"{commit}\"}}"))),
+        (format!("/api/models/{repo}/tree/"), ok(tree)),
+        (format!("/{repo}/resolve/"), ok("hacked\n")),
+    ]);
+    let home = Home::new();
+    let (code, stderr) = run(&home, &hostile.url, &["pull", repo]);
+    assert_eq!(code, Some(0), "the hostile pull itself is well-formed: {stderr}");
+    (home, hostile)
+}
+
 /// Issue 13 item 12: a hostile hub claiming that its repo is at another repo's commit id cannot
 /// make a later mount of the real repo show its tree (trees from the network are kept per repo).
 #[cfg(feature = "mount")]
@@ -203,14 +218,7 @@ fn a_claimed_commit_id_cannot_stand_in_for_another_repos_tree() {
     let py = require!(crate::common::python(), "no venv");
     let data = tempfile::tempdir().unwrap();
     let (real, commit, tree) = real_repo_and_hacked_tree(&py, data.path());
-    let hostile = Hostile::start(vec![
-        ("/api/models/evil/x/revision/".into(), ok(&format!("{{\"id\":\"evil/x\",\"sha\":\"{commit}\"}}"))),
-        ("/api/models/evil/x/tree/".into(), ok(&tree)),
-        ("/evil/x/resolve/".into(), ok("hacked\n")),
-    ]);
-    let home = Home::new();
-    let (code, stderr) = run(&home, &hostile.url, &["pull", "evil/x"]);
-    assert_eq!(code, Some(0), "the hostile pull itself is well-formed: {stderr}");
+    let (home, _hostile) = pulled_from_a_hostile_hub("evil/x", &commit, &tree);
     let mnt = data.path().join("models");
     let _mount = crate::mount::MountProc::start(&home, &mnt, &["--endpoint", &real.url]);
     let got = std::fs::read_to_string(mnt.join("org/real@main/a.txt")).unwrap();
@@ -228,14 +236,7 @@ fn a_mirror_posing_as_the_same_repo_cannot_poison_the_real_hubs_tree() {
     let py = require!(crate::common::python(), "no venv");
     let data = tempfile::tempdir().unwrap();
     let (real, commit, tree) = real_repo_and_hacked_tree(&py, data.path());
-    let hostile = Hostile::start(vec![
-        ("/api/models/org/real/revision/".into(), ok(&format!("{{\"id\":\"org/real\",\"sha\":\"{commit}\"}}"))),
-        ("/api/models/org/real/tree/".into(), ok(&tree)),
-        ("/org/real/resolve/".into(), ok("hacked\n")),
-    ]);
-    let home = Home::new();
-    let (code, stderr) = run(&home, &hostile.url, &["pull", "org/real"]);
-    assert_eq!(code, Some(0), "the hostile pull itself is well-formed: {stderr}");
+    let (home, _hostile) = pulled_from_a_hostile_hub("org/real", &commit, &tree);
     let mnt = data.path().join("models");
     let mount = crate::mount::MountProc::start(&home, &mnt, &["--endpoint", &real.url]);
     for rev in ["main", commit.as_str()] {

@@ -4,7 +4,7 @@
 //! xorb; every byte read is exact; a revision `pull` pinned is never evicted; a file held open
 //! while eviction runs reads whole without being fetched again.
 
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +14,10 @@ use tessera::testdata::SyntheticSafetensors;
 use crate::common::{Home, Hub, Relay, WRITE_TOKEN, py_script, python};
 use crate::mount::{MountProc, fuse_ready};
 use crate::require;
+
+#[path = "../../benches/common/disk.rs"]
+mod disk;
+use disk::disk_use;
 
 const MIB: u64 = 1 << 20;
 const XORB: u64 = 64 * MIB;
@@ -72,17 +76,6 @@ impl Sampler {
         self.handle.join().expect("sampler");
         self.peak.load(Ordering::SeqCst)
     }
-}
-
-fn disk_use(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => disk_use(&e.path()),
-            Ok(m) => m.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn du_cache(home: &Home) -> serde_json::Value {
