@@ -23,8 +23,19 @@ const SECRET_KEY: &str = "tessera-test-secret-key";
 pub(crate) struct Seaweed {
     child: Child,
     s3_port: u16,
+    filer_port: u16,
     metrics_port: u16,
     dir: tempfile::TempDir,
+}
+
+/// How many times a start on freshly chosen ports is tried before a test fails.
+const PORT_TRIES: usize = 5;
+
+/// How a start of `weed mini` ended.
+enum Ready {
+    Up,
+    /// Another process bound one of the chosen ports first.
+    PortTaken,
 }
 
 /// The `weed` binary of the set-up venv, if set-up installed it.
@@ -63,9 +74,22 @@ fn http_body(port: u16, path: &str) -> String {
 
 impl Seaweed {
     /// Starts SeaweedFS and waits until its filer lists the bucket (created at start-up,
-    /// shortly after the S3 port opens); `None` when set-up did not install `weed`.
+    /// shortly after the S3 port opens); `None` when set-up did not install `weed`. The free
+    /// ports are released before `weed` binds them, and its services bind one after another over
+    /// seconds, so a parallel test can take one first: then it starts again on other ports.
     pub(crate) fn start() -> Option<Seaweed> {
         let weed = weed_binary()?;
+        for _ in 0..PORT_TRIES {
+            let me = Seaweed::spawn(&weed);
+            match me.wait_ready() {
+                Ready::Up => return Some(me),
+                Ready::PortTaken => continue,
+            }
+        }
+        panic!("SeaweedFS lost a port race {PORT_TRIES} times");
+    }
+
+    fn spawn(weed: &Path) -> Seaweed {
         let dir = tempfile::tempdir().expect("weed dir");
         let identities = serde_json::json!({"identities": [{
             "name": "tessera",
@@ -88,21 +112,23 @@ impl Seaweed {
             .stderr(log)
             .spawn()
             .expect("spawn weed");
-        let me = Seaweed { child, s3_port: p[0], metrics_port: p[11], dir };
-        me.wait_ready(p[2]);
-        Some(me)
+        Seaweed { child, s3_port: p[0], filer_port: p[2], metrics_port: p[11], dir }
     }
 
-    fn wait_ready(&self, filer_port: u16) {
+    fn wait_ready(&self) -> Ready {
         let deadline = Instant::now() + Duration::from_secs(60);
         let bucket = format!("/buckets/{BUCKET}/");
-        while http_status(filer_port, &bucket) != Some(200)
+        while http_status(self.filer_port, &bucket) != Some(200)
             || http_status(self.s3_port, "/").is_none()
         {
             let log = std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+            if log.contains("address already in use") {
+                return Ready::PortTaken;
+            }
             assert!(Instant::now() < deadline, "SeaweedFS not ready in 60 s:\n{log}");
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ready::Up
     }
 
     /// Requests SeaweedFS's S3 API answered with `code` for `kind` (`GET`, `PUT`, ...) on the

@@ -72,6 +72,11 @@ impl FileFetcher {
                 Err(SyncError::Hub(e @ tessera_hub::HubError::Malformed { .. })) if attempt < VERIFY_ATTEMPTS => {
                     tracing::warn!(path = %t.path, error = %e, "malformed answer; asking again");
                 }
+                // Another file that shares chunks with this one failed its check meanwhile and
+                // forgot them; the next attempt fetches them again.
+                Err(SyncError::Store(e @ tessera_store::StoreError::Missing { .. })) if attempt < VERIFY_ATTEMPTS => {
+                    tracing::warn!(path = %t.path, error = %e, "chunks forgotten by a failed check of another file; fetching again");
+                }
                 Ok(record) => {
                     if t.sha256.is_none() {
                         let (store, oid, hash) = (self.store.clone(), t.git_oid.clone(), record.hash);
