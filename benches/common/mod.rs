@@ -77,6 +77,9 @@ pub(crate) fn spawn_mount_with(bin: &str, home: &Path, mnt: &Path, endpoint: &st
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = std::io::BufReader::new(stderr).lines();
     assert!(lines.any(|l| l.is_ok_and(|l| l.starts_with("tessera: mounted"))), "mount did not start");
+    // Whatever the mount says later shows in the bench's output (and a closed pipe would make
+    // its later writes fail).
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("mount: {l}")));
     child
 }
 

@@ -220,3 +220,45 @@ fn sigterm_mid_fetch_exits_cleanly() {
     drop(mount);
     home.ok(&["fsck"]);
 }
+
+/// A mount whose stderr was closed (its supervisor stopped reading) keeps serving when it has
+/// something to say: the hub dies, a cold read fails with EIO and logs a warning, and the mount
+/// still answers. Tracing reported a failed log write with `eprintln!`, which panicked.
+#[test]
+fn a_mount_whose_stderr_is_closed_survives_its_warnings() {
+    require!(fuse_ready(), "needs root, /dev/fuse and fusermount3");
+    let py = require!(python(), "no venv");
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = SyntheticSafetensors::new(2, MIB, 0x57de);
+    let mut hub = Hub::start(&dir.path().join("hub"), &[]);
+    publish(&py, &hub, "org/quiet", &model, dir.path());
+    let (home, mnt) = (Home::new(), dir.path().join("models"));
+    let mut child = std::process::Command::new(crate::common::tessera_bin())
+        .arg("--home")
+        .arg(home.path())
+        .arg("mount")
+        .arg(&mnt)
+        .args(["--endpoint", hub.url.as_str(), "--fetch-timeout", "2s", "--no-passthrough"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mount");
+    {
+        use std::io::BufRead;
+        let stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
+        let mounted = stderr.lines().map_while(Result::ok).any(|l| l.starts_with("tessera: mounted"));
+        assert!(mounted, "mount did not start");
+    }
+    let path = mnt.join("org/quiet@main/model.safetensors");
+    assert_eq!(std::fs::metadata(&path).expect("stat").len(), model.size());
+    hub.stop();
+    let read = std::fs::read(&path);
+    assert_eq!(errno_of(read.map(drop)), Some(libc::EIO), "a cold read with the hub gone");
+    assert!(child.try_wait().expect("wait").is_none(), "the mount exited after logging");
+    assert!(is_mounted(&mnt), "the mount must stay up");
+    std::fs::metadata(&path).expect("stat after the warning");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(&mnt).status();
+}

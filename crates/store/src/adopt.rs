@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::codec::unpack_unverified;
+use super::codec::{unpack_unverified, unpack_unverified_into};
 use super::db::{self, KvBatch};
 use super::records::{ChunkMeta, FileRecord};
 use super::{Result, Store, StoreError};
@@ -20,6 +20,9 @@ const HASH_READ: u32 = 4 << 20;
 pub struct Sha256Walk {
     next_term: usize,
     sha: Sha256Hasher,
+    /// Serialized chunks read back, and one chunk decoded: reused from read to read.
+    raw: Vec<u8>,
+    decoded: Vec<u8>,
 }
 
 impl Sha256Walk {
@@ -112,7 +115,7 @@ impl Store {
             let Some(meta) = self.xorb_meta(&t.xorb)? else { return Ok(false) };
             let chunks: Option<Vec<ChunkMeta>> = (t.chunk_start..t.chunk_end).map(|i| meta.chunks.get(i as usize).copied().flatten()).collect();
             let Some(chunks) = chunks else { return Ok(false) };
-            self.hash_chunks(&t.xorb, &chunks, &mut walk.sha)?;
+            self.hash_chunks(&t.xorb, &chunks, walk)?;
             walk.next_term += 1;
         }
         Ok(true)
@@ -121,32 +124,35 @@ impl Store {
     /// Feeds chunks' decoded bytes to `sha`: cached ones as they are, the others read back in
     /// runs of at most [`HASH_READ`] bytes (one read each) and decoded. Their chunk hashes are
     /// not checked here: the caller checks the file's Xet hash over them.
-    fn hash_chunks(&self, xorb: &XorbHash, chunks: &[ChunkMeta], sha: &mut Sha256Hasher) -> Result<()> {
+    fn hash_chunks(&self, xorb: &XorbHash, chunks: &[ChunkMeta], walk: &mut Sha256Walk) -> Result<()> {
         // Chunks `from..k` are misses waiting to be read back in one go.
         let mut from = 0;
         for (k, c) in chunks.iter().enumerate() {
             let hit = self.inner.cache.get(&c.hash);
             if from < k && (hit.is_some() || c.byte_end - chunks[from].byte_start > HASH_READ) {
-                self.hash_read_back(xorb, &chunks[from..k], sha)?;
+                self.hash_read_back(xorb, &chunks[from..k], walk)?;
                 from = k;
             }
             if let Some(data) = hit {
-                sha.update(&data);
+                walk.sha.update(&data);
                 from = k + 1;
             }
         }
-        self.hash_read_back(xorb, &chunks[from..], sha)
+        self.hash_read_back(xorb, &chunks[from..], walk)
     }
 
     /// Reads adjacent chunks back from their xorb in one read and feeds their decoded bytes.
-    fn hash_read_back(&self, xorb: &XorbHash, run: &[ChunkMeta], sha: &mut Sha256Hasher) -> Result<()> {
+    fn hash_read_back(&self, xorb: &XorbHash, run: &[ChunkMeta], walk: &mut Sha256Walk) -> Result<()> {
         let (Some(first), Some(last)) = (run.first(), run.last()) else { return Ok(()) };
         let base = first.byte_start;
-        let raw = self.inner.xorbs.read(xorb, u64::from(base), u64::from(last.byte_end))?;
+        self.inner.xorbs.read_into(xorb, u64::from(base), u64::from(last.byte_end), &mut walk.raw)?;
         for c in run {
-            let piece = raw.get((c.byte_start - base) as usize..(c.byte_end - base) as usize);
-            let data = piece.and_then(|p| unpack_unverified(p).ok()).ok_or(StoreError::CorruptChunk { chunk: c.hash, why: "does not decode" })?;
-            sha.update(&data);
+            let piece = walk.raw.get((c.byte_start - base) as usize..(c.byte_end - base) as usize);
+            walk.decoded.clear();
+            piece
+                .and_then(|p| unpack_unverified_into(p, &mut walk.decoded).ok())
+                .ok_or(StoreError::CorruptChunk { chunk: c.hash, why: "does not decode" })?;
+            walk.sha.update(&walk.decoded);
         }
         Ok(())
     }

@@ -26,11 +26,17 @@ pub(crate) fn serialized_len(bytes: &[u8]) -> Option<usize> {
 /// Decodes one serialized chunk (exactly `bytes`) without checking its hash.
 pub(crate) fn unpack_unverified(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    let header = decode_chunk_into(bytes, &mut out).map_err(|e| e.to_string())?;
+    unpack_unverified_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+/// [`unpack_unverified`], appending to `out` (a buffer the caller reuses).
+pub(crate) fn unpack_unverified_into(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let header = decode_chunk_into(bytes, out).map_err(|e| e.to_string())?;
     if header.serialized_len() != bytes.len() {
         return Err(format!("{} trailing bytes", bytes.len() - header.serialized_len().min(bytes.len())));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes one serialized chunk (exactly `bytes`) and checks it against `expected`.

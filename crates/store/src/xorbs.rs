@@ -106,12 +106,18 @@ impl XorbFiles {
 
     /// Reads serialized bytes `[start, end)` of a xorb.
     pub(crate) fn read(&self, hash: &XorbHash, start: u64, end: u64) -> Result<Vec<u8>> {
-        let len = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
-        let mut buf = vec![0u8; len];
-        let f = self.handle(hash)?;
-        f.read_exact_at(&mut buf, start)
-            .map_err(|e| StoreError::io("read", &self.path(hash), e))?;
+        let mut buf = Vec::new();
+        self.read_into(hash, start, end, &mut buf)?;
         Ok(buf)
+    }
+
+    /// [`XorbFiles::read`] into a buffer the caller reuses: large buffers come fresh from the
+    /// OS (`src/main.rs`), so a new one per read costs a page fault per page it receives.
+    pub(crate) fn read_into(&self, hash: &XorbHash, start: u64, end: u64, buf: &mut Vec<u8>) -> Result<()> {
+        let len = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        buf.resize(len, 0);
+        let f = self.handle(hash)?;
+        f.read_exact_at(buf, start).map_err(|e| StoreError::io("read", &self.path(hash), e))
     }
 
     /// Deletes a xorb file; returns the bytes it occupied on disk.

@@ -478,27 +478,49 @@ fn xorb_body(s: AppState, xorb: XorbHash, start: u64, end: u64) -> Body {
     Body::from_stream(xorb_stream(s, xorb, start, end))
 }
 
-/// `[start, end)` of a stored xorb, read in pieces of at most [`PIECE`] bytes.
+/// `[start, end)` of a stored xorb, read in steps of at most [`PIECE`] bytes, each step as
+/// buffers of at most [`SEND_BUFFER`] bytes.
 fn xorb_stream(
     s: AppState,
     xorb: XorbHash,
     start: u64,
     end: u64,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    futures::stream::unfold(start, move |pos| {
+    let steps = futures::stream::unfold(start, move |pos| {
         let s = s.clone();
         async move {
             if pos >= end {
                 return None;
             }
             let stop = end.min(pos + PIECE);
-            let read = s.blocking(move |s| Ok(s.store.read_xorb_bytes(&xorb, pos, stop)?)).await;
+            let read = s.blocking(move |s| read_buffers(&s.store, &xorb, pos, stop)).await;
             Some(match read {
-                Ok(bytes) if bytes.len() as u64 == stop - pos => (Ok(Bytes::from(bytes)), stop),
-                _ => (Err(std::io::Error::other("xorb read failed")), end),
+                Ok(buffers) => (buffers.into_iter().map(Ok).collect(), stop),
+                Err(_) => (vec![Err(std::io::Error::other("xorb read failed"))], end),
             })
         }
-    })
+    });
+    steps.flat_map(futures::stream::iter)
+}
+
+/// Bytes of a buffer handed to the HTTP body: small enough for the allocator to reuse freed
+/// ones (larger buffers come fresh from the OS, a page fault per page; `src/main.rs`).
+const SEND_BUFFER: u64 = 64 << 10;
+
+/// `[start, end)` of a stored xorb in buffers of at most [`SEND_BUFFER`] bytes.
+fn read_buffers(store: &tessera_store::Store, xorb: &XorbHash, start: u64, end: u64) -> ApiResult<Vec<Bytes>> {
+    let mut out = Vec::with_capacity(end.saturating_sub(start).div_ceil(SEND_BUFFER) as usize);
+    let mut pos = start;
+    while pos < end {
+        let stop = end.min(pos + SEND_BUFFER);
+        let bytes = store.read_xorb_bytes(xorb, pos, stop)?;
+        if bytes.len() as u64 != stop - pos {
+            return Err(ApiError::internal("short xorb read"));
+        }
+        out.push(Bytes::from(bytes));
+        pos = stop;
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
