@@ -12,7 +12,7 @@ use super::SyncError;
 use super::lazy::LazyFiles;
 use tessera_xet::hash::{FileHash, Sha256};
 use tessera_hub::{HubClient, Reconstruction};
-use tessera_protocol::XetTokenResponse;
+use tessera_protocol::{Revision, XetTokenResponse};
 use tessera_store::{CommitKey, FileRecord, Sha256Walk, Store, Term, TreeEntry};
 
 /// Attempts at a file whose fetched bytes do not verify (a flaky proxy), before giving up. A
@@ -38,8 +38,6 @@ pub(crate) struct FileFetcher {
     store: Store,
     /// The repo at the commit its files belong to.
     at: CommitKey,
-    /// `org/name`, as the Hub API's paths take it.
-    repo_id: String,
     token: Mutex<Option<XetTokenResponse>>,
     fetched: Arc<AtomicU64>,
     lazy: Arc<LazyFiles>,
@@ -49,8 +47,7 @@ impl FileFetcher {
     /// Fetches files of `repo_id` at `commit`, streaming Xet files through `lazy` (whose
     /// single flight it shares) and counting received bytes into `fetched`.
     pub(crate) fn new(hub: HubClient, store: Store, at: CommitKey, fetched: Arc<AtomicU64>, lazy: Arc<LazyFiles>) -> Self {
-        let repo_id = at.repo_id.to_string();
-        Self { hub, store, at, repo_id, token: Mutex::new(None), fetched, lazy }
+        Self { hub, store, at, token: Mutex::new(None), fetched, lazy }
     }
 
     /// Makes the whole file present and verified; returns its tree entry.
@@ -114,7 +111,8 @@ impl FileFetcher {
         if let Some(t) = slot.as_ref().filter(|t| t.exp > now + 30) {
             return Ok(t.clone());
         }
-        let fresh = self.hub.xet_read_token(self.at.repo_type, &self.repo_id, self.at.commit.as_str()).await?;
+        let at = &self.at;
+        let fresh = self.hub.xet_read_token(at.repo_type, &at.repo_id, &Revision::from(at.commit.clone())).await?;
         *slot = Some(fresh.clone());
         Ok(fresh)
     }
@@ -236,33 +234,37 @@ impl FileFetcher {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn download_small(&self, t: &FileTarget) -> Result<Vec<u8>, SyncError> {
-        let url = self.hub.resolve_url(self.at.repo_type, &self.repo_id, self.at.commit.as_str(), &t.path);
-        let mut body = Vec::with_capacity(usize::try_from(t.size).unwrap_or(0).min(SMALL_FILE_MAX));
-        let n = self
-            .hub
-            .download(&url, &self.repo_id, 0, |b| {
-                body.extend_from_slice(b);
-                Ok(())
-            })
-            .await?;
+    /// Streams a file of the commit from `/resolve` into `sink` (resuming a broken transfer),
+    /// counting the bytes received.
+    async fn download(&self, t: &FileTarget, sink: impl FnMut(&[u8]) -> std::io::Result<()>) -> Result<(), SyncError> {
+        let at = &self.at;
+        let url = self.hub.resolve_url(at.repo_type, &at.repo_id, &at.commit, &t.path);
+        let n = self.hub.download(&url, &at.repo_id, 0, sink).await?;
         self.fetched.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn download_small(&self, t: &FileTarget) -> Result<Vec<u8>, SyncError> {
+        let mut body = Vec::with_capacity(usize::try_from(t.size).unwrap_or(0).min(SMALL_FILE_MAX));
+        self.download(t, |b| {
+            body.extend_from_slice(b);
+            Ok(())
+        })
+        .await?;
         Ok(body)
     }
 
     async fn fetch_plain(&self, t: &FileTarget) -> Result<FileRecord, SyncError> {
-        let url = self.hub.resolve_url(self.at.repo_type, &self.repo_id, self.at.commit.as_str(), &t.path);
         let path = self.store.staging_path(&tessera_xet::hash::XorbHash::ZERO, 0);
         let mut file = std::fs::File::create(&path).map_err(SyncError::io(&path))?;
-        let got = self.hub.download(&url, &self.repo_id, 0, |b| file.write_all(b)).await;
+        let got = self.download(t, |b| file.write_all(b)).await;
         drop(file);
         let result = match got {
-            Ok(n) => {
-                self.fetched.fetch_add(n, Ordering::Relaxed);
+            Ok(()) => {
                 let (store, t, p) = (self.store.clone(), t.clone(), path.clone());
                 blocking(move || ingest_verified(&store, &t, &p)).await
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
         let _ = std::fs::remove_file(&path);
         result

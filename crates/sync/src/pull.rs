@@ -57,9 +57,8 @@ impl PullProgress for () {
 /// and eviction) as soon as it is recorded.
 pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, pin: bool, progress: &dyn PullProgress) -> Result<PullReport, SyncError> {
     let started = Instant::now();
-    let (repo_type, repo_id) = (key.repo_type, key.repo_id.to_string());
-    let (commit, date) = hub.revision_dated(repo_type, &repo_id, key.revision.as_str()).await?;
-    let listing = hub.list_tree(repo_type, &repo_id, &commit).await?;
+    let (commit, date) = hub.revision_dated(key.repo_type, &key.repo_id, &key.revision).await?;
+    let listing = hub.list_tree(key.repo_type, &key.repo_id, &commit).await?;
     let bytes_total: u64 = listing.files.iter().map(|f| f.size).sum();
     progress.start(listing.files.len(), bytes_total);
     let fetched = Arc::new(AtomicU64::new(0));

@@ -60,8 +60,7 @@ impl HubSource {
 
     async fn resolve_async(&self, key: &RevisionKey) -> Result<CommitId, SyncError> {
         let started = std::time::Instant::now();
-        let (repo_type, repo_id) = (key.repo_type, key.repo_id.to_string());
-        let (commit, date) = self.hub.revision_dated(repo_type, &repo_id, key.revision.as_str()).await?;
+        let (commit, date) = self.hub.revision_dated(key.repo_type, &key.repo_id, &key.revision).await?;
         let repo = key.repo_key();
         let (store, commit2, repo2) = (self.store.clone(), commit.clone(), repo.clone());
         // A commit's tree never changes: one already stored (a restart) is not listed again.
@@ -70,7 +69,7 @@ impl HubSource {
         let stored = blocking(move || Ok(store.repo_tree(&repo2, &commit2, Some(&origin2))?.is_some())).await?;
         let mut files = None;
         if !stored {
-            let listing = self.hub.list_tree(repo_type, &repo_id, &commit).await?;
+            let listing = self.hub.list_tree(key.repo_type, &key.repo_id, &commit).await?;
             let fetcher = self.fetcher(&key.at(commit.clone()));
             let entries = lazy_entries(&fetcher, &listing.files).await?;
             files = Some(entries.len());
