@@ -91,7 +91,7 @@ impl CasSession {
 /// A Hub without a CAS answers the token route with 404.
 fn no_xet(e: tessera_hub::HubError) -> SyncError {
     match e {
-        tessera_hub::HubError::NotFound(why) => SyncError::NoXet(why),
+        e @ tessera_hub::HubError::NotFound(_) => SyncError::NoXet { source: e },
         other => SyncError::Hub(other),
     }
 }

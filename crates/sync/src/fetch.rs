@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
-use super::SyncError;
 use super::lazy::LazyFiles;
+use super::{Corruption, SyncError};
 use tessera_xet::hash::{FileHash, Sha256};
 use tessera_hub::{HubClient, Reconstruction};
 use tessera_protocol::{Revision, XetTokenResponse};
@@ -145,15 +145,15 @@ impl FileFetcher {
             let record = store.file(&xet)?.ok_or_else(|| SyncError::Internal(format!("{path}: no record after the fetch")))?;
             let mut walk = walk?;
             let whole = store.verify_file(&record)? && store.sha256_advance(&record, &mut walk)?;
-            match whole.then(|| walk.finish()) {
-                Some(sha) if expected.is_none_or(|e| e == sha) => {
+            match checked_sha256(path, xet, whole.then(|| walk.finish()), expected) {
+                Ok(sha) => {
                     let record = FileRecord { sha256: sha, ..record };
                     store.put_file(&record)?;
                     Ok(record)
                 }
-                got => {
+                Err(bad) => {
                     store.forget_file_chunks(&record)?;
-                    Err(SyncError::Corrupt(format!("{path}: fetched bytes do not verify (sha256 {got:?})")))
+                    Err(bad.into())
                 }
             }
         })
@@ -271,11 +271,21 @@ impl FileFetcher {
     }
 }
 
+/// The SHA-256 of a fetched Xet file, `got` once its chunks hash to its Xet hash (`None` when
+/// they do not), checked against the listed one when the listing gave one.
+fn checked_sha256(path: String, file: FileHash, got: Option<Sha256>, expected: Option<Sha256>) -> Result<Sha256, Corruption> {
+    match (got, expected) {
+        (None, _) => Err(Corruption::XetHash { path, file }),
+        (Some(got), Some(expected)) if got != expected => Err(Corruption::Sha256 { path, expected, got }),
+        (Some(got), _) => Ok(got),
+    }
+}
+
 /// Fetched bytes that do not decode or verify are the remote's fault (retryable), not the store's.
 pub(crate) fn fetched_error(e: tessera_store::StoreError) -> SyncError {
     use tessera_store::StoreError;
     match e {
-        StoreError::FetchedMismatch { .. } | StoreError::MalformedXorb { .. } => SyncError::Corrupt(e.to_string()),
+        StoreError::FetchedMismatch { .. } | StoreError::MalformedXorb { .. } => Corruption::Store(e).into(),
         other => SyncError::Store(other),
     }
 }
@@ -308,14 +318,17 @@ fn ingest_small_verified(store: &Store, bodies: &[(FileTarget, Vec<u8>)]) -> Res
 }
 
 /// Whether fetched content is what the tree entry said: size, then SHA-256 or git blob id.
-fn check_fetched(t: &FileTarget, size: u64, sha256: Sha256, git_oid: impl FnOnce() -> String) -> Result<(), SyncError> {
-    let bad = |why: String| Err(SyncError::Corrupt(format!("{}: {why}", t.path)));
+fn check_fetched(t: &FileTarget, size: u64, sha256: Sha256, git_oid: impl FnOnce() -> String) -> Result<(), Corruption> {
+    let path = t.path.clone();
     if size != t.size {
-        return bad(format!("{size} bytes, expected {}", t.size));
+        return Err(Corruption::Size { path, expected: t.size, got: size });
     }
     match t.sha256 {
-        Some(sha) if sha != sha256 => bad(format!("sha256 {sha256} != {sha}")),
-        None if git_oid() != t.git_oid => bad("git blob id differs".into()),
+        Some(expected) if expected != sha256 => Err(Corruption::Sha256 { path, expected, got: sha256 }),
+        None => match git_oid() {
+            got if got != t.git_oid => Err(Corruption::GitOid { path, expected: t.git_oid.clone(), got }),
+            _ => Ok(()),
+        },
         _ => Ok(()),
     }
 }
@@ -380,4 +393,39 @@ pub(crate) fn entry(t: &FileTarget, record: &FileRecord) -> TreeEntry {
 /// A reconstruction term as the store records it.
 pub(crate) fn term(t: &tessera_protocol::ReconstructionTerm) -> Term {
     Term { xorb: t.hash, chunk_start: t.range.start, chunk_end: t.range.end, unpacked_len: t.unpacked_length }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn target(sha256: Option<Sha256>) -> FileTarget {
+        FileTarget { path: "a.bin".into(), size: 3, git_oid: tessera_protocol::git_blob_oid(b"abc"), sha256, xet: None }
+    }
+
+    #[test]
+    fn a_fetched_file_that_is_not_the_listed_one_says_which_check_failed() {
+        let (abc, xyz) = (Sha256::of(b"abc"), Sha256::of(b"xyz"));
+        let size = check_fetched(&target(None), 4, abc, || unreachable!("size comes first"));
+        assert!(matches!(size, Err(Corruption::Size { expected: 3, got: 4, .. })), "{size:?}");
+        let sha = check_fetched(&target(Some(abc)), 3, xyz, String::new);
+        assert!(matches!(&sha, Err(Corruption::Sha256 { expected, got, .. }) if *expected == abc && *got == xyz));
+        let oid = check_fetched(&target(None), 3, xyz, || "0".repeat(40));
+        assert!(matches!(&oid, Err(Corruption::GitOid { got, .. }) if *got == "0".repeat(40)), "{oid:?}");
+        assert!(check_fetched(&target(Some(abc)), 3, abc, String::new).is_ok());
+        assert!(check_fetched(&target(None), 3, abc, || tessera_protocol::git_blob_oid(b"abc")).is_ok());
+        let shown = SyncError::from(size.unwrap_err()).to_string();
+        assert_eq!(shown, "corrupt data from the remote: a.bin: 4 bytes, expected 3");
+    }
+
+    #[test]
+    fn a_xet_file_verifies_whole_then_by_its_listed_sha256() {
+        let (abc, xyz) = (Sha256::of(b"abc"), Sha256::of(b"xyz"));
+        let whole = |got, expected| checked_sha256("a.bin".into(), FileHash::ZERO, got, expected);
+        assert!(matches!(whole(None, Some(abc)), Err(Corruption::XetHash { .. })));
+        assert!(matches!(whole(Some(xyz), Some(abc)), Err(Corruption::Sha256 { .. })));
+        assert_eq!(whole(Some(xyz), None).unwrap(), xyz);
+        assert_eq!(whole(Some(abc), Some(abc)).unwrap(), abc);
+    }
 }

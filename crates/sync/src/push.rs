@@ -362,8 +362,8 @@ impl Push<'_> {
         let cache = match &cas {
             Some(c) => match c.auth().await {
                 Ok(auth) => Some(ShardCache::new(self.store.home(), &auth.url)),
-                Err(SyncError::NoXet(why)) => {
-                    tracing::info!(%why, "no Xet storage on the remote; uploading through LFS");
+                Err(e @ SyncError::NoXet { .. }) => {
+                    tracing::info!(error = %e, "uploading through LFS");
                     return self.send_lfs(lfs, clock).await;
                 }
                 Err(e) => return Err(e),
@@ -574,10 +574,12 @@ impl Push<'_> {
             self.committed(now, url);
             return Ok(());
         }
-        Err(SyncError::Conflict(format!(
-            "branch {branch} of {id} moved during the push (it is now at {now}, the push was based on {base}); \
-             nothing was committed: run the push again to publish on top of the new head"
-        )))
+        Err(SyncError::BranchMoved {
+            repo: id.clone(),
+            branch: branch.clone(),
+            base: base.clone(),
+            now,
+        })
     }
 
     /// Tags the resulting commit (not in a dry run).
