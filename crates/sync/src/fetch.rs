@@ -254,20 +254,18 @@ impl FileFetcher {
         Ok(body)
     }
 
+    /// A file neither small nor reconstructible from Xet: downloaded into a staging file, then
+    /// chunked into the store if it is what the listing says. The staging file goes whatever
+    /// happens (its guard removes it), on the blocking thread once ingested.
     async fn fetch_plain(&self, t: &FileTarget) -> Result<FileRecord, SyncError> {
-        let path = self.store.staging_path(&tessera_xet::hash::XorbHash::ZERO, 0);
-        let mut file = std::fs::File::create(&path).map_err(SyncError::io(&path))?;
-        let got = self.download(t, |b| file.write_all(b)).await;
+        let staged = self.store.staging_file("download");
+        let path = staged.path();
+        // create_new: two downloads never share one file, even were their names to collide.
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(SyncError::io(path))?;
+        self.download(t, |b| file.write_all(b)).await?;
         drop(file);
-        let result = match got {
-            Ok(()) => {
-                let (store, t, p) = (self.store.clone(), t.clone(), path.clone());
-                blocking(move || ingest_verified(&store, &t, &p)).await
-            }
-            Err(e) => Err(e),
-        };
-        let _ = std::fs::remove_file(&path);
-        result
+        let (store, t) = (self.store.clone(), t.clone());
+        blocking(move || ingest_verified(&store, &t, staged.path())).await
     }
 }
 
