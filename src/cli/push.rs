@@ -99,8 +99,8 @@ fn options(args: &PushArgs, ctx: &Ctx) -> anyhow::Result<PushOptions> {
     Ok(PushOptions {
         dir: ctx.path(&args.dir),
         repo_type,
-        repo_id: key.repo_id.to_string(),
-        branch: key.revision.to_string(),
+        repo_id: key.repo_id,
+        branch: key.revision,
         create: args.create,
         private: args.private,
         message: args.message.clone(),
@@ -119,7 +119,7 @@ fn print(ctx: &Ctx, r: &PushReport, json: bool) -> anyhow::Result<()> {
         return ctx.io.json_line(r);
     }
     let target = format!("{}@{}", r.repo, r.revision);
-    let commit = r.commit.as_deref().unwrap_or("(new repo)");
+    let commit = r.commit.as_ref().map_or("(new repo)", |c| c.as_str());
     let changes = format!(
         "{} added, {} updated, {} deleted",
         r.files_added, r.files_updated, r.files_deleted

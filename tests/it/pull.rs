@@ -121,6 +121,9 @@ fn pull_through_faults_is_exact_or_fails_cleanly() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{err}");
         assert!(out.status.success(), "pull through faults failed (no_xet={no_xet}): {err}");
+        // Downloads that failed their check left no staging file (the next open would hide one).
+        let staged = files_under(&home.path().join("tmp"));
+        assert!(staged.is_empty(), "tmp/ holds {staged:?} (no_xet={no_xet})");
         let dir = tempfile::tempdir().expect("tmp");
         export(&home, &proxy.url, "org/faulty", dir.path(), true);
         assert_same_tree(dir.path(), &v6);

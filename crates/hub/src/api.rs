@@ -5,7 +5,7 @@ use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::{HubClient, HubError, retry};
-use tessera_protocol::{CommitId, RepoInfo, RepoType, TreeEntry, TreeFile, XetTokenResponse, percent_encode};
+use tessera_protocol::{CommitId, RepoId, RepoInfo, RepoType, Revision, TreeEntry, TreeFile, XetTokenResponse, percent_encode};
 
 /// Every file of a revision, as listed by the tree API.
 #[derive(Debug, Clone)]
@@ -24,32 +24,33 @@ impl HubClient {
         }
     }
 
-    /// GETs a Hub API URL and decodes JSON, mapping the Hub's error statuses.
-    pub(super) async fn get_json<T: DeserializeOwned>(&self, url: &str, repo: &str, rev: Option<&str>) -> Result<T, HubError> {
-        let (_, body) = get_body(&self.config.retry, url, repo, rev, || self.authed(self.http.get(url))).await?;
+    /// GETs a Hub API URL of `repo` and decodes JSON, mapping the Hub's error statuses.
+    pub(super) async fn get_json<T: DeserializeOwned>(&self, url: &str, repo: &RepoId, rev: Option<&str>) -> Result<T, HubError> {
+        let (_, body) = get_body(&self.config.retry, url, &repo.to_string(), rev, || self.authed(self.http.get(url))).await?;
         serde_json::from_slice(&body).map_err(|e| HubError::Malformed { url: url.to_string(), message: e.to_string() })
     }
 
     /// Resolves a revision (branch, tag, commit, `refs/pr/N`) to its commit id.
-    pub async fn revision_commit(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<CommitId, HubError> {
+    pub async fn revision_commit(&self, repo_type: RepoType, repo_id: &RepoId, rev: &Revision) -> Result<CommitId, HubError> {
         Ok(self.revision_dated(repo_type, repo_id, rev).await?.0)
     }
 
     /// The commit a revision points at, and its date (unix seconds) when the Hub tells.
-    pub async fn revision_dated(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<(CommitId, Option<u64>), HubError> {
-        let url = format!("{}/revision/{}", self.api_url(repo_type, repo_id), percent_encode(rev, false));
-        let info: RepoInfo = self.get_json(&url, repo_id, Some(rev)).await?;
+    pub async fn revision_dated(&self, repo_type: RepoType, repo_id: &RepoId, rev: &Revision) -> Result<(CommitId, Option<u64>), HubError> {
+        let url = self.api_rev_url(repo_type, repo_id, "revision", rev.as_str());
+        let info: RepoInfo = self.get_json(&url, repo_id, Some(rev.as_str())).await?;
         let date = info.last_modified.as_deref().and_then(tessera_protocol::parse_hub_date);
         // The commit id names folders (snapshots/<commit>) and keys trees: 40 hex or nothing.
         Ok((commit_of(info, url)?, date))
     }
 
     /// Lists every file of a commit, following `Link: rel="next"` pagination.
-    pub async fn list_tree(&self, repo_type: RepoType, repo_id: &str, commit: &CommitId) -> Result<TreeListing, HubError> {
-        let mut next = Some(format!("{}/tree/{commit}?recursive=true&expand=false", self.api_url(repo_type, repo_id)));
-        let mut files = Vec::new();
+    pub async fn list_tree(&self, repo_type: RepoType, repo_id: &RepoId, commit: &CommitId) -> Result<TreeListing, HubError> {
+        let first = self.api_rev_url(repo_type, repo_id, "tree", commit.as_str());
+        let mut next = Some(format!("{first}?recursive=true&expand=false"));
+        let (repo, mut files) = (repo_id.to_string(), Vec::new());
         while let Some(url) = next.take() {
-            let (headers, body) = get_body(&self.config.retry, &url, repo_id, Some(commit.as_str()), || self.authed(self.http.get(&url))).await?;
+            let (headers, body) = get_body(&self.config.retry, &url, &repo, Some(commit.as_str()), || self.authed(self.http.get(&url))).await?;
             next = next_link(&headers).map(|link| self.same_origin_link(&url, &link)).transpose()?;
             let page: Vec<TreeEntry> = serde_json::from_slice(&body)
                 .map_err(|e| HubError::Malformed { url: url.clone(), message: e.to_string() })?;
@@ -75,21 +76,14 @@ impl HubClient {
     }
 
     /// A short-lived CAS read token for a revision.
-    pub async fn xet_read_token(&self, repo_type: RepoType, repo_id: &str, rev: &str) -> Result<XetTokenResponse, HubError> {
-        let url = format!("{}/xet-read-token/{}", self.api_url(repo_type, repo_id), percent_encode(rev, false));
-        self.get_json(&url, repo_id, Some(rev)).await
+    pub async fn xet_read_token(&self, repo_type: RepoType, repo_id: &RepoId, rev: &Revision) -> Result<XetTokenResponse, HubError> {
+        let url = self.api_rev_url(repo_type, repo_id, "xet-read-token", rev.as_str());
+        self.get_json(&url, repo_id, Some(rev.as_str())).await
     }
 
-    /// URL of a file at a revision: `{endpoint}/{prefix}{repo}/resolve/{rev}/{path}`.
-    pub fn resolve_url(&self, repo_type: RepoType, repo_id: &str, rev: &str, path: &str) -> String {
-        format!(
-            "{}/{}{}/resolve/{}/{}",
-            self.config.endpoint,
-            repo_type.url_prefix(),
-            repo_id,
-            percent_encode(rev, false),
-            percent_encode(path, true)
-        )
+    /// URL of a file at a commit: `{endpoint}/{prefix}{repo}/resolve/{commit}/{path}`.
+    pub fn resolve_url(&self, repo_type: RepoType, repo_id: &RepoId, commit: &CommitId, path: &str) -> String {
+        format!("{}/resolve/{commit}/{}", self.repo_url(repo_type, repo_id), percent_encode(path, true))
     }
 
     /// Streams a file's bytes from `offset` into `sink`, resuming with a Range request after a
@@ -97,19 +91,18 @@ impl HubClient {
     pub async fn download(
         &self,
         url: &str,
-        repo: &str,
+        repo: &RepoId,
         offset: u64,
         mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<u64, HubError> {
-        let mut received = 0u64;
-        let mut failures = 0u32;
+        let (repo, mut received, mut failures) = (repo.to_string(), 0u64, 0u32);
         loop {
             let from = offset + received;
             let make = || {
                 let rb = self.authed(self.http.get(url));
                 if from > 0 { rb.header(reqwest::header::RANGE, format!("bytes={from}-")) } else { rb }
             };
-            let resp = check(retry::send(&self.config.retry, url, make).await?, &reqwest::Method::GET, repo, None).await?;
+            let resp = check(retry::send(&self.config.retry, url, make).await?, &reqwest::Method::GET, &repo, None).await?;
             if from > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
                 return Err(HubError::Malformed { url: url.into(), message: "server ignored the Range header".into() });
             }

@@ -14,7 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{HubClient, HubError, api, retry};
 use tessera_protocol::{
-    LfsAction, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsObject, LfsRef, RepoType,
+    LfsAction, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsObject, LfsRef, RepoId,
+    RepoType, Revision,
 };
 
 const LFS_JSON: &str = "application/vnd.git-lfs+json";
@@ -27,15 +28,12 @@ impl HubClient {
     pub async fn lfs_batch_upload(
         &self,
         repo_type: RepoType,
-        repo_id: &str,
-        rev: Option<&str>,
+        repo_id: &RepoId,
+        rev: Option<&Revision>,
         objects: &[LfsObject],
     ) -> Result<Vec<LfsBatchObject>, HubError> {
-        let url = format!(
-            "{}/{}{repo_id}.git/info/lfs/objects/batch",
-            self.config.endpoint,
-            repo_type.url_prefix()
-        );
+        let url = format!("{}.git/info/lfs/objects/batch", self.repo_url(repo_type, repo_id));
+        let (repo, rev) = (repo_id.to_string(), rev.map(Revision::as_str));
         let mut out = Vec::with_capacity(objects.len());
         for batch in objects.chunks(BATCH) {
             let req = LfsBatchRequest {
@@ -52,7 +50,7 @@ impl HubClient {
                     .header(reqwest::header::CONTENT_TYPE, LFS_JSON)
                     .body(body.clone())
             };
-            let (_, reply) = api::get_body(&self.config.retry, &url, repo_id, rev, make).await?;
+            let (_, reply) = api::get_body(&self.config.retry, &url, &repo, rev, make).await?;
             let parsed: LfsBatchResponse =
                 serde_json::from_slice(&reply).map_err(|e| malformed(&url, e))?;
             out.extend(parsed.objects);

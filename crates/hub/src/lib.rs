@@ -21,7 +21,7 @@ pub use cas::{FetchUnit, Reconstruction};
 pub use retry::RetryPolicy;
 pub use upload::CasAuth;
 
-use tessera_protocol::RepoType;
+use tessera_protocol::{RepoId, RepoType, percent_encode};
 
 /// What can go wrong talking to a Hub.
 #[derive(Debug, thiserror::Error)]
@@ -150,8 +150,24 @@ impl HubClient {
         &self.config.endpoint
     }
 
-    /// `{endpoint}/api/{type}s/{repo_id}`.
-    fn api_url(&self, repo_type: RepoType, repo_id: &str) -> String {
+    // Every URL that names a repo or a revision is built below, from the typed values: a repo
+    // id's characters need no escaping, a revision goes percent-encoded as one segment (so
+    // `release/v1` or `refs/pr/3` stays one), a commit id is 40 hex digits.
+
+    /// `{endpoint}/api/{type}s/{namespace}/{name}`: the repo on the Hub API.
+    fn api_url(&self, repo_type: RepoType, repo_id: &RepoId) -> String {
         format!("{}/api/{}/{}", self.config.endpoint, repo_type.api_segment(), repo_id)
+    }
+
+    /// `{api_url}/{route}/{rev}`: a route of the repo at a revision; `rev` is the text of a
+    /// [`tessera_protocol::Revision`] or a [`tessera_protocol::CommitId`].
+    fn api_rev_url(&self, repo_type: RepoType, repo_id: &RepoId, route: &str, rev: &str) -> String {
+        format!("{}/{route}/{}", self.api_url(repo_type, repo_id), percent_encode(rev, false))
+    }
+
+    /// `{endpoint}/{prefix}{namespace}/{name}`: the repo in file and git URLs (no `api/`; the
+    /// prefix is empty for models, `datasets/` or `spaces/` otherwise).
+    fn repo_url(&self, repo_type: RepoType, repo_id: &RepoId) -> String {
+        format!("{}/{}{}", self.config.endpoint, repo_type.url_prefix(), repo_id)
     }
 }

@@ -12,8 +12,7 @@ use super::{HubClient, HubError, api, retry};
 use tessera_xet::hash::{ChunkHash, XorbHash};
 use tessera_protocol::{
     CommitId, CommitLine, CommitResponse, PreuploadFile, PreuploadRequest, PreuploadResponse,
-    PreuploadResult, RepoId, RepoInfo, RepoType, XetTokenResponse, XorbUploadResponse,
-    percent_encode,
+    PreuploadResult, RepoId, RepoInfo, RepoType, Revision, XetTokenResponse, XorbUploadResponse,
 };
 
 /// Paths per preupload call (huggingface_hub sends the same batches).
@@ -48,7 +47,7 @@ impl From<XetTokenResponse> for CasAuth {
 
 impl HubClient {
     /// The commit the default branch points at.
-    pub async fn repo_head(&self, repo_type: RepoType, repo_id: &str) -> Result<CommitId, HubError> {
+    pub async fn repo_head(&self, repo_type: RepoType, repo_id: &RepoId) -> Result<CommitId, HubError> {
         let url = self.api_url(repo_type, repo_id);
         let info: RepoInfo = self.get_json(&url, repo_id, None).await?;
         super::api::commit_of(info, url)
@@ -59,13 +58,11 @@ impl HubClient {
     pub async fn create_repo(
         &self,
         repo_type: RepoType,
-        repo_id: &str,
+        repo_id: &RepoId,
         private: bool,
         space_sdk: Option<&str>,
     ) -> Result<bool, HubError> {
-        let id =
-            RepoId::parse(repo_id).map_err(|e| HubError::NotFound(format!("{repo_id}: {e}")))?;
-        let mut body = serde_json::json!({"name": id.name(), "organization": id.namespace(), "private": private});
+        let mut body = serde_json::json!({"name": repo_id.name(), "organization": repo_id.namespace(), "private": private});
         if repo_type != RepoType::Model {
             body["type"] = repo_type.as_str().into();
         }
@@ -84,51 +81,42 @@ impl HubClient {
     pub async fn create_branch(
         &self,
         repo_type: RepoType,
-        repo_id: &str,
-        branch: &str,
-        starting_point: Option<&str>,
+        repo_id: &RepoId,
+        branch: &Revision,
+        starting_point: Option<&Revision>,
     ) -> Result<(), HubError> {
-        let url = format!(
-            "{}/branch/{}",
-            self.api_url(repo_type, repo_id),
-            percent_encode(branch, false)
-        );
+        let url = self.api_rev_url(repo_type, repo_id, "branch", branch.as_str());
         let body = match starting_point {
-            Some(s) => serde_json::json!({"startingPoint": s}),
+            Some(s) => serde_json::json!({"startingPoint": s.as_str()}),
             None => serde_json::json!({}),
         };
-        self.send_json(&url, repo_id, Some(branch), reqwest::Method::POST, &body).await.map(|_| ())
+        let rev = Some(branch.as_str());
+        self.send_json(&url, repo_id, rev, reqwest::Method::POST, &body).await.map(|_| ())
     }
 
-    /// Tags `revision` as `tag`.
+    /// Tags `commit` as `tag`.
     pub async fn create_tag(
         &self,
         repo_type: RepoType,
-        repo_id: &str,
-        revision: &str,
+        repo_id: &RepoId,
+        commit: &CommitId,
         tag: &str,
     ) -> Result<(), HubError> {
-        let url =
-            format!("{}/tag/{}", self.api_url(repo_type, repo_id), percent_encode(revision, false));
+        let url = self.api_rev_url(repo_type, repo_id, "tag", commit.as_str());
         let body = serde_json::json!({"tag": tag});
-        self.send_json(&url, repo_id, Some(revision), reqwest::Method::POST, &body)
-            .await
-            .map(|_| ())
+        let rev = Some(commit.as_str());
+        self.send_json(&url, repo_id, rev, reqwest::Method::POST, &body).await.map(|_| ())
     }
 
     /// Asks how each file must travel (`lfs` or `regular`) and whether to skip it.
     pub async fn preupload(
         &self,
         repo_type: RepoType,
-        repo_id: &str,
-        rev: &str,
+        repo_id: &RepoId,
+        rev: &Revision,
         files: &[PreuploadFile],
     ) -> Result<Vec<PreuploadResult>, HubError> {
-        let url = format!(
-            "{}/preupload/{}",
-            self.api_url(repo_type, repo_id),
-            percent_encode(rev, false)
-        );
+        let url = self.api_rev_url(repo_type, repo_id, "preupload", rev.as_str());
         let mut out = Vec::with_capacity(files.len());
         for batch in files.chunks(PREUPLOAD_BATCH) {
             let body =
@@ -138,7 +126,7 @@ impl HubClient {
                         message: e.to_string(),
                     })?;
             let reply =
-                self.send_json(&url, repo_id, Some(rev), reqwest::Method::POST, &body).await?;
+                self.send_json(&url, repo_id, Some(rev.as_str()), reqwest::Method::POST, &body).await?;
             let parsed: PreuploadResponse = serde_json::from_slice(&reply)
                 .map_err(|e| HubError::Malformed { url: url.clone(), message: e.to_string() })?;
             out.extend(parsed.files);
@@ -151,17 +139,13 @@ impl HubClient {
     pub async fn xet_write_token(
         &self,
         repo_type: RepoType,
-        repo_id: &str,
-        rev: &str,
+        repo_id: &RepoId,
+        rev: &Revision,
         create_pr: bool,
     ) -> Result<XetTokenResponse, HubError> {
-        let url = format!(
-            "{}/xet-write-token/{}{}",
-            self.api_url(repo_type, repo_id),
-            percent_encode(rev, false),
-            if create_pr { "?create_pr=1" } else { "" }
-        );
-        self.get_json(&url, repo_id, Some(rev)).await
+        let url = self.api_rev_url(repo_type, repo_id, "xet-write-token", rev.as_str());
+        let url = if create_pr { format!("{url}?create_pr=1") } else { url };
+        self.get_json(&url, repo_id, Some(rev.as_str())).await
     }
 
     /// Posts a commit (`hub-api.md` §5.7) to `branch`, or with `create_pr` as a new pull
@@ -169,17 +153,13 @@ impl HubClient {
     pub async fn commit(
         &self,
         repo_type: RepoType,
-        repo_id: &str,
-        branch: &str,
+        repo_id: &RepoId,
+        branch: &Revision,
         lines: &[CommitLine],
         create_pr: bool,
     ) -> Result<CommitResponse, HubError> {
-        let url = format!(
-            "{}/commit/{}{}",
-            self.api_url(repo_type, repo_id),
-            percent_encode(branch, false),
-            if create_pr { "?create_pr=1" } else { "" }
-        );
+        let url = self.api_rev_url(repo_type, repo_id, "commit", branch.as_str());
+        let url = if create_pr { format!("{url}?create_pr=1") } else { url };
         let mut ndjson = Vec::new();
         for line in lines {
             serde_json::to_writer(&mut ndjson, line)
@@ -192,8 +172,8 @@ impl HubClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
                 .body(body.clone())
         };
-        let (_, reply) =
-            api::get_body(&self.config.retry, &url, repo_id, Some(branch), make).await?;
+        let (repo, rev) = (repo_id.to_string(), Some(branch.as_str()));
+        let (_, reply) = api::get_body(&self.config.retry, &url, &repo, rev, make).await?;
         serde_json::from_slice(&reply)
             .map_err(|e| HubError::Malformed { url, message: e.to_string() })
     }
@@ -254,11 +234,11 @@ impl HubClient {
         }
     }
 
-    /// Sends a JSON body to a Hub route; returns the answer's body.
+    /// Sends a JSON body to a Hub route of `repo`; returns the answer's body.
     async fn send_json(
         &self,
         url: &str,
-        repo: &str,
+        repo: &RepoId,
         rev: Option<&str>,
         method: reqwest::Method,
         body: &serde_json::Value,
@@ -272,6 +252,6 @@ impl HubClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes.clone())
         };
-        api::get_body(&self.config.retry, url, repo, rev, make).await.map(|(_, b)| b)
+        api::get_body(&self.config.retry, url, &repo.to_string(), rev, make).await.map(|(_, b)| b)
     }
 }

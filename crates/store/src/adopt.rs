@@ -34,11 +34,6 @@ impl Sha256Walk {
 }
 
 impl Store {
-    /// A fresh staging path for fetched bytes (under the store's `tmp/`).
-    pub fn staging_path(&self, xorb: &XorbHash, byte_start: u64) -> std::path::PathBuf {
-        self.inner.xorbs.staging_path(&format!("fetch-{xorb}-{byte_start}"))
-    }
-
     /// Adopts streamed chunks of a xorb whose file cannot be verified yet (a lazily fetched
     /// file): `bytes` are whole serialized chunks starting with chunk `first_chunk` at byte
     /// `byte_start` of the xorb. Each chunk must decode; its hash is computed from its bytes, and

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::codec::pack_chunk_into;
 use super::db::{self, KvBatch};
 use super::records::{ChunkMeta, FileRecord, Term, XorbMeta};
+use super::xorbs::StagingFile;
 use super::{Result, Store, StoreError};
 use tessera_xet::format::max_encoded_len;
 use tessera_xet::chunking::stream::{StreamSummary, Window, chunk_stream};
@@ -161,6 +162,13 @@ fn writer_panicked() -> StoreError {
 }
 
 impl Store {
+    /// A staging file under `tmp/` for bytes to ingest from (a download verified before it is
+    /// indexed), named by `purpose` (a short name without `/`) and unique; removed when the
+    /// returned guard drops.
+    pub fn staging_file(&self, purpose: &'static str) -> StagingFile {
+        StagingFile::new(self.inner.xorbs.staging_path(purpose))
+    }
+
     /// Starts an ingest session.
     pub fn ingest_session(&self) -> IngestSession<'_> {
         IngestSession {

@@ -49,6 +49,7 @@ pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
 pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping};
 pub use roots::{RootHolder, hub_tree_key};
 pub use source::{CommitKey, RemoteSource, RevisionKey, SourceError, StoreSource};
+pub use xorbs::StagingFile;
 
 use tessera_protocol::CommitId;
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};

@@ -168,6 +168,33 @@ impl XorbFiles {
     }
 }
 
+/// A path under `tmp/` for one staged file, named by its purpose and unique
+/// (`<purpose>.<pid>.<n>`). The file, if one was made there, is removed when this drops,
+/// whichever way its user leaves: done, failed, panicked or cancelled at an `.await`. Only a
+/// killed process leaves it, for the next open of the store (or a `gc`) to remove.
+#[derive(Debug)]
+pub struct StagingFile {
+    path: PathBuf,
+}
+
+impl StagingFile {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// Where to write the staged bytes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StagingFile {
+    fn drop(&mut self) {
+        // Never created, or already gone: nothing to do.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// Whether a staging file (`<stem>.<pid>.<n>`, or a flat copy's `.<hash>.<pid>.tmp`) belongs to
 /// this process: then it may be in the middle of being written, since `gc` runs in the process
 /// holding the store, beside the mount or hub server still writing (`cli::control`). Only a
@@ -183,4 +210,29 @@ fn disk_usage(path: &Path) -> u64 {
 
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io("fsync", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// A staging file is named by its purpose and this process (so `gc` spares it while it is
+    /// written), and it is gone once its guard drops, made or not.
+    #[test]
+    fn a_staging_file_is_named_by_purpose_and_goes_with_its_guard() -> TestResult {
+        let home = tempfile::tempdir()?;
+        let store = Store::open(home.path())?;
+        let (a, b) = (store.staging_file("download"), store.staging_file("download"));
+        assert_ne!(a.path(), b.path());
+        let name = a.path().file_name().ok_or("no name")?.to_string_lossy().into_owned();
+        assert!(name.starts_with("download.") && super::staged_by_this_process(&name), "{name}");
+        std::fs::write(a.path(), b"partial")?;
+        let path = a.path().to_path_buf();
+        drop((a, b));
+        assert!(!path.exists(), "{} outlived its guard", path.display());
+        assert_eq!(std::fs::read_dir(home.path().join("tmp"))?.count(), 0);
+        Ok(())
+    }
 }

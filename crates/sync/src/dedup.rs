@@ -15,7 +15,7 @@ use super::shard_cache::ShardCache;
 use tessera_xet::format::Shard;
 use tessera_xet::hash::{ChunkHash, XorbHash};
 use tessera_hub::{CasAuth, HubClient};
-use tessera_protocol::RepoType;
+use tessera_protocol::{RepoId, RepoType, Revision};
 use tessera_store::Store;
 
 /// Requests in flight at once for HEADs and dedup queries.
@@ -30,8 +30,8 @@ pub(crate) type Known = HashMap<ChunkHash, (XorbHash, u32)>;
 pub(crate) struct CasSession {
     hub: HubClient,
     repo_type: RepoType,
-    repo_id: String,
-    rev: String,
+    repo_id: RepoId,
+    rev: Revision,
     write: bool,
     /// Write tokens are asked for a pull request (`create_pr=1`): the Hub grants those to
     /// contributors who may not write to the branch itself.
@@ -44,15 +44,15 @@ impl CasSession {
     pub(crate) fn new(
         hub: HubClient,
         repo_type: RepoType,
-        repo_id: &str,
-        rev: &str,
+        repo_id: &RepoId,
+        rev: &Revision,
         write: bool,
     ) -> Self {
         Self {
             hub,
             repo_type,
-            repo_id: repo_id.into(),
-            rev: rev.into(),
+            repo_id: repo_id.clone(),
+            rev: rev.clone(),
             write,
             create_pr: false,
             auth: Mutex::new(None),
@@ -91,7 +91,7 @@ impl CasSession {
 /// A Hub without a CAS answers the token route with 404.
 fn no_xet(e: tessera_hub::HubError) -> SyncError {
     match e {
-        tessera_hub::HubError::NotFound(why) => SyncError::NoXet(why),
+        e @ tessera_hub::HubError::NotFound(_) => SyncError::NoXet { source: e },
         other => SyncError::Hub(other),
     }
 }

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
-use super::SyncError;
 use super::lazy::LazyFiles;
+use super::{Corruption, SyncError};
 use tessera_xet::hash::{FileHash, Sha256};
 use tessera_hub::{HubClient, Reconstruction};
-use tessera_protocol::XetTokenResponse;
+use tessera_protocol::{Revision, XetTokenResponse};
 use tessera_store::{CommitKey, FileRecord, Sha256Walk, Store, Term, TreeEntry};
 
 /// Attempts at a file whose fetched bytes do not verify (a flaky proxy), before giving up. A
@@ -38,8 +38,6 @@ pub(crate) struct FileFetcher {
     store: Store,
     /// The repo at the commit its files belong to.
     at: CommitKey,
-    /// `org/name`, as the Hub API's paths take it.
-    repo_id: String,
     token: Mutex<Option<XetTokenResponse>>,
     fetched: Arc<AtomicU64>,
     lazy: Arc<LazyFiles>,
@@ -49,8 +47,7 @@ impl FileFetcher {
     /// Fetches files of `repo_id` at `commit`, streaming Xet files through `lazy` (whose
     /// single flight it shares) and counting received bytes into `fetched`.
     pub(crate) fn new(hub: HubClient, store: Store, at: CommitKey, fetched: Arc<AtomicU64>, lazy: Arc<LazyFiles>) -> Self {
-        let repo_id = at.repo_id.to_string();
-        Self { hub, store, at, repo_id, token: Mutex::new(None), fetched, lazy }
+        Self { hub, store, at, token: Mutex::new(None), fetched, lazy }
     }
 
     /// Makes the whole file present and verified; returns its tree entry.
@@ -114,7 +111,8 @@ impl FileFetcher {
         if let Some(t) = slot.as_ref().filter(|t| t.exp > now + 30) {
             return Ok(t.clone());
         }
-        let fresh = self.hub.xet_read_token(self.at.repo_type, &self.repo_id, self.at.commit.as_str()).await?;
+        let at = &self.at;
+        let fresh = self.hub.xet_read_token(at.repo_type, &at.repo_id, &Revision::from(at.commit.clone())).await?;
         *slot = Some(fresh.clone());
         Ok(fresh)
     }
@@ -147,15 +145,15 @@ impl FileFetcher {
             let record = store.file(&xet)?.ok_or_else(|| SyncError::Internal(format!("{path}: no record after the fetch")))?;
             let mut walk = walk?;
             let whole = store.verify_file(&record)? && store.sha256_advance(&record, &mut walk)?;
-            match whole.then(|| walk.finish()) {
-                Some(sha) if expected.is_none_or(|e| e == sha) => {
+            match checked_sha256(path, xet, whole.then(|| walk.finish()), expected) {
+                Ok(sha) => {
                     let record = FileRecord { sha256: sha, ..record };
                     store.put_file(&record)?;
                     Ok(record)
                 }
-                got => {
+                Err(bad) => {
                     store.forget_file_chunks(&record)?;
-                    Err(SyncError::Corrupt(format!("{path}: fetched bytes do not verify (sha256 {got:?})")))
+                    Err(bad.into())
                 }
             }
         })
@@ -236,36 +234,48 @@ impl FileFetcher {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn download_small(&self, t: &FileTarget) -> Result<Vec<u8>, SyncError> {
-        let url = self.hub.resolve_url(self.at.repo_type, &self.repo_id, self.at.commit.as_str(), &t.path);
-        let mut body = Vec::with_capacity(usize::try_from(t.size).unwrap_or(0).min(SMALL_FILE_MAX));
-        let n = self
-            .hub
-            .download(&url, &self.repo_id, 0, |b| {
-                body.extend_from_slice(b);
-                Ok(())
-            })
-            .await?;
+    /// Streams a file of the commit from `/resolve` into `sink` (resuming a broken transfer),
+    /// counting the bytes received.
+    async fn download(&self, t: &FileTarget, sink: impl FnMut(&[u8]) -> std::io::Result<()>) -> Result<(), SyncError> {
+        let at = &self.at;
+        let url = self.hub.resolve_url(at.repo_type, &at.repo_id, &at.commit, &t.path);
+        let n = self.hub.download(&url, &at.repo_id, 0, sink).await?;
         self.fetched.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn download_small(&self, t: &FileTarget) -> Result<Vec<u8>, SyncError> {
+        let mut body = Vec::with_capacity(usize::try_from(t.size).unwrap_or(0).min(SMALL_FILE_MAX));
+        self.download(t, |b| {
+            body.extend_from_slice(b);
+            Ok(())
+        })
+        .await?;
         Ok(body)
     }
 
+    /// A file neither small nor reconstructible from Xet: downloaded into a staging file, then
+    /// chunked into the store if it is what the listing says. The staging file goes whatever
+    /// happens (its guard removes it), on the blocking thread once ingested.
     async fn fetch_plain(&self, t: &FileTarget) -> Result<FileRecord, SyncError> {
-        let url = self.hub.resolve_url(self.at.repo_type, &self.repo_id, self.at.commit.as_str(), &t.path);
-        let path = self.store.staging_path(&tessera_xet::hash::XorbHash::ZERO, 0);
-        let mut file = std::fs::File::create(&path).map_err(SyncError::io(&path))?;
-        let got = self.hub.download(&url, &self.repo_id, 0, |b| file.write_all(b)).await;
+        let staged = self.store.staging_file("download");
+        let path = staged.path();
+        // create_new: two downloads never share one file, even were their names to collide.
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(SyncError::io(path))?;
+        self.download(t, |b| file.write_all(b)).await?;
         drop(file);
-        let result = match got {
-            Ok(n) => {
-                self.fetched.fetch_add(n, Ordering::Relaxed);
-                let (store, t, p) = (self.store.clone(), t.clone(), path.clone());
-                blocking(move || ingest_verified(&store, &t, &p)).await
-            }
-            Err(e) => Err(e.into()),
-        };
-        let _ = std::fs::remove_file(&path);
-        result
+        let (store, t) = (self.store.clone(), t.clone());
+        blocking(move || ingest_verified(&store, &t, staged.path())).await
+    }
+}
+
+/// The SHA-256 of a fetched Xet file, `got` once its chunks hash to its Xet hash (`None` when
+/// they do not), checked against the listed one when the listing gave one.
+fn checked_sha256(path: String, file: FileHash, got: Option<Sha256>, expected: Option<Sha256>) -> Result<Sha256, Corruption> {
+    match (got, expected) {
+        (None, _) => Err(Corruption::XetHash { path, file }),
+        (Some(got), Some(expected)) if got != expected => Err(Corruption::Sha256 { path, expected, got }),
+        (Some(got), _) => Ok(got),
     }
 }
 
@@ -273,7 +283,7 @@ impl FileFetcher {
 pub(crate) fn fetched_error(e: tessera_store::StoreError) -> SyncError {
     use tessera_store::StoreError;
     match e {
-        StoreError::FetchedMismatch { .. } | StoreError::MalformedXorb { .. } => SyncError::Corrupt(e.to_string()),
+        StoreError::FetchedMismatch { .. } | StoreError::MalformedXorb { .. } => Corruption::Store(e).into(),
         other => SyncError::Store(other),
     }
 }
@@ -306,14 +316,17 @@ fn ingest_small_verified(store: &Store, bodies: &[(FileTarget, Vec<u8>)]) -> Res
 }
 
 /// Whether fetched content is what the tree entry said: size, then SHA-256 or git blob id.
-fn check_fetched(t: &FileTarget, size: u64, sha256: Sha256, git_oid: impl FnOnce() -> String) -> Result<(), SyncError> {
-    let bad = |why: String| Err(SyncError::Corrupt(format!("{}: {why}", t.path)));
+fn check_fetched(t: &FileTarget, size: u64, sha256: Sha256, git_oid: impl FnOnce() -> String) -> Result<(), Corruption> {
+    let path = t.path.clone();
     if size != t.size {
-        return bad(format!("{size} bytes, expected {}", t.size));
+        return Err(Corruption::Size { path, expected: t.size, got: size });
     }
     match t.sha256 {
-        Some(sha) if sha != sha256 => bad(format!("sha256 {sha256} != {sha}")),
-        None if git_oid() != t.git_oid => bad("git blob id differs".into()),
+        Some(expected) if expected != sha256 => Err(Corruption::Sha256 { path, expected, got: sha256 }),
+        None => match git_oid() {
+            got if got != t.git_oid => Err(Corruption::GitOid { path, expected: t.git_oid.clone(), got }),
+            _ => Ok(()),
+        },
         _ => Ok(()),
     }
 }
@@ -378,4 +391,39 @@ pub(crate) fn entry(t: &FileTarget, record: &FileRecord) -> TreeEntry {
 /// A reconstruction term as the store records it.
 pub(crate) fn term(t: &tessera_protocol::ReconstructionTerm) -> Term {
     Term { xorb: t.hash, chunk_start: t.range.start, chunk_end: t.range.end, unpacked_len: t.unpacked_length }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn target(sha256: Option<Sha256>) -> FileTarget {
+        FileTarget { path: "a.bin".into(), size: 3, git_oid: tessera_protocol::git_blob_oid(b"abc"), sha256, xet: None }
+    }
+
+    #[test]
+    fn a_fetched_file_that_is_not_the_listed_one_says_which_check_failed() {
+        let (abc, xyz) = (Sha256::of(b"abc"), Sha256::of(b"xyz"));
+        let size = check_fetched(&target(None), 4, abc, || unreachable!("size comes first"));
+        assert!(matches!(size, Err(Corruption::Size { expected: 3, got: 4, .. })), "{size:?}");
+        let sha = check_fetched(&target(Some(abc)), 3, xyz, String::new);
+        assert!(matches!(&sha, Err(Corruption::Sha256 { expected, got, .. }) if *expected == abc && *got == xyz));
+        let oid = check_fetched(&target(None), 3, xyz, || "0".repeat(40));
+        assert!(matches!(&oid, Err(Corruption::GitOid { got, .. }) if *got == "0".repeat(40)), "{oid:?}");
+        assert!(check_fetched(&target(Some(abc)), 3, abc, String::new).is_ok());
+        assert!(check_fetched(&target(None), 3, abc, || tessera_protocol::git_blob_oid(b"abc")).is_ok());
+        let shown = SyncError::from(size.unwrap_err()).to_string();
+        assert_eq!(shown, "corrupt data from the remote: a.bin: 4 bytes, expected 3");
+    }
+
+    #[test]
+    fn a_xet_file_verifies_whole_then_by_its_listed_sha256() {
+        let (abc, xyz) = (Sha256::of(b"abc"), Sha256::of(b"xyz"));
+        let whole = |got, expected| checked_sha256("a.bin".into(), FileHash::ZERO, got, expected);
+        assert!(matches!(whole(None, Some(abc)), Err(Corruption::XetHash { .. })));
+        assert!(matches!(whole(Some(xyz), Some(abc)), Err(Corruption::Sha256 { .. })));
+        assert_eq!(whole(Some(xyz), None).unwrap(), xyz);
+        assert_eq!(whole(Some(abc), Some(abc)).unwrap(), abc);
+    }
 }

@@ -26,7 +26,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::SyncError;
+use super::{Corruption, SyncError};
 use super::byteranges::{ByteRanges, Event};
 use super::fetch::{FileFetcher, blocking, fetched_error};
 use tessera_xet::format::{CHUNK_HEADER_LEN, ChunkHeader};
@@ -162,7 +162,7 @@ impl LazyFiles {
                             tracing::debug!(file = %entry.file, %why, "a URL was refused; asking for a fresh reconstruction");
                             replanned = true;
                         }
-                        Failure::Corrupt => return Err(SyncError::Corrupt(format!("{}: {why}", entry.path))),
+                        Failure::Corrupt => return Err(Corruption::Stream { path: entry.path.clone(), why }.into()),
                         _ => return Err(SyncError::Hub(HubError::Transport { url: format!("xorbs of {}", entry.path), message: why })),
                     }
                 }
@@ -277,8 +277,9 @@ impl LazyFiles {
             sha256: entry.sha256,
             terms: recon.terms.iter().map(super::fetch::term).collect(),
         };
-        if record.terms.iter().map(|t| u64::from(t.unpacked_len)).sum::<u64>() != entry.size {
-            return Err(SyncError::Corrupt(format!("{}: the reconstruction's terms do not add up to {} bytes", entry.path, entry.size)));
+        let sum = record.terms.iter().map(|t| u64::from(t.unpacked_len)).sum::<u64>();
+        if sum != entry.size {
+            return Err(Corruption::Terms { path: entry.path.clone(), expected: entry.size, got: sum }.into());
         }
         let (store, r) = (self.store.clone(), record.clone());
         blocking(move || {
@@ -363,9 +364,14 @@ impl LazyFiles {
                     SyncError::Corrupt(_) | SyncError::Hub(HubError::Malformed { .. }) => Failure::Corrupt,
                     _ => Failure::Unavailable,
                 };
+                // Corrupt data without its prefix: the reader's error says "corrupt data" once.
+                let why = match &e {
+                    SyncError::Corrupt(c) => c.to_string(),
+                    other => other.to_string(),
+                };
                 let mut st = stream.state.lock();
                 tracing::debug!(xorb = %st.unit.xorb, error = %e, "stream failed");
-                st.failure = Some((e.to_string(), kind));
+                st.failure = Some((why, kind));
                 st.running = false;
             }
         }
@@ -536,7 +542,7 @@ impl Batch {
     fn parse(&mut self, unit: &FetchUnit, walk: &mut Walk) -> Result<(), SyncError> {
         while walk.next < unit.chunks.end && self.buf.len() - self.parsed >= CHUNK_HEADER_LEN {
             let header = ChunkHeader::parse(&self.buf[self.parsed..])
-                .map_err(|e| SyncError::Corrupt(format!("xorb {}: chunk {}: {e}", unit.xorb, walk.next)))?;
+                .map_err(|source| Corruption::Chunk { xorb: unit.xorb, index: walk.next, source })?;
             let len = header.serialized_len();
             if self.buf.len() - self.parsed < len {
                 break;

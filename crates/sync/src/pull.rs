@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::SyncError;
 use super::fetch::{FileFetcher, FileTarget, entry, is_small_plain};
+use super::{Absent, SyncError};
 use tessera_hub::HubClient;
 use tessera_protocol::{CommitId, RepoId, TreeFile};
 use tessera_store::{RevisionKey, Store, TreeEntry};
@@ -57,9 +57,8 @@ impl PullProgress for () {
 /// and eviction) as soon as it is recorded.
 pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, pin: bool, progress: &dyn PullProgress) -> Result<PullReport, SyncError> {
     let started = Instant::now();
-    let (repo_type, repo_id) = (key.repo_type, key.repo_id.to_string());
-    let (commit, date) = hub.revision_dated(repo_type, &repo_id, key.revision.as_str()).await?;
-    let listing = hub.list_tree(repo_type, &repo_id, &commit).await?;
+    let (commit, date) = hub.revision_dated(key.repo_type, &key.repo_id, &key.revision).await?;
+    let listing = hub.list_tree(key.repo_type, &key.repo_id, &commit).await?;
     let bytes_total: u64 = listing.files.iter().map(|f| f.size).sum();
     progress.start(listing.files.len(), bytes_total);
     let fetched = Arc::new(AtomicU64::new(0));
@@ -106,9 +105,10 @@ pub fn pull_offline(store: &Store, key: &RevisionKey, pin: bool) -> Result<PullR
     let started = Instant::now();
     let (commit, tree) = super::local_revision(store, key)?;
     for e in &tree {
-        let record = store.file(&e.file)?.ok_or_else(|| SyncError::Offline(format!("{} of {}", e.path, key.ref_key())))?;
+        let absent = || SyncError::Offline(Absent::File { path: e.path.clone(), revision: key.clone() });
+        let record = store.file(&e.file)?.ok_or_else(absent)?;
         if !store.is_complete(&record)? {
-            return Err(SyncError::Offline(format!("{} is only partly in the store", e.path)));
+            return Err(SyncError::Offline(Absent::Part { path: e.path.clone() }));
         }
     }
     if pin {

@@ -26,7 +26,10 @@ use super::scan::{self, FoundFile};
 use super::shard_cache::ShardCache;
 use super::upload::{self, Source, XorbTarget};
 use tessera_hub::{HubClient, HubError};
-use tessera_protocol::{CommitId, LfsObject, PreuploadFile, PreuploadResult, RepoType, TreeFile, UploadMode};
+use tessera_protocol::{
+    CommitId, LfsObject, PreuploadFile, PreuploadResult, RepoId, RepoType, Revision, TreeFile,
+    UploadMode,
+};
 use tessera_store::Store;
 
 /// What to push where.
@@ -37,9 +40,9 @@ pub struct PushOptions {
     /// Repo type.
     pub repo_type: RepoType,
     /// `org/name`.
-    pub repo_id: String,
-    /// Target branch.
-    pub branch: String,
+    pub repo_id: RepoId,
+    /// Target branch (or `refs/pr/N`).
+    pub branch: Revision,
     /// Create the repo (or branch) when absent.
     pub create: bool,
     /// Make a created repo private.
@@ -85,7 +88,7 @@ pub struct PushReport {
     /// The branch.
     pub revision: String,
     /// The branch head after the push (the new commit when one was made).
-    pub commit: Option<String>,
+    pub commit: Option<CommitId>,
     /// URL of the new commit.
     pub commit_url: Option<String>,
     /// URL of the pull request the push opened (`--create-pr`).
@@ -235,7 +238,7 @@ struct Push<'a> {
     report: PushReport,
     /// The revision preupload and CAS reads use: the branch, or the default head when a dry
     /// run targets a branch that does not exist yet; `None` when the repo does not exist.
-    query_rev: Option<String>,
+    query_rev: Option<Revision>,
 }
 
 impl Push<'_> {
@@ -257,7 +260,7 @@ impl Push<'_> {
             diff.changed().into_iter().filter(|i| modes.get(i) == Some(&UploadMode::Lfs)).collect();
         self.send_data(&lfs, clock).await?;
         let clock = Instant::now();
-        self.commit(head.as_ref().map(CommitId::as_str), &diff, &modes).await?;
+        self.commit(head.as_ref(), &diff, &modes).await?;
         self.tag().await?;
         self.report.timings.commit = clock.elapsed().as_secs_f64();
         Ok(())
@@ -265,40 +268,37 @@ impl Push<'_> {
 
     /// Creates the repo or branch when needed (not in a dry run); returns the head to build on.
     async fn establish(&mut self, head: Head) -> Result<Option<CommitId>, SyncError> {
-        let (t, id, branch) =
-            (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
+        let opts = self.opts;
+        let (t, id) = (opts.repo_type, &opts.repo_id);
         let commit = match head {
             Head::Branch(c) => Some(c),
-            Head::NoRepo if self.opts.dry_run => None,
-            Head::NoBranch if self.opts.dry_run => {
+            Head::NoRepo if opts.dry_run => None,
+            Head::NoBranch if opts.dry_run => {
                 let c = self.hub.repo_head(t, id).await?;
-                self.query_rev = Some(c.to_string());
+                self.query_rev = Some(c.clone().into());
                 return Ok(Some(c));
             }
-            Head::NoRepo if t == RepoType::Space && self.opts.space_sdk.is_none() => {
+            Head::NoRepo if t == RepoType::Space && opts.space_sdk.is_none() => {
                 return Err(SyncError::Usage(format!(
                     "creating the Space {id} needs its SDK: pass --space-sdk (one of {})",
                     tessera_protocol::SPACE_SDKS.join(", ")
                 )));
             }
             Head::NoRepo => {
-                self.hub
-                    .create_repo(t, id, self.opts.private, self.opts.space_sdk.as_deref())
-                    .await?;
+                self.hub.create_repo(t, id, opts.private, opts.space_sdk.as_deref()).await?;
                 Some(self.branch_head_creating().await?)
             }
             Head::NoBranch => Some(self.branch_head_creating().await?),
         };
         if commit.is_some() {
-            self.query_rev = Some(branch.to_string());
+            self.query_rev = Some(opts.branch.clone());
         }
         Ok(commit)
     }
 
     /// The branch head, creating the branch from the default branch when it is missing.
     async fn branch_head_creating(&self) -> Result<CommitId, SyncError> {
-        let (t, id, branch) =
-            (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
+        let (t, id, branch) = (self.opts.repo_type, &self.opts.repo_id, &self.opts.branch);
         match self.hub.revision_commit(t, id, branch).await {
             Err(HubError::RevisionNotFound { .. }) => {
                 self.hub.create_branch(t, id, branch, None).await?;
@@ -341,9 +341,9 @@ impl Push<'_> {
 
     fn start_report(&mut self, diff: &Diff, head: Option<CommitId>) {
         let r = &mut self.report;
-        r.repo = self.opts.repo_id.clone();
-        r.revision = self.opts.branch.clone();
-        r.commit = head.map(String::from);
+        r.repo = self.opts.repo_id.to_string();
+        r.revision = self.opts.branch.to_string();
+        r.commit = head;
         r.dry_run = self.opts.dry_run;
         r.files_added = diff.added.len();
         r.files_updated = diff.updated.len();
@@ -362,8 +362,8 @@ impl Push<'_> {
         let cache = match &cas {
             Some(c) => match c.auth().await {
                 Ok(auth) => Some(ShardCache::new(self.store.home(), &auth.url)),
-                Err(SyncError::NoXet(why)) => {
-                    tracing::info!(%why, "no Xet storage on the remote; uploading through LFS");
+                Err(e @ SyncError::NoXet { .. }) => {
+                    tracing::info!(error = %e, "uploading through LFS");
                     return self.send_lfs(lfs, clock).await;
                 }
                 Err(e) => return Err(e),
@@ -415,8 +415,8 @@ impl Push<'_> {
             self.report.bytes_uploaded += objects.iter().map(|o| o.size).sum::<u64>();
             return Ok(());
         }
-        let (t, id) = (self.opts.repo_type, self.opts.repo_id.as_str());
-        let rev = (!self.opts.create_pr).then_some(self.opts.branch.as_str());
+        let (t, id) = (self.opts.repo_type, &self.opts.repo_id);
+        let rev = (!self.opts.create_pr).then_some(&self.opts.branch);
         let answers = self.hub.lfs_batch_upload(t, id, rev, &objects).await?;
         let by_oid: HashMap<&str, &tessera_protocol::LfsBatchObject> =
             answers.iter().map(|a| (a.oid.as_str(), a)).collect();
@@ -443,11 +443,7 @@ impl Push<'_> {
     /// planned against; none when the repo does not exist yet.
     fn cas_session(&self) -> Option<CasSession> {
         let rev = self.query_rev.as_ref()?;
-        let (rev, write) = if self.opts.dry_run {
-            (rev.as_str(), false)
-        } else {
-            (self.opts.branch.as_str(), true)
-        };
+        let (rev, write) = if self.opts.dry_run { (rev, false) } else { (&self.opts.branch, true) };
         let session =
             CasSession::new(self.hub.clone(), self.opts.repo_type, &self.opts.repo_id, rev, write);
         Some(session.for_pull_request(write && self.opts.create_pr))
@@ -500,7 +496,7 @@ impl Push<'_> {
     /// The commit, based on `head`; a dry run only counts the inline bytes.
     async fn commit(
         &mut self,
-        head: Option<&str>,
+        head: Option<&CommitId>,
         diff: &Diff,
         modes: &HashMap<usize, UploadMode>,
     ) -> Result<(), SyncError> {
@@ -521,11 +517,13 @@ impl Push<'_> {
         }
         let head = head.ok_or_else(|| SyncError::Internal("no head to commit on".into()))?;
         let summary = self.opts.message.clone().unwrap_or_else(|| default_message(diff));
-        let lines = plan::commit_lines(&summary, "", Some(head), ops);
-        let (t, id) = (self.opts.repo_type, self.opts.repo_id.as_str());
+        let lines = plan::commit_lines(&summary, "", Some(head.as_str()), ops);
+        let (t, id) = (self.opts.repo_type, &self.opts.repo_id);
         match self.hub.commit(t, id, &self.opts.branch, &lines, self.opts.create_pr).await {
             Ok(r) => {
-                self.committed(r.commit_oid, r.commit_url);
+                let commit = CommitId::try_from(r.commit_oid)
+                    .map_err(|e| SyncError::Protocol(format!("the commit's answer: {e}")))?;
+                self.committed(commit, r.commit_url);
                 self.opened(r.pull_request_url)?;
             }
             Err(HubError::Conflict { .. }) => {
@@ -541,7 +539,7 @@ impl Push<'_> {
         blocking(move || scan::read_unchanged(&found, &local)).await
     }
 
-    fn committed(&mut self, commit: String, url: String) {
+    fn committed(&mut self, commit: CommitId, url: String) {
         self.report.commit = Some(commit);
         self.report.commit_url = Some(url);
         self.report.pushed = true;
@@ -567,20 +565,21 @@ impl Push<'_> {
 
     /// The commit was refused because the branch moved. If the new head already holds exactly
     /// this push (a retried commit that had gone through), that is success; otherwise an error.
-    async fn after_conflict(&mut self, base: &str, diff: &Diff) -> Result<(), SyncError> {
-        let (t, id, branch) =
-            (self.opts.repo_type, self.opts.repo_id.as_str(), self.opts.branch.as_str());
+    async fn after_conflict(&mut self, base: &CommitId, diff: &Diff) -> Result<(), SyncError> {
+        let (t, id, branch) = (self.opts.repo_type, &self.opts.repo_id, &self.opts.branch);
         let now = self.hub.revision_commit(t, id, branch).await?;
         let tree = self.hub.list_tree(t, id, &now).await?.files;
-        if now.as_str() != base && reflects(&tree, &self.local, diff) {
+        if now != *base && reflects(&tree, &self.local, diff) {
             let url = format!("{}/{}{id}/commit/{now}", self.hub.endpoint(), t.url_prefix());
-            self.committed(now.to_string(), url);
+            self.committed(now, url);
             return Ok(());
         }
-        Err(SyncError::Conflict(format!(
-            "branch {branch} of {id} moved during the push (it is now at {now}, the push was based on {base}); \
-             nothing was committed: run the push again to publish on top of the new head"
-        )))
+        Err(SyncError::BranchMoved {
+            repo: id.clone(),
+            branch: branch.clone(),
+            base: base.clone(),
+            now,
+        })
     }
 
     /// Tags the resulting commit (not in a dry run).

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::SyncError;
+use super::{Corruption, SyncError};
 use super::fetch::{FileFetcher, FileTarget, blocking, entry, is_small_plain};
 use super::lazy::LazyFiles;
-use tessera_xet::hash::FileHash;
 use tessera_hub::HubClient;
 use tessera_protocol::CommitId;
 use tessera_store::{CommitKey, RemoteSource, RevisionKey, SourceError, Store, TreeEntry};
@@ -60,8 +59,7 @@ impl HubSource {
 
     async fn resolve_async(&self, key: &RevisionKey) -> Result<CommitId, SyncError> {
         let started = std::time::Instant::now();
-        let (repo_type, repo_id) = (key.repo_type, key.repo_id.to_string());
-        let (commit, date) = self.hub.revision_dated(repo_type, &repo_id, key.revision.as_str()).await?;
+        let (commit, date) = self.hub.revision_dated(key.repo_type, &key.repo_id, &key.revision).await?;
         let repo = key.repo_key();
         let (store, commit2, repo2) = (self.store.clone(), commit.clone(), repo.clone());
         // A commit's tree never changes: one already stored (a restart) is not listed again.
@@ -70,7 +68,7 @@ impl HubSource {
         let stored = blocking(move || Ok(store.repo_tree(&repo2, &commit2, Some(&origin2))?.is_some())).await?;
         let mut files = None;
         if !stored {
-            let listing = self.hub.list_tree(repo_type, &repo_id, &commit).await?;
+            let listing = self.hub.list_tree(key.repo_type, &key.repo_id, &commit).await?;
             let fetcher = self.fetcher(&key.at(commit.clone()));
             let entries = lazy_entries(&fetcher, &listing.files).await?;
             files = Some(entries.len());
@@ -112,22 +110,22 @@ impl HubSource {
                 fetcher.ensure(&target).await.map(|_| ())
             }
             Err(other) => Err(other),
-            Ok(()) => self.verify_if_complete(e.file).await,
+            Ok(()) => self.verify_if_complete(e).await,
         }
     }
 
     /// Streamed chunks can only be checked as a file: once the last one is in, the file must
     /// hash to its Xet hash, or its chunks are forgotten (to be fetched again) and the read
     /// fails as corrupt rather than serving wrong bytes from then on.
-    async fn verify_if_complete(&self, file: FileHash) -> Result<(), SyncError> {
-        let store = self.store.clone();
+    async fn verify_if_complete(&self, e: &TreeEntry) -> Result<(), SyncError> {
+        let (store, file, path) = (self.store.clone(), e.file, e.path.clone());
         blocking(move || {
             let Some(record) = store.file(&file)? else { return Ok(()) };
             if !store.is_complete(&record)? || store.verify_file(&record)? {
                 return Ok(());
             }
             store.forget_file_chunks(&record)?;
-            Err(SyncError::Corrupt(format!("file {file}: the fetched ranges do not hash to the file; dropped them")))
+            Err(Corruption::XetHash { path, file }.into())
         })
         .await
     }
@@ -186,8 +184,8 @@ fn to_source_error(e: SyncError) -> SourceError {
     match e {
         SyncError::Hub(HubError::RepoNotFound(m)) | SyncError::Hub(HubError::NotFound(m)) => SourceError::NotFound(m),
         SyncError::Hub(HubError::RevisionNotFound { repo, rev }) => SourceError::NotFound(format!("{rev} in {repo}")),
-        SyncError::Corrupt(m) => SourceError::Corrupt(m),
-        SyncError::Offline(m) => SourceError::Offline(m),
+        SyncError::Corrupt(c) => SourceError::Corrupt(c.to_string()),
+        SyncError::Offline(absent) => SourceError::Offline(absent.to_string()),
         SyncError::Store(s) => SourceError::Store(s),
         other => SourceError::Unavailable(other.to_string()),
     }
