@@ -207,28 +207,51 @@ mod tests {
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+    /// `data` ingested into `src` as one term: its record, xorb and the xorb's serialized chunks
+    /// (what a remote would stream).
+    fn one_xorb_file(src: &Store, data: &[u8]) -> std::result::Result<(FileRecord, XorbHash, Vec<u8>), Box<dyn std::error::Error>> {
+        let record = src.file(&src.ingest_bytes(data)?.file)?.ok_or("no record")?;
+        let [term] = record.terms.as_slice() else { return Err("expected one term".into()) };
+        let meta = src.xorb_meta(&term.xorb)?.ok_or("no xorb meta")?;
+        let last = meta.chunks.iter().flatten().map(|c| c.byte_end).max().ok_or("no chunks")?;
+        let (xorb, bytes) = (term.xorb, std::fs::read(src.xorb_path(&term.xorb))?[..last as usize].to_vec());
+        Ok((record, xorb, bytes))
+    }
+
     /// A file assembled from ranges with one flipped byte fails `verify_file`, and forgetting
     /// its chunks makes them missing again (to be refetched) instead of served.
     #[test]
     fn a_lazily_assembled_file_with_a_bad_chunk_is_caught_and_forgotten() -> TestResult {
         let (src_home, dst_home) = (tempfile::tempdir()?, tempfile::tempdir()?);
         let (src, dst) = (Store::open(src_home.path())?, Store::open(dst_home.path())?);
-        let data = splitmix(600_000, 5);
-        let record = src.file(&src.ingest_bytes(&data)?.file)?.ok_or("no record")?;
-        let [term] = record.terms.as_slice() else { return Err("expected one term".into()) };
-        let mut bytes = std::fs::read(src.xorb_path(&term.xorb))?;
-        let meta = src.xorb_meta(&term.xorb)?.ok_or("no xorb meta")?;
-        let last = meta.chunks.iter().flatten().map(|c| c.byte_end).max().ok_or("no chunks")?;
-        bytes.truncate(last as usize);
+        let (record, xorb, mut bytes) = one_xorb_file(&src, &splitmix(600_000, 5))?;
         // Random data is stored raw, so a flipped payload byte still decodes: only the hash tells.
         bytes[20] ^= 0x40;
         dst.put_file(&record)?;
-        dst.adopt_chunks(&term.xorb, 0, 0, &bytes)?;
+        dst.adopt_chunks(&xorb, 0, 0, &bytes)?;
         assert!(dst.is_complete(&record)?);
         assert!(!dst.verify_file(&record)?, "a flipped byte must fail the file hash");
         dst.forget_file_chunks(&record)?;
         assert!(!dst.is_complete(&record)?);
         assert!(matches!(dst.read_file_range(&record.hash, 0, 10), Err(StoreError::Missing { .. })));
+        Ok(())
+    }
+
+    /// A remote's claimed SHA-256 never makes lazily fetched bytes findable under it, even once
+    /// they verify against their Xet hash: only a SHA-256 computed from the bytes does.
+    #[test]
+    fn a_claimed_sha256_is_no_alias_until_the_bytes_give_it() -> TestResult {
+        let (src_home, dst_home) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let (src, dst) = (Store::open(src_home.path())?, Store::open(dst_home.path())?);
+        let (record, xorb, bytes) = one_xorb_file(&src, &splitmix(300_000, 9))?;
+        let claimed = Sha256::from_bytes([7; 32]);
+        dst.put_file_unverified(&FileRecord { sha256: claimed, ..record.clone() })?;
+        dst.adopt_chunks(&xorb, 0, 0, &bytes)?;
+        assert!(dst.verify_file(&record)?);
+        assert_eq!(dst.file_by_sha256(&claimed)?, None, "a claimed SHA-256 became an alias");
+        let computed = dst.verify_whole(&record)?.ok_or("does not verify")?;
+        dst.put_file(&FileRecord { sha256: computed, ..record.clone() })?;
+        assert_eq!(dst.file_by_sha256(&computed)?, Some(record.hash));
         Ok(())
     }
 
@@ -241,12 +264,7 @@ mod tests {
         let (good, bad) = (splitmix(300_000, 7), splitmix(300_000, 8));
         let mut xorbs = Vec::new();
         for data in [&good, &bad] {
-            let record = src.file(&src.ingest_bytes(data)?.file)?.ok_or("no record")?;
-            let [term] = record.terms.as_slice() else { return Err("expected one term".into()) };
-            let meta = src.xorb_meta(&term.xorb)?.ok_or("no xorb meta")?;
-            let last = meta.chunks.iter().flatten().map(|c| c.byte_end).max().ok_or("no chunks")?;
-            let bytes = std::fs::read(src.xorb_path(&term.xorb))?[..last as usize].to_vec();
-            xorbs.push((record.clone(), term.xorb, bytes));
+            xorbs.push(one_xorb_file(&src, data)?);
         }
         {
             let dst = Store::open(dst_home.path())?;

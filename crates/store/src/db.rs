@@ -125,8 +125,13 @@ impl KvBatch {
 
 /// Queues a file record and its sha256 alias.
 pub(crate) fn put_file(batch: &mut KvBatch, record: &FileRecord) {
-    batch.put(Table::File, record.hash.as_bytes().to_vec(), record.encode());
+    put_file_record(batch, record);
     batch.put(Table::Sha, record.sha256.as_bytes().to_vec(), record.hash.as_bytes().to_vec());
+}
+
+/// Queues a file record without its sha256 alias.
+pub(crate) fn put_file_record(batch: &mut KvBatch, record: &FileRecord) {
+    batch.put(Table::File, record.hash.as_bytes().to_vec(), record.encode());
 }
 
 /// Queues a xorb's chunk table and the dedup entries of its present chunks.

@@ -386,10 +386,21 @@ impl Store {
         self.inner.db.file_by_sha256(sha)
     }
 
-    /// Records a file whose chunks are (or will be) in the store.
+    /// Records a file whose chunks are (or will be) in the store, findable by its SHA-256.
     pub fn put_file(&self, record: &FileRecord) -> Result<()> {
         let mut batch = KvBatch::default();
         db::put_file(&mut batch, record);
+        self.inner.db.write(batch)
+    }
+
+    /// Records a file's terms before its bytes are checked (a lazy fetch plans reads against
+    /// them), without the alias that makes it findable by SHA-256: the SHA-256 is only what a
+    /// remote claimed, and a hostile mirror claiming another file's SHA-256 would otherwise make
+    /// a later fetch of that file, from any source, resolve to these bytes.
+    /// [`Store::put_file`] adds the alias once the SHA-256 is computed from the bytes.
+    pub fn put_file_unverified(&self, record: &FileRecord) -> Result<()> {
+        let mut batch = KvBatch::default();
+        db::put_file_record(&mut batch, record);
         self.inner.db.write(batch)
     }
 
