@@ -53,9 +53,12 @@ fn gc_keeps_each_kind_of_root_and_collects_the_rest() {
     let (in_hub, d3) = file(&store, 3);
     let (orphan, d4) = file(&store, 4);
     store.pin("weights.bin", &pinned).unwrap();
-    store
-        .put_repo_tree("model/org/a", &tessera::protocol::CommitId::parse(&"c".repeat(40)).unwrap(), &[entry(&store, "a.bin", in_tree)], "http://hub")
-        .unwrap();
+    let at = tessera::store::CommitKey {
+        repo_type: RepoType::Model,
+        repo_id: RepoId::parse("org/a").unwrap(),
+        commit: tessera::protocol::CommitId::parse(&"c".repeat(40)).unwrap(),
+    };
+    store.put_repo_tree(&at, &[entry(&store, "a.bin", in_tree)], "http://hub").unwrap();
     hub_commit(&store, "b.bin", in_hub);
 
     let report = store.gc().unwrap();
