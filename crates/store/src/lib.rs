@@ -2,7 +2,7 @@
 //! (`docs/architecture.md` §2).
 //!
 //! Layout under the store's home:
-//! - `db/`: RocksDB, one column family per [`Table`];
+//! - `db/`: RocksDB, one column family per table (`db.rs`);
 //! - `xorbs/<2 hex>/<xorb hash>`: serialized chunks (Xet upload form, no footer), possibly
 //!   sparse when fetched in part;
 //! - `tmp/`: staging. Data is fsynced and renamed into place before the index batch that points
@@ -38,18 +38,20 @@ mod read;
 mod records;
 mod roots;
 mod source;
+mod space;
 mod xorbs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use db::{KvBatch, Table};
+use db::{KvBatch, Table};
 pub use evict::{CacheUsage, EvictReport, FileHold, Reservation};
 pub use ingest::{IngestReport, IngestSession};
 pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
 pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping};
-pub use roots::{RootHolder, hub_tree_key};
+use roots::RootHolder;
 pub use source::{CommitKey, RemoteSource, RevisionKey, SourceError, StoreSource};
+pub use space::{Section, ServerBatch, ServerSpace, ServerWrite};
 pub use xorbs::StagingFile;
 
 use tessera_protocol::{CommitId, RepoType};
@@ -546,18 +548,8 @@ impl Store {
         holders.iter().map(parse).collect()
     }
 
-    /// Reads one value of a generic table.
-    pub fn kv_get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.inner.db.get(table, key)
-    }
-
-    /// All entries of a table whose key starts with `prefix`, in key order.
-    pub fn kv_scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.inner.db.scan_prefix(table, prefix)
-    }
-
-    /// Applies a batch atomically and durably.
-    pub fn kv_write(&self, batch: KvBatch) -> Result<()> {
-        self.write_roots(batch)
+    /// The pins of `tessera add`: (name, file), by name.
+    pub fn pins(&self) -> Result<Vec<(String, FileHash)>> {
+        self.inner.db.pins()
     }
 }
