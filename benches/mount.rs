@@ -112,7 +112,7 @@ fn main() {
     let repo = tessera::protocol::RepoId::parse("bench/big").expect("id");
     let key = RevisionKey::new(tessera::protocol::RepoType::Model, repo, "main").expect("key");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    store.put_ref(&key.ref_key(), &commit, now, None).expect("ref");
+    store.put_ref(&key, &commit, now, None).expect("ref");
     let file = mnt.join("bench/big@main/weights.bin");
 
     let m = mount_fresh(&store, &mnt, None);

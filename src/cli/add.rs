@@ -191,9 +191,9 @@ pub(crate) fn unpin(args: UnpinArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 fn unpin_by_hash(store: &crate::store::Store, target: &str) -> anyhow::Result<bool> {
     let Ok(hash) = FileHash::from_hex(target) else { return Ok(false) };
     let mut any = false;
-    for (k, v) in store.kv_scan_prefix(crate::store::Table::Pin, b"")? {
-        if serde_json::from_slice::<FileHash>(&v).is_ok_and(|h| h == hash) {
-            any |= store.unpin(&String::from_utf8_lossy(&k))?;
+    for (name, file) in store.pins()? {
+        if file == hash {
+            any |= store.unpin(&name)?;
         }
     }
     Ok(any)

@@ -45,7 +45,7 @@ pub(crate) fn pin(args: PinArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let key = parse_spec(spec, &args.repo_type)?;
         let (commit, tree) = local_revision(&store, &key)
             .with_context(|| format!("{spec} is not in the store (pull it first)"))?;
-        store.pin_revision(&key.repo_key(), &commit)?;
+        store.pin_revision(&key.at(commit.clone()))?;
         let bytes: u64 = tree.iter().map(|e| e.size).sum();
         let missing = missing_bytes(&store, &tree)?;
         if args.json {
@@ -63,7 +63,7 @@ pub(crate) fn pin(args: PinArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 fn list(store: &Store, ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
-    let pinned = store.pinned_revisions()?;
+    let pinned: Vec<String> = store.pinned_revisions()?.iter().map(ToString::to_string).collect();
     if json {
         ctx.io.json_line(&serde_json::json!({ "pinned": pinned }))?;
     } else {
@@ -94,7 +94,7 @@ fn missing_bytes(store: &Store, tree: &[crate::store::TreeEntry]) -> anyhow::Res
 pub(crate) fn unpin_revision(store: &Store, spec: &str, repo_type: &str) -> anyhow::Result<bool> {
     let key = parse_spec(spec, repo_type)?;
     let Ok((commit, _)) = local_revision(store, &key) else { return Ok(false) };
-    Ok(store.unpin_revision(&key.repo_key(), &commit)?)
+    Ok(store.unpin_revision(&key.at(commit))?)
 }
 
 pub(crate) fn cache_size(args: CacheSizeArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {

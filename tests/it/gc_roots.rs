@@ -1,12 +1,13 @@
 //! `gc` keeps exactly what a typed root holds: one test per kind of root (pin, client tree,
-//! hub commit), one proving liveness no longer depends on what a value's JSON looks like, the
-//! migration of stores made before roots, and roots written while `gc` runs.
+//! hub commit) and roots written while `gc` runs. The tests that write raw index rows (a pin
+//! value that no longer decodes, a store from before roots) are unit tests of
+//! `tessera-store`'s `roots.rs`: the index is not public.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use tessera::hash::FileHash;
 use tessera::protocol::{RepoId, RepoType};
 use tessera::server::db::{CommitMeta, Entry, HubDb, RepoKey, RepoRecord};
-use tessera::store::{KvBatch, Store, StoreError, Table, TreeEntry};
+use tessera::store::{Store, StoreError, TreeEntry};
 
 fn file(store: &Store, seed: u64) -> (FileHash, Vec<u8>) {
     let data = tessera::testdata::splitmix(200_000, seed);
@@ -53,9 +54,12 @@ fn gc_keeps_each_kind_of_root_and_collects_the_rest() {
     let (in_hub, d3) = file(&store, 3);
     let (orphan, d4) = file(&store, 4);
     store.pin("weights.bin", &pinned).unwrap();
-    store
-        .put_repo_tree("model/org/a", &tessera::protocol::CommitId::parse(&"c".repeat(40)).unwrap(), &[entry(&store, "a.bin", in_tree)], "http://hub")
-        .unwrap();
+    let at = tessera::store::CommitKey {
+        repo_type: RepoType::Model,
+        repo_id: RepoId::parse("org/a").unwrap(),
+        commit: tessera::protocol::CommitId::parse(&"c".repeat(40)).unwrap(),
+    };
+    store.put_repo_tree(&at, &[entry(&store, "a.bin", in_tree)], "http://hub").unwrap();
     hub_commit(&store, "b.bin", in_hub);
 
     let report = store.gc().unwrap();
@@ -65,48 +69,6 @@ fn gc_keeps_each_kind_of_root_and_collects_the_rest() {
     );
     assert!(!alive(&store, &orphan, &d4));
     assert!(store.fsck().unwrap().problems.is_empty());
-}
-
-#[test]
-fn liveness_does_not_depend_on_what_values_look_like() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let (pinned, data) = file(&store, 5);
-    store.pin("p", &pinned).unwrap();
-    // A pin value that no longer decodes (a renamed field, a damaged value) once let gc skip it.
-    let mut batch = KvBatch::default();
-    batch.put(Table::Pin, b"p".to_vec(), b"{\"renamed\":1}".to_vec());
-    store.kv_write(batch).unwrap();
-    store.gc().unwrap();
-    assert!(alive(&store, &pinned, &data));
-    assert!(store.unpin("p").unwrap());
-    assert_eq!(store.gc().unwrap().files_removed, 1);
-    assert!(!alive(&store, &pinned, &data));
-}
-
-#[test]
-fn stores_from_before_roots_are_migrated_and_undecodable_ones_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (f, data) = {
-        let store = Store::open(dir.path()).unwrap();
-        let (f, data) = file(&store, 6);
-        // The shape an old store has: a tree without roots, and no migration mark.
-        let mut batch = KvBatch::default();
-        let tree = serde_json::to_vec(&[entry(&store, "x", f)]).unwrap();
-        batch.put(Table::Tree, b"old-commit".to_vec(), tree);
-        batch.delete(Table::Meta, b"roots".to_vec());
-        store.kv_write(batch).unwrap();
-        (f, data)
-    };
-    let store = Store::open(dir.path()).unwrap();
-    store.gc().unwrap();
-    assert!(alive(&store, &f, &data));
-    let mut batch = KvBatch::default();
-    batch.put(Table::Tree, b"bad".to_vec(), b"not json".to_vec());
-    batch.delete(Table::Meta, b"roots".to_vec());
-    store.kv_write(batch).unwrap();
-    drop(store);
-    assert!(matches!(Store::open(dir.path()), Err(StoreError::Record(_))));
 }
 
 #[test]

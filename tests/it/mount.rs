@@ -89,7 +89,7 @@ fn seed_silero(home: &Path) -> Option<(Release, Release)> {
     put_revision(&store, C5, &v5);
     put_revision(&store, C6, &v6);
     for (rev, commit) in [("v5.1.2", C5), ("refs/pr/1", C5), ("v6.2.3", C6), ("main", C6)] {
-        store.put_ref(&key(REPO, rev).ref_key(), &commit_id(commit), now(), None).expect("ref");
+        store.put_ref(&key(REPO, rev), &commit_id(commit), now(), None).expect("ref");
     }
     Some((v5, v6))
 }
@@ -375,7 +375,7 @@ fn eight_parallel_readers_of_a_256_mib_file() {
             lfs: true,
         };
         store.put_tree(&commit_id(CB), &[entry]).expect("tree");
-        store.put_ref(&key("tessera-test/big", "main").ref_key(), &commit_id(CB), now(), None).expect("ref");
+        store.put_ref(&key("tessera-test/big", "main"), &commit_id(CB), now(), None).expect("ref");
     }
     let mnt_dir = tempfile::tempdir().expect("tmp");
     let mnt = mnt_dir.path().join("m");

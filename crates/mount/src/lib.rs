@@ -25,7 +25,7 @@
 //! store.put_tree(&commit, &[entry])?;
 //! let repo = tessera_protocol::RepoId::parse("org/bert")?;
 //! let key = RevisionKey::new(tessera_protocol::RepoType::Model, repo, "main")?;
-//! store.put_ref(&key.ref_key(), &commit, 0, None)?;
+//! store.put_ref(&key, &commit, 0, None)?;
 //!
 //! let vfs = Vfs::new(store, None, VfsOptions::default());
 //! let org = vfs.lookup(ROOT_INO, "org")?.attr.ino;

@@ -44,7 +44,7 @@ fn seed(store: &Store, repo: &str, revs: &[&str], commit: &str, files: &[(&str, 
     }
     store.put_tree(&commit_id(commit), &entries).expect("tree");
     for rev in revs {
-        store.put_ref(&key(repo, rev).ref_key(), &commit_id(commit), now(), None).expect("ref");
+        store.put_ref(&key(repo, rev), &commit_id(commit), now(), None).expect("ref");
     }
 }
 
@@ -220,7 +220,7 @@ fn offline_serves_only_what_is_stored() {
     // The local store knows the tree but holds no bytes.
     let c1 = commit_id(C1);
     f.local.put_tree(&c1, &f.remote_store.tree(&c1).expect("tree").expect("some")).expect("tree");
-    f.local.put_ref(&key("org/a", "main").ref_key(), &c1, now(), None).expect("ref");
+    f.local.put_ref(&key("org/a", "main"), &c1, now(), None).expect("ref");
     let vfs = Vfs::new(f.local.clone(), None, VfsOptions::default());
     let file = walk(&vfs, "org/a@main/w.bin").expect("listed");
     assert_eq!(vfs.open(file.attr.ino, false), Err(Errno::NotFound));
@@ -331,7 +331,7 @@ fn not_found_is_not_cached_and_branches_stay_pinned() {
     // With a ref TTL it moves once the TTL has passed (the remote is asked again).
     let opts = VfsOptions { ref_ttl: Some(Duration::from_millis(1)), ..VfsOptions::default() };
     let vfs = Vfs::new(f.local.clone(), Some(remote), opts);
-    f.local.put_ref(&key("org/m", "main").ref_key(), &commit_id(C1), 0, None).expect("age the stored ref");
+    f.local.put_ref(&key("org/m", "main"), &commit_id(C1), 0, None).expect("age the stored ref");
     assert_eq!(read_all(&vfs, "org/m@main/a.txt"), Ok(b"two".to_vec()));
 }
 

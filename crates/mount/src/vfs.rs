@@ -20,7 +20,7 @@ use super::fetch::{Fetcher, FileFetch};
 use super::flat::FlatCache;
 use super::names;
 use tessera_protocol::{CommitId, RepoId, RepoType, xattrs};
-use tessera_store::{CommitKey, FileRecord, RemoteSource, RevisionKey, Store, StoreError, Table, TreeEntry};
+use tessera_store::{CommitKey, FileRecord, RemoteSource, RevisionKey, Store, StoreError, TreeEntry};
 
 /// Inode of the mount's root directory.
 pub const ROOT_INO: u64 = 1;
@@ -501,7 +501,7 @@ impl Vfs {
             return Err(Errno::NotFound);
         }
         // With a remote any well-formed org may hold repos; offline only the ones stored.
-        if self.inner.remote.is_none() && self.ref_keys(&format!("{REPO_TYPE}/{org}/"))?.is_empty()
+        if self.inner.remote.is_none() && self.inner.store.refs(REPO_TYPE, Some(org))?.is_empty()
         {
             return Err(Errno::NotFound);
         }
@@ -516,7 +516,7 @@ impl Vfs {
         let (commit, ttl) = self.resolve(&key)?;
         let tree = self.tree(&key.at(commit.clone()))?;
         let date = tree.date;
-        let label = key.ref_key();
+        let label = key.to_string();
         let ino = {
             let mut names = self.inner.names.lock();
             match names.get(&NameKey::Rev { label: label.clone(), commit: commit.clone() }) {
@@ -551,7 +551,7 @@ impl Vfs {
         if let Some(commit) = key.as_commit() {
             return Ok((commit, IMMUTABLE_TTL));
         }
-        let label = key.ref_key();
+        let label = key.to_string();
         if let Some(hit) = self.pinned(&label) {
             return Ok(hit);
         }
@@ -560,7 +560,7 @@ impl Vfs {
         if let Some(hit) = self.pinned(&label) {
             return Ok(hit);
         }
-        let stored = self.inner.store.get_ref(&label, self.origin().as_deref())?;
+        let stored = self.inner.store.get_ref(key, self.origin().as_deref())?;
         let (commit, age) = match &self.inner.remote {
             None => stored.map(|(c, at)| (c, age_of(at))).ok_or(Errno::NotFound)?,
             Some(remote) => self.resolve_remote(remote.as_ref(), key, stored)?,
@@ -588,7 +588,7 @@ impl Vfs {
             Ok(commit) => Ok((commit, Duration::ZERO)),
             Err(e) => match stored {
                 Some((commit, _)) => {
-                    tracing::warn!(rev = %key.ref_key(), error = %e, %commit, "cannot resolve remotely; using the stored ref");
+                    tracing::warn!(rev = %key, error = %e, %commit, "cannot resolve remotely; using the stored ref");
                     Ok((commit, Duration::ZERO))
                 }
                 None => Err(e.into()),
@@ -618,19 +618,19 @@ impl Vfs {
         if let Some(t) = self.inner.trees.lock().get(at) {
             return Ok(t.clone());
         }
-        let (repo, commit) = (at.repo_key(), &at.commit);
-        let gate = self.gate(&format!("tree {repo}@{commit}"));
+        let commit = &at.commit;
+        let gate = self.gate(&format!("tree {at}"));
         let _serial = gate.lock();
         if let Some(t) = self.inner.trees.lock().get(at) {
             return Ok(t.clone());
         }
         let origin = self.origin();
-        let entries = match (self.inner.store.repo_tree(&repo, commit, origin.as_deref())?, &self.inner.remote) {
+        let entries = match (self.inner.store.repo_tree(at, origin.as_deref())?, &self.inner.remote) {
             (Some(entries), _) => entries,
             (None, None) => return Err(Errno::NotFound),
             (None, Some(remote)) => {
                 remote.resolve(&at.as_revision())?;
-                self.inner.store.repo_tree(&repo, commit, origin.as_deref())?.ok_or_else(|| {
+                self.inner.store.repo_tree(at, origin.as_deref())?.ok_or_else(|| {
                     tracing::warn!(%commit, "the remote resolved the commit but recorded no tree");
                     Errno::Io
                 })?
@@ -668,17 +668,9 @@ impl Vfs {
         tree
     }
 
-    fn ref_keys(&self, prefix: &str) -> Result<Vec<RevisionKey>, Errno> {
-        let rows = self.inner.store.kv_scan_prefix(Table::Ref, prefix.as_bytes())?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(k, _)| RevisionKey::from_ref_key(std::str::from_utf8(&k).ok()?))
-            .collect())
-    }
-
     fn list_orgs(&self) -> Result<Vec<DirEntry>, Errno> {
         let mut orgs = BTreeSet::new();
-        for key in self.ref_keys(&format!("{REPO_TYPE}/"))? {
+        for key in self.inner.store.refs(REPO_TYPE, None)? {
             orgs.insert(key.repo_id.namespace().to_string());
         }
         Ok(orgs
@@ -692,12 +684,9 @@ impl Vfs {
 
     fn list_revs(&self, org: &str) -> Result<Vec<DirEntry>, Errno> {
         let mut out = Vec::new();
-        for key in self.ref_keys(&format!("{REPO_TYPE}/{org}/"))? {
-            if key.repo_id.namespace() != org {
-                continue;
-            }
+        for key in self.inner.store.refs(REPO_TYPE, Some(org))? {
             let name = key.repo_id.name();
-            let label = key.ref_key();
+            let label = key.to_string();
             let ino = self.named(NameKey::Listed(label), || Node::Listed);
             out.push(DirEntry {
                 ino,

@@ -38,9 +38,9 @@ use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
 use super::error::{ApiError, ApiResult};
-use super::storage::{Guard, HubStorage, WriteError, readable_key};
+use super::storage::{Guard, HubStorage, WriteError, readable_key, section_name};
 use tessera_xet::hash::{FileHash, Sha256, XorbHash};
-use tessera_store::{FileRecord, KvBatch, Store, Table, XorbMeta};
+use tessera_store::{FileRecord, Section, ServerBatch, Store, XorbMeta};
 
 /// A parsed `s3://BUCKET/PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,15 +280,9 @@ fn sha_key(sha: &Sha256) -> String {
     format!("sha256/{sha}")
 }
 
-/// The directory of a metadata table; other tables stay in the local store.
-fn table_dir(table: Table) -> Option<&'static str> {
-    match table {
-        Table::HubRepo => Some("meta/repos"),
-        Table::HubRef => Some("meta/refs"),
-        Table::HubCommit => Some("meta/commits"),
-        Table::HubTree => Some("meta/trees"),
-        _ => None,
-    }
+/// The directory of a section of the server's metadata: `meta/{name}`.
+fn section_dir(section: Section) -> Option<String> {
+    section_name(section).map(|name| format!("meta/{name}"))
 }
 
 /// One key part as a path segment: `[A-Za-z0-9_-]` kept, every other byte `.XX` (hex; `.` is
@@ -328,8 +322,8 @@ fn unescape_part(seg: &str) -> Option<Vec<u8>> {
 }
 
 /// The object key of a metadata key: its `\0`-separated parts as escaped segments.
-pub fn meta_object(table: Table, key: &[u8]) -> Option<String> {
-    let dir = table_dir(table)?;
+pub fn meta_object(section: Section, key: &[u8]) -> Option<String> {
+    let dir = section_dir(section)?;
     let parts: Vec<String> = key.split(|&b| b == 0).map(escape_part).collect();
     Some(format!("{dir}/{}", parts.join("/")))
 }
@@ -392,8 +386,8 @@ impl BucketStorage {
 
     /// Writes a guarded key: checks its value, then puts it conditionally on the version read.
     fn write_guarded(&self, g: &Guard, op: GuardedOp) -> Result<(), WriteError> {
-        let moved = || WriteError::Moved { key: readable_key(g.table, &g.key) };
-        let key = meta_object(g.table, &g.key).ok_or_else(|| bad_table(g.table))?;
+        let moved = || WriteError::Moved { key: readable_key(g.section, &g.key) };
+        let key = meta_object(g.section, &g.key).ok_or_else(|| bad_section(g.section))?;
         let current = self.bucket.get(&key)?;
         if current.as_ref().map(|(v, _)| v.as_ref()) != g.expect.as_deref() {
             return Err(moved());
@@ -419,22 +413,23 @@ impl BucketStorage {
 /// `Some(None)` delete, `Some(Some(value))` put.
 type GuardedOp = Option<Option<Vec<u8>>>;
 
-fn bad_table(table: Table) -> WriteError {
-    WriteError::Api(ApiError::internal(format!("table {table:?} has no bucket directory")))
+/// A section the server does not use has no directory to read from.
+fn no_dir(section: Section) -> ApiError {
+    ApiError::internal(format!("{section:?} has no bucket directory"))
+}
+
+fn bad_section(section: Section) -> WriteError {
+    WriteError::Api(no_dir(section))
 }
 
 impl HubStorage for BucketStorage {
-    fn get(&self, table: Table, key: &[u8]) -> ApiResult<Option<Vec<u8>>> {
-        match meta_object(table, key) {
-            Some(k) => Ok(self.bucket.get(&k)?.map(|(v, _)| v.to_vec())),
-            None => Ok(self.store.kv_get(table, key)?),
-        }
+    fn get(&self, section: Section, key: &[u8]) -> ApiResult<Option<Vec<u8>>> {
+        let k = meta_object(section, key).ok_or_else(|| no_dir(section))?;
+        Ok(self.bucket.get(&k)?.map(|(v, _)| v.to_vec()))
     }
 
-    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let Some(dir) = table_dir(table) else {
-            return Ok(self.store.kv_scan_prefix(table, prefix)?);
-        };
+    fn scan_prefix(&self, section: Section, prefix: &[u8]) -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let dir = section_dir(section).ok_or_else(|| no_dir(section))?;
         let whole = prefix.strip_suffix(&[0]).filter(|p| !p.is_empty());
         let whole = whole
             .ok_or_else(|| ApiError::internal("bucket scans need a prefix ending in a key part"))?;
@@ -456,21 +451,15 @@ impl HubStorage for BucketStorage {
     }
 
     /// Unguarded puts (immutable, content-named records) first, then each guarded key by
-    /// compare-and-swap, then unguarded deletes; other tables (GC roots) to the local store.
-    fn write(&self, batch: KvBatch, guards: Vec<Guard>) -> Result<(), WriteError> {
-        let mut local = KvBatch::default();
-        let mut guarded: HashMap<(Table, Vec<u8>), GuardedOp> =
-            guards.iter().map(|g| ((g.table, g.key.clone()), None)).collect();
+    /// compare-and-swap, then unguarded deletes; the GC roots of what it put to the local
+    /// store, last (the bucket's own `hub gc` walks commits instead).
+    fn write(&self, mut batch: ServerBatch, guards: Vec<Guard>) -> Result<(), WriteError> {
+        let mut guarded: HashMap<(Section, Vec<u8>), GuardedOp> =
+            guards.iter().map(|g| ((g.section, g.key.clone()), None)).collect();
         let mut deletes = Vec::new();
-        for (table, key, value) in batch.into_ops() {
-            let Some(object) = meta_object(table, &key) else {
-                match value {
-                    Some(v) => local.put(table, key, v),
-                    None => local.delete(table, key),
-                }
-                continue;
-            };
-            if let Some(slot) = guarded.get_mut(&(table, key)) {
+        for (section, key, value) in batch.take_writes() {
+            let object = meta_object(section, &key).ok_or_else(|| bad_section(section))?;
+            if let Some(slot) = guarded.get_mut(&(section, key)) {
                 *slot = Some(value);
                 continue;
             }
@@ -482,14 +471,14 @@ impl HubStorage for BucketStorage {
             }
         }
         for g in &guards {
-            let op = guarded.remove(&(g.table, g.key.clone())).flatten();
+            let op = guarded.remove(&(g.section, g.key.clone())).flatten();
             self.write_guarded(g, op)?;
         }
         for object in deletes {
             self.bucket.delete(&object)?;
         }
-        if !local.is_empty() {
-            self.store.kv_write(local)?;
+        if !batch.is_empty() {
+            self.store.server_space().write(batch)?;
         }
         Ok(())
     }
@@ -608,6 +597,7 @@ impl HubStorage for BucketStorage {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::storage::REFS;
 
     #[test]
     fn storage_urls() {
@@ -630,7 +620,7 @@ mod tests {
             b"x\0\0~y.",
         ];
         for key in keys {
-            let object = meta_object(Table::HubRef, key).unwrap();
+            let object = meta_object(REFS, key).unwrap();
             assert!(
                 object.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b)),
                 "{object}"
@@ -638,10 +628,11 @@ mod tests {
             let rel = object.strip_prefix("meta/refs/").unwrap();
             assert_eq!(meta_key(rel).unwrap(), key);
         }
-        let dir = meta_object(Table::HubRef, b"model/ns/name").unwrap();
-        let full = meta_object(Table::HubRef, b"model/ns/name\0refs/tags/v1").unwrap();
+        let dir = meta_object(REFS, b"model/ns/name").unwrap();
+        let full = meta_object(REFS, b"model/ns/name\0refs/tags/v1").unwrap();
         assert!(full.starts_with(&format!("{dir}/")));
-        assert_eq!(meta_object(Table::Root, b"x"), None);
+        let dirs = Section::ALL.map(|s| section_dir(s).unwrap());
+        assert_eq!(dirs, ["meta/repos", "meta/refs", "meta/commits", "meta/trees"]);
         assert_eq!(meta_key("a.zz"), None);
     }
 }

@@ -15,10 +15,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use super::bucket::{Bucket, Listed, file_key, meta_object, xorb_key};
-use super::db::{CommitRecord, Entry};
+use super::db::{CommitRecord, Entry, tree_key};
 use super::error::{ApiError, ApiResult};
 use tessera_xet::hash::{FileHash, XorbHash};
-use tessera_store::{FileRecord, Table, hub_tree_key};
+use super::storage::TREES;
+use tessera_store::FileRecord;
 
 /// What `fsck` found: each problem names the object and what is wrong with it.
 #[derive(Debug, Default, serde::Serialize)]
@@ -115,7 +116,7 @@ fn check_refs(
 }
 
 fn tree_entries(bucket: &Bucket, tree: &str, report: &mut CheckReport) -> ApiResult<Vec<Entry>> {
-    let key = meta_object(Table::HubTree, &hub_tree_key(tree))
+    let key = meta_object(TREES, &tree_key(tree))
         .ok_or_else(|| ApiError::internal("trees have no bucket directory"))?;
     match bucket.get(&key)? {
         Some((bytes, _)) => {

@@ -1,20 +1,21 @@
-//! Repos, refs, commits and trees of the hub server, kept in the store's `kv_*` tables.
+//! Repos, refs, commits and trees of the hub server, kept in the server's sections of the
+//! store's namespace for it (`storage.rs`; keys the server owns, opaque to the store).
 //! Synchronous: handlers call it through `spawn_blocking`.
 //!
 //! Layout (keys are UTF-8; `\0` separates parts, which no id or ref name can contain):
 //!
-//! | table | key | value |
+//! | section | key | value |
 //! |---|---|---|
-//! | `HubRepo` | `{type}/{ns}/{name}` | [`RepoRecord`] JSON |
-//! | `HubRef` | `{repo}\0refs/heads/{b}` or `\0refs/tags/{t}` | commit id |
-//! | `HubCommit` | `{repo}\0{commit}` | [`CommitRecord`] JSON |
-//! | `HubTree` | `t\0{tree id}` | `Vec<`[`Entry`]`>` JSON, sorted by path (with its GC roots) |
-//! | `HubTree` | `f\0{repo}\0{file hash}` | empty: the file may be read with this repo's CAS token |
-//! | `HubRef` | `{repo}\0refs/pr/{n}` | head commit of pull request `n` |
-//! | `HubCommit` | `{repo}\0discussion\0{n:010}` | [`DiscussionRecord`] JSON (never a 40-hex commit key) |
+//! | `REPOS` | `{type}/{ns}/{name}` | [`RepoRecord`] JSON |
+//! | `REFS` | `{repo}\0refs/heads/{b}` or `\0refs/tags/{t}` | commit id |
+//! | `COMMITS` | `{repo}\0{commit}` | [`CommitRecord`] JSON |
+//! | `TREES` | `t\0{tree id}` ([`tree_key`]) | `Vec<`[`Entry`]`>` JSON, sorted by path (rooting its files) |
+//! | `TREES` | `f\0{repo}\0{file hash}` | empty: the file may be read with this repo's CAS token |
+//! | `REFS` | `{repo}\0refs/pr/{n}` | head commit of pull request `n` |
+//! | `COMMITS` | `{repo}\0discussion\0{n:010}` | [`DiscussionRecord`] JSON (never a 40-hex commit key) |
 //!
 //! A commit writes its tree, its record, its file index entries and the branch update in ONE
-//! [`KvBatch`], after the file data itself is durable in the store; a crash therefore leaves each
+//! [`ServerBatch`], after the file data itself is durable in the store; a crash therefore leaves each
 //! branch at its last complete commit. Writers that read-modify-write refs hold one lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -24,10 +25,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use super::storage::{Guard, HubStorage, WriteError};
+use super::storage::{COMMITS, Guard, HubStorage, REFS, REPOS, TREES, WriteError};
 use tessera_xet::hash::{FileHash, Sha256, XorbHash};
 use tessera_protocol::{RepoId, RepoType, is_commit_id, sha1_hex};
-use tessera_store::{KvBatch, Store, Table, hub_tree_key};
+use tessera_store::{ServerBatch, Store};
 
 /// Key of a repo in every table: `{type}/{ns}/{name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -215,7 +216,7 @@ impl HubDb {
 
     /// The repo record, if the repo exists.
     pub fn repo(&self, key: &RepoKey) -> ApiResult<Option<RepoRecord>> {
-        match self.storage.get(Table::HubRepo, key.0.as_bytes())? {
+        match self.storage.get(REPOS, key.0.as_bytes())? {
             Some(v) => Ok(Some(from_json(&v)?)),
             None => Ok(None),
         }
@@ -225,7 +226,7 @@ impl HubDb {
     pub fn get_ref(&self, key: &RepoKey, full_ref: &str) -> ApiResult<Option<String>> {
         Ok(self
             .storage
-            .get(Table::HubRef, &key.sub(full_ref))?
+            .get(REFS, &key.sub(full_ref))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
@@ -240,7 +241,7 @@ impl HubDb {
         if let Some(c) = self.get_ref(key, &tag_ref(rev))? {
             return Ok(Some(c));
         }
-        if is_commit_id(rev) && self.storage.get(Table::HubCommit, &key.sub(rev))?.is_some() {
+        if is_commit_id(rev) && self.storage.get(COMMITS, &key.sub(rev))?.is_some() {
             return Ok(Some(rev.to_owned()));
         }
         Ok(None)
@@ -248,7 +249,7 @@ impl HubDb {
 
     /// A commit of the repo.
     pub fn commit(&self, key: &RepoKey, id: &str) -> ApiResult<Option<CommitRecord>> {
-        match self.storage.get(Table::HubCommit, &key.sub(id))? {
+        match self.storage.get(COMMITS, &key.sub(id))? {
             Some(v) => Ok(Some(from_json(&v)?)),
             None => Ok(None),
         }
@@ -260,7 +261,7 @@ impl HubDb {
             return Ok(t.clone());
         }
         let tree: Arc<Vec<Entry>> =
-            match self.storage.get(Table::HubTree, &hub_tree_key(tree_id))? {
+            match self.storage.get(TREES, &tree_key(tree_id))? {
                 Some(v) => Arc::new(from_json(&v)?),
                 None => return Err(ApiError::internal(format!("tree {tree_id} missing"))),
             };
@@ -290,7 +291,7 @@ impl HubDb {
         let prefix = key.sub("");
         Ok(self
             .storage
-            .scan_prefix(Table::HubRef, &prefix)?
+            .scan_prefix(REFS, &prefix)?
             .into_iter()
             .map(|(k, v)| {
                 let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
@@ -327,7 +328,7 @@ impl HubDb {
     /// True if the file was committed to (or uploaded for) this repo.
     pub fn file_in_repo(&self, key: &RepoKey, file: &FileHash) -> ApiResult<bool> {
         let k = format!("f\0{}\0{file}", key.0);
-        Ok(self.storage.get(Table::HubTree, k.as_bytes())?.is_some())
+        Ok(self.storage.get(TREES, k.as_bytes())?.is_some())
     }
 
     /// The stored file with this SHA-256 (and size, when given), if it belongs to the repo:
@@ -393,9 +394,9 @@ impl HubDb {
 
     /// Records that files may be read with this repo's CAS tokens.
     pub fn register_files(&self, key: &RepoKey, files: &[FileHash]) -> ApiResult<()> {
-        let mut batch = KvBatch::default();
+        let mut batch = ServerBatch::default();
         for f in files {
-            batch.put(Table::HubTree, format!("f\0{}\0{f}", key.0), Vec::new());
+            batch.put(TREES, format!("f\0{}\0{f}", key.0), Vec::new());
         }
         self.storage.write(batch, Vec::new()).map_err(api_error)
     }
@@ -406,7 +407,7 @@ impl HubDb {
         if self.repo(key)?.is_some() {
             return Ok(false);
         }
-        let mut batch = KvBatch::default();
+        let mut batch = ServerBatch::default();
         let meta = CommitMeta {
             author: record.owner.clone(),
             date: record.created,
@@ -414,10 +415,10 @@ impl HubDb {
             message: String::new(),
         };
         let commit = write_commit(&mut batch, key, &[], None, &meta)?;
-        batch.put(Table::HubRef, key.sub(&branch_ref("main")), commit.as_bytes());
-        batch.put(Table::HubRepo, key.0.as_bytes(), to_json(record)?);
+        batch.put(REFS, key.sub(&branch_ref("main")), commit.as_bytes());
+        batch.put(REPOS, key.0.as_bytes(), to_json(record)?);
         // Another replica creating the same repo at once: exactly one wins.
-        let guards = vec![Guard::absent(Table::HubRepo, key.0.as_bytes())];
+        let guards = vec![Guard::absent(REPOS, key.0.as_bytes())];
         match self.storage.write(batch, guards) {
             Ok(()) => Ok(true),
             Err(WriteError::Moved { .. }) => Ok(false),
@@ -428,17 +429,17 @@ impl HubDb {
     /// Deletes a repo and its refs and commits (trees and file data stay for GC).
     pub fn delete_repo(&self, key: &RepoKey) -> ApiResult<()> {
         let _guard = self.write_lock.lock();
-        let mut batch = KvBatch::default();
-        batch.delete(Table::HubRepo, key.0.as_bytes());
-        for table in [Table::HubRef, Table::HubCommit] {
+        let mut batch = ServerBatch::default();
+        batch.delete(REPOS, key.0.as_bytes());
+        for table in [REFS, COMMITS] {
             for (k, _) in self.storage.scan_prefix(table, &key.sub(""))? {
                 batch.delete(table, k);
             }
         }
         for (k, _) in
-            self.storage.scan_prefix(Table::HubTree, format!("f\0{}\0", key.0).as_bytes())?
+            self.storage.scan_prefix(TREES, format!("f\0{}\0", key.0).as_bytes())?
         {
-            batch.delete(Table::HubTree, k);
+            batch.delete(TREES, k);
         }
         self.storage.write(batch, Vec::new()).map_err(api_error)
     }
@@ -449,9 +450,9 @@ impl HubDb {
         if self.get_ref(key, full_ref)?.is_some() {
             return Ok(false);
         }
-        let mut batch = KvBatch::default();
-        batch.put(Table::HubRef, key.sub(full_ref), commit.as_bytes());
-        match self.storage.write(batch, vec![Guard::absent(Table::HubRef, key.sub(full_ref))]) {
+        let mut batch = ServerBatch::default();
+        batch.put(REFS, key.sub(full_ref), commit.as_bytes());
+        match self.storage.write(batch, vec![Guard::absent(REFS, key.sub(full_ref))]) {
             Ok(()) => Ok(true),
             Err(WriteError::Moved { .. }) => Ok(false),
             Err(WriteError::Api(e)) => Err(e),
@@ -464,8 +465,8 @@ impl HubDb {
         if self.get_ref(key, full_ref)?.is_none() {
             return Ok(false);
         }
-        let mut batch = KvBatch::default();
-        batch.delete(Table::HubRef, key.sub(full_ref));
+        let mut batch = ServerBatch::default();
+        batch.delete(REFS, key.sub(full_ref));
         self.storage.write(batch, Vec::new()).map_err(api_error)?;
         Ok(true)
     }
@@ -527,11 +528,11 @@ impl HubDb {
         meta: &CommitMeta,
         apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
     ) -> Result<CommitOutcome, WriteError> {
-        let mut batch = KvBatch::default();
+        let mut batch = ServerBatch::default();
         let outcome = self.stage_commit(&mut batch, key, head, meta, apply)?;
         if outcome.created {
-            batch.put(Table::HubRef, key.sub(full_ref), outcome.commit.as_bytes());
-            let guard = Guard::holds(Table::HubRef, key.sub(full_ref), head.as_bytes());
+            batch.put(REFS, key.sub(full_ref), outcome.commit.as_bytes());
+            let guard = Guard::holds(REFS, key.sub(full_ref), head.as_bytes());
             self.storage.write(batch, vec![guard])?;
         }
         Ok(outcome)
@@ -563,14 +564,14 @@ impl HubDb {
                 )));
             }
         };
-        let mut batch = KvBatch::default();
+        let mut batch = ServerBatch::default();
         let outcome = self.stage_commit(&mut batch, key, &from, meta, apply)?;
         pr.num = self.next_discussion_number(key)?;
         pr.base = base;
         pr.base_commit = Some(from);
-        batch.put(Table::HubRef, key.sub(&pr_ref(pr.num)), outcome.commit.as_bytes());
-        batch.put(Table::HubCommit, discussion_key(key, pr.num), to_json(&pr)?);
-        let guards = vec![Guard::absent(Table::HubCommit, discussion_key(key, pr.num))];
+        batch.put(REFS, key.sub(&pr_ref(pr.num)), outcome.commit.as_bytes());
+        batch.put(COMMITS, discussion_key(key, pr.num), to_json(&pr)?);
+        let guards = vec![Guard::absent(COMMITS, discussion_key(key, pr.num))];
         self.storage.write(batch, guards).map_err(|e| raced(e, "opening the pull request"))?;
         Ok((outcome, pr.num))
     }
@@ -579,7 +580,7 @@ impl HubDb {
     /// `created: false` and nothing added when the files do not change.
     fn stage_commit(
         &self,
-        batch: &mut KvBatch,
+        batch: &mut ServerBatch,
         key: &RepoKey,
         head: &str,
         meta: &CommitMeta,
@@ -602,7 +603,7 @@ impl HubDb {
     pub fn discussions(&self, key: &RepoKey) -> ApiResult<Vec<DiscussionRecord>> {
         let prefix = key.sub("discussion\0");
         self.storage
-            .scan_prefix(Table::HubCommit, &prefix)?
+            .scan_prefix(COMMITS, &prefix)?
             .into_iter()
             .map(|(_, v)| from_json(&v))
             .collect()
@@ -610,7 +611,7 @@ impl HubDb {
 
     /// One discussion.
     pub fn discussion(&self, key: &RepoKey, num: u64) -> ApiResult<Option<DiscussionRecord>> {
-        match self.storage.get(Table::HubCommit, &discussion_key(key, num))? {
+        match self.storage.get(COMMITS, &discussion_key(key, num))? {
             Some(v) => Ok(Some(from_json(&v)?)),
             None => Ok(None),
         }
@@ -631,15 +632,15 @@ impl HubDb {
         let _guard = self.write_lock.lock();
         d.num = self.next_discussion_number(key)?;
         d.base = branch_ref(branch);
-        let mut batch = KvBatch::default();
+        let mut batch = ServerBatch::default();
         if d.is_pr {
             let head =
                 self.get_ref(key, &d.base)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
-            batch.put(Table::HubRef, key.sub(&pr_ref(d.num)), head.as_bytes());
+            batch.put(REFS, key.sub(&pr_ref(d.num)), head.as_bytes());
             d.base_commit = Some(head);
         }
-        batch.put(Table::HubCommit, discussion_key(key, d.num), to_json(&d)?);
-        let guards = vec![Guard::absent(Table::HubCommit, discussion_key(key, d.num))];
+        batch.put(COMMITS, discussion_key(key, d.num), to_json(&d)?);
+        let guards = vec![Guard::absent(COMMITS, discussion_key(key, d.num))];
         self.storage.write(batch, guards).map_err(|e| raced(e, "opening the discussion"))?;
         Ok(d)
     }
@@ -658,9 +659,9 @@ impl HubDb {
         }
         let before = to_json(&d)?;
         d.status = status.to_owned();
-        let mut batch = KvBatch::default();
-        batch.put(Table::HubCommit, discussion_key(key, num), to_json(&d)?);
-        let guards = vec![Guard::holds(Table::HubCommit, discussion_key(key, num), before)];
+        let mut batch = ServerBatch::default();
+        batch.put(COMMITS, discussion_key(key, num), to_json(&d)?);
+        let guards = vec![Guard::holds(COMMITS, discussion_key(key, num), before)];
         self.storage.write(batch, guards).map_err(|e| raced(e, "changing the status"))?;
         Ok(d)
     }
@@ -687,7 +688,7 @@ impl HubDb {
             self.get_ref(key, &pr.base)?.ok_or_else(|| ApiError::revision_not_found(&pr.base))?;
         let ancestor = pr.base_commit.clone().unwrap_or_else(|| base.clone());
         let before = to_json(&pr)?;
-        let mut batch = KvBatch::default();
+        let mut batch = ServerBatch::default();
         let merged = if base == ancestor {
             head
         } else {
@@ -700,13 +701,13 @@ impl HubDb {
             })?;
             write_commit(&mut batch, key, &tree, Some(&base), meta)?
         };
-        batch.put(Table::HubRef, key.sub(&pr.base), merged.as_bytes());
+        batch.put(REFS, key.sub(&pr.base), merged.as_bytes());
         pr.status = "merged".into();
         pr.merge_commit = Some(merged);
-        batch.put(Table::HubCommit, discussion_key(key, num), to_json(&pr)?);
+        batch.put(COMMITS, discussion_key(key, num), to_json(&pr)?);
         let guards = vec![
-            Guard::holds(Table::HubRef, key.sub(&pr.base), base.as_bytes()),
-            Guard::holds(Table::HubCommit, discussion_key(key, num), before),
+            Guard::holds(REFS, key.sub(&pr.base), base.as_bytes()),
+            Guard::holds(COMMITS, discussion_key(key, num), before),
         ];
         self.storage.write(batch, guards).map_err(|e| moved_head(e, &pr.base, &base))?;
         Ok(pr)
@@ -796,9 +797,14 @@ fn merge_trees(
     if conflicts.is_empty() { Ok(out.into_values().collect()) } else { Err(conflicts) }
 }
 
+/// Key of a tree in [`TREES`]: `t\0{tree id}`.
+pub fn tree_key(tree_id: &str) -> Vec<u8> {
+    format!("t\0{tree_id}").into_bytes()
+}
+
 /// Adds a tree, a commit record and the index of its files to a batch; returns the commit id.
 fn write_commit(
-    batch: &mut KvBatch,
+    batch: &mut ServerBatch,
     key: &RepoKey,
     entries: &[Entry],
     parent: Option<&str>,
@@ -818,7 +824,7 @@ fn write_commit(
     let id = sha1_hex(text.as_bytes());
     // Every file of a commit may be read with the repo's CAS tokens.
     for e in entries {
-        batch.put(Table::HubTree, format!("f\0{}\0{}", key.0, e.file), Vec::new());
+        batch.put(TREES, format!("f\0{}\0{}", key.0, e.file), Vec::new());
     }
     let record = CommitRecord {
         id: id.clone(),
@@ -829,8 +835,10 @@ fn write_commit(
         title: meta.title.clone(),
         message: meta.message.clone(),
     };
-    batch.put_hub_tree(&tree, tree_json, entries);
-    batch.put(Table::HubCommit, key.sub(&id), to_json(&record)?);
+    // The tree roots its files in the same batch: `gc` keeps them for as long as the store.
+    let files = entries.iter().map(|e| e.file);
+    batch.put_rooted(TREES, tree_key(&tree), tree_json, &tree, files);
+    batch.put(COMMITS, key.sub(&id), to_json(&record)?);
     Ok(id)
 }
 

@@ -3,7 +3,8 @@
 //! run the same handlers.
 //!
 //! - [`HubStorage`] is the seam. Metadata (repos, refs, commits, trees, grants, discussions) is
-//!   read and written as key/value pairs of the store's `Hub*` tables; a write carries
+//!   read and written as key/value pairs of the server's [`Section`]s of the store's namespace
+//!   for it (`Store::server_space`: keys the server owns, opaque to the store); a write carries
 //!   [`Guard`]s, the values keys must still hold, which a bucket turns into conditional puts
 //!   (`If-Match` on the ETag it read, `If-None-Match: *` for a key that must not exist). Content
 //!   hooks publish what a commit will reference before its ref moves, and fill the local store
@@ -14,14 +15,34 @@
 
 use tessera_xet::hash::{FileHash, Sha256, XorbHash};
 use crate::error::{ApiError, ApiResult};
-use tessera_store::{FileRecord, KvBatch, Store, Table, XorbMeta};
+use tessera_store::{FileRecord, Section, ServerBatch, Store, XorbMeta};
 
-/// A condition a write depends on: `key` of `table` holds `expect` (`None`: does not exist)
+/// Repo records.
+pub const REPOS: Section = Section::ALL[0];
+/// Branch, tag and pull request refs.
+pub const REFS: Section = Section::ALL[1];
+/// Commits and discussions.
+pub const COMMITS: Section = Section::ALL[2];
+/// Trees, and which files each repo may read.
+pub const TREES: Section = Section::ALL[3];
+
+/// A section's name in messages and the bucket's layout; `None` for one the server does not use.
+pub fn section_name(section: Section) -> Option<&'static str> {
+    match section {
+        REPOS => Some("repos"),
+        REFS => Some("refs"),
+        COMMITS => Some("commits"),
+        TREES => Some("trees"),
+        _ => None,
+    }
+}
+
+/// A condition a write depends on: `key` of `section` holds `expect` (`None`: does not exist)
 /// at the moment the write lands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guard {
-    /// Table of the key.
-    pub table: Table,
+    /// Section of the key.
+    pub section: Section,
     /// The key.
     pub key: Vec<u8>,
     /// The value the key must hold, `None` for absent.
@@ -30,13 +51,13 @@ pub struct Guard {
 
 impl Guard {
     /// `key` must not exist.
-    pub fn absent(table: Table, key: impl Into<Vec<u8>>) -> Self {
-        Self { table, key: key.into(), expect: None }
+    pub fn absent(section: Section, key: impl Into<Vec<u8>>) -> Self {
+        Self { section, key: key.into(), expect: None }
     }
 
     /// `key` must hold `value`.
-    pub fn holds(table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Self { table, key: key.into(), expect: Some(value.into()) }
+    pub fn holds(section: Section, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Self { section, key: key.into(), expect: Some(value.into()) }
     }
 }
 
@@ -47,7 +68,7 @@ pub enum WriteError {
     /// A guarded key no longer holds its expected value: another writer (perhaps another
     /// replica) changed it first. Nothing guarded was written.
     Moved {
-        /// The key, readable (table and key text).
+        /// The key, readable (section and key text).
         key: String,
     },
     /// The write failed for another reason.
@@ -70,16 +91,16 @@ impl From<tessera_store::StoreError> for WriteError {
 /// call it through `spawn_blocking`.
 pub trait HubStorage: Send + Sync {
     /// The value of a metadata key.
-    fn get(&self, table: Table, key: &[u8]) -> ApiResult<Option<Vec<u8>>>;
+    fn get(&self, section: Section, key: &[u8]) -> ApiResult<Option<Vec<u8>>>;
 
     /// Every metadata pair whose key starts with `prefix`, which ends with `\0` (a whole key
     /// part), in key order.
-    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn scan_prefix(&self, section: Section, prefix: &[u8]) -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>>;
 
     /// Applies a batch of metadata writes if every guard holds. Keys a guard names are written
     /// atomically against other writers; the rest is written first (immutable, content-named
     /// records), so a guarded ref never points at something missing.
-    fn write(&self, batch: KvBatch, guards: Vec<Guard>) -> Result<(), WriteError>;
+    fn write(&self, batch: ServerBatch, guards: Vec<Guard>) -> Result<(), WriteError>;
 
     /// Makes a stored xorb durable where every replica finds it (a no-op locally).
     fn publish_xorb(&self, _xorb: &XorbHash, _bytes: &[u8]) -> ApiResult<()> {
@@ -140,39 +161,40 @@ pub trait HubStorage: Send + Sync {
 
 /// Metadata in the local store: one server, its RocksDB the source of truth.
 pub struct LocalStorage {
-    store: Store,
+    space: tessera_store::ServerSpace,
 }
 
 impl LocalStorage {
-    /// Storage over a store.
+    /// Storage over a store's namespace for the server.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self { space: store.server_space() }
     }
 }
 
 impl HubStorage for LocalStorage {
-    fn get(&self, table: Table, key: &[u8]) -> ApiResult<Option<Vec<u8>>> {
-        Ok(self.store.kv_get(table, key)?)
+    fn get(&self, section: Section, key: &[u8]) -> ApiResult<Option<Vec<u8>>> {
+        Ok(self.space.get(section, key)?)
     }
 
-    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        Ok(self.store.kv_scan_prefix(table, prefix)?)
+    fn scan_prefix(&self, section: Section, prefix: &[u8]) -> ApiResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.space.scan_prefix(section, prefix)?)
     }
 
     /// The caller holds the database's write lock, so checking and writing cannot interleave
     /// with another writer of this store.
-    fn write(&self, batch: KvBatch, guards: Vec<Guard>) -> Result<(), WriteError> {
+    fn write(&self, batch: ServerBatch, guards: Vec<Guard>) -> Result<(), WriteError> {
         for g in &guards {
-            if self.store.kv_get(g.table, &g.key)? != g.expect {
-                return Err(WriteError::Moved { key: readable_key(g.table, &g.key) });
+            if self.space.get(g.section, &g.key)? != g.expect {
+                return Err(WriteError::Moved { key: readable_key(g.section, &g.key) });
             }
         }
-        self.store.kv_write(batch)?;
+        self.space.write(batch)?;
         Ok(())
     }
 }
 
-/// A key for messages: its table and text, `\0` shown as `:`.
-pub fn readable_key(table: Table, key: &[u8]) -> String {
-    format!("{table:?} {}", String::from_utf8_lossy(key).replace('\0', ":"))
+/// A key for messages: its section and text, `\0` shown as `:`.
+pub fn readable_key(section: Section, key: &[u8]) -> String {
+    let name = section_name(section).unwrap_or("?");
+    format!("{name} {}", String::from_utf8_lossy(key).replace('\0', ":"))
 }

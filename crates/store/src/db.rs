@@ -15,8 +15,7 @@ const FORMAT_VERSION: &str = "tessera-store-1";
 
 /// The index's tables, one RocksDB column family each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Table {
+pub(crate) enum Table {
     /// Store-wide settings (format version).
     Meta,
     /// xorb hash -> chunk table ([`XorbMeta`]).
@@ -35,13 +34,14 @@ pub enum Table {
     Pin,
     /// git blob id -> file hash, for regular files of pulled repos (skips re-downloads).
     GitOid,
-    /// Hub server: repos.
+    /// The hub server's sections (`space.rs`), opaque to the store; named after what the
+    /// server kept in them when the store still named them.
     HubRepo,
-    /// Hub server: branch and tag refs.
+    /// The server's second section.
     HubRef,
-    /// Hub server: commits.
+    /// The server's third section.
     HubCommit,
-    /// Hub server: trees and other per-commit data.
+    /// The server's fourth section.
     HubTree,
     /// commit -> its date (unix seconds, 8 bytes LE), for the mount's `mtime`.
     CommitDate,
@@ -96,30 +96,30 @@ impl Table {
 
 /// Writes applied together, atomically and synced.
 #[derive(Default)]
-pub struct KvBatch {
+pub(crate) struct KvBatch {
     ops: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl KvBatch {
     /// Sets `key` to `value`.
-    pub fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+    pub(crate) fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push((table, key.into(), Some(value.into())));
     }
 
     /// Removes `key`.
-    pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
+    pub(crate) fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
         self.ops.push((table, key.into(), None));
     }
 
     /// Whether nothing was queued.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
 
-    /// The queued writes in order: (table, key, value; `None` deletes), for a writer that
-    /// sends some tables elsewhere (the hub server's bucket storage).
-    pub fn into_ops(self) -> Vec<(Table, Vec<u8>, Option<Vec<u8>>)> {
-        self.ops
+    /// The queued writes in order: (table, key, value; `None` deletes).
+    #[cfg(test)]
+    pub(crate) fn ops(&self) -> &[(Table, Vec<u8>, Option<Vec<u8>>)] {
+        &self.ops
     }
 }
 

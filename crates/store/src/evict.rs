@@ -442,15 +442,17 @@ mod tests {
             lfs: true,
         };
         let commit = tessera_protocol::CommitId::parse(&"a".repeat(40))?;
-        store.put_repo_tree("model/org/m", &commit, &[entry], "http://hub")?;
-        assert!(store.pin_revision("model/org/m", &commit)?.is_some());
-        assert_eq!(store.pinned_revisions()?, vec![format!("model/org/m@{commit}")]);
+        let repo = tessera_protocol::RepoId::parse("org/m")?;
+        let at = crate::CommitKey { repo_type: tessera_protocol::RepoType::Model, repo_id: repo, commit };
+        store.put_repo_tree(&at, &[entry], "http://hub")?;
+        assert!(store.pin_revision(&at)?.is_some());
+        assert_eq!(store.pinned_revisions()?, vec![at.clone()]);
         let usage = store.cache_usage()?;
         assert!(usage.pinned > 0 && usage.pinned == usage.used, "{usage:?}");
         store.set_cache_cap(Some(1))?;
         assert!(store.read_file_range(&file.file, 0, 1 << 20).is_ok());
-        assert!(store.unpin_revision("model/org/m", &commit)?);
-        assert!(!store.unpin_revision("model/org/m", &commit)?);
+        assert!(store.unpin_revision(&at)?);
+        assert!(!store.unpin_revision(&at)?);
         store.evict_round()?;
         assert!(matches!(store.read_file_range(&file.file, 0, 1), Err(StoreError::Missing { .. })));
         Ok(())

@@ -2,7 +2,7 @@
 //! (`docs/architecture.md` §2).
 //!
 //! Layout under the store's home:
-//! - `db/`: RocksDB, one column family per [`Table`];
+//! - `db/`: RocksDB, one column family per table (`db.rs`);
 //! - `xorbs/<2 hex>/<xorb hash>`: serialized chunks (Xet upload form, no footer), possibly
 //!   sparse when fetched in part;
 //! - `tmp/`: staging. Data is fsynced and renamed into place before the index batch that points
@@ -31,27 +31,30 @@ mod db;
 mod evict;
 mod flat;
 mod ingest;
+mod keys;
 mod maint;
 mod pending;
 mod read;
 mod records;
 mod roots;
 mod source;
+mod space;
 mod xorbs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use db::{KvBatch, Table};
+use db::{KvBatch, Table};
 pub use evict::{CacheUsage, EvictReport, FileHold, Reservation};
 pub use ingest::{IngestReport, IngestSession};
 pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
 pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping};
-pub use roots::{RootHolder, hub_tree_key};
+use roots::RootHolder;
 pub use source::{CommitKey, RemoteSource, RevisionKey, SourceError, StoreSource};
+pub use space::{Section, ServerBatch, ServerSpace, ServerWrite};
 pub use xorbs::StagingFile;
 
-use tessera_protocol::CommitId;
+use tessera_protocol::{CommitId, RepoType};
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
 
 /// Everything that can go wrong in the store.
@@ -174,11 +177,6 @@ impl StoreOptions {
     pub fn with_cache_bytes(bytes: usize) -> Self {
         Self { cache_bytes: bytes }
     }
-}
-
-/// Key of a tree listed by a hub: `model/org/name@commit` (a bare commit is a tree built here).
-fn repo_tree_key(repo: &str, commit: &CommitId) -> String {
-    format!("{repo}@{commit}")
 }
 
 /// Key of an origin record in [`Table::Origin`]: the kind (`t` tree, `r` ref), then the key.
@@ -431,47 +429,59 @@ impl Store {
         self.inner.db.get_json(Table::Tree, commit.as_str().as_bytes())
     }
 
-    /// Records the tree the hub at `origin` listed for `commit` of `repo` (`model/org/name`).
-    /// Trees from the network are kept per repo and tagged with their origin: a hub's claim
-    /// that its repo is at some commit id names only that repo's tree at that hub, so it can
-    /// never stand in for another repo's commit, nor for the same repo at another hub.
-    pub fn put_repo_tree(&self, repo: &str, commit: &CommitId, entries: &[TreeEntry], origin: &str) -> Result<()> {
-        self.write_tree(&repo_tree_key(repo, commit), entries, Some(origin))
+    /// Records the tree the hub at `origin` listed for a repo at a commit. Trees from the
+    /// network are kept per repo and tagged with their origin: a hub's claim that its repo is
+    /// at some commit id names only that repo's tree at that hub, so it can never stand in for
+    /// another repo's commit, nor for the same repo at another hub.
+    pub fn put_repo_tree(&self, at: &CommitKey, entries: &[TreeEntry], origin: &str) -> Result<()> {
+        self.write_tree(&keys::tree_key(at), entries, Some(origin))
     }
 
-    /// The tree of `commit` of `repo`: the one a hub listed for that repo, else one recorded
+    /// The tree of a repo at a commit: the one a hub listed for that repo, else one recorded
     /// locally for the bare commit ([`Store::put_tree`]: stores made before trees were kept
     /// per repo, and trees built here). With `origin`, a tree another hub listed is not
     /// returned (offline readers pass `None`: they trust what this store's pulls brought).
-    pub fn repo_tree(&self, repo: &str, commit: &CommitId, origin: Option<&str>) -> Result<Option<Vec<TreeEntry>>> {
-        let key = repo_tree_key(repo, commit);
+    pub fn repo_tree(&self, at: &CommitKey, origin: Option<&str>) -> Result<Option<Vec<TreeEntry>>> {
+        let key = keys::tree_key(at);
         if !self.from_origin(b't', &key, origin)? {
             return Ok(None);
         }
         match self.inner.db.get_json(Table::Tree, key.as_bytes())? {
             Some(tree) => Ok(Some(tree)),
-            None => self.tree(commit),
+            None => self.tree(&at.commit),
         }
     }
 
-    /// Points a ref (any caller-chosen key) at a commit, stamped with `now` (unix seconds);
-    /// `origin` is the hub that said so (`None`: decided here).
-    pub fn put_ref(&self, key: &str, commit: &CommitId, now: u64, origin: Option<&str>) -> Result<()> {
+    /// Points a revision at a commit, stamped with `now` (unix seconds); `origin` is the hub
+    /// that said so (`None`: decided here).
+    pub fn put_ref(&self, rev: &RevisionKey, commit: &CommitId, now: u64, origin: Option<&str>) -> Result<()> {
+        let key = keys::ref_key(rev);
         let mut batch = KvBatch::default();
         let value = serde_json::to_vec(&(commit, now))
             .map_err(|_| StoreError::Record(RecordError { what: "ref", len: key.len() }))?;
         batch.put(Table::Ref, key.as_bytes(), value);
-        set_origin(&mut batch, b'r', key, origin);
+        set_origin(&mut batch, b'r', &key, origin);
         self.inner.db.write(batch)
     }
 
-    /// A ref's commit and when it was recorded; with `origin`, only if that hub recorded it
-    /// (or no hub did).
-    pub fn get_ref(&self, key: &str, origin: Option<&str>) -> Result<Option<(CommitId, u64)>> {
-        if !self.from_origin(b'r', key, origin)? {
+    /// A revision's commit and when it was recorded; with `origin`, only if that hub recorded
+    /// it (or no hub did).
+    pub fn get_ref(&self, rev: &RevisionKey, origin: Option<&str>) -> Result<Option<(CommitId, u64)>> {
+        let key = keys::ref_key(rev);
+        if !self.from_origin(b'r', &key, origin)? {
             return Ok(None);
         }
         self.inner.db.get_json(Table::Ref, key.as_bytes())
+    }
+
+    /// The revisions with a recorded ref, of every repo of `repo_type` or of one namespace's,
+    /// in key order. A stored key that does not parse as a revision (refs written before keys
+    /// were typed could be any string) names nothing a reader could open, so it is left out.
+    pub fn refs(&self, repo_type: RepoType, namespace: Option<&str>) -> Result<Vec<RevisionKey>> {
+        let prefix = keys::refs_prefix(repo_type, namespace);
+        let rows = self.inner.db.scan_prefix(Table::Ref, prefix.as_bytes())?;
+        let parsed = rows.iter().filter_map(|(k, _)| keys::parse_ref_key(std::str::from_utf8(k).ok()?));
+        Ok(parsed.filter(|rev| namespace.is_none_or(|ns| rev.repo_id.namespace() == ns)).collect())
     }
 
     /// Whether the tree or ref under `key` may be used by a reader of `origin`: any reader when
@@ -513,11 +523,11 @@ impl Store {
         Ok(existed)
     }
 
-    /// Pins `commit` of `repo` (`model/org/name`): every file of its tree stays through `gc`
-    /// and eviction. Returns the tree pinned, or `None` if the store has no tree for it.
-    pub fn pin_revision(&self, repo: &str, commit: &CommitId) -> Result<Option<Vec<TreeEntry>>> {
-        let Some(tree) = self.repo_tree(repo, commit, None)? else { return Ok(None) };
-        let holder = repo_tree_key(repo, commit);
+    /// Pins a repo at a commit: every file of its tree stays through `gc` and eviction.
+    /// Returns the tree pinned, or `None` if the store has no tree for it.
+    pub fn pin_revision(&self, at: &CommitKey) -> Result<Option<Vec<TreeEntry>>> {
+        let Some(tree) = self.repo_tree(at, None)? else { return Ok(None) };
+        let holder = keys::tree_key(at);
         let mut batch = KvBatch::default();
         self.inner.db.drop_roots(&mut batch, RootHolder::Revision(&holder))?;
         batch.add_tree_roots(RootHolder::Revision(&holder), &tree);
@@ -525,10 +535,10 @@ impl Store {
         Ok(Some(tree))
     }
 
-    /// Removes the pin of `commit` of `repo`; returns whether there was one. Its files stay
+    /// Removes the pin of a repo at a commit; returns whether there was one. Its files stay
     /// (the tree still roots them) but become evictable.
-    pub fn unpin_revision(&self, repo: &str, commit: &CommitId) -> Result<bool> {
-        let holder = repo_tree_key(repo, commit);
+    pub fn unpin_revision(&self, at: &CommitKey) -> Result<bool> {
+        let holder = keys::tree_key(at);
         let mut batch = KvBatch::default();
         self.inner.db.drop_roots(&mut batch, RootHolder::Revision(&holder))?;
         let existed = !batch.is_empty();
@@ -536,23 +546,21 @@ impl Store {
         Ok(existed)
     }
 
-    /// The pinned revisions, as `model/org/name@commit`, sorted.
-    pub fn pinned_revisions(&self) -> Result<Vec<String>> {
-        self.inner.db.pinned_revisions()
+    /// The pinned revisions, sorted by their keys. A holder that does not parse fails the
+    /// listing rather than hide a pin its owner could then never find to remove.
+    pub fn pinned_revisions(&self) -> Result<Vec<CommitKey>> {
+        let holders = self.inner.db.pinned_revisions()?;
+        let parse = |h: &String| {
+            keys::parse_tree_key(h).ok_or_else(|| {
+                tracing::error!(holder = %h, "a pinned revision's key does not parse");
+                StoreError::Record(RecordError { what: "pinned revision", len: h.len() })
+            })
+        };
+        holders.iter().map(parse).collect()
     }
 
-    /// Reads one value of a generic table.
-    pub fn kv_get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.inner.db.get(table, key)
-    }
-
-    /// All entries of a table whose key starts with `prefix`, in key order.
-    pub fn kv_scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.inner.db.scan_prefix(table, prefix)
-    }
-
-    /// Applies a batch atomically and durably.
-    pub fn kv_write(&self, batch: KvBatch) -> Result<()> {
-        self.write_roots(batch)
+    /// The pins of `tessera add`: (name, file), by name.
+    pub fn pins(&self) -> Result<Vec<(String, FileHash)>> {
+        self.inner.db.pins()
     }
 }

@@ -16,12 +16,13 @@ use tessera_xet::hash::FileHash;
 
 /// Who holds a reference to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RootHolder<'a> {
+pub(crate) enum RootHolder<'a> {
     /// A pin of `tessera add`, by name.
     Pin(&'a str),
     /// A client tree (a pulled, mounted or exported revision), by its tree key.
     Tree(&'a str),
-    /// The tree of a hub server commit, by tree id.
+    /// A record of the hub server that roots files (the tree of a commit), by the name the
+    /// server gave it (`ServerBatch::put_rooted`).
     HubTree(&'a str),
     /// A pinned revision (`pull`, `tessera pin`), by its tree key `model/org/name@commit`.
     Revision(&'a str),
@@ -53,32 +54,25 @@ const MIGRATED: &[u8] = b"roots";
 
 impl KvBatch {
     /// Queues a root: `holder` keeps `file` alive through `gc`.
-    pub fn add_root(&mut self, holder: RootHolder<'_>, file: &FileHash) {
+    pub(crate) fn add_root(&mut self, holder: RootHolder<'_>, file: &FileHash) {
         let mut key = holder.prefix();
         key.extend_from_slice(file.as_bytes());
         self.put(Table::Root, key, Vec::new());
     }
 
     /// Queues the roots of every file of a tree.
-    pub fn add_tree_roots(&mut self, holder: RootHolder<'_>, entries: &[TreeEntry]) {
+    pub(crate) fn add_tree_roots(&mut self, holder: RootHolder<'_>, entries: &[TreeEntry]) {
         for e in entries {
             self.add_root(holder, &e.file);
         }
     }
 }
 
-impl KvBatch {
-    /// Queues the tree of a hub server commit under its id (`tree_json` is what the id hashes),
-    /// with its files' roots.
-    pub fn put_hub_tree(&mut self, tree_id: &str, tree_json: Vec<u8>, entries: &[TreeEntry]) {
-        self.put(Table::HubTree, hub_tree_key(tree_id), tree_json);
-        self.add_tree_roots(RootHolder::HubTree(tree_id), entries);
-    }
-}
-
-/// Key of a hub server tree in [`Table::HubTree`].
-pub fn hub_tree_key(tree_id: &str) -> Vec<u8> {
-    [HUB_TREE_PREFIX, tree_id.as_bytes()].concat()
+/// The holder a root key names: the bytes between its kind and the NUL before the file.
+fn root_holder(key: &[u8]) -> Option<String> {
+    let end = key.len().checked_sub(33)?;
+    (key.get(end) == Some(&0)).then_some(())?;
+    Some(String::from_utf8_lossy(key.get(1..end)?).into_owned())
 }
 
 /// The file a root key names: its last 32 bytes.
@@ -114,10 +108,20 @@ impl super::db::Db {
     pub(crate) fn pinned_revisions(&self) -> Result<Vec<String>> {
         let mut keys = std::collections::BTreeSet::new();
         for (k, _) in self.scan_prefix(Table::Root, b"r")? {
-            let holder = k.get(1..).and_then(|rest| rest.split(|&b| b == 0).next()).unwrap_or_default();
-            keys.insert(String::from_utf8_lossy(holder).into_owned());
+            keys.insert(root_holder(&k).ok_or_else(|| bad_root(&k))?);
         }
         Ok(keys.into_iter().collect())
+    }
+
+    /// The pins of `tessera add` as their roots say: (name, file), by name. Read from the
+    /// roots, which `gc` trusts, never from values that might not decode.
+    pub(crate) fn pins(&self) -> Result<Vec<(String, FileHash)>> {
+        let mut pins = Vec::new();
+        for (k, _) in self.scan_prefix(Table::Root, b"p")? {
+            let parsed = root_holder(&k).zip(rooted_file(&k));
+            pins.push(parsed.ok_or_else(|| bad_root(&k))?);
+        }
+        Ok(pins)
     }
 
     /// Queues the deletion of every root of `holder`.
@@ -148,7 +152,7 @@ impl super::db::Db {
             Ok(())
         })?;
         self.for_each(Table::HubTree, |k, v| {
-            let Some(id) = k.strip_prefix(HUB_TREE_PREFIX) else { return Ok(()) };
+            let Some(id) = k.strip_prefix(LEGACY_HUB_TREE_PREFIX) else { return Ok(()) };
             let tree: Vec<TreeEntry> =
                 serde_json::from_slice(v).map_err(|_| bad_value("hub tree", k))?;
             batch.add_tree_roots(RootHolder::HubTree(&String::from_utf8_lossy(id)), &tree);
@@ -159,8 +163,10 @@ impl super::db::Db {
     }
 }
 
-/// Prefix of the hub server's tree keys in [`Table::HubTree`] (`t\0{tree id}`).
-pub(crate) const HUB_TREE_PREFIX: &[u8] = b"t\0";
+/// Prefix of the hub server's tree keys in its fourth section (`t\0{tree id}`), as stores made
+/// before roots hold them. Only this one-time migration reads a server key: since then the
+/// server says which files its records root when it writes them.
+const LEGACY_HUB_TREE_PREFIX: &[u8] = b"t\0";
 
 fn bad_root(key: &[u8]) -> StoreError {
     StoreError::Record(super::RecordError { what: "root", len: key.len() })
@@ -169,4 +175,65 @@ fn bad_root(key: &[u8]) -> StoreError {
 fn bad_value(what: &'static str, key: &[u8]) -> StoreError {
     tracing::error!(key = %String::from_utf8_lossy(key), "{what} does not decode; refusing to guess its roots");
     StoreError::Record(super::RecordError { what, len: key.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    fn alive(store: &Store, f: &FileHash, data: &[u8]) -> bool {
+        store.read_file_range(f, 0, data.len() as u64).is_ok_and(|d| d == data)
+    }
+
+    /// A pin value that no longer decodes (a renamed field, a damaged value) once let `gc`
+    /// skip it; the root keeps its file, and `pins` lists it all the same.
+    #[test]
+    fn liveness_does_not_depend_on_what_values_look_like() -> TestResult {
+        let home = tempfile::tempdir()?;
+        let store = Store::open(home.path())?;
+        let data = tessera_xet::testdata::splitmix(200_000, 5);
+        let pinned = store.ingest_bytes(&data)?.file;
+        store.pin("p", &pinned)?;
+        let mut batch = KvBatch::default();
+        batch.put(Table::Pin, b"p".to_vec(), b"{\"renamed\":1}".to_vec());
+        store.inner.db.write(batch)?;
+        store.gc()?;
+        assert!(alive(&store, &pinned, &data));
+        assert_eq!(store.pins()?, vec![("p".to_string(), pinned)]);
+        assert!(store.unpin("p")?);
+        assert_eq!(store.gc()?.files_removed, 1);
+        assert!(!alive(&store, &pinned, &data));
+        Ok(())
+    }
+
+    /// A store from before roots (a tree without roots, no migration mark) gets them at open;
+    /// one whose tree does not decode is refused rather than left to `gc`.
+    #[test]
+    fn stores_from_before_roots_are_migrated_and_undecodable_ones_refused() -> TestResult {
+        let home = tempfile::tempdir()?;
+        let data = tessera_xet::testdata::splitmix(200_000, 6);
+        let f = {
+            let store = Store::open(home.path())?;
+            let added = store.ingest_bytes(&data)?;
+            let entry = TreeEntry::lfs("x".into(), added.size, added.file, added.sha256);
+            let mut batch = KvBatch::default();
+            batch.put(Table::Tree, b"old-commit".to_vec(), serde_json::to_vec(&[entry])?);
+            batch.delete(Table::Meta, MIGRATED.to_vec());
+            store.inner.db.write(batch)?;
+            added.file
+        };
+        let store = Store::open(home.path())?;
+        store.gc()?;
+        assert!(alive(&store, &f, &data));
+        let mut batch = KvBatch::default();
+        batch.put(Table::Tree, b"bad".to_vec(), b"not json".to_vec());
+        batch.delete(Table::Meta, MIGRATED.to_vec());
+        store.inner.db.write(batch)?;
+        drop(store);
+        assert!(matches!(Store::open(home.path()), Err(StoreError::Record(_))));
+        Ok(())
+    }
 }

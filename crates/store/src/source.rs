@@ -33,23 +33,13 @@ impl RevisionKey {
     pub fn as_commit(&self) -> Option<CommitId> {
         self.revision.as_commit()
     }
+}
 
-    /// `model/org/name`: the repo part of store keys (trees are kept per repo).
-    pub fn repo_key(&self) -> String {
-        repo_key(self.repo_type, &self.repo_id)
-    }
-
-    /// The key under which the store records this ref (`Store::put_ref`): `model/org/name@main`.
-    pub fn ref_key(&self) -> String {
-        format!("{}@{}", self.repo_key(), self.revision)
-    }
-
-    /// Parses a key made by [`RevisionKey::ref_key`]; `None` for anything else.
-    pub fn from_ref_key(key: &str) -> Option<Self> {
-        let (repo_type, rest) = key.split_once('/')?;
-        let (repo_id, revision) = rest.rsplit_once('@')?;
-        let repo_type = RepoType::from_name(Some(repo_type)).ok()?;
-        Self::new(repo_type, RepoId::parse(repo_id).ok()?, revision).ok()
+/// `model/org/name@main`, as users write it (messages and logs; the store's keys are spelled
+/// in `keys.rs`).
+impl std::fmt::Display for RevisionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.repo_type, self.repo_id, self.revision)
     }
 }
 
@@ -66,20 +56,17 @@ pub struct CommitKey {
 }
 
 impl CommitKey {
-    /// `model/org/name`: the repo part of store keys.
-    pub fn repo_key(&self) -> String {
-        repo_key(self.repo_type, &self.repo_id)
-    }
-
     /// The commit as a revision of its repo (what [`RemoteSource::resolve`] takes).
     pub fn as_revision(&self) -> RevisionKey {
         RevisionKey { repo_type: self.repo_type, repo_id: self.repo_id.clone(), revision: self.commit.clone().into() }
     }
 }
 
-/// `model/org/name`: a repo as store keys name it.
-fn repo_key(repo_type: RepoType, repo_id: &RepoId) -> String {
-    format!("{repo_type}/{repo_id}")
+/// `model/org/name@{commit}`, as users write it.
+impl std::fmt::Display for CommitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.repo_type, self.repo_id, self.commit)
+    }
 }
 
 /// Why a remote could not deliver.
@@ -168,14 +155,14 @@ impl StoreSource {
 
 impl RemoteSource for StoreSource {
     fn resolve(&self, key: &RevisionKey) -> Result<CommitId, SourceError> {
-        let commit = match self.src.get_ref(&key.ref_key(), None)? {
+        let commit = match self.src.get_ref(key, None)? {
             Some((c, _)) => c,
-            None => key.as_commit().ok_or_else(|| SourceError::NotFound(key.ref_key()))?,
+            None => key.as_commit().ok_or_else(|| SourceError::NotFound(key.to_string()))?,
         };
         let tree = self.src.tree(&commit)?.ok_or_else(|| SourceError::NotFound(commit.to_string()))?;
         self.dst.put_tree(&commit, &tree)?;
         if key.as_commit().is_none() {
-            self.dst.put_ref(&key.ref_key(), &commit, crate::clock::unix_secs(), None)?;
+            self.dst.put_ref(key, &commit, crate::clock::unix_secs(), None)?;
         }
         Ok(commit)
     }

@@ -195,7 +195,7 @@ impl fmt::Display for Absent {
                 write!(f, "revision {} of {} {}", k.revision, k.repo_type, k.repo_id)
             }
             Absent::Tree(commit) => write!(f, "the tree of commit {commit}"),
-            Absent::File { path, revision } => write!(f, "{path} of {}", revision.ref_key()),
+            Absent::File { path, revision } => write!(f, "{path} of {revision}"),
             Absent::Part { path } => write!(f, "all of {path} (only part of it)"),
         }
     }

@@ -30,11 +30,10 @@ pub(crate) use tessera_store::clock::unix_secs as unix_now;
 
 /// The commit and tree the store recorded for a revision (no network).
 pub fn local_revision(store: &Store, key: &RevisionKey) -> Result<(CommitId, Vec<TreeEntry>), SyncError> {
-    let commit = match (store.get_ref(&key.ref_key(), None)?, key.as_commit()) {
+    let commit = match (store.get_ref(key, None)?, key.as_commit()) {
         (Some((commit, _)), _) | (None, Some(commit)) => commit,
         (None, None) => return Err(SyncError::Offline(Absent::Revision(key.clone()))),
     };
-    let repo = key.repo_key();
-    let tree = store.repo_tree(&repo, &commit, None)?.ok_or_else(|| SyncError::Offline(Absent::Tree(commit.clone())))?;
+    let tree = store.repo_tree(&key.at(commit.clone()), None)?.ok_or_else(|| SyncError::Offline(Absent::Tree(commit.clone())))?;
     Ok((commit, tree))
 }

@@ -112,7 +112,7 @@ pub fn pull_offline(store: &Store, key: &RevisionKey, pin: bool) -> Result<PullR
         }
     }
     if pin {
-        store.pin_revision(&key.repo_key(), &commit)?;
+        store.pin_revision(&key.at(commit.clone()))?;
     }
     Ok(PullReport {
         repo: key.repo_id.clone(),
@@ -142,16 +142,17 @@ async fn record(store: &Store, key: &RevisionKey, what: Recorded<'_>, entries: V
     tokio::task::spawn_blocking(move || {
         // What was streamed in is durable and indexed before the ref says the revision is here.
         store.flush()?;
-        store.put_repo_tree(&key.repo_key(), &commit, &entries, &origin)?;
+        let at = key.at(commit.clone());
+        store.put_repo_tree(&at, &entries, &origin)?;
         if pin {
-            store.pin_revision(&key.repo_key(), &commit)?;
+            store.pin_revision(&at)?;
         }
         if let Some(date) = date {
             store.put_commit_date(&commit, date)?;
         }
         let now = super::unix_now();
-        store.put_ref(&key.ref_key(), &commit, now, Some(&origin))?;
-        store.put_ref(&key.at(commit.clone()).as_revision().ref_key(), &commit, now, Some(&origin))?;
+        store.put_ref(&key, &commit, now, Some(&origin))?;
+        store.put_ref(&at.as_revision(), &commit, now, Some(&origin))?;
         Ok::<_, SyncError>(())
     })
     .await

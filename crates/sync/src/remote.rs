@@ -60,31 +60,31 @@ impl HubSource {
     async fn resolve_async(&self, key: &RevisionKey) -> Result<CommitId, SyncError> {
         let started = std::time::Instant::now();
         let (commit, date) = self.hub.revision_dated(key.repo_type, &key.repo_id, &key.revision).await?;
-        let repo = key.repo_key();
-        let (store, commit2, repo2) = (self.store.clone(), commit.clone(), repo.clone());
+        let at = key.at(commit.clone());
+        let (store, at2) = (self.store.clone(), at.clone());
         // A commit's tree never changes: one already stored (a restart) is not listed again.
         let origin = self.hub.endpoint().to_string();
         let origin2 = origin.clone();
-        let stored = blocking(move || Ok(store.repo_tree(&repo2, &commit2, Some(&origin2))?.is_some())).await?;
+        let stored = blocking(move || Ok(store.repo_tree(&at2, Some(&origin2))?.is_some())).await?;
         let mut files = None;
         if !stored {
             let listing = self.hub.list_tree(key.repo_type, &key.repo_id, &commit).await?;
-            let fetcher = self.fetcher(&key.at(commit.clone()));
+            let fetcher = self.fetcher(&at);
             let entries = lazy_entries(&fetcher, &listing.files).await?;
             files = Some(entries.len());
-            let (store, commit2, origin2) = (self.store.clone(), commit.clone(), origin.clone());
-            blocking(move || Ok(store.put_repo_tree(&repo, &commit2, &entries, &origin2)?)).await?;
+            let (store, origin2) = (self.store.clone(), origin.clone());
+            blocking(move || Ok(store.put_repo_tree(&at, &entries, &origin2)?)).await?;
         }
         let (store, key2, commit2) = (self.store.clone(), key.clone(), commit.clone());
         blocking(move || {
             if let Some(date) = date {
                 store.put_commit_date(&commit2, date)?;
             }
-            Ok(store.put_ref(&key2.ref_key(), &commit2, super::unix_now(), Some(&origin))?)
+            Ok(store.put_ref(&key2, &commit2, super::unix_now(), Some(&origin))?)
         })
         .await?;
         tracing::debug!(
-            revision = %key.ref_key(),
+            revision = %key,
             %commit,
             commit_date = ?date,
             listed_files = ?files,
@@ -137,7 +137,7 @@ impl RemoteSource for HubSource {
         let resolved = self.runtime.block_on(async { tokio::time::timeout(RESOLVE_DEADLINE, self.resolve_async(key)).await });
         match resolved {
             Ok(r) => r.map_err(to_source_error),
-            Err(_) => Err(SourceError::Unavailable(format!("resolving {}: no answer within {}s", key.ref_key(), RESOLVE_DEADLINE.as_secs()))),
+            Err(_) => Err(SourceError::Unavailable(format!("resolving {key}: no answer within {}s", RESOLVE_DEADLINE.as_secs()))),
         }
     }
 
