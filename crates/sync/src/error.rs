@@ -76,6 +76,12 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// Whether the remote sent bytes or an answer that did not check out: another attempt from
+    /// scratch may get good ones (a flaky proxy), unlike an error of the remote or the store.
+    pub(crate) fn is_bad_data(&self) -> bool {
+        matches!(self, SyncError::Corrupt(_) | SyncError::Hub(HubError::Malformed { .. }))
+    }
+
     /// An I/O error on `path`, keeping the OS error as the source.
     pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SyncError + '_ {
         move |source| SyncError::Io { path: path.to_path_buf(), source }

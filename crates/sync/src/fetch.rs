@@ -63,16 +63,8 @@ impl FileFetcher {
                 None => self.fetch_plain(t).await,
             };
             match result {
-                Err(SyncError::Corrupt(why)) if attempt < VERIFY_ATTEMPTS => {
-                    tracing::warn!(path = %t.path, %why, "fetched data did not verify; fetching again");
-                }
-                Err(SyncError::Hub(e @ tessera_hub::HubError::Malformed { .. })) if attempt < VERIFY_ATTEMPTS => {
-                    tracing::warn!(path = %t.path, error = %e, "malformed answer; asking again");
-                }
-                // Another file that shares chunks with this one failed its check meanwhile and
-                // forgot them; the next attempt fetches them again.
-                Err(SyncError::Store(e @ tessera_store::StoreError::Missing { .. })) if attempt < VERIFY_ATTEMPTS => {
-                    tracing::warn!(path = %t.path, error = %e, "chunks forgotten by a failed check of another file; fetching again");
+                Err(e) if attempt < VERIFY_ATTEMPTS && worth_fetching_again(&e) => {
+                    tracing::warn!(path = %t.path, error = %e, "fetching the file again");
                 }
                 Ok(record) => {
                     if t.sha256.is_none() {
@@ -267,6 +259,13 @@ impl FileFetcher {
         let (store, t) = (self.store.clone(), t.clone());
         blocking(move || ingest_verified(&store, &t, staged.path())).await
     }
+}
+
+/// Whether another attempt at the same file may succeed: the remote sent bad data, or another
+/// file sharing chunks with this one failed its check meanwhile and forgot them (the next
+/// attempt fetches them again).
+fn worth_fetching_again(e: &SyncError) -> bool {
+    e.is_bad_data() || matches!(e, SyncError::Store(tessera_store::StoreError::Missing { .. }))
 }
 
 /// The SHA-256 of a fetched Xet file, `got` once its chunks hash to its Xet hash (`None` when

@@ -361,7 +361,7 @@ impl LazyFiles {
             Err(e) => {
                 let kind = match e {
                     SyncError::Hub(HubError::Unauthorized { .. }) => Failure::Refused,
-                    SyncError::Corrupt(_) | SyncError::Hub(HubError::Malformed { .. }) => Failure::Corrupt,
+                    _ if e.is_bad_data() => Failure::Corrupt,
                     _ => Failure::Unavailable,
                 };
                 // Corrupt data without its prefix: the reader's error says "corrupt data" once.
