@@ -186,7 +186,7 @@ impl Store {
                     batch.delete(db::Table::Chunk, c.hash.as_bytes().to_vec());
                 }
             }
-            db::put_xorb(&mut batch, &meta);
+            db::put_xorb_adding(&mut batch, &meta, []);
         }
         self.inner.db.write(batch)?;
         self.inner.cache.clear();
@@ -278,6 +278,28 @@ mod tests {
         let dst = Store::open(dst_home.path())?;
         assert!(dst.read_file_range(&xorbs[0].0.hash, 0, good.len() as u64)? == good, "indexed at close");
         assert!(!dst.is_complete(&xorbs[1].0)?, "a forgotten chunk came back");
+        Ok(())
+    }
+
+    /// A xorb's table is rewritten at every flush while its chunks land; each flush adds the
+    /// dedup entries of its own chunks only, and every chunk's entry is there at the end.
+    #[test]
+    fn chunks_adopted_over_several_flushes_all_reach_the_dedup_index() -> TestResult {
+        let (src_home, dst_home) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let (src, dst) = (Store::open(src_home.path())?, Store::open(dst_home.path())?);
+        let (record, xorb, bytes) = one_xorb_file(&src, &splitmix(1_500_000, 11))?;
+        let meta = src.xorb_meta(&xorb)?.ok_or("no xorb meta")?;
+        let chunks: Vec<ChunkMeta> = meta.chunks.iter().flatten().copied().collect();
+        assert!(chunks.len() >= 4, "the test needs several chunks");
+        dst.put_file(&record)?;
+        for (i, c) in chunks.iter().enumerate() {
+            dst.adopt_chunks(&xorb, i as u32, u64::from(c.byte_start), &bytes[c.byte_start as usize..c.byte_end as usize])?;
+            dst.flush()?;
+        }
+        for (i, c) in chunks.iter().enumerate() {
+            assert_eq!(dst.chunk_location(&c.hash)?, Some((xorb, i as u32)), "chunk {i} left the dedup index");
+        }
+        assert_eq!(dst.xorb_meta(&xorb)?.map(|m| m.chunks), Some(meta.chunks));
         Ok(())
     }
 }

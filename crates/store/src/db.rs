@@ -6,7 +6,10 @@ use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
 };
 
-use super::records::{FileRecord, XorbMeta};
+use std::sync::Arc;
+
+use super::meta_cache::MetaCache;
+use super::records::{ChunkMeta, FileRecord, XorbMeta};
 use super::{Result, StoreError};
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
 
@@ -136,18 +139,25 @@ pub(crate) fn put_file_record(batch: &mut KvBatch, record: &FileRecord) {
 
 /// Queues a xorb's chunk table and the dedup entries of its present chunks.
 pub(crate) fn put_xorb(batch: &mut KvBatch, meta: &XorbMeta) {
+    let present = meta.chunks.iter().enumerate().filter_map(|(i, c)| Some((i as u32, (*c)?)));
+    put_xorb_adding(batch, meta, present);
+}
+
+/// Queues a xorb's chunk table and the dedup entries of the `added` chunks only: a table
+/// growing as a lazy read lands is rewritten a few times a second, and rewriting every older
+/// chunk's entry each time cost a 2 GiB cold read half a second of CPU.
+pub(crate) fn put_xorb_adding(batch: &mut KvBatch, meta: &XorbMeta, added: impl IntoIterator<Item = (u32, ChunkMeta)>) {
     batch.put(Table::Xorb, meta.hash.as_bytes().to_vec(), meta.encode());
-    for (i, c) in meta.chunks.iter().enumerate() {
-        if let Some(c) = c {
-            let mut v = meta.hash.as_bytes().to_vec();
-            v.extend_from_slice(&(i as u32).to_le_bytes());
-            batch.put(Table::Chunk, c.hash.as_bytes().to_vec(), v);
-        }
+    for (i, c) in added {
+        let mut v = meta.hash.as_bytes().to_vec();
+        v.extend_from_slice(&i.to_le_bytes());
+        batch.put(Table::Chunk, c.hash.as_bytes().to_vec(), v);
     }
 }
 
 pub(crate) struct Db {
     db: DB,
+    metas: MetaCache,
 }
 
 impl Db {
@@ -168,7 +178,7 @@ impl Db {
         let cfs =
             Table::ALL.iter().map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        let this = Self { db };
+        let this = Self { db, metas: MetaCache::default() };
         this.check_version()?;
         this.migrate_roots()?;
         Ok(this)
@@ -210,15 +220,21 @@ impl Db {
 
     pub(crate) fn write(&self, batch: KvBatch) -> Result<()> {
         let mut wb = WriteBatch::default();
-        for (table, key, value) in batch.ops {
+        for (table, key, value) in &batch.ops {
             match value {
-                Some(v) => wb.put_cf(self.cf(table), key, v),
-                None => wb.delete_cf(self.cf(table), key),
+                Some(v) => wb.put_cf(self.cf(*table), key, v),
+                None => wb.delete_cf(self.cf(*table), key),
             }
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        Ok(self.db.write_opt(wb, &wo)?)
+        let written = self.db.write_opt(wb, &wo);
+        // Whether or not the write landed, no cached table may differ from the index now.
+        let xorbs: Vec<&[u8]> = batch.ops.iter().filter(|(t, ..)| *t == Table::Xorb).map(|(_, k, _)| k.as_slice()).collect();
+        if !xorbs.is_empty() {
+            self.metas.invalidate(xorbs.into_iter());
+        }
+        Ok(written?)
     }
 
     pub(crate) fn scan_prefix(
@@ -264,10 +280,14 @@ impl Db {
     }
 
     pub(crate) fn xorb_meta(&self, hash: &XorbHash) -> Result<Option<XorbMeta>> {
-        match self.get(Table::Xorb, hash.as_bytes())? {
-            None => Ok(None),
-            Some(v) => Ok(Some(XorbMeta::decode(*hash, &v)?)),
-        }
+        let writes = match self.metas.get(hash) {
+            Ok(cached) => return Ok(Some(XorbMeta::clone(&cached))),
+            Err(writes) => writes,
+        };
+        let Some(v) = self.get(Table::Xorb, hash.as_bytes())? else { return Ok(None) };
+        let meta = XorbMeta::decode(*hash, &v)?;
+        self.metas.insert(Arc::new(meta.clone()), writes);
+        Ok(Some(meta))
     }
 
     pub(crate) fn chunk_location(&self, chunk: &ChunkHash) -> Result<Option<(XorbHash, u32)>> {

@@ -33,6 +33,7 @@ mod flat;
 mod ingest;
 mod keys;
 mod maint;
+mod meta_cache;
 mod pending;
 mod read;
 mod records;

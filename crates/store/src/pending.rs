@@ -129,7 +129,7 @@ impl Inner {
         for (xorb, new) in chunks {
             let mut meta = self.db.xorb_meta(xorb)?.unwrap_or(XorbMeta { hash: *xorb, chunks: Vec::new() });
             set_chunks(&mut meta, new.iter().map(|(i, c)| (*i, *c)));
-            db::put_xorb(&mut batch, &meta);
+            db::put_xorb_adding(&mut batch, &meta, new.iter().map(|(i, c)| (*i, *c)));
         }
         self.db.write(batch)
     }

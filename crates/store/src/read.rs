@@ -208,11 +208,12 @@ impl Store {
         if meta.chunks.len() < needed {
             meta.chunks.resize(needed, None);
         }
-        for (i, m) in metas.into_iter().enumerate() {
-            meta.chunks[first as usize + i] = Some(m);
+        let added: Vec<(u32, ChunkMeta)> = (first..).zip(metas).collect();
+        for (i, m) in &added {
+            meta.chunks[*i as usize] = Some(*m);
         }
         let mut batch = KvBatch::default();
-        db::put_xorb(&mut batch, &meta);
+        db::put_xorb_adding(&mut batch, &meta, added);
         self.inner.db.write(batch)
     }
 }
