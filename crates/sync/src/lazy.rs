@@ -37,6 +37,8 @@ use tessera_store::{FileRecord, Store, TreeEntry};
 /// Largest batch a stream gathers before adopting it. The first batch is a single chunk (a
 /// header read is answered after one chunk); each next one doubles up to this.
 const MAX_ADOPT_BATCH: usize = 2 << 20;
+/// Capacity of a batch's buffer: the largest batch and the start of what follows it.
+const ADOPT_BUFFER: usize = MAX_ADOPT_BATCH + (512 << 10);
 /// A cached reconstruction is asked for again this long before its URLs expire.
 const EXPIRY_MARGIN_SECS: u64 = 30;
 /// Streams running at once, for all files together (the rest queue): enough to fill a fast
@@ -119,6 +121,7 @@ pub(crate) struct LazyFiles {
     changed: Notify,
     slots: Arc<tokio::sync::Semaphore>,
     received: Arc<AtomicU64>,
+    buffers: Buffers,
 }
 
 impl LazyFiles {
@@ -134,6 +137,7 @@ impl LazyFiles {
             changed: Notify::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             received,
+            buffers: Buffers::default(),
         })
     }
 
@@ -241,7 +245,7 @@ impl LazyFiles {
                         }
                         let i = ranges.iter().position(|r| *r == (start, end)).ok_or_else(|| SyncError::Protocol(format!("xorb {xorb}: unasked range {start}-{end}")))?;
                         let w = &units[i].1;
-                        current = Some((i, Batch { first: w.next, start: w.byte, buf: Vec::new(), spare: Vec::new(), parsed: 0, limit: MAX_ADOPT_BATCH }));
+                        current = Some((i, Batch::new(&self.buffers, w, MAX_ADOPT_BATCH)));
                     }
                     Event::Data(bytes) => {
                         let Some((i, batch)) = current.as_mut() else { return Err(SyncError::Protocol(format!("xorb {xorb}: bytes outside a part"))) };
@@ -438,7 +442,7 @@ impl LazyFiles {
     async fn read_unit(&self, stream: &Stream, unit: &FetchUnit, walk: &mut Walk) -> Result<(), SyncError> {
         let resp = self.hub.open_unit_range(unit, walk.byte).await?;
         let mut body = resp.bytes_stream();
-        let mut batch = Batch { first: walk.next, start: walk.byte, buf: Vec::new(), spare: Vec::new(), parsed: 0, limit: CHUNK_HEADER_LEN };
+        let mut batch = Batch::new(&self.buffers, walk, CHUNK_HEADER_LEN);
         loop {
             let piece = match tokio::time::timeout(self.stall, body.next()).await {
                 Err(_) => return Err(transport(unit, "no bytes within the stall timeout")),
@@ -462,13 +466,13 @@ impl LazyFiles {
     }
 
     /// Adopts the parsed chunks of a batch into the store and starts the next batch.
-    async fn adopt(&self, xorb: XorbHash, batch: &mut Batch, walk: &Walk) -> Result<(), SyncError> {
+    async fn adopt(&self, xorb: XorbHash, batch: &mut Batch<'_>, walk: &Walk) -> Result<(), SyncError> {
         let next_limit = (batch.limit * 2).clamp(64 << 10, MAX_ADOPT_BATCH);
         // Two buffers per request, swapped and reused, each sized once for the largest batch:
         // memory stays bounded and no large buffer is freed on another thread than its owner's.
         let mut rest = std::mem::take(&mut batch.spare);
         rest.clear();
-        rest.reserve_exact((MAX_ADOPT_BATCH + (512 << 10)).saturating_sub(rest.capacity()));
+        rest.reserve_exact(ADOPT_BUFFER.saturating_sub(rest.capacity()));
         rest.extend_from_slice(&batch.buf[batch.parsed..]);
         let mut bytes = std::mem::replace(&mut batch.buf, rest);
         bytes.truncate(batch.parsed);
@@ -524,7 +528,7 @@ enum Waited {
 }
 
 /// Bytes of one unit read but not yet adopted, starting at chunk `first`, byte `start`.
-struct Batch {
+struct Batch<'a> {
     first: u32,
     start: u64,
     buf: Vec<u8>,
@@ -534,9 +538,17 @@ struct Batch {
     parsed: usize,
     /// Parsed bytes that make a batch worth adopting.
     limit: usize,
+    /// Where its buffers go back when the batch ends.
+    buffers: &'a Buffers,
 }
 
-impl Batch {
+impl<'a> Batch<'a> {
+    /// A batch starting at `walk`'s next chunk, adopted once `limit` bytes are parsed.
+    fn new(buffers: &'a Buffers, walk: &Walk, limit: usize) -> Self {
+        let (buf, spare) = (buffers.take(), buffers.take());
+        Batch { first: walk.next, start: walk.byte, buf, spare, parsed: 0, limit, buffers }
+    }
+
     /// Walks the chunk headers of what arrived; stops at an incomplete chunk or the unit's end.
     /// Headers are validated (lengths bounded by the Xet limits) before they size anything.
     fn parse(&mut self, unit: &FetchUnit, walk: &mut Walk) -> Result<(), SyncError> {
@@ -556,6 +568,33 @@ impl Batch {
             self.buf.truncate(self.parsed);
         }
         Ok(())
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.buffers.give(std::mem::take(&mut self.buf));
+        self.buffers.give(std::mem::take(&mut self.spare));
+    }
+}
+
+/// Batch buffers of ended streams, for the next ones: buffers this large come fresh from the
+/// OS (`src/main.rs`), and a new pair per stream cost a page fault per 4 KiB received. It keeps
+/// no more than the streams running at once use.
+#[derive(Default)]
+struct Buffers(Mutex<Vec<Vec<u8>>>);
+
+impl Buffers {
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().pop().unwrap_or_else(|| Vec::with_capacity(ADOPT_BUFFER))
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        let mut spare = self.0.lock();
+        if buf.capacity() >= ADOPT_BUFFER && spare.len() < 2 * MAX_STREAMS {
+            buf.clear();
+            spare.push(buf);
+        }
     }
 }
 
