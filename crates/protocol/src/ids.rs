@@ -206,7 +206,9 @@ fn validate_id_part(part: &str) -> Result<(), &'static str> {
 /// assert_eq!(c.as_str().len(), 40);
 /// assert!(CommitId::parse("main").is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct CommitId(String);
 
@@ -250,15 +252,18 @@ impl fmt::Display for CommitId {
 
 /// A revision as a user, a URL or a mount path names it: a branch, a tag, `refs/pr/N` or a
 /// commit id, checked by [`validate_revision`]. Whether it names anything is for the repo's refs
-/// to say.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// to say. Serialized as its text; deserializing checks it, so a revision from JSON is as
+/// trusted as one from [`Revision::parse`].
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Revision(String);
 
 impl Revision {
     /// Checks `rev` by [`validate_revision`].
     pub fn parse(rev: &str) -> Result<Self, IdError> {
-        validate_revision(rev)?;
-        Ok(Self(rev.to_owned()))
+        Self::try_from(rev.to_owned())
     }
 
     /// The revision's text.
@@ -270,6 +275,20 @@ impl Revision {
     /// [`validate_ref_name`] refuses names that look like one).
     pub fn as_commit(&self) -> Option<CommitId> {
         CommitId::parse(&self.0).ok()
+    }
+}
+
+impl TryFrom<String> for Revision {
+    type Error = IdError;
+    fn try_from(rev: String) -> Result<Self, IdError> {
+        validate_revision(&rev)?;
+        Ok(Self(rev))
+    }
+}
+
+impl From<Revision> for String {
+    fn from(rev: Revision) -> String {
+        rev.0
     }
 }
 
@@ -426,7 +445,13 @@ mod tests {
         assert_eq!(Revision::parse(hex).unwrap().as_commit(), Some(c.clone()));
         assert_eq!(Revision::from(c).as_str(), hex);
         assert_eq!(Revision::parse("refs/pr/3").unwrap().as_commit(), None);
-        assert!(Revision::parse("a/../b").is_err() && CommitId::parse(&hex.to_uppercase()).is_err());
+        assert!(
+            Revision::parse("a/../b").is_err() && CommitId::parse(&hex.to_uppercase()).is_err()
+        );
+        let pr = Revision::parse("refs/pr/3").unwrap();
+        assert_eq!(serde_json::to_string(&pr).unwrap(), "\"refs/pr/3\"");
+        assert_eq!(serde_json::from_str::<Revision>("\"refs/pr/3\"").unwrap(), pr);
+        assert!(serde_json::from_str::<Revision>("\"a/../b\"").is_err());
     }
 
     #[test]
