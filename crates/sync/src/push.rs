@@ -81,12 +81,12 @@ pub struct PushTimings {
 }
 
 /// The `--json` summary of a push.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PushReport {
     /// `org/name`.
-    pub repo: String,
+    pub repo: RepoId,
     /// The branch.
-    pub revision: String,
+    pub revision: Revision,
     /// The branch head after the push (the new commit when one was made).
     pub commit: Option<CommitId>,
     /// URL of the new commit.
@@ -94,7 +94,7 @@ pub struct PushReport {
     /// URL of the pull request the push opened (`--create-pr`).
     pub pr_url: Option<String>,
     /// Its revision, `refs/pr/{n}`.
-    pub pr_revision: Option<String>,
+    pub pr_revision: Option<Revision>,
     /// Whether a commit was made.
     pub pushed: bool,
     /// Files new to the branch.
@@ -128,6 +128,36 @@ pub struct PushReport {
     pub seconds: f64,
     /// Where the time went.
     pub timings: PushTimings,
+}
+
+impl PushReport {
+    /// The report of a push to `opts`' branch before anything happened; the run fills it in.
+    fn new(opts: &PushOptions) -> Self {
+        Self {
+            repo: opts.repo_id.clone(),
+            revision: opts.branch.clone(),
+            commit: None,
+            commit_url: None,
+            pr_url: None,
+            pr_revision: None,
+            pushed: false,
+            files_added: 0,
+            files_updated: 0,
+            files_deleted: 0,
+            bytes_total: 0,
+            bytes_uploaded: 0,
+            chunks_total: 0,
+            chunks_new: 0,
+            dry_run: opts.dry_run,
+            xorbs_uploaded: 0,
+            shard_bytes: 0,
+            dedup_queries: 0,
+            transfer: "",
+            lfs_parts: 0,
+            seconds: 0.0,
+            timings: PushTimings::default(),
+        }
+    }
 }
 
 /// Progress callbacks (the CLI draws bars; tests ignore them).
@@ -171,7 +201,7 @@ pub async fn push(
         progress,
         found,
         local,
-        report: PushReport::default(),
+        report: PushReport::new(opts),
         query_rev: None,
     };
     p.report.timings.hash = clock.elapsed().as_secs_f64();
@@ -341,10 +371,7 @@ impl Push<'_> {
 
     fn start_report(&mut self, diff: &Diff, head: Option<CommitId>) {
         let r = &mut self.report;
-        r.repo = self.opts.repo_id.to_string();
-        r.revision = self.opts.branch.to_string();
         r.commit = head;
-        r.dry_run = self.opts.dry_run;
         r.files_added = diff.added.len();
         r.files_updated = diff.updated.len();
         r.files_deleted = diff.deleted.len();
@@ -526,9 +553,7 @@ impl Push<'_> {
                 self.committed(commit, r.commit_url);
                 self.opened(r.pull_request_url)?;
             }
-            Err(HubError::Conflict { .. }) => {
-                self.after_conflict(head, diff).await?
-            }
+            Err(HubError::Conflict { .. }) => self.after_conflict(head, diff).await?,
             Err(e) => return Err(e.into()),
         }
         Ok(())
@@ -558,7 +583,8 @@ impl Push<'_> {
         let num = num.ok_or_else(|| {
             SyncError::Protocol(format!("pull request URL {url:?} has no discussion number"))
         })?;
-        self.report.pr_revision = Some(format!("refs/pr/{num}"));
+        let rev = Revision::parse(&format!("refs/pr/{num}"));
+        self.report.pr_revision = Some(rev.map_err(|e| SyncError::Protocol(e.to_string()))?);
         self.report.pr_url = Some(url);
         Ok(())
     }
