@@ -108,7 +108,12 @@ impl MountProc {
     }
 
     /// The same, with extra environment variables.
-    pub(crate) fn start_env(home: &Home, mnt: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Self {
+    pub(crate) fn start_env(
+        home: &Home,
+        mnt: &Path,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Self {
         let mut cmd = Command::new(tessera_bin());
         cmd.arg("--home").arg(home.path()).arg("mount").arg(mnt).args(extra);
         cmd.envs(env.iter().copied());

@@ -307,7 +307,15 @@ pub fn parse_hub_date(text: &str) -> Option<u64> {
     let time = time.split_once('.').map_or(time, |(whole, _)| whole);
     let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || h < 0 || m < 0 || s < 0 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || m > 59
+        || s > 60
+        || h < 0
+        || m < 0
+        || s < 0
+    {
         return None;
     }
     // Days-from-civil (Howard Hinnant's algorithm), the inverse of `format_hub_date`.
@@ -328,10 +336,17 @@ mod date_tests {
     #[test]
     fn hub_dates_round_trip_and_junk_is_refused() {
         for secs in [0, 86_399, 951_782_400, 1_709_251_199, 1_733_443_200, 4_102_444_800] {
-            assert_eq!(parse_hub_date(&format_hub_date(secs)), Some(secs), "{}", format_hub_date(secs));
+            assert_eq!(
+                parse_hub_date(&format_hub_date(secs)),
+                Some(secs),
+                "{}",
+                format_hub_date(secs)
+            );
         }
         assert_eq!(parse_hub_date("2024-05-01T12:34:56Z"), Some(1_714_566_896));
-        for junk in ["", "2024-05-01", "2024-13-01T00:00:00Z", "x-y-zTa:b:c", "1969-12-31T23:59:59Z"] {
+        for junk in
+            ["", "2024-05-01", "2024-13-01T00:00:00Z", "x-y-zTa:b:c", "1969-12-31T23:59:59Z"]
+        {
             assert_eq!(parse_hub_date(junk), None, "{junk}");
         }
     }

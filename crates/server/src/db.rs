@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::storage::{COMMITS, Guard, HubStorage, REFS, REPOS, TREES, WriteError};
-use tessera_xet::hash::{FileHash, Sha256, XorbHash};
 use tessera_protocol::{RepoId, RepoType, is_commit_id, sha1_hex};
 use tessera_store::{ServerBatch, Store};
+use tessera_xet::hash::{FileHash, Sha256, XorbHash};
 
 /// Key of a repo in every table: `{type}/{ns}/{name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -260,11 +260,10 @@ impl HubDb {
         if let Some(t) = self.trees.lock().get(tree_id) {
             return Ok(t.clone());
         }
-        let tree: Arc<Vec<Entry>> =
-            match self.storage.get(TREES, &tree_key(tree_id))? {
-                Some(v) => Arc::new(from_json(&v)?),
-                None => return Err(ApiError::internal(format!("tree {tree_id} missing"))),
-            };
+        let tree: Arc<Vec<Entry>> = match self.storage.get(TREES, &tree_key(tree_id))? {
+            Some(v) => Arc::new(from_json(&v)?),
+            None => return Err(ApiError::internal(format!("tree {tree_id} missing"))),
+        };
         let mut cache = self.trees.lock();
         if cache.len() >= TREE_CACHE {
             cache.clear();
@@ -436,9 +435,7 @@ impl HubDb {
                 batch.delete(table, k);
             }
         }
-        for (k, _) in
-            self.storage.scan_prefix(TREES, format!("f\0{}\0", key.0).as_bytes())?
-        {
+        for (k, _) in self.storage.scan_prefix(TREES, format!("f\0{}\0", key.0).as_bytes())? {
             batch.delete(TREES, k);
         }
         self.storage.write(batch, Vec::new()).map_err(api_error)

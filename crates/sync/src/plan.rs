@@ -20,14 +20,14 @@ use std::ops::Range;
 
 use base64::Engine;
 
+use tessera_protocol::{
+    CommitHeader, CommitLine, InlineFile, LfsFileOp, PathOp, TreeFile, UploadMode,
+};
 use tessera_xet::format::{
     CHUNK_FLAG_GLOBAL_DEDUP, MAX_XORB_BYTES, MAX_XORB_CHUNKS, SHARD_HEADER_LEN, Shard, ShardChunk,
     ShardFile, ShardTerm, ShardXorb, XorbChunk,
 };
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash, keyed_chunk_hash, range_hash};
-use tessera_protocol::{
-    CommitHeader, CommitLine, InlineFile, LfsFileOp, PathOp, TreeFile, UploadMode,
-};
 
 /// Chunks whose hash is 0 modulo this (and every file's first chunk) may be asked about in
 /// global-dedup queries (`xet-protocol.md` §7).
@@ -480,8 +480,8 @@ mod tests {
     // Test fixtures are built in place; a panic is the failure report.
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use tessera_xet::hash::{chunk_hash, file_hash};
     use tessera_protocol::LfsInfo;
+    use tessera_xet::hash::{chunk_hash, file_hash};
 
     fn h(i: u32) -> ChunkHash {
         chunk_hash(&i.to_le_bytes())

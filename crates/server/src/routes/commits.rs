@@ -16,15 +16,15 @@ use base64::Engine;
 use super::discussions::new_record;
 use super::repos::snapshot;
 use super::{RepoParams, json_body, query_get, query_pairs, query_with, read_body, repo_url};
-use tessera_xet::hash::Sha256;
+use crate::db::{CommitMeta, Entry, RepoKey, pr_ref};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use tessera_protocol::{
     CommitAuthor, CommitHeader, CommitInfo, CommitLine, CommitResponse, PreuploadRequest,
     PreuploadResponse, PreuploadResult, RepoType, UploadMode, format_hub_date, git_blob_oid,
     is_commit_id, is_hex64, normalize_repo_path, parse_bool, upload_mode,
 };
-use crate::db::{CommitMeta, Entry, RepoKey, pr_ref};
-use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use tessera_xet::hash::Sha256;
 
 /// Limit of a commit body (inline files travel base64-encoded inside).
 pub const COMMIT_BODY_LIMIT: u64 = 512 << 20;

@@ -22,14 +22,14 @@ use serde::Deserialize;
 
 use super::files::file_body;
 use super::{RepoParams, json_body, query_get, query_pairs};
-use tessera_xet::hash::{Sha256, Sha256Hasher};
+use crate::db::RepoKey;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use tessera_protocol::{
     LfsAction, LfsActions, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsObject,
     LfsObjectError, RepoType, is_hex64, percent_encode,
 };
-use crate::db::RepoKey;
-use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use tessera_xet::hash::{Sha256, Sha256Hasher};
 
 const LFS_JSON: &str = "application/vnd.git-lfs+json";
 /// Largest object accepted through LFS.

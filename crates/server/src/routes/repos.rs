@@ -13,16 +13,16 @@ use sha1::Digest;
 use super::{
     JSON_LIMIT, RepoParams, json_body, query_get, query_pairs, query_with, read_body, repo_url,
 };
+use crate::auth::{Caller, Scope};
+use crate::db::{CommitRecord, Entry, RepoKey, RepoRecord};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use tessera_protocol::{
     CreateRepoRequest, CreateRepoResponse, DeleteRepoRequest, LfsInfo, PathsInfoRequest, RepoId,
     RepoInfo, RepoType, SPACE_SDKS, Sibling, SiblingLfs, TreeDirectory, TreeEntry, TreeFile,
     ValidateYamlResponse, WhoAmI, WhoAmIAuth, WhoAmIToken, format_hub_date, parse_bool,
     parse_urlencoded,
 };
-use crate::auth::{Caller, Scope};
-use crate::db::{CommitRecord, Entry, RepoKey, RepoRecord};
-use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 /// `POST /api/repos/create`.
 pub async fn create(
