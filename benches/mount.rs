@@ -104,7 +104,7 @@ fn main() {
         size: r.size,
         file: r.file,
         sha256: r.sha256,
-        git_oid: "0".repeat(40),
+        git_oid: tessera::protocol::GitOid::parse(&"0".repeat(40)).expect("oid"),
         lfs: true,
     };
     let commit = tessera::protocol::CommitId::parse(COMMIT).expect("commit id");

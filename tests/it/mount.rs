@@ -60,7 +60,7 @@ fn put_revision(store: &Store, commit: &str, files: &[(String, PathBuf)]) {
             size: r.size,
             file: r.file,
             sha256: r.sha256,
-            git_oid: "0".repeat(40),
+            git_oid: tessera::protocol::GitOid::parse(&"0".repeat(40)).expect("oid"),
             lfs,
         });
     }
@@ -376,7 +376,7 @@ fn eight_parallel_readers_of_a_256_mib_file() {
             size: r.size,
             file: r.file,
             sha256: r.sha256,
-            git_oid: "0".repeat(40),
+            git_oid: tessera::protocol::GitOid::parse(&"0".repeat(40)).expect("oid"),
             lfs: true,
         };
         store.put_tree(&commit_id(CB), &[entry]).expect("tree");

@@ -96,7 +96,8 @@ impl HubClient {
                     .header(reqwest::header::CONTENT_TYPE, LFS_JSON)
                     .body(body.clone())
             };
-            api::get_body(&self.config.retry, "LFS verify", &object.oid, None, make).await?;
+            api::get_body(&self.config.retry, "LFS verify", object.oid.as_str(), None, make)
+                .await?;
         }
         Ok(sent)
     }
@@ -127,7 +128,8 @@ impl HubClient {
                 .header(reqwest::header::CONTENT_TYPE, LFS_JSON)
                 .body(body.clone())
         };
-        api::get_body(&self.config.retry, "LFS completion", &object.oid, None, make).await?;
+        api::get_body(&self.config.retry, "LFS completion", object.oid.as_str(), None, make)
+            .await?;
         Ok(urls.len())
     }
 

@@ -40,7 +40,7 @@ fn seed(store: &Store, repo: &str, revs: &[&str], commit: &str, files: &[(&str, 
             size: r.size,
             file: r.file,
             sha256: r.sha256,
-            git_oid: "0".repeat(40),
+            git_oid: tessera_protocol::GitOid::parse(&"0".repeat(40)).expect("oid"),
             lfs: true,
         });
     }

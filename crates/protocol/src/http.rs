@@ -3,6 +3,8 @@
 
 use sha1::Digest;
 
+use crate::ids::GitOid;
+
 /// Header names used by the Hub and the Xet CAS (lowercase, as HTTP/2 wants them).
 pub mod headers {
     /// Resolved commit on `/resolve` replies.
@@ -223,13 +225,14 @@ pub fn format_hub_date(unix_secs: u64) -> String {
 /// Git blob object id: SHA-1 of `blob {len}\0` + content, 40 hex.
 ///
 /// ```
-/// assert_eq!(tessera_protocol::git_blob_oid(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
+/// let oid = tessera_protocol::git_blob_oid(b"");
+/// assert_eq!(oid.as_str(), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
 /// ```
-pub fn git_blob_oid(content: &[u8]) -> String {
+pub fn git_blob_oid(content: &[u8]) -> GitOid {
     let mut h = sha1::Sha1::new();
     h.update(format!("blob {}\0", content.len()).as_bytes());
     h.update(content);
-    hex::encode(h.finalize())
+    GitOid::from_sha1(h.finalize().into())
 }
 
 /// SHA-1 hex of arbitrary bytes (used for commit and tree ids).
@@ -288,7 +291,7 @@ mod tests {
 
     #[test]
     fn git_ids() {
-        assert_eq!(git_blob_oid(b"hello\n"), "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert_eq!(git_blob_oid(b"hello\n").as_str(), "ce013625030ba8dba906f756967f9e9ca394464a");
         let p = lfs_pointer(&"a".repeat(64), 5);
         assert!(
             p.starts_with("version https://git-lfs.github.com/spec/v1\n")

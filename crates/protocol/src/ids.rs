@@ -31,6 +31,9 @@ pub enum IdError {
     /// Not a full commit id (40 lowercase hex digits).
     #[error("invalid commit id {0:?}: expected 40 lowercase hex digits")]
     Commit(String),
+    /// Not a git object id (40 or 64 lowercase hex digits).
+    #[error("invalid git object id {0:?}: expected 40 or 64 lowercase hex digits")]
+    GitOid(String),
     /// A path inside a repo that is empty, absolute, escapes the repo or names `.git`.
     #[error("invalid path {path:?}: {reason}")]
     Path {
@@ -311,6 +314,66 @@ impl fmt::Display for Revision {
     }
 }
 
+/// The id a Hub gives a file's content: a git object id (the blob's SHA-1, of the LFS pointer
+/// for LFS files) or an LFS oid (the content's SHA-256), 40 or 64 lowercase hex digits by
+/// [`is_git_oid`]. Checked where it enters (a Hub answer, a commit or LFS request, a stored
+/// tree), because it names files and folders (the HF cache's `blobs/<oid>`) and keys indexes.
+///
+/// ```
+/// use tessera_protocol::GitOid;
+/// let blob = GitOid::parse("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391").unwrap();
+/// assert_eq!(blob.as_str().len(), 40);
+/// assert!(GitOid::parse("../../x").is_err());
+/// ```
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct GitOid(String);
+
+impl GitOid {
+    /// Checks `oid` by [`is_git_oid`].
+    pub fn parse(oid: &str) -> Result<Self, IdError> {
+        Self::try_from(oid.to_owned())
+    }
+
+    /// The oid of a SHA-1 digest (a git blob or tree id).
+    pub fn from_sha1(digest: [u8; 20]) -> Self {
+        Self(hex::encode(digest))
+    }
+
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An LFS oid: the content's SHA-256.
+impl From<tessera_xet::hash::Sha256> for GitOid {
+    fn from(sha256: tessera_xet::hash::Sha256) -> Self {
+        Self(sha256.to_string())
+    }
+}
+
+impl TryFrom<String> for GitOid {
+    type Error = IdError;
+    fn try_from(oid: String) -> Result<Self, IdError> {
+        if is_git_oid(&oid) { Ok(Self(oid)) } else { Err(IdError::GitOid(clip(&oid))) }
+    }
+}
+
+impl From<GitOid> for String {
+    fn from(oid: GitOid) -> String {
+        oid.0
+    }
+}
+
+impl fmt::Display for GitOid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// True for a full commit id: exactly 40 lowercase hex digits.
 pub fn is_commit_id(rev: &str) -> bool {
     rev.len() == 40 && is_lower_hex(rev)
@@ -462,7 +525,12 @@ mod tests {
         assert!(is_git_oid(&"a".repeat(40)) && is_git_oid(&"0".repeat(64)));
         for bad in ["../../x", "", &"a".repeat(41), &"g".repeat(40), &"A".repeat(64)] {
             assert!(!is_git_oid(bad), "{bad}");
+            assert!(serde_json::from_value::<GitOid>(bad.into()).is_err(), "{bad}");
         }
+        let sha = tessera_xet::hash::Sha256::of(b"");
+        let oid = GitOid::from(sha);
+        assert_eq!(serde_json::to_value(&oid).unwrap(), sha.to_string());
+        assert_eq!(serde_json::from_value::<GitOid>(sha.to_string().into()).unwrap(), oid);
     }
 
     #[test]

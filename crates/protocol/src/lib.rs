@@ -51,6 +51,6 @@ pub use hub::{
     WhoAmIToken, XetTokenResponse, upload_mode,
 };
 pub use ids::{
-    CommitId, IdError, RepoId, RepoType, Revision, is_commit_id, is_git_oid, is_repo_id_part,
-    normalize_repo_path, validate_ref_name, validate_revision,
+    CommitId, GitOid, IdError, RepoId, RepoType, Revision, is_commit_id, is_git_oid,
+    is_repo_id_part, normalize_repo_path, validate_ref_name, validate_revision,
 };

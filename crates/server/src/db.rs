@@ -850,7 +850,7 @@ mod tests {
             size: u64::from(seed),
             file: FileHash::ZERO,
             sha256: Sha256::default(),
-            git_oid: seed.to_string(),
+            git_oid: tessera_protocol::git_blob_oid(&[seed]),
             lfs: false,
         }
     }

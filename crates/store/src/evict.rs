@@ -455,7 +455,7 @@ mod tests {
             size: file.size,
             file: file.file,
             sha256: file.sha256,
-            git_oid: "0".repeat(40),
+            git_oid: tessera_protocol::GitOid::parse(&"0".repeat(40))?,
             lfs: true,
         };
         let commit = tessera_protocol::CommitId::parse(&"a".repeat(40))?;

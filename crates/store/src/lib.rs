@@ -56,7 +56,7 @@ pub use source::{CommitKey, RemoteSource, RevisionKey, SourceError, StoreSource}
 pub use space::{Section, ServerBatch, ServerSpace, ServerWrite};
 pub use xorbs::StagingFile;
 
-use tessera_protocol::{CommitId, RepoType};
+use tessera_protocol::{CommitId, GitOid, RepoType};
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
 
 /// Everything that can go wrong in the store.
@@ -320,21 +320,25 @@ impl Store {
     }
 
     /// The file hash of content with this git blob id, if recorded by a pull.
-    pub fn file_by_git_oid(&self, oid: &str) -> Result<Option<FileHash>> {
-        self.inner.db.get_json(Table::GitOid, oid.as_bytes())
+    pub fn file_by_git_oid(&self, oid: &GitOid) -> Result<Option<FileHash>> {
+        self.inner.db.get_json(Table::GitOid, oid.as_str().as_bytes())
     }
 
     /// Records which file a git blob id names (regular, non-LFS files of pulled repos).
-    pub fn put_git_oid(&self, oid: &str, file: &FileHash) -> Result<()> {
-        self.put_git_oids(&[(oid.to_string(), *file)])
+    pub fn put_git_oid(&self, oid: &GitOid, file: &FileHash) -> Result<()> {
+        self.put_git_oids(&[(oid.clone(), *file)])
     }
 
     /// [`Store::put_git_oid`] for many files in one durable write.
-    pub fn put_git_oids(&self, pairs: &[(String, FileHash)]) -> Result<()> {
+    pub fn put_git_oids(&self, pairs: &[(GitOid, FileHash)]) -> Result<()> {
         let mut batch = KvBatch::default();
         for (oid, file) in pairs {
             // The same JSON string form `get_json` reads back.
-            batch.put(Table::GitOid, oid.as_bytes().to_vec(), format!("\"{file}\"").into_bytes());
+            batch.put(
+                Table::GitOid,
+                oid.as_str().as_bytes().to_vec(),
+                format!("\"{file}\"").into_bytes(),
+            );
         }
         self.inner.db.write(batch)
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use tessera_protocol::{git_blob_oid, lfs_pointer};
+use tessera_protocol::{GitOid, git_blob_oid, lfs_pointer};
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
 
 /// A record that does not decode: the index is damaged (fsck reports it).
@@ -170,8 +170,9 @@ pub struct TreeEntry {
     pub file: FileHash,
     /// SHA-256 of the content.
     pub sha256: Sha256,
-    /// Git blob id (40 hex) of what git stores: the content, or the LFS pointer.
-    pub git_oid: String,
+    /// Git blob id (40 hex) of what git stores: the content, or the LFS pointer. Stored as its
+    /// hex string, so trees written before it was typed read back the same.
+    pub git_oid: GitOid,
     /// Whether git holds an LFS pointer rather than the content.
     pub lfs: bool,
 }
@@ -190,7 +191,7 @@ impl TreeEntry {
 
     /// The etag clients key their cache on: sha256 for LFS files, git oid otherwise.
     pub fn etag(&self) -> String {
-        if self.lfs { self.sha256.to_string() } else { self.git_oid.clone() }
+        if self.lfs { self.sha256.to_string() } else { self.git_oid.to_string() }
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use super::lazy::LazyFiles;
 use super::{Corruption, SyncError};
 use tessera_hub::{HubClient, Reconstruction};
-use tessera_protocol::{Revision, XetTokenResponse};
+use tessera_protocol::{GitOid, Revision, XetTokenResponse};
 use tessera_store::{CommitKey, FileRecord, Sha256Walk, Store, Term, TreeEntry};
 use tessera_xet::hash::{FileHash, Sha256};
 
@@ -25,7 +25,7 @@ const VERIFY_ATTEMPTS: u32 = 5;
 pub(crate) struct FileTarget {
     pub(crate) path: String,
     pub(crate) size: u64,
-    pub(crate) git_oid: String,
+    pub(crate) git_oid: GitOid,
     /// LFS oid, for LFS files.
     pub(crate) sha256: Option<Sha256>,
     /// Xet hash, for files the CAS can reconstruct.
@@ -373,7 +373,7 @@ fn check_fetched(
     t: &FileTarget,
     size: u64,
     sha256: Sha256,
-    git_oid: impl FnOnce() -> String,
+    git_oid: impl FnOnce() -> GitOid,
 ) -> Result<(), Corruption> {
     let path = t.path.clone();
     if size != t.size {
@@ -425,9 +425,9 @@ impl<R> GitOidReader<R> {
         Self { inner, sha1 }
     }
 
-    fn finish(&mut self) -> String {
+    fn finish(&mut self) -> GitOid {
         use sha1::Digest;
-        hex::encode(std::mem::take(&mut self.sha1).finalize())
+        GitOid::from_sha1(std::mem::take(&mut self.sha1).finalize().into())
     }
 }
 
@@ -489,16 +489,15 @@ mod tests {
         let (abc, xyz) = (Sha256::of(b"abc"), Sha256::of(b"xyz"));
         let size = check_fetched(&target(None), 4, abc, || unreachable!("size comes first"));
         assert!(matches!(size, Err(Corruption::Size { expected: 3, got: 4, .. })), "{size:?}");
-        let sha = check_fetched(&target(Some(abc)), 3, xyz, String::new);
+        let none = || unreachable!("an LFS file is checked by its sha256");
+        let sha = check_fetched(&target(Some(abc)), 3, xyz, none);
         assert!(
             matches!(&sha, Err(Corruption::Sha256 { expected, got, .. }) if *expected == abc && *got == xyz)
         );
-        let oid = check_fetched(&target(None), 3, xyz, || "0".repeat(40));
-        assert!(
-            matches!(&oid, Err(Corruption::GitOid { got, .. }) if *got == "0".repeat(40)),
-            "{oid:?}"
-        );
-        assert!(check_fetched(&target(Some(abc)), 3, abc, String::new).is_ok());
+        let zero = tessera_protocol::git_blob_oid(b"");
+        let oid = check_fetched(&target(None), 3, xyz, || zero.clone());
+        assert!(matches!(&oid, Err(Corruption::GitOid { got, .. }) if *got == zero), "{oid:?}");
+        assert!(check_fetched(&target(Some(abc)), 3, abc, none).is_ok());
         assert!(
             check_fetched(&target(None), 3, abc, || tessera_protocol::git_blob_oid(b"abc")).is_ok()
         );

@@ -191,16 +191,12 @@ pub(crate) fn target(f: &TreeFile) -> Result<FileTarget, SyncError> {
     };
     let sha256 = match &f.lfs {
         Some(l) => Some(
-            tessera_xet::hash::Sha256::from_hex(&l.oid)
+            tessera_xet::hash::Sha256::from_hex(l.oid.as_str())
                 .map_err(|e| SyncError::Protocol(format!("{}: {e}", f.path)))?,
         ),
         None => None,
     };
     tessera_protocol::normalize_repo_path(&f.path)
         .map_err(|e| SyncError::Protocol(format!("unsafe path {:?}: {e}", f.path)))?;
-    // The oid may name a file (the HF cache's blobs/<oid>): 40 or 64 hex digits only.
-    if !tessera_protocol::is_git_oid(&f.oid) {
-        return Err(SyncError::Protocol(format!("{}: {:?} is not a git object id", f.path, f.oid)));
-    }
     Ok(FileTarget { path: f.path.clone(), size: f.size, git_oid: f.oid.clone(), sha256, xet })
 }

@@ -27,8 +27,8 @@ use super::shard_cache::ShardCache;
 use super::upload::{self, Source, XorbTarget};
 use tessera_hub::{HubClient, HubError};
 use tessera_protocol::{
-    CommitId, LfsObject, PreuploadFile, PreuploadResult, RepoId, RepoType, Revision, TreeFile,
-    UploadMode,
+    CommitId, GitOid, LfsObject, PreuploadFile, PreuploadResult, RepoId, RepoType, Revision,
+    TreeFile, UploadMode,
 };
 use tessera_store::Store;
 
@@ -360,7 +360,7 @@ impl Push<'_> {
                 SyncError::Protocol(format!("preupload did not answer for {}", f.path))
             })?;
             let mode = if f.size == 0 { UploadMode::Regular } else { a.upload_mode };
-            if !a.should_ignore && !already_there(f, mode, a.oid.as_deref()) {
+            if !a.should_ignore && !already_there(f, mode, a.oid.as_ref()) {
                 modes.insert(i, mode);
             }
         }
@@ -433,10 +433,7 @@ impl Push<'_> {
         let clock = Instant::now();
         let objects: Vec<LfsObject> = lfs
             .iter()
-            .map(|i| LfsObject {
-                oid: self.local[*i].sha256.to_string(),
-                size: self.local[*i].size,
-            })
+            .map(|i| LfsObject { oid: self.local[*i].sha256.into(), size: self.local[*i].size })
             .collect();
         if self.opts.dry_run {
             self.report.bytes_uploaded += objects.iter().map(|o| o.size).sum::<u64>();
@@ -445,11 +442,11 @@ impl Push<'_> {
         let (t, id) = (self.opts.repo_type, &self.opts.repo_id);
         let rev = (!self.opts.create_pr).then_some(&self.opts.branch);
         let answers = self.hub.lfs_batch_upload(t, id, rev, &objects).await?;
-        let by_oid: HashMap<&str, &tessera_protocol::LfsBatchObject> =
-            answers.iter().map(|a| (a.oid.as_str(), a)).collect();
+        let by_oid: HashMap<&GitOid, &tessera_protocol::LfsBatchObject> =
+            answers.iter().map(|a| (&a.oid, a)).collect();
         self.progress.phase("uploading", objects.iter().map(|o| o.size).sum());
         for (i, o) in lfs.iter().zip(&objects) {
-            let answer = by_oid.get(o.oid.as_str()).ok_or_else(|| {
+            let answer = by_oid.get(&o.oid).ok_or_else(|| {
                 SyncError::Protocol(format!(
                     "the LFS batch did not answer for {}",
                     self.local[*i].path
@@ -638,11 +635,11 @@ fn preupload_file(f: &LocalFile) -> PreuploadFile {
 }
 
 /// Whether preupload's `oid` says the remote already has this content at this path.
-fn already_there(f: &LocalFile, mode: UploadMode, oid: Option<&str>) -> bool {
+fn already_there(f: &LocalFile, mode: UploadMode, oid: Option<&GitOid>) -> bool {
     let Some(oid) = oid else { return false };
     match mode {
-        UploadMode::Lfs => oid.eq_ignore_ascii_case(&f.sha256.to_string()),
-        UploadMode::Regular => f.git_oid.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(oid)),
+        UploadMode::Lfs => *oid == GitOid::from(f.sha256),
+        UploadMode::Regular => f.git_oid.as_ref() == Some(oid),
     }
 }
 
