@@ -200,6 +200,53 @@ fn validate_id_part(part: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The plumbing every checked id type shares, over `check`, which says why a text is refused:
+/// `parse` and serde's `TryFrom<String>` run it, so no value of the type skips it; `as_str`,
+/// `Into<String>` (serde's serialized form), `FromStr` (clap's) and `Display` give the text back.
+macro_rules! checked_id {
+    ($ty:ident, $check:expr) => {
+        impl $ty {
+            /// Checks `text` and wraps it.
+            pub fn parse(text: &str) -> Result<Self, IdError> {
+                Self::try_from(text.to_owned())
+            }
+
+            /// The id's text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = IdError;
+            fn try_from(text: String) -> Result<Self, IdError> {
+                let check: fn(&str) -> Result<(), IdError> = $check;
+                check(&text)?;
+                Ok(Self(text))
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(id: $ty) -> String {
+                id.0
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = IdError;
+            fn from_str(text: &str) -> Result<Self, IdError> {
+                Self::parse(text)
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// A full commit id, 40 lowercase hex digits, checked where it enters (a Hub answer, a stored
 /// ref, a mount path), so code below never re-checks a commit or mistakes a branch for one.
 ///
@@ -215,43 +262,9 @@ fn validate_id_part(part: &str) -> Result<(), &'static str> {
 #[serde(try_from = "String", into = "String")]
 pub struct CommitId(String);
 
-impl CommitId {
-    /// Checks `id` is a full commit id.
-    pub fn parse(id: &str) -> Result<Self, IdError> {
-        Self::try_from(id.to_owned())
-    }
-
-    /// The 40 hex digits.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for CommitId {
-    type Error = IdError;
-    fn try_from(id: String) -> Result<Self, IdError> {
-        if is_commit_id(&id) { Ok(Self(id)) } else { Err(IdError::Commit(clip(&id))) }
-    }
-}
-
-impl From<CommitId> for String {
-    fn from(id: CommitId) -> String {
-        id.0
-    }
-}
-
-impl std::str::FromStr for CommitId {
-    type Err = IdError;
-    fn from_str(id: &str) -> Result<Self, IdError> {
-        Self::parse(id)
-    }
-}
-
-impl fmt::Display for CommitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+checked_id!(CommitId, |id| {
+    if is_commit_id(id) { Ok(()) } else { Err(IdError::Commit(clip(id))) }
+});
 
 /// A revision as a user, a URL or a mount path names it: a branch, a tag, `refs/pr/N` or a
 /// commit id, checked by [`validate_revision`]. Whether it names anything is for the repo's refs
@@ -263,17 +276,9 @@ impl fmt::Display for CommitId {
 #[serde(try_from = "String", into = "String")]
 pub struct Revision(String);
 
+checked_id!(Revision, validate_revision);
+
 impl Revision {
-    /// Checks `rev` by [`validate_revision`].
-    pub fn parse(rev: &str) -> Result<Self, IdError> {
-        Self::try_from(rev.to_owned())
-    }
-
-    /// The revision's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The commit it names, when it is a full commit id (a branch or tag never is:
     /// [`validate_ref_name`] refuses names that look like one).
     pub fn as_commit(&self) -> Option<CommitId> {
@@ -281,36 +286,9 @@ impl Revision {
     }
 }
 
-impl TryFrom<String> for Revision {
-    type Error = IdError;
-    fn try_from(rev: String) -> Result<Self, IdError> {
-        validate_revision(&rev)?;
-        Ok(Self(rev))
-    }
-}
-
-impl From<Revision> for String {
-    fn from(rev: Revision) -> String {
-        rev.0
-    }
-}
-
 impl From<CommitId> for Revision {
     fn from(c: CommitId) -> Self {
         Self(c.0)
-    }
-}
-
-impl std::str::FromStr for Revision {
-    type Err = IdError;
-    fn from_str(rev: &str) -> Result<Self, IdError> {
-        Self::parse(rev)
-    }
-}
-
-impl fmt::Display for Revision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -331,20 +309,14 @@ impl fmt::Display for Revision {
 #[serde(try_from = "String", into = "String")]
 pub struct GitOid(String);
 
-impl GitOid {
-    /// Checks `oid` by [`is_git_oid`].
-    pub fn parse(oid: &str) -> Result<Self, IdError> {
-        Self::try_from(oid.to_owned())
-    }
+checked_id!(GitOid, |oid| {
+    if is_git_oid(oid) { Ok(()) } else { Err(IdError::GitOid(clip(oid))) }
+});
 
+impl GitOid {
     /// The oid of a SHA-1 digest (a git blob or tree id).
     pub fn from_sha1(digest: [u8; 20]) -> Self {
         Self(hex::encode(digest))
-    }
-
-    /// The hex digits.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -352,25 +324,6 @@ impl GitOid {
 impl From<tessera_xet::hash::Sha256> for GitOid {
     fn from(sha256: tessera_xet::hash::Sha256) -> Self {
         Self(sha256.to_string())
-    }
-}
-
-impl TryFrom<String> for GitOid {
-    type Error = IdError;
-    fn try_from(oid: String) -> Result<Self, IdError> {
-        if is_git_oid(&oid) { Ok(Self(oid)) } else { Err(IdError::GitOid(clip(&oid))) }
-    }
-}
-
-impl From<GitOid> for String {
-    fn from(oid: GitOid) -> String {
-        oid.0
-    }
-}
-
-impl fmt::Display for GitOid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
