@@ -266,6 +266,13 @@ checked_id!(CommitId, |id| {
     if is_commit_id(id) { Ok(()) } else { Err(IdError::Commit(clip(id))) }
 });
 
+impl CommitId {
+    /// The id of a SHA-1 digest (a commit a server makes).
+    pub fn from_sha1(digest: [u8; 20]) -> Self {
+        Self(hex::encode(digest))
+    }
+}
+
 /// A revision as a user, a URL or a mount path names it: a branch, a tag, `refs/pr/N` or a
 /// commit id, checked by [`validate_revision`]. Whether it names anything is for the repo's refs
 /// to say. Serialized as its text; deserializing checks it, so a revision from JSON is as

@@ -20,7 +20,7 @@ use crate::db::{CommitMeta, Entry, RepoKey, pr_ref};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use tessera_protocol::{
-    CommitAuthor, CommitHeader, CommitId, CommitInfo, CommitLine, CommitResponse, PreuploadRequest,
+    CommitAuthor, CommitHeader, CommitInfo, CommitLine, CommitResponse, PreuploadRequest,
     PreuploadResponse, PreuploadResult, RepoType, UploadMode, format_hub_date, git_blob_oid,
     is_commit_id, is_hex64, normalize_repo_path, parse_bool, upload_mode,
 };
@@ -313,7 +313,7 @@ pub async fn commit(
     Ok(Json(CommitResponse {
         success: true,
         commit_url: format!("{url}/commit/{}", outcome.commit),
-        commit_oid: CommitId::try_from(outcome.commit).map_err(ApiError::internal)?,
+        commit_oid: outcome.commit,
         pull_request_url: opened.map(|n| format!("{url}/discussions/{n}")),
     }))
 }

@@ -10,7 +10,7 @@ use crate::db::{branch_ref, tag_ref};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use tessera_protocol::{
-    BranchRequest, CommitId, GitRef, Refs, RepoType, TagRequest, parse_bool, validate_ref_name,
+    BranchRequest, GitRef, Refs, RepoType, TagRequest, parse_bool, validate_ref_name,
 };
 
 /// `GET /api/{type}s/{ns}/{name}/refs`.
@@ -28,7 +28,6 @@ pub async fn list(
         query_get(&query_pairs(uri.query()), "include_prs").and_then(parse_bool).unwrap_or(false);
     let mut out = Refs { pull_requests: include_prs.then(Vec::new), ..Refs::default() };
     for (full, commit) in refs {
-        let commit = CommitId::try_from(commit).map_err(ApiError::internal)?;
         let git_ref = |name: &str| GitRef {
             name: name.to_owned(),
             git_ref: full.clone(),
