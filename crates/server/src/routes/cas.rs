@@ -21,20 +21,20 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{RepoParams, query_pairs, read_body};
-use tessera_xet::format::{Shard, ShardChunk, ShardXorb};
-use tessera_xet::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
+use crate::auth::CasClaims;
+use crate::db::RepoKey;
+use crate::error::{ApiError, ApiResult};
+use crate::plan::Plan;
+use crate::state::AppState;
 use tessera_protocol::http::{ClosedRangesError, parse_closed_ranges};
 use tessera_protocol::{
     BatchReconstruction, FetchInfo, FileKey, InclusiveByteRange, ReconstructionV1,
     ReconstructionV2, RepoType, ShardEvent, ShardUploadResponse, XetTokenResponse, XorbFetchV2,
     XorbRangeV2, XorbUploadResponse, headers as h, parse_range_header,
 };
-use crate::auth::CasClaims;
-use crate::db::RepoKey;
-use crate::error::{ApiError, ApiResult};
-use crate::plan::Plan;
-use crate::state::AppState;
 use tessera_store::{FileRecord, StoreError, Term, XorbMeta};
+use tessera_xet::format::{Shard, ShardChunk, ShardXorb};
+use tessera_xet::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
 
 /// Largest xorb body: 64 MiB of chunk data plus headers and an optional footer.
 const XORB_BODY_LIMIT: u64 = (64 << 20) + (1 << 20);
@@ -508,7 +508,12 @@ fn xorb_stream(
 const SEND_BUFFER: u64 = 64 << 10;
 
 /// `[start, end)` of a stored xorb in buffers of at most [`SEND_BUFFER`] bytes.
-fn read_buffers(store: &tessera_store::Store, xorb: &XorbHash, start: u64, end: u64) -> ApiResult<Vec<Bytes>> {
+fn read_buffers(
+    store: &tessera_store::Store,
+    xorb: &XorbHash,
+    start: u64,
+    end: u64,
+) -> ApiResult<Vec<Bytes>> {
     let mut out = Vec::with_capacity(end.saturating_sub(start).div_ceil(SEND_BUFFER) as usize);
     let mut pos = start;
     while pos < end {
