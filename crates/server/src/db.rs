@@ -31,8 +31,10 @@ use tessera_protocol::{CommitId, RepoId, RepoType, sha1_hex};
 use tessera_store::{ServerBatch, Store};
 use tessera_xet::hash::{FileHash, Sha256, XorbHash};
 
-/// Key of a repo in every table: `{type}/{ns}/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Key of a repo in every table: `{type}/{ns}/{name}`. Serialized as that text (in CAS
+/// tokens, whose MAC vouches for it, as [`RepoKey::from_trusted`] says).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct RepoKey(String);
 
 impl RepoKey {

@@ -91,7 +91,7 @@ async fn token(
         }
     }
     let exp = s.now() + s.options.token_ttl_secs;
-    let access_token = s.signer.cas_token(&CasClaims { repo: key.as_str().to_owned(), write, exp });
+    let access_token = s.signer.cas_token(&CasClaims { repo: key, write, exp });
     let cas_url = s.base_url(&headers);
     let mut r = Json(XetTokenResponse {
         access_token: access_token.clone(),
@@ -209,7 +209,7 @@ fn fetch_url(s: &AppState, base: &str, xorb: &XorbHash, ranges: &[InclusiveByteR
 /// Loads a file the token's repo may read, and the byte range asked for.
 async fn file_for(s: &AppState, claims: &CasClaims, file_id: &str) -> ApiResult<FileRecord> {
     let file: FileHash = parse_hash(file_id)?;
-    let key = RepoKey::from_trusted(claims.repo.clone());
+    let key = claims.repo.clone();
     s.blocking(move |s| {
         if !s.db.file_in_repo(&key, &file)? {
             return Err(ApiError::not_found("file not found"));
@@ -761,7 +761,7 @@ async fn shard_upload(s: &AppState, headers: &HeaderMap, body: Body) -> ApiResul
         let _slot = s.upload_slot().await?;
         read_body(headers, body, SHARD_BODY_LIMIT).await?
     };
-    let key = RepoKey::from_trusted(c.repo);
+    let key = c.repo;
     let result = s.blocking(move |s| register_shard(s, &bytes, &key)).await?;
     tracing::debug!(result, "shard registered");
     Ok(result)
