@@ -9,11 +9,11 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 
 use super::{HubClient, HubError, api, retry};
-use tessera_xet::hash::{ChunkHash, XorbHash};
 use tessera_protocol::{
     CommitId, CommitLine, CommitResponse, PreuploadFile, PreuploadRequest, PreuploadResponse,
     PreuploadResult, RepoId, RepoInfo, RepoType, Revision, XetTokenResponse, XorbUploadResponse,
 };
+use tessera_xet::hash::{ChunkHash, XorbHash};
 
 /// Paths per preupload call (huggingface_hub sends the same batches).
 const PREUPLOAD_BATCH: usize = 256;
@@ -47,7 +47,11 @@ impl From<XetTokenResponse> for CasAuth {
 
 impl HubClient {
     /// The commit the default branch points at.
-    pub async fn repo_head(&self, repo_type: RepoType, repo_id: &RepoId) -> Result<CommitId, HubError> {
+    pub async fn repo_head(
+        &self,
+        repo_type: RepoType,
+        repo_id: &RepoId,
+    ) -> Result<CommitId, HubError> {
         let url = self.api_url(repo_type, repo_id);
         let info: RepoInfo = self.get_json(&url, repo_id, None).await?;
         super::api::commit_of(info, url)
@@ -125,8 +129,9 @@ impl HubClient {
                         url: url.clone(),
                         message: e.to_string(),
                     })?;
-            let reply =
-                self.send_json(&url, repo_id, Some(rev.as_str()), reqwest::Method::POST, &body).await?;
+            let reply = self
+                .send_json(&url, repo_id, Some(rev.as_str()), reqwest::Method::POST, &body)
+                .await?;
             let parsed: PreuploadResponse = serde_json::from_slice(&reply)
                 .map_err(|e| HubError::Malformed { url: url.clone(), message: e.to_string() })?;
             out.extend(parsed.files);
