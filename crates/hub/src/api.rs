@@ -32,9 +32,9 @@ impl HubClient {
         &self,
         url: &str,
         repo: &RepoId,
-        rev: Option<&str>,
+        rev: Option<&Revision>,
     ) -> Result<T, HubError> {
-        let (_, body) = get_body(&self.config.retry, url, &repo.to_string(), rev, || {
+        let (_, body) = get_body(&self.config.retry, url, Subject::Repo(repo, rev), || {
             self.authed(self.http.get(url))
         })
         .await?;
@@ -60,7 +60,7 @@ impl HubClient {
         rev: &Revision,
     ) -> Result<(CommitId, Option<u64>), HubError> {
         let url = self.api_rev_url(repo_type, repo_id, "revision", rev.as_str());
-        let info: RepoInfo = self.get_json(&url, repo_id, Some(rev.as_str())).await?;
+        let info: RepoInfo = self.get_json(&url, repo_id, Some(rev)).await?;
         let date = info.last_modified.as_deref().and_then(tessera_protocol::parse_hub_date);
         // The commit id names folders (snapshots/<commit>) and keys trees: 40 hex or nothing.
         Ok((commit_of(info, url)?, date))
@@ -75,13 +75,12 @@ impl HubClient {
     ) -> Result<TreeListing, HubError> {
         let first = self.api_rev_url(repo_type, repo_id, "tree", commit.as_str());
         let mut next = Some(format!("{first}?recursive=true&expand=false"));
-        let (repo, mut files) = (repo_id.to_string(), Vec::new());
+        let (rev, mut files) = (Revision::from(commit.clone()), Vec::new());
         while let Some(url) = next.take() {
+            let subject = Subject::Repo(repo_id, Some(&rev));
             let (headers, body) =
-                get_body(&self.config.retry, &url, &repo, Some(commit.as_str()), || {
-                    self.authed(self.http.get(&url))
-                })
-                .await?;
+                get_body(&self.config.retry, &url, subject, || self.authed(self.http.get(&url)))
+                    .await?;
             next =
                 next_link(&headers).map(|link| self.same_origin_link(&url, &link)).transpose()?;
             let page: Vec<TreeEntry> = serde_json::from_slice(&body)
@@ -121,7 +120,7 @@ impl HubClient {
         rev: &Revision,
     ) -> Result<XetTokenResponse, HubError> {
         let url = self.api_rev_url(repo_type, repo_id, "xet-read-token", rev.as_str());
-        self.get_json(&url, repo_id, Some(rev.as_str())).await
+        self.get_json(&url, repo_id, Some(rev)).await
     }
 
     /// URL of a file at a commit: `{endpoint}/{prefix}{repo}/resolve/{commit}/{path}`.
@@ -148,7 +147,7 @@ impl HubClient {
         offset: u64,
         mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<u64, HubError> {
-        let (repo, mut received, mut failures) = (repo.to_string(), 0u64, 0u32);
+        let (mut received, mut failures) = (0u64, 0u32);
         loop {
             let from = offset + received;
             let make = || {
@@ -162,8 +161,7 @@ impl HubClient {
             let resp = check(
                 retry::send(&self.config.retry, url, make).await?,
                 &reqwest::Method::GET,
-                &repo,
-                None,
+                Subject::Repo(repo, None),
             )
             .await?;
             if from > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
@@ -218,13 +216,23 @@ pub(crate) fn commit_of(info: RepoInfo, url: String) -> Result<CommitId, HubErro
     }
 }
 
+/// What a request is about, for the errors [`check`] names: the Hub's `RepoNotFound` and
+/// `RevisionNotFound` codes name something only on a repo's routes, and only a route that
+/// names a revision can miss one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Subject<'a> {
+    /// A route of a repo, at a revision when the route names one.
+    Repo(&'a RepoId, Option<&'a Revision>),
+    /// A CAS object, a shard, an LFS transfer.
+    Other,
+}
+
 /// Maps the Hub's error answers (`X-Error-Code`) to typed errors; `method` names the request in
 /// them.
 pub(crate) async fn check(
     resp: Response,
     method: &reqwest::Method,
-    repo: &str,
-    rev: Option<&str>,
+    subject: Subject<'_>,
 ) -> Result<Response, HubError> {
     let status = resp.status();
     if status.is_success() {
@@ -237,17 +245,17 @@ pub(crate) async fn check(
         resp.headers().get("x-error-message").and_then(|v| v.to_str().ok()).map(str::to_string);
     let body = resp.text().await.unwrap_or_default();
     let message = message.unwrap_or_else(|| body.chars().take(300).collect());
-    Err(match (status.as_u16(), code.as_str()) {
-        (_, "RepoNotFound") => HubError::RepoNotFound(repo.to_string()),
-        (_, "RevisionNotFound") => {
-            HubError::RevisionNotFound { repo: repo.into(), rev: rev.unwrap_or("").into() }
+    Err(match (status.as_u16(), code.as_str(), subject) {
+        (_, "RepoNotFound", Subject::Repo(repo, _)) => HubError::RepoNotFound(repo.clone()),
+        (_, "RevisionNotFound", Subject::Repo(repo, Some(rev))) => {
+            HubError::RevisionNotFound { repo: repo.clone(), rev: rev.clone() }
         }
-        (_, "EntryNotFound") | (404, _) => HubError::NotFound(format!("{url}: {message}")),
-        (401 | 403, _) => HubError::Unauthorized { status: status.as_u16(), message },
-        (s @ (409 | 412), _) => {
+        (_, "EntryNotFound", _) | (404, _, _) => HubError::NotFound(format!("{url}: {message}")),
+        (401 | 403, _, _) => HubError::Unauthorized { status: status.as_u16(), message },
+        (s @ (409 | 412), _, _) => {
             HubError::Conflict { method: method.to_string(), url, status: s, message }
         }
-        (s, _) => HubError::Status { method: method.to_string(), url, status: s, message },
+        (s, _, _) => HubError::Status { method: method.to_string(), url, status: s, message },
     })
 }
 
@@ -256,14 +264,13 @@ pub(crate) async fn check(
 pub(crate) async fn get_body(
     policy: &retry::RetryPolicy,
     url: &str,
-    repo: &str,
-    rev: Option<&str>,
+    subject: Subject<'_>,
     make: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<(reqwest::header::HeaderMap, bytes::Bytes), HubError> {
     let method = make().build().map(|r| r.method().clone()).unwrap_or(reqwest::Method::GET);
     let mut broken = 0;
     loop {
-        let resp = check(retry::send(policy, url, &make).await?, &method, repo, rev).await?;
+        let resp = check(retry::send(policy, url, &make).await?, &method, subject).await?;
         let headers = resp.headers().clone();
         match capped_body(resp, url).await? {
             Ok(body) => return Ok((headers, body)),

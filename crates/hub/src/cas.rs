@@ -1,5 +1,6 @@
 //! CAS calls: file reconstruction (v2, falling back to v1) and ranged xorb fetches.
 
+use super::api::Subject;
 use super::{HubClient, HubError, api, retry};
 use tessera_protocol::{
     ChunkRange, InclusiveByteRange, ReconstructionTerm, ReconstructionV1, ReconstructionV2,
@@ -46,8 +47,7 @@ impl HubClient {
     ) -> Result<Reconstruction, HubError> {
         let base = cas_url.trim_end_matches('/');
         let v2 = format!("{base}/v2/reconstructions/{file}");
-        let name = file.to_string();
-        match api::get_body(&self.config.retry, &v2, &name, None, || {
+        match api::get_body(&self.config.retry, &v2, Subject::Other, || {
             self.http.get(&v2).bearer_auth(token)
         })
         .await
@@ -62,7 +62,7 @@ impl HubClient {
             Err(e) => return Err(e),
         }
         let v1 = format!("{base}/v1/reconstructions/{file}");
-        let (_, body) = api::get_body(&self.config.retry, &v1, &name, None, || {
+        let (_, body) = api::get_body(&self.config.retry, &v1, Subject::Other, || {
             self.http.get(&v1).bearer_auth(token)
         })
         .await?;
@@ -83,14 +83,13 @@ impl HubClient {
             self.http.get(&unit.url).header(reqwest::header::RANGE, &range)
         })
         .await?;
-        api::check(resp, &reqwest::Method::GET, &unit.xorb.to_string(), None).await
+        api::check(resp, &reqwest::Method::GET, Subject::Other).await
     }
 
     /// Opens several closed byte ranges of one xorb URL in one request (`Range: bytes=a-b,c-d`),
     /// answered as `multipart/byteranges` (`xet-protocol.md` §5.3).
     pub async fn open_ranges(
         &self,
-        xorb: &XorbHash,
         url: &str,
         ranges: &[(u64, u64)],
     ) -> Result<reqwest::Response, HubError> {
@@ -100,7 +99,7 @@ impl HubClient {
             self.http.get(url).header(reqwest::header::RANGE, &range)
         })
         .await?;
-        api::check(resp, &reqwest::Method::GET, &xorb.to_string(), None).await
+        api::check(resp, &reqwest::Method::GET, Subject::Other).await
     }
 }
 
