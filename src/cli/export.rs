@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use super::Ctx;
-use super::remote::{RemoteArgs, runtime};
+use super::remote::{RemoteArgs, RepoSpec, runtime};
 use crate::protocol::{CommitId, GitOid};
 use crate::store::{RevisionKey, Store, TreeEntry};
 
@@ -25,7 +25,7 @@ pub(crate) struct ExportArgs {
     #[command(flatten)]
     remote: RemoteArgs,
     /// `org/name[@revision]`.
-    repo: String,
+    repo: RepoSpec,
     /// Target directory for plain files (not with --hf-cache).
     dir: Option<PathBuf>,
 }
