@@ -545,9 +545,7 @@ impl Push<'_> {
         let (t, id) = (self.opts.repo_type, &self.opts.repo_id);
         match self.hub.commit(t, id, &self.opts.branch, &lines, self.opts.create_pr).await {
             Ok(r) => {
-                let commit = CommitId::try_from(r.commit_oid)
-                    .map_err(|e| SyncError::Protocol(format!("the commit's answer: {e}")))?;
-                self.committed(commit, r.commit_url);
+                self.committed(r.commit_oid, r.commit_url);
                 self.opened(r.pull_request_url)?;
             }
             Err(HubError::Conflict { .. }) => self.after_conflict(head, diff).await?,
