@@ -200,11 +200,31 @@ fn validate_id_part(part: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The plumbing every checked id type shares, over `check`, which says why a text is refused:
-/// `parse` and serde's `TryFrom<String>` run it, so no value of the type skips it; `as_str`,
-/// `Into<String>` (serde's serialized form), `FromStr` (clap's) and `Display` give the text back.
+/// A checked id type (a `String` newtype with the given docs) and the plumbing every one
+/// shares, over `check`, which says why a text is refused: `parse` and serde's
+/// `TryFrom<String>` run it, so no value of the type skips it; `as_str`, `Into<String>` (serde's
+/// serialized form), `FromStr` (clap's) and `Display` give the text back. The `hex:` form is
+/// for ids that are hex digests, checked by a predicate, with `from_sha1` for ones hashed here.
 macro_rules! checked_id {
-    ($ty:ident, $check:expr) => {
+    ($(#[$doc:meta])* $ty:ident, hex: $pred:path => $err:path $(,)?) => {
+        checked_id!($(#[$doc])* $ty, |text| {
+            if $pred(text) { Ok(()) } else { Err($err(clip(text))) }
+        });
+
+        impl $ty {
+            /// The id of a SHA-1 digest made here (a commit, a git blob or tree).
+            pub fn from_sha1(digest: [u8; 20]) -> Self {
+                Self(hex::encode(digest))
+            }
+        }
+    };
+    ($(#[$doc:meta])* $ty:ident, $check:expr $(,)?) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $ty(String);
+
         impl $ty {
             /// Checks `text` and wraps it.
             pub fn parse(text: &str) -> Result<Self, IdError> {
@@ -247,43 +267,28 @@ macro_rules! checked_id {
     };
 }
 
-/// A full commit id, 40 lowercase hex digits, checked where it enters (a Hub answer, a stored
-/// ref, a mount path), so code below never re-checks a commit or mistakes a branch for one.
-///
-/// ```
-/// use tessera_protocol::CommitId;
-/// let c = CommitId::parse("0123456789abcdef0123456789abcdef01234567").unwrap();
-/// assert_eq!(c.as_str().len(), 40);
-/// assert!(CommitId::parse("main").is_err());
-/// ```
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct CommitId(String);
+checked_id!(
+    /// A full commit id, 40 lowercase hex digits, checked where it enters (a Hub answer, a stored
+    /// ref, a mount path), so code below never re-checks a commit or mistakes a branch for one.
+    ///
+    /// ```
+    /// use tessera_protocol::CommitId;
+    /// let c = CommitId::parse("0123456789abcdef0123456789abcdef01234567").unwrap();
+    /// assert_eq!(c.as_str().len(), 40);
+    /// assert!(CommitId::parse("main").is_err());
+    /// ```
+    CommitId,
+    hex: is_commit_id => IdError::Commit,
+);
 
-checked_id!(CommitId, |id| {
-    if is_commit_id(id) { Ok(()) } else { Err(IdError::Commit(clip(id))) }
-});
-
-impl CommitId {
-    /// The id of a SHA-1 digest (a commit a server makes).
-    pub fn from_sha1(digest: [u8; 20]) -> Self {
-        Self(hex::encode(digest))
-    }
-}
-
-/// A revision as a user, a URL or a mount path names it: a branch, a tag, `refs/pr/N` or a
-/// commit id, checked by [`validate_revision`]. Whether it names anything is for the repo's refs
-/// to say. Serialized as its text; deserializing checks it, so a revision from JSON is as
-/// trusted as one from [`Revision::parse`].
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct Revision(String);
-
-checked_id!(Revision, validate_revision);
+checked_id!(
+    /// A revision as a user, a URL or a mount path names it: a branch, a tag, `refs/pr/N` or a
+    /// commit id, checked by [`validate_revision`]. Whether it names anything is for the repo's
+    /// refs to say. Serialized as its text; deserializing checks it, so a revision from JSON is
+    /// as trusted as one from [`Revision::parse`].
+    Revision,
+    validate_revision,
+);
 
 impl Revision {
     /// The commit it names, when it is a full commit id (a branch or tag never is:
@@ -299,33 +304,21 @@ impl From<CommitId> for Revision {
     }
 }
 
-/// The id a Hub gives a file's content: a git object id (the blob's SHA-1, of the LFS pointer
-/// for LFS files) or an LFS oid (the content's SHA-256), 40 or 64 lowercase hex digits by
-/// [`is_git_oid`]. Checked where it enters (a Hub answer, a commit or LFS request, a stored
-/// tree), because it names files and folders (the HF cache's `blobs/<oid>`) and keys indexes.
-///
-/// ```
-/// use tessera_protocol::GitOid;
-/// let blob = GitOid::parse("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391").unwrap();
-/// assert_eq!(blob.as_str().len(), 40);
-/// assert!(GitOid::parse("../../x").is_err());
-/// ```
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct GitOid(String);
-
-checked_id!(GitOid, |oid| {
-    if is_git_oid(oid) { Ok(()) } else { Err(IdError::GitOid(clip(oid))) }
-});
-
-impl GitOid {
-    /// The oid of a SHA-1 digest (a git blob or tree id).
-    pub fn from_sha1(digest: [u8; 20]) -> Self {
-        Self(hex::encode(digest))
-    }
-}
+checked_id!(
+    /// The id a Hub gives a file's content: a git object id (the blob's SHA-1, of the LFS pointer
+    /// for LFS files) or an LFS oid (the content's SHA-256), 40 or 64 lowercase hex digits by
+    /// [`is_git_oid`]. Checked where it enters (a Hub answer, a commit or LFS request, a stored
+    /// tree), because it names files and folders (the HF cache's `blobs/<oid>`) and keys indexes.
+    ///
+    /// ```
+    /// use tessera_protocol::GitOid;
+    /// let blob = GitOid::parse("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391").unwrap();
+    /// assert_eq!(blob.as_str().len(), 40);
+    /// assert!(GitOid::parse("../../x").is_err());
+    /// ```
+    GitOid,
+    hex: is_git_oid => IdError::GitOid,
+);
 
 /// An LFS oid: the content's SHA-256.
 impl From<tessera_xet::hash::Sha256> for GitOid {
