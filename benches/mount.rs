@@ -104,7 +104,7 @@ fn main() {
         size: r.size,
         file: r.file,
         sha256: r.sha256,
-        git_oid: "0".repeat(40),
+        git_oid: tessera::protocol::GitOid::parse(&"0".repeat(40)).expect("oid"),
         lfs: true,
     };
     let commit = tessera::protocol::CommitId::parse(COMMIT).expect("commit id");
@@ -216,15 +216,26 @@ fn lazy_read_against_pull(dir: &Path, local: &Path) {
     let (mut pull, mut lazy, mut first_mib) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     for round in 0..3 {
         let home = dir.join(format!("pull-home-{round}"));
-        pull = pull.min(timed(tessera(&home).args(["pull", "bench/remote", "--endpoint", &hub.url])));
+        pull =
+            pull.min(timed(tessera(&home).args(["pull", "bench/remote", "--endpoint", &hub.url])));
         let _ = std::fs::remove_dir_all(&home);
-        let (first, all) = lazy_read_once(&dir.join(format!("lazy-home-{round}")), &dir.join("mnt-remote"), &hub.url);
+        let (first, all) = lazy_read_once(
+            &dir.join(format!("lazy-home-{round}")),
+            &dir.join("mnt-remote"),
+            &hub.url,
+        );
         first_mib = first_mib.min(first);
         lazy = lazy.min(all);
     }
     println!("remote file on a loopback hub (unlimited), empty store, best of 3:");
-    println!("  tessera pull                                  {pull:6.2} s  {:5.2} GB/s", gb / pull);
-    println!("  lazy first read through a fresh mount         {lazy:6.2} s  {:5.2} GB/s", gb / lazy);
+    println!(
+        "  tessera pull                                  {pull:6.2} s  {:5.2} GB/s",
+        gb / pull
+    );
+    println!(
+        "  lazy first read through a fresh mount         {lazy:6.2} s  {:5.2} GB/s",
+        gb / lazy
+    );
     println!("    of which until the first MiB arrived        {first_mib:6.3} s");
     println!("  lazy read / pull (time)                       {:6.2}", lazy / pull);
 }

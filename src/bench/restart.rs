@@ -16,6 +16,7 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
 
 use super::report::{Report, Scenario, ScenarioResult};
+use crate::protocol::{RepoId, Revision};
 
 /// The Python side, shipped inside the binary so that the harness runs from any directory.
 const SCRIPT: &str = include_str!("../../scripts/bench_restart.py");
@@ -28,13 +29,13 @@ const STEP_LIMIT: Duration = Duration::from_secs(300);
 /// Absolute and relative tolerance of the answer against the reference.
 const TOLERANCE: f64 = 1e-3;
 
-/// `REPO@REV:PATH`.
+/// `REPO@REV:PATH`, its repo id and revision checked as it is parsed (a command-line argument).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
     /// `org/name`.
-    pub repo: String,
+    pub repo: RepoId,
     /// Branch, tag or commit.
-    pub revision: String,
+    pub revision: Revision,
     /// Path of the `.onnx` file inside the revision.
     pub path: String,
 }
@@ -46,11 +47,13 @@ impl std::str::FromStr for ModelSpec {
         let (repo_rev, path) =
             s.split_once(':').ok_or_else(|| format!("{s:?} is not REPO@REV:PATH"))?;
         let (repo, revision) = repo_rev.split_once('@').unwrap_or((repo_rev, "main"));
-        let ok = repo.split('/').count() == 2 && repo.split('/').all(|p| !p.is_empty());
-        if !ok || revision.is_empty() || path.is_empty() || path.starts_with('/') || path.contains("..") {
-            return Err(format!("{s:?} is not REPO@REV:PATH (e.g. org/name@main:onnx/model.onnx)"));
+        let not_a_spec = |why: String| format!("{s:?} is not REPO@REV:PATH (e.g. org/name@main:onnx/model.onnx): {why}");
+        let repo = RepoId::parse(repo).map_err(|e| not_a_spec(e.to_string()))?;
+        let revision = Revision::parse(revision).map_err(|e| not_a_spec(e.to_string()))?;
+        if path.is_empty() || path.starts_with('/') || path.contains("..") {
+            return Err(not_a_spec(format!("bad path {path:?}")));
         }
-        Ok(ModelSpec { repo: repo.into(), revision: revision.into(), path: path.into() })
+        Ok(ModelSpec { repo, revision, path: path.into() })
     }
 }
 
@@ -58,6 +61,11 @@ impl std::fmt::Display for ModelSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}@{}:{}", self.repo, self.revision, self.path)
     }
+}
+
+/// The embedded default: the MiniLM the harness publishes itself, at `main`.
+fn default_model() -> anyhow::Result<ModelSpec> {
+    format!("{DEFAULT_REPO}@main:{DEFAULT_PATH}").parse().map_err(anyhow::Error::msg)
 }
 
 /// Everything the harness needs, resolved by the caller (the CLI reads the environment).
@@ -135,11 +143,7 @@ impl<'a> Bench<'a> {
             script,
             hub: None,
             endpoint: String::new(),
-            model: opts.model.clone().unwrap_or_else(|| ModelSpec {
-                repo: DEFAULT_REPO.into(),
-                revision: "main".into(),
-                path: DEFAULT_PATH.into(),
-            }),
+            model: opts.model.clone().map_or_else(default_model, Ok)?,
             model_bytes: 0,
             repo_bytes: 0,
             floor_file: work.join("floor/model.onnx"),
@@ -164,7 +168,8 @@ impl<'a> Bench<'a> {
             }
         }
         progress("filling a warm Hugging Face cache (snapshot_download) and a plain local copy");
-        let fetched = b.py_env(&["fetch", &b.model.repo, &b.model.revision, &b.model.path], &b.warm_hf_home)?;
+        let repo = b.model.repo.to_string();
+        let fetched = b.py_env(&["fetch", &repo, b.model.revision.as_str(), &b.model.path], &b.warm_hf_home)?;
         let fetched: Value = serde_json::from_str(fetched.trim()).context("fetch output")?;
         let snapshot_file = fetched["file"].as_str().ok_or_else(|| anyhow!("fetch printed no file"))?;
         b.repo_bytes = fetched["repo_bytes"].as_u64().unwrap_or(0);
@@ -288,7 +293,7 @@ impl<'a> Bench<'a> {
         let request = self.work.join("request.json");
         let started = Instant::now();
         let mut cmd = self.py_cmd(
-            &["baseline", &self.model.repo, &self.model.revision, &self.model.path, &path_str(&request)?],
+            &["baseline", &self.model.repo.to_string(), self.model.revision.as_str(), &self.model.path, &path_str(&request)?],
             hf_home,
         );
         let mut child = self.spawn_logged(cmd.stdout(Stdio::piped()), "python baseline")?;
@@ -328,7 +333,7 @@ impl<'a> Bench<'a> {
         if rx.recv_timeout(STEP_LIMIT).is_err() {
             bail!("tessera mount did not report mounted ({:?})", mount.0.try_wait());
         }
-        let file = mnt.join(format!("{}@{}", self.model.repo, self.model.revision.replace('/', "%2F"))).join(&self.model.path);
+        let file = mnt.join(format!("{}@{}", self.model.repo, self.model.revision.as_str().replace('/', "%2F"))).join(&self.model.path);
         let serve = self.spawn_serve(home, &file, cache)?;
         let ms = self.answer(serve, started);
         mount.terminate();
@@ -701,10 +706,12 @@ mod tests {
     #[test]
     fn model_specs_parse() {
         let m: ModelSpec = "a/b@v1:onnx/model.onnx".parse().unwrap();
-        assert_eq!(m, ModelSpec { repo: "a/b".into(), revision: "v1".into(), path: "onnx/model.onnx".into() });
+        let (repo, revision) = (RepoId::parse("a/b").unwrap(), Revision::parse("v1").unwrap());
+        assert_eq!(m, ModelSpec { repo, revision, path: "onnx/model.onnx".into() });
         assert_eq!(m.to_string(), "a/b@v1:onnx/model.onnx");
-        assert_eq!("a/b:m.onnx".parse::<ModelSpec>().unwrap().revision, "main");
-        for bad in ["a/b", "ab@main:m.onnx", "a/b@:m", "a/b@main:", "a/b@main:../x", "/b@main:m"] {
+        assert_eq!("a/b:m.onnx".parse::<ModelSpec>().unwrap().revision.as_str(), "main");
+        assert_eq!(default_model().unwrap().to_string(), "bench/minilm-l6-v2@main:onnx/model.onnx");
+        for bad in ["a/b", "ab@main:m.onnx", "a/b@:m", "a/b@main:", "a/b@main:../x", "/b@main:m", "a/../b:m"] {
             assert!(bad.parse::<ModelSpec>().is_err(), "{bad}");
         }
     }

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use super::Ctx;
-use super::remote::{RemoteArgs, runtime};
-use crate::protocol::CommitId;
+use super::remote::{RemoteArgs, RepoSpec, runtime};
+use crate::protocol::{CommitId, GitOid};
 use crate::store::{RevisionKey, Store, TreeEntry};
 
 /// Bytes copied per read from the store.
@@ -25,7 +25,7 @@ pub(crate) struct ExportArgs {
     #[command(flatten)]
     remote: RemoteArgs,
     /// `org/name[@revision]`.
-    repo: String,
+    repo: RepoSpec,
     /// Target directory for plain files (not with --hf-cache).
     dir: Option<PathBuf>,
 }
@@ -88,13 +88,13 @@ fn export_hf_cache(
         cache.join(format!("{}s--{}", key.repo_type, key.repo_id.to_string().replace('/', "--")));
     let snapshot = repo_dir.join("snapshots").join(commit.as_str());
     for e in tree {
-        let etag = if e.lfs { e.sha256.to_string() } else { e.git_oid.clone() };
+        let etag = e.etag();
         if !e.lfs && !crate::protocol::is_commit_id(&etag) {
             bail!("{}: {etag:?} is not a git blob id", e.path);
         }
         let blob = repo_dir.join("blobs").join(&etag);
         if !blob.exists() {
-            write_file(store, e, &blob, (!e.lfs).then_some(etag.as_str()))?;
+            write_file(store, e, &blob, (!e.lfs).then_some(&e.git_oid))?;
         }
         let link = safe_join(&snapshot, &e.path)?;
         if let Some(parent) = link.parent() {
@@ -129,7 +129,7 @@ fn write_file(
     store: &Store,
     e: &TreeEntry,
     dest: &Path,
-    git_oid: Option<&str>,
+    git_oid: Option<&GitOid>,
 ) -> anyhow::Result<()> {
     use sha1::Digest;
     use std::io::Write;
@@ -154,8 +154,8 @@ fn write_file(
     }
     out.flush()?;
     drop(out);
-    let got = blob.map(|h| hex::encode(h.finalize()));
-    if let Some(want) = git_oid.filter(|want| got.as_deref() != Some(*want)) {
+    let got = blob.map(|h| GitOid::from_sha1(h.finalize().into()));
+    if let Some(want) = git_oid.filter(|want| got.as_ref() != Some(*want)) {
         let _ = std::fs::remove_file(&tmp);
         bail!("{}: the content's git blob id is not {want}", e.path);
     }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::Ctx;
-use super::remote::RemoteArgs;
+use super::remote::{RemoteArgs, RepoSpec};
 
 /// Arguments of `tessera ls`.
 #[derive(Debug, clap::Args)]
@@ -15,7 +15,7 @@ pub(crate) struct LsArgs {
     #[command(flatten)]
     remote: RemoteArgs,
     /// `org/name[@revision]` (pulled before; see `tessera pull`).
-    repo: String,
+    repo: RepoSpec,
 }
 
 pub(crate) fn run(args: LsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {

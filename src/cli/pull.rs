@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use indicatif::ProgressBar;
 
-use super::remote::{RemoteArgs, runtime};
+use super::remote::{RemoteArgs, RepoSpec, runtime};
 use super::{Ctx, output};
 use crate::sync::{PullProgress, PullReport};
 
@@ -22,7 +22,7 @@ pub(crate) struct PullArgs {
     #[command(flatten)]
     remote: RemoteArgs,
     /// `org/name[@revision]`; the revision is a branch, tag, commit id or refs/pr/N (default main).
-    repo: String,
+    repo: RepoSpec,
 }
 
 struct Bar(ProgressBar);
@@ -49,7 +49,8 @@ pub(crate) fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     } else {
         let hub = args.remote.client(&ctx.env)?;
         let bar = Bar(ctx.io.byte_bar(0, "pulling"));
-        let report = runtime()?.block_on(crate::sync::pull(&hub, &store, &key, !args.no_pin, &bar))?;
+        let report =
+            runtime()?.block_on(crate::sync::pull(&hub, &store, &key, !args.no_pin, &bar))?;
         bar.0.finish_and_clear();
         report
     };

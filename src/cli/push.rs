@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use indicatif::ProgressBar;
 
-use super::remote::{RemoteArgs, runtime};
+use super::remote::{RemoteArgs, RepoSpec, runtime};
 use super::{Ctx, output};
 use crate::protocol::RepoType;
 use crate::sync::{PushOptions, PushProgress, PushReport};
@@ -56,7 +56,7 @@ pub(crate) struct PushArgs {
     /// The folder to publish (`.git/` and `.cache/` folders are never uploaded).
     dir: PathBuf,
     /// `org/name[@branch]` (default branch main).
-    repo: String,
+    repo: RepoSpec,
 }
 
 struct Bar(ProgressBar);

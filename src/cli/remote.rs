@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::env::Env;
 use crate::hub::{HubClient, HubConfig, RetryPolicy};
+use crate::protocol::{IdError, RepoId, RepoType, Revision};
 use crate::store::RevisionKey;
 
 /// Flags shared by commands that talk to a Hub.
@@ -44,25 +45,45 @@ impl RemoteArgs {
         HubClient::new(config).context("cannot set up the HTTP client")
     }
 
-    /// Parses `org/name[@rev]` with this repo type.
-    pub(crate) fn key(&self, spec: &str) -> anyhow::Result<RevisionKey> {
-        parse_spec(spec, &self.repo_type)
+    /// The key of `spec` with this repo type.
+    pub(crate) fn key(&self, spec: &RepoSpec) -> anyhow::Result<RevisionKey> {
+        spec.key(&self.repo_type)
     }
 }
 
-/// `org/name[@rev]` -> key; the revision defaults to `main`.
+/// `org/name[@rev]` as the command line gives it, checked where it is parsed (clap parses
+/// arguments of this type, so a bad id or revision is a usage error naming the argument). The
+/// revision defaults to `main`; `%2F` spells a `/` in it.
+#[derive(Debug, Clone)]
+pub(crate) struct RepoSpec {
+    repo_id: RepoId,
+    revision: Revision,
+}
+
+impl std::str::FromStr for RepoSpec {
+    type Err = IdError;
+    fn from_str(spec: &str) -> Result<Self, IdError> {
+        let (repo, rev) = spec.split_once('@').unwrap_or((spec, "main"));
+        let revision = Revision::parse(&rev.replace("%2F", "/").replace("%2f", "/"))?;
+        Ok(Self { repo_id: RepoId::parse(repo)?, revision })
+    }
+}
+
+impl RepoSpec {
+    /// The key of this revision in a repo of `repo_type` (`model`, `dataset`, `space`).
+    pub(crate) fn key(&self, repo_type: &str) -> anyhow::Result<RevisionKey> {
+        let repo_type = RepoType::from_name(Some(repo_type))
+            .with_context(|| format!("bad repo type {repo_type:?}"))?;
+        let (repo_id, revision) = (self.repo_id.clone(), self.revision.clone());
+        Ok(RevisionKey { repo_type, repo_id, revision })
+    }
+}
+
+/// `org/name[@rev]` -> key, for specs that are not an argument of their own (`cat`'s
+/// `org/name[@rev]:path`, `pin`'s list).
 pub(crate) fn parse_spec(spec: &str, repo_type: &str) -> anyhow::Result<RevisionKey> {
-    let (repo, rev) = match spec.split_once('@') {
-        Some((r, v)) if !v.is_empty() => (r, v),
-        Some(_) => bail!("empty revision in {spec:?}"),
-        None => (spec, "main"),
-    };
-    let repo_id =
-        crate::protocol::RepoId::parse(repo).with_context(|| format!("bad repo id {repo:?}"))?;
-    let repo_type = crate::protocol::RepoType::from_name(Some(repo_type))
-        .with_context(|| format!("bad repo type {repo_type:?}"))?;
-    let revision = rev.replace("%2F", "/").replace("%2f", "/");
-    RevisionKey::new(repo_type, repo_id, &revision).with_context(|| format!("bad revision {rev:?}"))
+    let spec: RepoSpec = spec.parse().with_context(|| format!("bad repo spec {spec:?}"))?;
+    spec.key(repo_type)
 }
 
 fn hf_token(env: &Env) -> Option<String> {

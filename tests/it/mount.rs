@@ -60,7 +60,7 @@ fn put_revision(store: &Store, commit: &str, files: &[(String, PathBuf)]) {
             size: r.size,
             file: r.file,
             sha256: r.sha256,
-            git_oid: "0".repeat(40),
+            git_oid: tessera::protocol::GitOid::parse(&"0".repeat(40)).expect("oid"),
             lfs,
         });
     }
@@ -108,7 +108,12 @@ impl MountProc {
     }
 
     /// The same, with extra environment variables.
-    pub(crate) fn start_env(home: &Home, mnt: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Self {
+    pub(crate) fn start_env(
+        home: &Home,
+        mnt: &Path,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Self {
         let mut cmd = Command::new(tessera_bin());
         cmd.arg("--home").arg(home.path()).arg("mount").arg(mnt).args(extra);
         cmd.envs(env.iter().copied());
@@ -371,7 +376,7 @@ fn eight_parallel_readers_of_a_256_mib_file() {
             size: r.size,
             file: r.file,
             sha256: r.sha256,
-            git_oid: "0".repeat(40),
+            git_oid: tessera::protocol::GitOid::parse(&"0".repeat(40)).expect("oid"),
             lfs: true,
         };
         store.put_tree(&commit_id(CB), &[entry]).expect("tree");

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::api::Subject;
 use super::{HubClient, HubError, api, retry};
 use tessera_protocol::{
     LfsAction, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsObject, LfsRef, RepoId,
@@ -33,7 +34,7 @@ impl HubClient {
         objects: &[LfsObject],
     ) -> Result<Vec<LfsBatchObject>, HubError> {
         let url = format!("{}.git/info/lfs/objects/batch", self.repo_url(repo_type, repo_id));
-        let (repo, rev) = (repo_id.to_string(), rev.map(Revision::as_str));
+
         let mut out = Vec::with_capacity(objects.len());
         for batch in objects.chunks(BATCH) {
             let req = LfsBatchRequest {
@@ -41,7 +42,7 @@ impl HubClient {
                 transfers: vec!["basic".into(), "multipart".into()],
                 objects: batch.to_vec(),
                 hash_algo: Some("sha256".into()),
-                git_ref: rev.map(|name| LfsRef { name: name.into() }),
+                git_ref: rev.map(|name| LfsRef { name: name.to_string() }),
             };
             let body = Bytes::from(serde_json::to_vec(&req).map_err(|e| malformed(&url, e))?);
             let make = || {
@@ -50,7 +51,8 @@ impl HubClient {
                     .header(reqwest::header::CONTENT_TYPE, LFS_JSON)
                     .body(body.clone())
             };
-            let (_, reply) = api::get_body(&self.config.retry, &url, &repo, rev, make).await?;
+            let subject = Subject::Repo(repo_id, rev);
+            let (_, reply) = api::get_body(&self.config.retry, &url, subject, make).await?;
             let parsed: LfsBatchResponse =
                 serde_json::from_slice(&reply).map_err(|e| malformed(&url, e))?;
             out.extend(parsed.objects);
@@ -96,7 +98,7 @@ impl HubClient {
                     .header(reqwest::header::CONTENT_TYPE, LFS_JSON)
                     .body(body.clone())
             };
-            api::get_body(&self.config.retry, "LFS verify", &object.oid, None, make).await?;
+            api::get_body(&self.config.retry, "LFS verify", Subject::Other, make).await?;
         }
         Ok(sent)
     }
@@ -127,7 +129,7 @@ impl HubClient {
                 .header(reqwest::header::CONTENT_TYPE, LFS_JSON)
                 .body(body.clone())
         };
-        api::get_body(&self.config.retry, "LFS completion", &object.oid, None, make).await?;
+        api::get_body(&self.config.retry, "LFS completion", Subject::Other, make).await?;
         Ok(urls.len())
     }
 
@@ -149,8 +151,7 @@ impl HubClient {
         let resp = api::check(
             retry::send(&self.config.retry, "LFS upload", make).await?,
             &reqwest::Method::PUT,
-            "LFS upload",
-            None,
+            Subject::Other,
         )
         .await?;
         Ok(resp

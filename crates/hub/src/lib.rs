@@ -21,7 +21,7 @@ pub use cas::{FetchUnit, Reconstruction};
 pub use retry::RetryPolicy;
 pub use upload::CasAuth;
 
-use tessera_protocol::{RepoId, RepoType, percent_encode};
+use tessera_protocol::{RepoId, RepoType, Revision, percent_encode};
 
 /// What can go wrong talking to a Hub.
 #[derive(Debug, thiserror::Error)]
@@ -29,14 +29,14 @@ use tessera_protocol::{RepoId, RepoType, percent_encode};
 pub enum HubError {
     /// The repo does not exist (or is private and the token does not grant it).
     #[error("repository {0} not found (or private without a token that grants it)")]
-    RepoNotFound(String),
+    RepoNotFound(RepoId),
     /// The revision does not exist in the repo.
     #[error("revision {rev} not found in {repo}")]
     RevisionNotFound {
         /// The repo.
-        repo: String,
+        repo: RepoId,
         /// The revision asked for.
-        rev: String,
+        rev: Revision,
     },
     /// A file or other object does not exist.
     #[error("not found: {0}")]

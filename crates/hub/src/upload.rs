@@ -8,12 +8,13 @@
 use bytes::Bytes;
 use reqwest::StatusCode;
 
+use super::api::Subject;
 use super::{HubClient, HubError, api, retry};
-use tessera_xet::hash::{ChunkHash, XorbHash};
 use tessera_protocol::{
     CommitId, CommitLine, CommitResponse, PreuploadFile, PreuploadRequest, PreuploadResponse,
     PreuploadResult, RepoId, RepoInfo, RepoType, Revision, XetTokenResponse, XorbUploadResponse,
 };
+use tessera_xet::hash::{ChunkHash, XorbHash};
 
 /// Paths per preupload call (huggingface_hub sends the same batches).
 const PREUPLOAD_BATCH: usize = 256;
@@ -47,7 +48,11 @@ impl From<XetTokenResponse> for CasAuth {
 
 impl HubClient {
     /// The commit the default branch points at.
-    pub async fn repo_head(&self, repo_type: RepoType, repo_id: &RepoId) -> Result<CommitId, HubError> {
+    pub async fn repo_head(
+        &self,
+        repo_type: RepoType,
+        repo_id: &RepoId,
+    ) -> Result<CommitId, HubError> {
         let url = self.api_url(repo_type, repo_id);
         let info: RepoInfo = self.get_json(&url, repo_id, None).await?;
         super::api::commit_of(info, url)
@@ -90,8 +95,7 @@ impl HubClient {
             Some(s) => serde_json::json!({"startingPoint": s.as_str()}),
             None => serde_json::json!({}),
         };
-        let rev = Some(branch.as_str());
-        self.send_json(&url, repo_id, rev, reqwest::Method::POST, &body).await.map(|_| ())
+        self.send_json(&url, repo_id, Some(branch), reqwest::Method::POST, &body).await.map(|_| ())
     }
 
     /// Tags `commit` as `tag`.
@@ -104,8 +108,8 @@ impl HubClient {
     ) -> Result<(), HubError> {
         let url = self.api_rev_url(repo_type, repo_id, "tag", commit.as_str());
         let body = serde_json::json!({"tag": tag});
-        let rev = Some(commit.as_str());
-        self.send_json(&url, repo_id, rev, reqwest::Method::POST, &body).await.map(|_| ())
+        let rev = Revision::from(commit.clone());
+        self.send_json(&url, repo_id, Some(&rev), reqwest::Method::POST, &body).await.map(|_| ())
     }
 
     /// Asks how each file must travel (`lfs` or `regular`) and whether to skip it.
@@ -126,7 +130,7 @@ impl HubClient {
                         message: e.to_string(),
                     })?;
             let reply =
-                self.send_json(&url, repo_id, Some(rev.as_str()), reqwest::Method::POST, &body).await?;
+                self.send_json(&url, repo_id, Some(rev), reqwest::Method::POST, &body).await?;
             let parsed: PreuploadResponse = serde_json::from_slice(&reply)
                 .map_err(|e| HubError::Malformed { url: url.clone(), message: e.to_string() })?;
             out.extend(parsed.files);
@@ -145,7 +149,7 @@ impl HubClient {
     ) -> Result<XetTokenResponse, HubError> {
         let url = self.api_rev_url(repo_type, repo_id, "xet-write-token", rev.as_str());
         let url = if create_pr { format!("{url}?create_pr=1") } else { url };
-        self.get_json(&url, repo_id, Some(rev.as_str())).await
+        self.get_json(&url, repo_id, Some(rev)).await
     }
 
     /// Posts a commit (`hub-api.md` §5.7) to `branch`, or with `create_pr` as a new pull
@@ -172,8 +176,8 @@ impl HubClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
                 .body(body.clone())
         };
-        let (repo, rev) = (repo_id.to_string(), Some(branch.as_str()));
-        let (_, reply) = api::get_body(&self.config.retry, &url, &repo, rev, make).await?;
+        let subject = Subject::Repo(repo_id, Some(branch));
+        let (_, reply) = api::get_body(&self.config.retry, &url, subject, make).await?;
         serde_json::from_slice(&reply)
             .map_err(|e| HubError::Malformed { url, message: e.to_string() })
     }
@@ -202,8 +206,7 @@ impl HubClient {
     ) -> Result<bool, HubError> {
         let url = format!("{}/v1/xorbs/default/{xorb}", cas.url);
         let make = || self.http.post(&url).bearer_auth(&cas.token).body(body.clone());
-        let (_, reply) =
-            api::get_body(&self.config.retry, &url, &xorb.to_string(), None, make).await?;
+        let (_, reply) = api::get_body(&self.config.retry, &url, Subject::Other, make).await?;
         let parsed: XorbUploadResponse = serde_json::from_slice(&reply)
             .map_err(|e| HubError::Malformed { url, message: e.to_string() })?;
         Ok(parsed.was_inserted)
@@ -213,7 +216,7 @@ impl HubClient {
     pub async fn upload_shard(&self, cas: &CasAuth, body: Bytes) -> Result<(), HubError> {
         let url = format!("{}/v1/shards", cas.url);
         let make = || self.http.post(&url).bearer_auth(&cas.token).body(body.clone());
-        api::get_body(&self.config.retry, &url, "shard", None, make).await.map(|_| ())
+        api::get_body(&self.config.retry, &url, Subject::Other, make).await.map(|_| ())
     }
 
     /// Global dedup: the shard the CAS answers for a chunk, or `None` when it does not know it.
@@ -223,7 +226,7 @@ impl HubClient {
         chunk: &ChunkHash,
     ) -> Result<Option<Bytes>, HubError> {
         let url = format!("{}/v1/chunks/default/{chunk}", cas.url);
-        match api::get_body(&self.config.retry, &url, "chunk", None, || {
+        match api::get_body(&self.config.retry, &url, Subject::Other, || {
             self.http.get(&url).bearer_auth(&cas.token)
         })
         .await
@@ -239,7 +242,7 @@ impl HubClient {
         &self,
         url: &str,
         repo: &RepoId,
-        rev: Option<&str>,
+        rev: Option<&Revision>,
         method: reqwest::Method,
         body: &serde_json::Value,
     ) -> Result<Bytes, HubError> {
@@ -252,6 +255,7 @@ impl HubClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes.clone())
         };
-        api::get_body(&self.config.retry, url, &repo.to_string(), rev, make).await.map(|(_, b)| b)
+        let subject = Subject::Repo(repo, rev);
+        api::get_body(&self.config.retry, url, subject, make).await.map(|(_, b)| b)
     }
 }

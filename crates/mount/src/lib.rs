@@ -18,10 +18,11 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::open(dir.path())?;
-//! let added = store.ingest_bytes(b"{\"model_type\": \"bert\"}")?;
+//! let content = b"{\"model_type\": \"bert\"}";
+//! let added = store.ingest_bytes(content)?;
 //! let commit = tessera_protocol::CommitId::parse("0123456789abcdef0123456789abcdef01234567")?;
 //! let entry = TreeEntry { path: "config.json".into(), size: added.size, file: added.file,
-//!     sha256: added.sha256, git_oid: "0".repeat(40), lfs: false };
+//!     sha256: added.sha256, git_oid: tessera_protocol::git_blob_oid(content), lfs: false };
 //! store.put_tree(&commit, &[entry])?;
 //! let repo = tessera_protocol::RepoId::parse("org/bert")?;
 //! let key = RevisionKey::new(tessera_protocol::RepoType::Model, repo, "main")?;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::*;
-use tessera_store::{RemoteSource, RevisionKey, SourceError, Store, StoreError, StoreSource, TreeEntry};
+use tessera_store::{
+    RemoteSource, RevisionKey, SourceError, Store, StoreError, StoreSource, TreeEntry,
+};
 
 const C1: &str = "1111111111111111111111111111111111111111";
 const C2: &str = "2222222222222222222222222222222222222222";
@@ -38,7 +40,7 @@ fn seed(store: &Store, repo: &str, revs: &[&str], commit: &str, files: &[(&str, 
             size: r.size,
             file: r.file,
             sha256: r.sha256,
-            git_oid: "0".repeat(40),
+            git_oid: tessera_protocol::GitOid::parse(&"0".repeat(40)).expect("oid"),
             lfs: true,
         });
     }
@@ -280,7 +282,10 @@ fn lazy_random_reads_fetch_only_what_they_touch_and_start_reads_prefetch() {
     let mut pieces: Vec<_> = asked[1..].iter().filter(|(_, l)| *l > step).collect();
     assert!(!pieces.is_empty(), "no read-ahead: {asked:?}");
     pieces.sort_unstable();
-    assert!(pieces.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0), "read-ahead asked twice: {asked:?}");
+    assert!(
+        pieces.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0),
+        "read-ahead asked twice: {asked:?}"
+    );
 }
 
 #[test]

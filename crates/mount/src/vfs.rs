@@ -162,7 +162,7 @@ enum NameKey {
 }
 
 struct RevRoot {
-    repo: String,
+    repo: RepoId,
     commit: CommitId,
     tree: Arc<Tree>,
     /// Inode of each directory of the tree.
@@ -442,7 +442,7 @@ impl Vfs {
             (Node::File(f), xattrs::COMMIT) => f.key.commit.to_string(),
             (Node::File(f), xattrs::SHA256) => f.entry.sha256.to_string(),
             (Node::File(f), xattrs::XET_HASH) => f.entry.file.to_string(),
-            (Node::Dir { rev, .. }, xattrs::REPO) => rev.repo.clone(),
+            (Node::Dir { rev, .. }, xattrs::REPO) => rev.repo.to_string(),
             (Node::Dir { rev, .. }, xattrs::COMMIT) => rev.commit.to_string(),
             _ => return Err(Errno::NoAttr),
         };
@@ -522,7 +522,7 @@ impl Vfs {
             match names.get(&NameKey::Rev { label: label.clone(), commit: commit.clone() }) {
                 Some(ino) => *ino,
                 None => {
-                    let ino = self.make_rev(&key.repo_id.to_string(), &commit, tree);
+                    let ino = self.make_rev(&key.repo_id, &commit, tree);
                     names.insert(NameKey::Rev { label, commit }, ino);
                     ino
                 }
@@ -532,12 +532,12 @@ impl Vfs {
     }
 
     /// Allocates the inodes of a revision directory and its subdirectories in one block.
-    fn make_rev(&self, repo: &str, commit: &CommitId, tree: Arc<Tree>) -> u64 {
+    fn make_rev(&self, repo: &RepoId, commit: &CommitId, tree: Arc<Tree>) -> u64 {
         let mut nodes = self.inner.nodes.write();
         let first = nodes.len() as u64 + 1;
         let n = tree.dirs.len();
         let rev = Arc::new(RevRoot {
-            repo: repo.to_string(),
+            repo: repo.clone(),
             commit: commit.clone(),
             dir_inos: (first..first + n as u64).collect(),
             tree,

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::CommitId;
+
 /// The Space SDKs the Hub accepts at creation (`huggingface_hub`'s `SPACES_SDK_TYPES`).
 pub const SPACE_SDKS: [&str; 4] = ["gradio", "streamlit", "docker", "static"];
 
@@ -87,7 +89,7 @@ pub struct DiscussionChanges {
     pub base: String,
     /// The commit the merge made (or fast-forwarded to).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge_commit_id: Option<String>,
+    pub merge_commit_id: Option<CommitId>,
 }
 
 /// `GET /api/{type}s/{id}/discussions/{num}`.

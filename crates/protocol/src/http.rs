@@ -3,6 +3,8 @@
 
 use sha1::Digest;
 
+use crate::ids::GitOid;
+
 /// Header names used by the Hub and the Xet CAS (lowercase, as HTTP/2 wants them).
 pub mod headers {
     /// Resolved commit on `/resolve` replies.
@@ -223,13 +225,14 @@ pub fn format_hub_date(unix_secs: u64) -> String {
 /// Git blob object id: SHA-1 of `blob {len}\0` + content, 40 hex.
 ///
 /// ```
-/// assert_eq!(tessera_protocol::git_blob_oid(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
+/// let oid = tessera_protocol::git_blob_oid(b"");
+/// assert_eq!(oid.as_str(), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
 /// ```
-pub fn git_blob_oid(content: &[u8]) -> String {
+pub fn git_blob_oid(content: &[u8]) -> GitOid {
     let mut h = sha1::Sha1::new();
     h.update(format!("blob {}\0", content.len()).as_bytes());
     h.update(content);
-    hex::encode(h.finalize())
+    GitOid::from_sha1(h.finalize().into())
 }
 
 /// SHA-1 hex of arbitrary bytes (used for commit and tree ids).
@@ -288,7 +291,7 @@ mod tests {
 
     #[test]
     fn git_ids() {
-        assert_eq!(git_blob_oid(b"hello\n"), "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert_eq!(git_blob_oid(b"hello\n").as_str(), "ce013625030ba8dba906f756967f9e9ca394464a");
         let p = lfs_pointer(&"a".repeat(64), 5);
         assert!(
             p.starts_with("version https://git-lfs.github.com/spec/v1\n")
@@ -307,7 +310,15 @@ pub fn parse_hub_date(text: &str) -> Option<u64> {
     let time = time.split_once('.').map_or(time, |(whole, _)| whole);
     let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || h < 0 || m < 0 || s < 0 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || m > 59
+        || s > 60
+        || h < 0
+        || m < 0
+        || s < 0
+    {
         return None;
     }
     // Days-from-civil (Howard Hinnant's algorithm), the inverse of `format_hub_date`.
@@ -328,10 +339,17 @@ mod date_tests {
     #[test]
     fn hub_dates_round_trip_and_junk_is_refused() {
         for secs in [0, 86_399, 951_782_400, 1_709_251_199, 1_733_443_200, 4_102_444_800] {
-            assert_eq!(parse_hub_date(&format_hub_date(secs)), Some(secs), "{}", format_hub_date(secs));
+            assert_eq!(
+                parse_hub_date(&format_hub_date(secs)),
+                Some(secs),
+                "{}",
+                format_hub_date(secs)
+            );
         }
         assert_eq!(parse_hub_date("2024-05-01T12:34:56Z"), Some(1_714_566_896));
-        for junk in ["", "2024-05-01", "2024-13-01T00:00:00Z", "x-y-zTa:b:c", "1969-12-31T23:59:59Z"] {
+        for junk in
+            ["", "2024-05-01", "2024-13-01T00:00:00Z", "x-y-zTa:b:c", "1969-12-31T23:59:59Z"]
+        {
             assert_eq!(parse_hub_date(junk), None, "{junk}");
         }
     }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{CommitId, GitOid};
+
 /// `GET /api/{type}s/{ns}/{name}[/revision/{rev}]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -64,7 +66,7 @@ pub struct Sibling {
     pub size: Option<u64>,
     /// Git blob oid (of the pointer for LFS files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blob_id: Option<String>,
+    pub blob_id: Option<GitOid>,
     /// LFS metadata (`sha256` here, `oid` in the tree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lfs: Option<SiblingLfs>,
@@ -97,7 +99,7 @@ pub enum TreeEntry {
 #[serde(rename_all = "camelCase")]
 pub struct TreeFile {
     /// Git blob oid (of the pointer for LFS files).
-    pub oid: String,
+    pub oid: GitOid,
     /// Real content size.
     pub size: u64,
     /// Path in the repo.
@@ -113,8 +115,8 @@ pub struct TreeFile {
 /// A folder entry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TreeDirectory {
-    /// A digest of the folder's contents.
-    pub oid: String,
+    /// A digest of the folder's contents (a SHA-1, as git's tree ids are).
+    pub oid: GitOid,
     /// Always 0.
     pub size: u64,
     /// Path in the repo.
@@ -126,7 +128,7 @@ pub struct TreeDirectory {
 #[serde(rename_all = "camelCase")]
 pub struct LfsInfo {
     /// SHA-256 of the content, hex.
-    pub oid: String,
+    pub oid: GitOid,
     /// Content size.
     pub size: u64,
     /// Size of the Git LFS pointer file.
@@ -169,7 +171,7 @@ pub struct GitRef {
     #[serde(rename = "ref")]
     pub git_ref: String,
     /// Commit id it points at.
-    pub target_commit: String,
+    pub target_commit: CommitId,
 }
 
 /// `POST /api/repos/create` (Python and hf-hub forms).
@@ -336,7 +338,7 @@ pub struct PreuploadResult {
     /// True: neither upload nor commit it.
     pub should_ignore: bool,
     /// Oid of the file already at that path (sha256 for LFS, git oid otherwise), if any.
-    pub oid: Option<String>,
+    pub oid: Option<GitOid>,
 }
 
 /// One line of the commit NDJSON body (`hub-api.md` §5.7).
@@ -390,7 +392,7 @@ pub struct LfsFileOp {
     #[serde(default)]
     pub algo: Option<String>,
     /// SHA-256 hex of the content.
-    pub oid: String,
+    pub oid: GitOid,
     /// Size; absent on copies.
     #[serde(default)]
     pub size: Option<u64>,
@@ -410,7 +412,7 @@ pub struct CommitResponse {
     /// Always true on 200.
     pub success: bool,
     /// The new commit id.
-    pub commit_oid: String,
+    pub commit_oid: CommitId,
     /// `{endpoint}/{prefix}{ns}/{name}/commit/{oid}`.
     pub commit_url: String,
     /// `{repo url}/discussions/{N}` when the commit opened a pull request (`create_pr=1`).
@@ -481,7 +483,7 @@ pub struct LfsBatchRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LfsObject {
     /// SHA-256 hex.
-    pub oid: String,
+    pub oid: GitOid,
     /// Size in bytes.
     pub size: u64,
 }
@@ -508,7 +510,7 @@ pub struct LfsBatchResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LfsBatchObject {
     /// SHA-256 hex.
-    pub oid: String,
+    pub oid: GitOid,
     /// Size in bytes.
     pub size: u64,
     /// What to do.
@@ -611,11 +613,15 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(h, CommitLine::Header(CommitHeader { parent_commit: Some(_), .. })));
-        let l: CommitLine = serde_json::from_str(
-            r#"{"key":"lfsFile","value":{"path":"a","algo":"sha256","oid":"00","size":3}}"#,
-        )
+        let l: CommitLine = serde_json::from_str(&format!(
+            r#"{{"key":"lfsFile","value":{{"path":"a","algo":"sha256","oid":"{}","size":3}}}}"#,
+            "0".repeat(64)
+        ))
         .unwrap();
         assert!(matches!(l, CommitLine::LfsFile(LfsFileOp { size: Some(3), .. })));
+        let bad = r#"{"key":"lfsFile","value":{"path":"a","algo":"sha256","oid":"00","size":3}}"#;
+        let err = serde_json::from_str::<CommitLine>(bad).unwrap_err().to_string();
+        assert!(err.contains("invalid git object id"), "{err}");
         let d: CommitLine =
             serde_json::from_str(r#"{"key":"deletedFolder","value":{"path":"d/"}}"#).unwrap();
         assert_eq!(d, CommitLine::DeletedFolder(PathOp { path: "d/".into() }));
@@ -624,8 +630,9 @@ mod tests {
 
     #[test]
     fn tree_entry_shape() {
+        let oid = crate::git_blob_oid(b"");
         let e = TreeEntry::File(TreeFile {
-            oid: "o".into(),
+            oid: oid.clone(),
             size: 1,
             path: "p".into(),
             lfs: None,
@@ -633,7 +640,7 @@ mod tests {
         });
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
-            r#"{"type":"file","oid":"o","size":1,"path":"p"}"#
+            format!(r#"{{"type":"file","oid":"{oid}","size":1,"path":"p"}}"#)
         );
     }
 

@@ -31,6 +31,9 @@ pub enum IdError {
     /// Not a full commit id (40 lowercase hex digits).
     #[error("invalid commit id {0:?}: expected 40 lowercase hex digits")]
     Commit(String),
+    /// Not a git object id (40 or 64 lowercase hex digits).
+    #[error("invalid git object id {0:?}: expected 40 or 64 lowercase hex digits")]
+    GitOid(String),
     /// A path inside a repo that is empty, absolute, escapes the repo or names `.git`.
     #[error("invalid path {path:?}: {reason}")]
     Path {
@@ -197,75 +200,97 @@ fn validate_id_part(part: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A full commit id, 40 lowercase hex digits, checked where it enters (a Hub answer, a stored
-/// ref, a mount path), so code below never re-checks a commit or mistakes a branch for one.
-///
-/// ```
-/// use tessera_protocol::CommitId;
-/// let c = CommitId::parse("0123456789abcdef0123456789abcdef01234567").unwrap();
-/// assert_eq!(c.as_str().len(), 40);
-/// assert!(CommitId::parse("main").is_err());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct CommitId(String);
+/// A checked id type (a `String` newtype with the given docs) and the plumbing every one
+/// shares, over `check`, which says why a text is refused: `parse` and serde's
+/// `TryFrom<String>` run it, so no value of the type skips it; `as_str`, `Into<String>` (serde's
+/// serialized form), `FromStr` (clap's) and `Display` give the text back. The `hex:` form is
+/// for ids that are hex digests, checked by a predicate, with `from_sha1` for ones hashed here.
+macro_rules! checked_id {
+    ($(#[$doc:meta])* $ty:ident, hex: $pred:path => $err:path $(,)?) => {
+        checked_id!($(#[$doc])* $ty, |text| {
+            if $pred(text) { Ok(()) } else { Err($err(clip(text))) }
+        });
 
-impl CommitId {
-    /// Checks `id` is a full commit id.
-    pub fn parse(id: &str) -> Result<Self, IdError> {
-        Self::try_from(id.to_owned())
-    }
+        impl $ty {
+            /// The id of a SHA-1 digest made here (a commit, a git blob or tree).
+            pub fn from_sha1(digest: [u8; 20]) -> Self {
+                Self(hex::encode(digest))
+            }
+        }
+    };
+    ($(#[$doc:meta])* $ty:ident, $check:expr $(,)?) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $ty(String);
 
-    /// The 40 hex digits.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl $ty {
+            /// Checks `text` and wraps it.
+            pub fn parse(text: &str) -> Result<Self, IdError> {
+                Self::try_from(text.to_owned())
+            }
+
+            /// The id's text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = IdError;
+            fn try_from(text: String) -> Result<Self, IdError> {
+                let check: fn(&str) -> Result<(), IdError> = $check;
+                check(&text)?;
+                Ok(Self(text))
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(id: $ty) -> String {
+                id.0
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = IdError;
+            fn from_str(text: &str) -> Result<Self, IdError> {
+                Self::parse(text)
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl TryFrom<String> for CommitId {
-    type Error = IdError;
-    fn try_from(id: String) -> Result<Self, IdError> {
-        if is_commit_id(&id) { Ok(Self(id)) } else { Err(IdError::Commit(clip(&id))) }
-    }
-}
+checked_id!(
+    /// A full commit id, 40 lowercase hex digits, checked where it enters (a Hub answer, a stored
+    /// ref, a mount path), so code below never re-checks a commit or mistakes a branch for one.
+    ///
+    /// ```
+    /// use tessera_protocol::CommitId;
+    /// let c = CommitId::parse("0123456789abcdef0123456789abcdef01234567").unwrap();
+    /// assert_eq!(c.as_str().len(), 40);
+    /// assert!(CommitId::parse("main").is_err());
+    /// ```
+    CommitId,
+    hex: is_commit_id => IdError::Commit,
+);
 
-impl From<CommitId> for String {
-    fn from(id: CommitId) -> String {
-        id.0
-    }
-}
-
-impl std::str::FromStr for CommitId {
-    type Err = IdError;
-    fn from_str(id: &str) -> Result<Self, IdError> {
-        Self::parse(id)
-    }
-}
-
-impl fmt::Display for CommitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A revision as a user, a URL or a mount path names it: a branch, a tag, `refs/pr/N` or a
-/// commit id, checked by [`validate_revision`]. Whether it names anything is for the repo's refs
-/// to say.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Revision(String);
+checked_id!(
+    /// A revision as a user, a URL or a mount path names it: a branch, a tag, `refs/pr/N` or a
+    /// commit id, checked by [`validate_revision`]. Whether it names anything is for the repo's
+    /// refs to say. Serialized as its text; deserializing checks it, so a revision from JSON is
+    /// as trusted as one from [`Revision::parse`].
+    Revision,
+    validate_revision,
+);
 
 impl Revision {
-    /// Checks `rev` by [`validate_revision`].
-    pub fn parse(rev: &str) -> Result<Self, IdError> {
-        validate_revision(rev)?;
-        Ok(Self(rev.to_owned()))
-    }
-
-    /// The revision's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The commit it names, when it is a full commit id (a branch or tag never is:
     /// [`validate_ref_name`] refuses names that look like one).
     pub fn as_commit(&self) -> Option<CommitId> {
@@ -279,16 +304,26 @@ impl From<CommitId> for Revision {
     }
 }
 
-impl std::str::FromStr for Revision {
-    type Err = IdError;
-    fn from_str(rev: &str) -> Result<Self, IdError> {
-        Self::parse(rev)
-    }
-}
+checked_id!(
+    /// The id a Hub gives a file's content: a git object id (the blob's SHA-1, of the LFS pointer
+    /// for LFS files) or an LFS oid (the content's SHA-256), 40 or 64 lowercase hex digits by
+    /// [`is_git_oid`]. Checked where it enters (a Hub answer, a commit or LFS request, a stored
+    /// tree), because it names files and folders (the HF cache's `blobs/<oid>`) and keys indexes.
+    ///
+    /// ```
+    /// use tessera_protocol::GitOid;
+    /// let blob = GitOid::parse("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391").unwrap();
+    /// assert_eq!(blob.as_str().len(), 40);
+    /// assert!(GitOid::parse("../../x").is_err());
+    /// ```
+    GitOid,
+    hex: is_git_oid => IdError::GitOid,
+);
 
-impl fmt::Display for Revision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// An LFS oid: the content's SHA-256.
+impl From<tessera_xet::hash::Sha256> for GitOid {
+    fn from(sha256: tessera_xet::hash::Sha256) -> Self {
+        Self(sha256.to_string())
     }
 }
 
@@ -426,7 +461,13 @@ mod tests {
         assert_eq!(Revision::parse(hex).unwrap().as_commit(), Some(c.clone()));
         assert_eq!(Revision::from(c).as_str(), hex);
         assert_eq!(Revision::parse("refs/pr/3").unwrap().as_commit(), None);
-        assert!(Revision::parse("a/../b").is_err() && CommitId::parse(&hex.to_uppercase()).is_err());
+        assert!(
+            Revision::parse("a/../b").is_err() && CommitId::parse(&hex.to_uppercase()).is_err()
+        );
+        let pr = Revision::parse("refs/pr/3").unwrap();
+        assert_eq!(serde_json::to_string(&pr).unwrap(), "\"refs/pr/3\"");
+        assert_eq!(serde_json::from_str::<Revision>("\"refs/pr/3\"").unwrap(), pr);
+        assert!(serde_json::from_str::<Revision>("\"a/../b\"").is_err());
     }
 
     #[test]
@@ -437,7 +478,12 @@ mod tests {
         assert!(is_git_oid(&"a".repeat(40)) && is_git_oid(&"0".repeat(64)));
         for bad in ["../../x", "", &"a".repeat(41), &"g".repeat(40), &"A".repeat(64)] {
             assert!(!is_git_oid(bad), "{bad}");
+            assert!(serde_json::from_value::<GitOid>(bad.into()).is_err(), "{bad}");
         }
+        let sha = tessera_xet::hash::Sha256::of(b"");
+        let oid = GitOid::from(sha);
+        assert_eq!(serde_json::to_value(&oid).unwrap(), sha.to_string());
+        assert_eq!(serde_json::from_value::<GitOid>(sha.to_string().into()).unwrap(), oid);
     }
 
     #[test]

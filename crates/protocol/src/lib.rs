@@ -28,17 +28,18 @@ pub mod ids;
 pub mod xattrs;
 
 pub use cas::{
-    BatchReconstruction, ChunkRange, FetchInfo, FileKey, InclusiveByteRange, ReconstructionTerm,
-    ReconstructionV1, ReconstructionV2, ShardEvent, ShardUploadResponse, XorbFetchV2, XorbRangeV2,
-    XorbUploadResponse, MAX_STORED_XORB_LEN, check_reconstruction,
+    BatchReconstruction, ChunkRange, FetchInfo, FileKey, InclusiveByteRange, MAX_STORED_XORB_LEN,
+    ReconstructionTerm, ReconstructionV1, ReconstructionV2, ShardEvent, ShardUploadResponse,
+    XorbFetchV2, XorbRangeV2, XorbUploadResponse, check_reconstruction,
 };
 pub use discussions::{
     DiscussionAuthor, DiscussionChange, DiscussionChanges, DiscussionDetails, DiscussionPage,
     DiscussionRepo, DiscussionSummary, NewDiscussion, NewDiscussionReply, SPACE_SDKS,
 };
 pub use http::{
-    RangeSpec, error_codes, format_hub_date, parse_hub_date, git_blob_oid, headers, is_hex64, lfs_pointer,
-    parse_bool, parse_range_header, parse_urlencoded, percent_decode, percent_encode, sha1_hex,
+    RangeSpec, error_codes, format_hub_date, git_blob_oid, headers, is_hex64, lfs_pointer,
+    parse_bool, parse_hub_date, parse_range_header, parse_urlencoded, percent_decode,
+    percent_encode, sha1_hex,
 };
 pub use hub::{
     BranchRequest, CommitAuthor, CommitHeader, CommitInfo, CommitLine, CommitResponse,
@@ -50,6 +51,6 @@ pub use hub::{
     WhoAmIToken, XetTokenResponse, upload_mode,
 };
 pub use ids::{
-    CommitId, IdError, RepoId, RepoType, Revision, is_commit_id, is_git_oid, is_repo_id_part, normalize_repo_path,
-    validate_ref_name, validate_revision,
+    CommitId, GitOid, IdError, RepoId, RepoType, Revision, is_commit_id, is_git_oid,
+    is_repo_id_part, normalize_repo_path, validate_ref_name, validate_revision,
 };

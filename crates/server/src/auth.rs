@@ -17,6 +17,7 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::db::RepoKey;
 use super::error::ApiError;
 
 /// What a Hub token allows.
@@ -155,7 +156,7 @@ pub fn is_member(caller: &Caller, namespace: &str, owner: &str, tokens: &TokenTa
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CasClaims {
     /// Repo key (`model/ns/name`).
-    pub repo: String,
+    pub repo: RepoKey,
     /// Write scope (includes read).
     pub write: bool,
     /// Expiry, unix seconds.
@@ -255,8 +256,12 @@ mod tests {
     #[test]
     fn cas_tokens() {
         let s = Signer::new([7; 32]);
-        let c = CasClaims { repo: "model/a/b".into(), write: true, exp: 100 };
+        let c =
+            CasClaims { repo: RepoKey::from_trusted("model/a/b".into()), write: true, exp: 100 };
         let tok = s.cas_token(&c);
+        let payload = tok.strip_prefix("xet_").and_then(|t| t.split_once('.')).unwrap().0;
+        let json = B64.decode(payload).unwrap();
+        assert_eq!(json, br#"{"repo":"model/a/b","write":true,"exp":100}"#, "the token's form");
         assert_eq!(s.check_cas_token(&tok, 99), Some(c));
         assert_eq!(s.check_cas_token(&tok, 100), None);
         let forged = tok.replace("xet_e", "xet_f");

@@ -23,15 +23,18 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use sha1::Digest;
 
 use super::error::{ApiError, ApiResult};
 use super::storage::{COMMITS, Guard, HubStorage, REFS, REPOS, TREES, WriteError};
-use tessera_xet::hash::{FileHash, Sha256, XorbHash};
-use tessera_protocol::{RepoId, RepoType, is_commit_id, sha1_hex};
+use tessera_protocol::{CommitId, RepoId, RepoType, sha1_hex};
 use tessera_store::{ServerBatch, Store};
+use tessera_xet::hash::{FileHash, Sha256, XorbHash};
 
-/// Key of a repo in every table: `{type}/{ns}/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Key of a repo in every table: `{type}/{ns}/{name}`. Serialized as that text (in CAS
+/// tokens, whose MAC vouches for it, as [`RepoKey::from_trusted`] says).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct RepoKey(String);
 
 impl RepoKey {
@@ -107,7 +110,7 @@ pub struct CommitRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOutcome {
     /// The branch head after the call.
-    pub commit: String,
+    pub commit: CommitId,
     /// False when the tree did not change (the head is returned as is).
     pub created: bool,
 }
@@ -146,9 +149,9 @@ pub struct DiscussionRecord {
     /// Full ref of the target branch.
     pub base: String,
     /// Head of the target branch when the pull request was opened: the merge's common base.
-    pub base_commit: Option<String>,
+    pub base_commit: Option<CommitId>,
     /// The commit the merge made or fast-forwarded to.
-    pub merge_commit: Option<String>,
+    pub merge_commit: Option<CommitId>,
 }
 
 impl DiscussionRecord {
@@ -223,15 +226,12 @@ impl HubDb {
     }
 
     /// The commit a full ref name points at.
-    pub fn get_ref(&self, key: &RepoKey, full_ref: &str) -> ApiResult<Option<String>> {
-        Ok(self
-            .storage
-            .get(REFS, &key.sub(full_ref))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    pub fn get_ref(&self, key: &RepoKey, full_ref: &str) -> ApiResult<Option<CommitId>> {
+        self.storage.get(REFS, &key.sub(full_ref))?.map(|v| stored_commit(&v)).transpose()
     }
 
     /// Resolves a branch, tag, `refs/...` name or full commit id to a commit id.
-    pub fn resolve(&self, key: &RepoKey, rev: &str) -> ApiResult<Option<String>> {
+    pub fn resolve(&self, key: &RepoKey, rev: &str) -> ApiResult<Option<CommitId>> {
         if rev.starts_with("refs/") {
             return self.get_ref(key, rev);
         }
@@ -241,10 +241,10 @@ impl HubDb {
         if let Some(c) = self.get_ref(key, &tag_ref(rev))? {
             return Ok(Some(c));
         }
-        if is_commit_id(rev) && self.storage.get(COMMITS, &key.sub(rev))?.is_some() {
-            return Ok(Some(rev.to_owned()));
+        match CommitId::parse(rev) {
+            Ok(c) if self.storage.get(COMMITS, &key.sub(rev))?.is_some() => Ok(Some(c)),
+            _ => Ok(None),
         }
-        Ok(None)
     }
 
     /// A commit of the repo.
@@ -260,11 +260,10 @@ impl HubDb {
         if let Some(t) = self.trees.lock().get(tree_id) {
             return Ok(t.clone());
         }
-        let tree: Arc<Vec<Entry>> =
-            match self.storage.get(TREES, &tree_key(tree_id))? {
-                Some(v) => Arc::new(from_json(&v)?),
-                None => return Err(ApiError::internal(format!("tree {tree_id} missing"))),
-            };
+        let tree: Arc<Vec<Entry>> = match self.storage.get(TREES, &tree_key(tree_id))? {
+            Some(v) => Arc::new(from_json(&v)?),
+            None => return Err(ApiError::internal(format!("tree {tree_id} missing"))),
+        };
         let mut cache = self.trees.lock();
         if cache.len() >= TREE_CACHE {
             cache.clear();
@@ -277,27 +276,26 @@ impl HubDb {
     pub fn commit_tree(
         &self,
         key: &RepoKey,
-        commit: &str,
+        commit: &CommitId,
     ) -> ApiResult<(CommitRecord, Arc<Vec<Entry>>)> {
         let record = self
-            .commit(key, commit)?
+            .commit(key, commit.as_str())?
             .ok_or_else(|| ApiError::internal(format!("commit {commit} missing")))?;
         let tree = self.tree(&record.tree)?;
         Ok((record, tree))
     }
 
     /// All refs of the repo: (full name, commit).
-    pub fn refs(&self, key: &RepoKey) -> ApiResult<Vec<(String, String)>> {
+    pub fn refs(&self, key: &RepoKey) -> ApiResult<Vec<(String, CommitId)>> {
         let prefix = key.sub("");
-        Ok(self
-            .storage
+        self.storage
             .scan_prefix(REFS, &prefix)?
             .into_iter()
             .map(|(k, v)| {
                 let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                (name, String::from_utf8_lossy(&v).into_owned())
+                Ok((name, stored_commit(&v)?))
             })
-            .collect())
+            .collect()
     }
 
     /// Up to `limit` commits reachable from `from` (first parents), newest first, skipping `skip`.
@@ -327,8 +325,7 @@ impl HubDb {
 
     /// True if the file was committed to (or uploaded for) this repo.
     pub fn file_in_repo(&self, key: &RepoKey, file: &FileHash) -> ApiResult<bool> {
-        let k = format!("f\0{}\0{file}", key.0);
-        Ok(self.storage.get(TREES, k.as_bytes())?.is_some())
+        Ok(self.storage.get(TREES, &grant_key(key, Some(file)))?.is_some())
     }
 
     /// The stored file with this SHA-256 (and size, when given), if it belongs to the repo:
@@ -396,7 +393,7 @@ impl HubDb {
     pub fn register_files(&self, key: &RepoKey, files: &[FileHash]) -> ApiResult<()> {
         let mut batch = ServerBatch::default();
         for f in files {
-            batch.put(TREES, format!("f\0{}\0{f}", key.0), Vec::new());
+            batch.put(TREES, grant_key(key, Some(f)), Vec::new());
         }
         self.storage.write(batch, Vec::new()).map_err(api_error)
     }
@@ -415,7 +412,7 @@ impl HubDb {
             message: String::new(),
         };
         let commit = write_commit(&mut batch, key, &[], None, &meta)?;
-        batch.put(REFS, key.sub(&branch_ref("main")), commit.as_bytes());
+        batch.put(REFS, key.sub(&branch_ref("main")), commit.as_str().as_bytes());
         batch.put(REPOS, key.0.as_bytes(), to_json(record)?);
         // Another replica creating the same repo at once: exactly one wins.
         let guards = vec![Guard::absent(REPOS, key.0.as_bytes())];
@@ -436,22 +433,20 @@ impl HubDb {
                 batch.delete(table, k);
             }
         }
-        for (k, _) in
-            self.storage.scan_prefix(TREES, format!("f\0{}\0", key.0).as_bytes())?
-        {
+        for (k, _) in self.storage.scan_prefix(TREES, &grant_key(key, None))? {
             batch.delete(TREES, k);
         }
         self.storage.write(batch, Vec::new()).map_err(api_error)
     }
 
     /// Creates a ref; `Ok(false)` if it exists.
-    pub fn create_ref(&self, key: &RepoKey, full_ref: &str, commit: &str) -> ApiResult<bool> {
+    pub fn create_ref(&self, key: &RepoKey, full_ref: &str, commit: &CommitId) -> ApiResult<bool> {
         let _guard = self.write_lock.lock();
         if self.get_ref(key, full_ref)?.is_some() {
             return Ok(false);
         }
         let mut batch = ServerBatch::default();
-        batch.put(REFS, key.sub(full_ref), commit.as_bytes());
+        batch.put(REFS, key.sub(full_ref), commit.as_str().as_bytes());
         match self.storage.write(batch, vec![Guard::absent(REFS, key.sub(full_ref))]) {
             Ok(()) => Ok(true),
             Err(WriteError::Moved { .. }) => Ok(false),
@@ -524,15 +519,15 @@ impl HubDb {
         &self,
         key: &RepoKey,
         full_ref: &str,
-        head: &str,
+        head: &CommitId,
         meta: &CommitMeta,
         apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
     ) -> Result<CommitOutcome, WriteError> {
         let mut batch = ServerBatch::default();
         let outcome = self.stage_commit(&mut batch, key, head, meta, apply)?;
         if outcome.created {
-            batch.put(REFS, key.sub(full_ref), outcome.commit.as_bytes());
-            let guard = Guard::holds(REFS, key.sub(full_ref), head.as_bytes());
+            batch.put(REFS, key.sub(full_ref), outcome.commit.as_str().as_bytes());
+            let guard = Guard::holds(REFS, key.sub(full_ref), head.as_str().as_bytes());
             self.storage.write(batch, vec![guard])?;
         }
         Ok(outcome)
@@ -554,11 +549,11 @@ impl HubDb {
         let _guard = self.write_lock.lock();
         let base = branch_ref(branch);
         let head = self.get_ref(key, &base)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
-        let from = match start {
+        let from = match start.map(|p| (p, CommitId::parse(p))) {
             None => head.clone(),
-            Some(p) if head.starts_with(p) => head.clone(),
-            Some(p) if is_commit_id(p) && self.commit(key, p)?.is_some() => p.to_owned(),
-            Some(p) => {
+            Some((p, _)) if head.as_str().starts_with(p) => head.clone(),
+            Some((p, Ok(c))) if self.commit(key, p)?.is_some() => c,
+            Some((p, _)) => {
                 return Err(ApiError::bad_request(format!(
                     "parentCommit {p} is neither the head of {branch} nor a commit of the repo"
                 )));
@@ -569,7 +564,7 @@ impl HubDb {
         pr.num = self.next_discussion_number(key)?;
         pr.base = base;
         pr.base_commit = Some(from);
-        batch.put(REFS, key.sub(&pr_ref(pr.num)), outcome.commit.as_bytes());
+        batch.put(REFS, key.sub(&pr_ref(pr.num)), outcome.commit.as_str().as_bytes());
         batch.put(COMMITS, discussion_key(key, pr.num), to_json(&pr)?);
         let guards = vec![Guard::absent(COMMITS, discussion_key(key, pr.num))];
         self.storage.write(batch, guards).map_err(|e| raced(e, "opening the pull request"))?;
@@ -582,14 +577,14 @@ impl HubDb {
         &self,
         batch: &mut ServerBatch,
         key: &RepoKey,
-        head: &str,
+        head: &CommitId,
         meta: &CommitMeta,
         apply: impl FnOnce(Vec<Entry>, &str) -> ApiResult<Vec<Entry>>,
     ) -> ApiResult<CommitOutcome> {
         let (_, old) = self.commit_tree(key, head)?;
-        let new = apply(old.as_ref().clone(), head)?;
+        let new = apply(old.as_ref().clone(), head.as_str())?;
         if new == *old {
-            return Ok(CommitOutcome { commit: head.to_owned(), created: false });
+            return Ok(CommitOutcome { commit: head.clone(), created: false });
         }
         let known: HashSet<FileHash> = old.iter().map(|e| e.file).collect();
         let added: Vec<FileHash> =
@@ -636,7 +631,7 @@ impl HubDb {
         if d.is_pr {
             let head =
                 self.get_ref(key, &d.base)?.ok_or_else(|| ApiError::revision_not_found(branch))?;
-            batch.put(REFS, key.sub(&pr_ref(d.num)), head.as_bytes());
+            batch.put(REFS, key.sub(&pr_ref(d.num)), head.as_str().as_bytes());
             d.base_commit = Some(head);
         }
         batch.put(COMMITS, discussion_key(key, d.num), to_json(&d)?);
@@ -701,12 +696,12 @@ impl HubDb {
             })?;
             write_commit(&mut batch, key, &tree, Some(&base), meta)?
         };
-        batch.put(REFS, key.sub(&pr.base), merged.as_bytes());
+        batch.put(REFS, key.sub(&pr.base), merged.as_str().as_bytes());
         pr.status = "merged".into();
         pr.merge_commit = Some(merged);
         batch.put(COMMITS, discussion_key(key, num), to_json(&pr)?);
         let guards = vec![
-            Guard::holds(REFS, key.sub(&pr.base), base.as_bytes()),
+            Guard::holds(REFS, key.sub(&pr.base), base.as_str().as_bytes()),
             Guard::holds(COMMITS, discussion_key(key, num), before),
         ];
         self.storage.write(batch, guards).map_err(|e| moved_head(e, &pr.base, &base))?;
@@ -728,9 +723,9 @@ fn raced(e: WriteError, doing: &str) -> ApiError {
 const MOVED_RETRIES: u32 = 5;
 
 /// 412 unless `head` is (starts with) the parent the client based its commit on.
-fn check_parent(expected: Option<&str>, name: &str, head: &str) -> ApiResult<()> {
+fn check_parent(expected: Option<&str>, name: &str, head: &CommitId) -> ApiResult<()> {
     match expected {
-        Some(parent) if !head.starts_with(parent) => Err(ApiError::new(
+        Some(parent) if !head.as_str().starts_with(parent) => Err(ApiError::new(
             axum::http::StatusCode::PRECONDITION_FAILED,
             format!("Parent commit {parent} is not the head of {name} ({head})"),
         )),
@@ -740,7 +735,7 @@ fn check_parent(expected: Option<&str>, name: &str, head: &str) -> ApiResult<()>
 
 /// A ref moved between reading its head and writing the new one: 412, as a stale
 /// `parentCommit` is, naming the ref and the head this write was based on.
-fn moved_head(e: WriteError, name: &str, head: &str) -> ApiError {
+fn moved_head(e: WriteError, name: &str, head: &CommitId) -> ApiError {
     match e {
         WriteError::Moved { .. } => ApiError::new(
             axum::http::StatusCode::PRECONDITION_FAILED,
@@ -797,6 +792,18 @@ fn merge_trees(
     if conflicts.is_empty() { Ok(out.into_values().collect()) } else { Err(conflicts) }
 }
 
+/// A commit id read back from a ref: written by this server, so anything else is damage.
+fn stored_commit(value: &[u8]) -> ApiResult<CommitId> {
+    CommitId::parse(&String::from_utf8_lossy(value)).map_err(ApiError::internal)
+}
+
+/// Key of a grant in [`TREES`], `f\0{repo}\0{file hash}` (empty value): the file may be read
+/// with the repo's CAS tokens. Without a file, the prefix of all the repo's grants.
+fn grant_key(key: &RepoKey, file: Option<&FileHash>) -> Vec<u8> {
+    let file = file.map(FileHash::to_string).unwrap_or_default();
+    format!("f\0{}\0{file}", key.0).into_bytes()
+}
+
 /// Key of a tree in [`TREES`]: `t\0{tree id}`.
 pub fn tree_key(tree_id: &str) -> Vec<u8> {
     format!("t\0{tree_id}").into_bytes()
@@ -807,12 +814,12 @@ fn write_commit(
     batch: &mut ServerBatch,
     key: &RepoKey,
     entries: &[Entry],
-    parent: Option<&str>,
+    parent: Option<&CommitId>,
     meta: &CommitMeta,
-) -> ApiResult<String> {
+) -> ApiResult<CommitId> {
     let tree_json = to_json(&entries)?;
     let tree = sha1_hex(&tree_json);
-    let parents: Vec<String> = parent.map(str::to_owned).into_iter().collect();
+    let parents: Vec<String> = parent.map(CommitId::to_string).into_iter().collect();
     let mut text = format!("tree {tree}\n");
     for p in &parents {
         text.push_str(&format!("parent {p}\n"));
@@ -821,13 +828,13 @@ fn write_commit(
         "author {} {}\n\n{}\n\n{}",
         meta.author, meta.date, meta.title, meta.message
     ));
-    let id = sha1_hex(text.as_bytes());
+    let id = CommitId::from_sha1(sha1::Sha1::digest(text.as_bytes()).into());
     // Every file of a commit may be read with the repo's CAS tokens.
     for e in entries {
-        batch.put(TREES, format!("f\0{}\0{}", key.0, e.file), Vec::new());
+        batch.put(TREES, grant_key(key, Some(&e.file)), Vec::new());
     }
     let record = CommitRecord {
-        id: id.clone(),
+        id: id.to_string(),
         tree: tree.clone(),
         parents,
         author: meta.author.clone(),
@@ -838,7 +845,7 @@ fn write_commit(
     // The tree roots its files in the same batch: `gc` keeps them for as long as the store.
     let files = entries.iter().map(|e| e.file);
     batch.put_rooted(TREES, tree_key(&tree), tree_json, &tree, files);
-    batch.put(COMMITS, key.sub(&id), to_json(&record)?);
+    batch.put(COMMITS, key.sub(id.as_str()), to_json(&record)?);
     Ok(id)
 }
 
@@ -853,7 +860,7 @@ mod tests {
             size: u64::from(seed),
             file: FileHash::ZERO,
             sha256: Sha256::default(),
-            git_oid: seed.to_string(),
+            git_oid: tessera_protocol::git_blob_oid(&[seed]),
             lfs: false,
         }
     }

@@ -148,7 +148,8 @@ impl Store {
     /// Loads the cap recorded in the store (at open).
     pub(super) fn load_cap(&self) -> Result<()> {
         let cap = self.inner.db.get(Table::Meta, CAP_KEY)?;
-        let cap = cap.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_le_bytes);
+        let cap =
+            cap.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, u64::from_le_bytes);
         self.inner.evict.cap.store(cap, Ordering::Relaxed);
         Ok(())
     }
@@ -231,7 +232,9 @@ impl Store {
         let ev = &self.inner.evict;
         let _round = ev.round.lock();
         let cap = ev.cap.load(Ordering::Relaxed);
-        if cap == 0 || (ev.counted.load(Ordering::Relaxed) && ev.usage.load(Ordering::Relaxed) <= cap) {
+        if cap == 0
+            || (ev.counted.load(Ordering::Relaxed) && ev.usage.load(Ordering::Relaxed) <= cap)
+        {
             return Ok(EvictReport::default());
         }
         let _writers = ev.writing.write();
@@ -240,11 +243,21 @@ impl Store {
         let (used, _) = self.survey(&mut candidates)?;
         ev.counted.store(true, Ordering::Relaxed);
         let target = cap - (cap / HEADROOM_DIVISOR).min(MAX_HEADROOM);
-        let report = if used > cap { self.evict(candidates, used - target)? } else { EvictReport::default() };
+        let report = if used > cap {
+            self.evict(candidates, used - target)?
+        } else {
+            EvictReport::default()
+        };
         ev.usage.store(used - report.bytes, Ordering::Relaxed);
         ev.evicted.fetch_add(report.bytes, Ordering::Relaxed);
         if report.bytes > 0 {
-            tracing::info!(freed = report.bytes, xorbs = report.xorbs, flat = report.flat_copies, cap, "evicted least recently read data");
+            tracing::info!(
+                freed = report.bytes,
+                xorbs = report.xorbs,
+                flat = report.flat_copies,
+                cap,
+                "evicted least recently read data"
+            );
         }
         Ok(report)
     }
@@ -278,7 +291,10 @@ impl Store {
             if protected.pinned_xorbs.contains(&hash) {
                 pinned += bytes;
             } else if !protected.held_xorbs.contains(&hash) {
-                let read = last_read.get(&hash).copied().unwrap_or_else(|| mtime_nanos(&self.xorb_path(&hash)));
+                let read = last_read
+                    .get(&hash)
+                    .copied()
+                    .unwrap_or_else(|| mtime_nanos(&self.xorb_path(&hash)));
                 xorbs.push(Candidate { last_read: read, bytes, what: Victim::Xorb(hash) });
             }
             Ok(())
@@ -385,7 +401,8 @@ mod tests {
     fn a_round_evicts_the_least_recently_read_and_spares_pins_and_holds() -> TestResult {
         let home = tempfile::tempdir()?;
         let store = Store::open(home.path())?;
-        let files: Vec<_> = (0..4).map(|i| store.ingest_bytes(&noise(1 << 20, i))).collect::<Result<_>>()?;
+        let files: Vec<_> =
+            (0..4).map(|i| store.ingest_bytes(&noise(1 << 20, i))).collect::<Result<_>>()?;
         store.pin("kept", &files[0].file)?;
         let _hold = store.hold(&[files[1].file]);
         store.set_cache_cap(Some(100 << 20))?;
@@ -438,12 +455,16 @@ mod tests {
             size: file.size,
             file: file.file,
             sha256: file.sha256,
-            git_oid: "0".repeat(40),
+            git_oid: tessera_protocol::GitOid::parse(&"0".repeat(40))?,
             lfs: true,
         };
         let commit = tessera_protocol::CommitId::parse(&"a".repeat(40))?;
         let repo = tessera_protocol::RepoId::parse("org/m")?;
-        let at = crate::CommitKey { repo_type: tessera_protocol::RepoType::Model, repo_id: repo, commit };
+        let at = crate::CommitKey {
+            repo_type: tessera_protocol::RepoType::Model,
+            repo_id: repo,
+            commit,
+        };
         store.put_repo_tree(&at, &[entry], "http://hub")?;
         assert!(store.pin_revision(&at)?.is_some());
         assert_eq!(store.pinned_revisions()?, vec![at.clone()]);

@@ -24,8 +24,8 @@
 
 mod adopt;
 pub use adopt::Sha256Walk;
-pub mod clock;
 mod cache;
+pub mod clock;
 mod codec;
 mod db;
 mod evict;
@@ -49,13 +49,15 @@ use db::{KvBatch, Table};
 pub use evict::{CacheUsage, EvictReport, FileHold, Reservation};
 pub use ingest::{IngestReport, IngestSession};
 pub use maint::{DuReport, FsckProblem, FsckReport, GcReport};
-pub use records::{ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping};
+pub use records::{
+    ChunkMeta, FileRecord, RecordError, Term, TreeEntry, XorbMeta, terms_overlapping,
+};
 use roots::RootHolder;
 pub use source::{CommitKey, RemoteSource, RevisionKey, SourceError, StoreSource};
 pub use space::{Section, ServerBatch, ServerSpace, ServerWrite};
 pub use xorbs::StagingFile;
 
-use tessera_protocol::{CommitId, RepoType};
+use tessera_protocol::{CommitId, GitOid, RepoType};
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
 
 /// Everything that can go wrong in the store.
@@ -254,17 +256,19 @@ impl Store {
             tracing::debug!(files = stale, "removed staging files of a writer that died");
         }
         let cache = cache::ChunkCache::new(options.cache_bytes);
-        let store = Self { inner: Arc::new(Inner {
-            home: home.to_path_buf(),
-            db,
-            xorbs,
-            cache,
-            meta_lock: parking_lot::Mutex::new(()),
-            pending: Arc::default(),
-            roots_lock: parking_lot::RwLock::new(()),
-            evict: evict::Evictor::default(),
-            closed: ClosedOnDrop::default(),
-        }) };
+        let store = Self {
+            inner: Arc::new(Inner {
+                home: home.to_path_buf(),
+                db,
+                xorbs,
+                cache,
+                meta_lock: parking_lot::Mutex::new(()),
+                pending: Arc::default(),
+                roots_lock: parking_lot::RwLock::new(()),
+                evict: evict::Evictor::default(),
+                closed: ClosedOnDrop::default(),
+            }),
+        };
         store.load_cap()?;
         Ok(store)
     }
@@ -317,21 +321,25 @@ impl Store {
     }
 
     /// The file hash of content with this git blob id, if recorded by a pull.
-    pub fn file_by_git_oid(&self, oid: &str) -> Result<Option<FileHash>> {
-        self.inner.db.get_json(Table::GitOid, oid.as_bytes())
+    pub fn file_by_git_oid(&self, oid: &GitOid) -> Result<Option<FileHash>> {
+        self.inner.db.get_json(Table::GitOid, oid.as_str().as_bytes())
     }
 
     /// Records which file a git blob id names (regular, non-LFS files of pulled repos).
-    pub fn put_git_oid(&self, oid: &str, file: &FileHash) -> Result<()> {
-        self.put_git_oids(&[(oid.to_string(), *file)])
+    pub fn put_git_oid(&self, oid: &GitOid, file: &FileHash) -> Result<()> {
+        self.put_git_oids(&[(oid.clone(), *file)])
     }
 
     /// [`Store::put_git_oid`] for many files in one durable write.
-    pub fn put_git_oids(&self, pairs: &[(String, FileHash)]) -> Result<()> {
+    pub fn put_git_oids(&self, pairs: &[(GitOid, FileHash)]) -> Result<()> {
         let mut batch = KvBatch::default();
         for (oid, file) in pairs {
             // The same JSON string form `get_json` reads back.
-            batch.put(Table::GitOid, oid.as_bytes().to_vec(), format!("\"{file}\"").into_bytes());
+            batch.put(
+                Table::GitOid,
+                oid.as_str().as_bytes().to_vec(),
+                format!("\"{file}\"").into_bytes(),
+            );
         }
         self.inner.db.write(batch)
     }
@@ -340,7 +348,8 @@ impl Store {
     pub fn is_complete(&self, record: &FileRecord) -> Result<bool> {
         for t in &record.terms {
             let Some(meta) = self.xorb_meta(&t.xorb)? else { return Ok(false) };
-            let present = (t.chunk_start..t.chunk_end).all(|i| meta.chunks.get(i as usize).is_some_and(Option::is_some));
+            let present = (t.chunk_start..t.chunk_end)
+                .all(|i| meta.chunks.get(i as usize).is_some_and(Option::is_some));
             if !present {
                 return Ok(false);
             }
@@ -351,7 +360,11 @@ impl Store {
     /// Records when a commit was made (unix seconds), as its hub said.
     pub fn put_commit_date(&self, commit: &CommitId, unix_secs: u64) -> Result<()> {
         let mut batch = KvBatch::default();
-        batch.put(Table::CommitDate, commit.as_str().as_bytes().to_vec(), unix_secs.to_le_bytes().to_vec());
+        batch.put(
+            Table::CommitDate,
+            commit.as_str().as_bytes().to_vec(),
+            unix_secs.to_le_bytes().to_vec(),
+        );
         self.inner.db.write(batch)
     }
 
@@ -442,7 +455,11 @@ impl Store {
     /// locally for the bare commit ([`Store::put_tree`]: stores made before trees were kept
     /// per repo, and trees built here). With `origin`, a tree another hub listed is not
     /// returned (offline readers pass `None`: they trust what this store's pulls brought).
-    pub fn repo_tree(&self, at: &CommitKey, origin: Option<&str>) -> Result<Option<Vec<TreeEntry>>> {
+    pub fn repo_tree(
+        &self,
+        at: &CommitKey,
+        origin: Option<&str>,
+    ) -> Result<Option<Vec<TreeEntry>>> {
         let key = keys::tree_key(at);
         if !self.from_origin(b't', &key, origin)? {
             return Ok(None);
@@ -455,7 +472,13 @@ impl Store {
 
     /// Points a revision at a commit, stamped with `now` (unix seconds); `origin` is the hub
     /// that said so (`None`: decided here).
-    pub fn put_ref(&self, rev: &RevisionKey, commit: &CommitId, now: u64, origin: Option<&str>) -> Result<()> {
+    pub fn put_ref(
+        &self,
+        rev: &RevisionKey,
+        commit: &CommitId,
+        now: u64,
+        origin: Option<&str>,
+    ) -> Result<()> {
         let key = keys::ref_key(rev);
         let mut batch = KvBatch::default();
         let value = serde_json::to_vec(&(commit, now))
@@ -467,7 +490,11 @@ impl Store {
 
     /// A revision's commit and when it was recorded; with `origin`, only if that hub recorded
     /// it (or no hub did).
-    pub fn get_ref(&self, rev: &RevisionKey, origin: Option<&str>) -> Result<Option<(CommitId, u64)>> {
+    pub fn get_ref(
+        &self,
+        rev: &RevisionKey,
+        origin: Option<&str>,
+    ) -> Result<Option<(CommitId, u64)>> {
         let key = keys::ref_key(rev);
         if !self.from_origin(b'r', &key, origin)? {
             return Ok(None);
@@ -481,7 +508,8 @@ impl Store {
     pub fn refs(&self, repo_type: RepoType, namespace: Option<&str>) -> Result<Vec<RevisionKey>> {
         let prefix = keys::refs_prefix(repo_type, namespace);
         let rows = self.inner.db.scan_prefix(Table::Ref, prefix.as_bytes())?;
-        let parsed = rows.iter().filter_map(|(k, _)| keys::parse_ref_key(std::str::from_utf8(k).ok()?));
+        let parsed =
+            rows.iter().filter_map(|(k, _)| keys::parse_ref_key(std::str::from_utf8(k).ok()?));
         Ok(parsed.filter(|rev| namespace.is_none_or(|ns| rev.repo_id.namespace() == ns)).collect())
     }
 

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use tessera_protocol::{GitOid, git_blob_oid, lfs_pointer};
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash};
-use tessera_protocol::{git_blob_oid, lfs_pointer};
 
 /// A record that does not decode: the index is damaged (fsck reports it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,8 +170,9 @@ pub struct TreeEntry {
     pub file: FileHash,
     /// SHA-256 of the content.
     pub sha256: Sha256,
-    /// Git blob id (40 hex) of what git stores: the content, or the LFS pointer.
-    pub git_oid: String,
+    /// Git blob id (40 hex) of what git stores: the content, or the LFS pointer. Stored as its
+    /// hex string, so trees written before it was typed read back the same.
+    pub git_oid: GitOid,
     /// Whether git holds an LFS pointer rather than the content.
     pub lfs: bool,
 }
@@ -190,7 +191,7 @@ impl TreeEntry {
 
     /// The etag clients key their cache on: sha256 for LFS files, git oid otherwise.
     pub fn etag(&self) -> String {
-        if self.lfs { self.sha256.to_string() } else { self.git_oid.clone() }
+        if self.lfs { self.sha256.to_string() } else { self.git_oid.to_string() }
     }
 }
 
@@ -225,7 +226,11 @@ impl Reader<'_> {
 
 /// The terms of a file overlapping its bytes `[start, end)`, each with the file offset it starts
 /// at: the one walk every reader, fetcher and planner of byte ranges shares.
-pub fn terms_overlapping(terms: &[Term], start: u64, end: u64) -> impl Iterator<Item = (u64, &Term)> {
+pub fn terms_overlapping(
+    terms: &[Term],
+    start: u64,
+    end: u64,
+) -> impl Iterator<Item = (u64, &Term)> {
     terms
         .iter()
         .scan(0u64, |pos, t| {
@@ -252,7 +257,8 @@ mod tests {
             assert!(XorbMeta::decode(XorbHash::ZERO, &enc[..cut]).is_err());
         }
         let t = Term { xorb: XorbHash::ZERO, chunk_start: 1, chunk_end: 3, unpacked_len: 7 };
-        let f = FileRecord { hash: FileHash::ZERO, size: 7, sha256: Sha256::of(b""), terms: vec![t] };
+        let f =
+            FileRecord { hash: FileHash::ZERO, size: 7, sha256: Sha256::of(b""), terms: vec![t] };
         let enc = f.encode();
         assert_eq!(FileRecord::decode(FileHash::ZERO, &enc), Ok(f));
         for cut in 0..enc.len() {

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use tessera_hub::HubError;
-use tessera_protocol::{CommitId, RepoId, Revision};
+use tessera_protocol::{CommitId, GitOid, RepoId, Revision};
 use tessera_store::{RevisionKey, StoreError};
 use tessera_xet::format::FormatError;
 use tessera_xet::hash::{FileHash, Sha256, XorbHash};
@@ -125,9 +125,9 @@ pub enum Corruption {
         /// The file.
         path: String,
         /// The listed id.
-        expected: String,
+        expected: GitOid,
         /// The id of what was fetched.
-        got: String,
+        got: GitOid,
     },
     /// A file's fetched chunks do not hash to its Xet hash (they were dropped, to be fetched
     /// again).

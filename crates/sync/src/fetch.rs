@@ -10,10 +10,10 @@ use tokio::sync::Mutex;
 
 use super::lazy::LazyFiles;
 use super::{Corruption, SyncError};
-use tessera_xet::hash::{FileHash, Sha256};
 use tessera_hub::{HubClient, Reconstruction};
-use tessera_protocol::{Revision, XetTokenResponse};
+use tessera_protocol::{GitOid, Revision, XetTokenResponse};
 use tessera_store::{CommitKey, FileRecord, Sha256Walk, Store, Term, TreeEntry};
+use tessera_xet::hash::{FileHash, Sha256};
 
 /// Attempts at a file whose fetched bytes do not verify (a flaky proxy), before giving up. A
 /// corrupting middlebox that hits one request in nine (the fault proxy of the tests) can hit the
@@ -25,7 +25,7 @@ const VERIFY_ATTEMPTS: u32 = 5;
 pub(crate) struct FileTarget {
     pub(crate) path: String,
     pub(crate) size: u64,
-    pub(crate) git_oid: String,
+    pub(crate) git_oid: GitOid,
     /// LFS oid, for LFS files.
     pub(crate) sha256: Option<Sha256>,
     /// Xet hash, for files the CAS can reconstruct.
@@ -46,7 +46,13 @@ pub(crate) struct FileFetcher {
 impl FileFetcher {
     /// Fetches files of `repo_id` at `commit`, streaming Xet files through `lazy` (whose
     /// single flight it shares) and counting received bytes into `fetched`.
-    pub(crate) fn new(hub: HubClient, store: Store, at: CommitKey, fetched: Arc<AtomicU64>, lazy: Arc<LazyFiles>) -> Self {
+    pub(crate) fn new(
+        hub: HubClient,
+        store: Store,
+        at: CommitKey,
+        fetched: Arc<AtomicU64>,
+        lazy: Arc<LazyFiles>,
+    ) -> Self {
         Self { hub, store, at, token: Mutex::new(None), fetched, lazy }
     }
 
@@ -68,8 +74,10 @@ impl FileFetcher {
                 }
                 Ok(record) => {
                     if t.sha256.is_none() {
-                        let (store, oid, hash) = (self.store.clone(), t.git_oid.clone(), record.hash);
-                        blocking(move || store.put_git_oid(&oid, &hash).map_err(SyncError::from)).await?;
+                        let (store, oid, hash) =
+                            (self.store.clone(), t.git_oid.clone(), record.hash);
+                        blocking(move || store.put_git_oid(&oid, &hash).map_err(SyncError::from))
+                            .await?;
                     }
                     return Ok(record);
                 }
@@ -104,13 +112,19 @@ impl FileFetcher {
             return Ok(t.clone());
         }
         let at = &self.at;
-        let fresh = self.hub.xet_read_token(at.repo_type, &at.repo_id, &Revision::from(at.commit.clone())).await?;
+        let fresh = self
+            .hub
+            .xet_read_token(at.repo_type, &at.repo_id, &Revision::from(at.commit.clone()))
+            .await?;
         *slot = Some(fresh.clone());
         Ok(fresh)
     }
 
     /// The file's reconstruction, with the unix time its URLs stop working (the token's).
-    pub(crate) async fn reconstruction_expiring(&self, xet: FileHash) -> Result<(Reconstruction, u64), SyncError> {
+    pub(crate) async fn reconstruction_expiring(
+        &self,
+        xet: FileHash,
+    ) -> Result<(Reconstruction, u64), SyncError> {
         let token = self.token().await?;
         Ok((self.hub.reconstruction(&token.cas_url, &token.access_token, &xet).await?, token.exp))
     }
@@ -122,7 +136,14 @@ impl FileFetcher {
     /// SHA-256. A file that fails is dropped from the index (its chunks fetched again by the
     /// next attempt).
     async fn fetch_xet(&self, t: &FileTarget, xet: FileHash) -> Result<FileRecord, SyncError> {
-        let e = TreeEntry { path: t.path.clone(), size: t.size, file: xet, sha256: t.sha256.unwrap_or_default(), git_oid: t.git_oid.clone(), lfs: true };
+        let e = TreeEntry {
+            path: t.path.clone(),
+            size: t.size,
+            file: xet,
+            sha256: t.sha256.unwrap_or_default(),
+            git_oid: t.git_oid.clone(),
+            lfs: true,
+        };
         let fetched = tokio::sync::watch::Sender::new(false);
         let fetch = async {
             let result = self.lazy.fetch_whole(self, &e).await;
@@ -134,7 +155,9 @@ impl FileFetcher {
         result?;
         let (store, expected, path) = (self.store.clone(), t.sha256, t.path.clone());
         blocking(move || {
-            let record = store.file(&xet)?.ok_or_else(|| SyncError::Internal(format!("{path}: no record after the fetch")))?;
+            let record = store
+                .file(&xet)?
+                .ok_or_else(|| SyncError::Internal(format!("{path}: no record after the fetch")))?;
             let mut walk = walk?;
             let whole = store.verify_file(&record)? && store.sha256_advance(&record, &mut walk)?;
             match checked_sha256(path, xet, whole.then(|| walk.finish()), expected) {
@@ -154,7 +177,11 @@ impl FileFetcher {
 
     /// Hashes a file's bytes in order while [`LazyFiles::fetch_whole`] brings them, on the
     /// other core, until `fetched` says the fetch ended; returns how far it got.
-    async fn hash_as_it_lands(&self, xet: FileHash, mut fetched: tokio::sync::watch::Receiver<bool>) -> Result<Sha256Walk, SyncError> {
+    async fn hash_as_it_lands(
+        &self,
+        xet: FileHash,
+        mut fetched: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Sha256Walk, SyncError> {
         let mut walk = Sha256Walk::default();
         // The file's record, read once the fetch has recorded it (its terms do not change).
         let mut record: Option<FileRecord> = None;
@@ -192,18 +219,25 @@ impl FileFetcher {
     /// each (resolving a lazy revision waits on these; a dozen config and tokenizer files cost
     /// ~0.7 s one by one here). Falls back to [`FileFetcher::ensure`] per file when anything
     /// does not verify, so retries stay per file. Records come back in the order of `targets`.
-    pub(crate) async fn ensure_small(&self, targets: &[FileTarget]) -> Result<Vec<FileRecord>, SyncError> {
+    pub(crate) async fn ensure_small(
+        &self,
+        targets: &[FileTarget],
+    ) -> Result<Vec<FileRecord>, SyncError> {
         let mut found: Vec<Option<FileRecord>> = Vec::with_capacity(targets.len());
         for t in targets {
             found.push(self.local(t).await?);
         }
-        let missing: Vec<&FileTarget> = targets.iter().zip(&found).filter(|(_, r)| r.is_none()).map(|(t, _)| t).collect();
+        let missing: Vec<&FileTarget> =
+            targets.iter().zip(&found).filter(|(_, r)| r.is_none()).map(|(t, _)| t).collect();
         if !missing.is_empty() {
-            let bodies: Vec<(FileTarget, Vec<u8>)> = futures::stream::iter(missing)
-                .map(|t| async move { Ok::<_, SyncError>((t.clone(), self.download_small(t).await?)) })
-                .buffered(8)
-                .try_collect()
-                .await?;
+            let bodies: Vec<(FileTarget, Vec<u8>)> =
+                futures::stream::iter(missing)
+                    .map(|t| async move {
+                        Ok::<_, SyncError>((t.clone(), self.download_small(t).await?))
+                    })
+                    .buffered(8)
+                    .try_collect()
+                    .await?;
             let store = self.store.clone();
             let stored = blocking(move || ingest_small_verified(&store, &bodies)).await;
             let mut stored = match stored {
@@ -228,7 +262,11 @@ impl FileFetcher {
 
     /// Streams a file of the commit from `/resolve` into `sink` (resuming a broken transfer),
     /// counting the bytes received.
-    async fn download(&self, t: &FileTarget, sink: impl FnMut(&[u8]) -> std::io::Result<()>) -> Result<(), SyncError> {
+    async fn download(
+        &self,
+        t: &FileTarget,
+        sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), SyncError> {
         let at = &self.at;
         let url = self.hub.resolve_url(at.repo_type, &at.repo_id, &at.commit, &t.path);
         let n = self.hub.download(&url, &at.repo_id, 0, sink).await?;
@@ -253,7 +291,11 @@ impl FileFetcher {
         let staged = self.store.staging_file("download");
         let path = staged.path();
         // create_new: two downloads never share one file, even were their names to collide.
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(SyncError::io(path))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(SyncError::io(path))?;
         self.download(t, |b| file.write_all(b)).await?;
         drop(file);
         let (store, t) = (self.store.clone(), t.clone());
@@ -270,10 +312,17 @@ fn worth_fetching_again(e: &SyncError) -> bool {
 
 /// The SHA-256 of a fetched Xet file, `got` once its chunks hash to its Xet hash (`None` when
 /// they do not), checked against the listed one when the listing gave one.
-fn checked_sha256(path: String, file: FileHash, got: Option<Sha256>, expected: Option<Sha256>) -> Result<Sha256, Corruption> {
+fn checked_sha256(
+    path: String,
+    file: FileHash,
+    got: Option<Sha256>,
+    expected: Option<Sha256>,
+) -> Result<Sha256, Corruption> {
     match (got, expected) {
         (None, _) => Err(Corruption::XetHash { path, file }),
-        (Some(got), Some(expected)) if got != expected => Err(Corruption::Sha256 { path, expected, got }),
+        (Some(got), Some(expected)) if got != expected => {
+            Err(Corruption::Sha256 { path, expected, got })
+        }
         (Some(got), _) => Ok(got),
     }
 }
@@ -282,7 +331,9 @@ fn checked_sha256(path: String, file: FileHash, got: Option<Sha256>, expected: O
 pub(crate) fn fetched_error(e: tessera_store::StoreError) -> SyncError {
     use tessera_store::StoreError;
     match e {
-        StoreError::FetchedMismatch { .. } | StoreError::MalformedXorb { .. } => Corruption::Store(e).into(),
+        StoreError::FetchedMismatch { .. } | StoreError::MalformedXorb { .. } => {
+            Corruption::Store(e).into()
+        }
         other => SyncError::Store(other),
     }
 }
@@ -298,7 +349,10 @@ pub(crate) fn is_small_plain(t: &FileTarget) -> bool {
 }
 
 /// Stores fetched small files in one session after checking each against its tree entry.
-fn ingest_small_verified(store: &Store, bodies: &[(FileTarget, Vec<u8>)]) -> Result<Vec<FileRecord>, SyncError> {
+fn ingest_small_verified(
+    store: &Store,
+    bodies: &[(FileTarget, Vec<u8>)],
+) -> Result<Vec<FileRecord>, SyncError> {
     let mut session = store.ingest_session();
     let mut oids = Vec::new();
     for (t, body) in bodies {
@@ -315,15 +369,24 @@ fn ingest_small_verified(store: &Store, bodies: &[(FileTarget, Vec<u8>)]) -> Res
 }
 
 /// Whether fetched content is what the tree entry said: size, then SHA-256 or git blob id.
-fn check_fetched(t: &FileTarget, size: u64, sha256: Sha256, git_oid: impl FnOnce() -> String) -> Result<(), Corruption> {
+fn check_fetched(
+    t: &FileTarget,
+    size: u64,
+    sha256: Sha256,
+    git_oid: impl FnOnce() -> GitOid,
+) -> Result<(), Corruption> {
     let path = t.path.clone();
     if size != t.size {
         return Err(Corruption::Size { path, expected: t.size, got: size });
     }
     match t.sha256 {
-        Some(expected) if expected != sha256 => Err(Corruption::Sha256 { path, expected, got: sha256 }),
+        Some(expected) if expected != sha256 => {
+            Err(Corruption::Sha256 { path, expected, got: sha256 })
+        }
         None => match git_oid() {
-            got if got != t.git_oid => Err(Corruption::GitOid { path, expected: t.git_oid.clone(), got }),
+            got if got != t.git_oid => {
+                Err(Corruption::GitOid { path, expected: t.git_oid.clone(), got })
+            }
             _ => Ok(()),
         },
         _ => Ok(()),
@@ -331,14 +394,21 @@ fn check_fetched(t: &FileTarget, size: u64, sha256: Sha256, git_oid: impl FnOnce
 }
 
 /// Chunks a downloaded file into the store, committing only if it is what the tree said.
-fn ingest_verified(store: &Store, t: &FileTarget, path: &std::path::Path) -> Result<FileRecord, SyncError> {
+fn ingest_verified(
+    store: &Store,
+    t: &FileTarget,
+    path: &std::path::Path,
+) -> Result<FileRecord, SyncError> {
     let file = std::fs::File::open(path).map_err(SyncError::io(path))?;
     let mut oid = GitOidReader::new(file, t.size);
     let mut session = store.ingest_session();
     let report = session.add_reader(&mut oid)?;
     check_fetched(t, report.size, report.sha256, || oid.finish())?;
     let records = session.commit()?;
-    records.into_iter().next().ok_or_else(|| SyncError::Internal("ingest returned no record".into()))
+    records
+        .into_iter()
+        .next()
+        .ok_or_else(|| SyncError::Internal("ingest returned no record".into()))
 }
 
 /// Computes the git blob id (`sha1("blob <len>\0" + content)`) of what passes through.
@@ -355,9 +425,9 @@ impl<R> GitOidReader<R> {
         Self { inner, sha1 }
     }
 
-    fn finish(&mut self) -> String {
+    fn finish(&mut self) -> GitOid {
         use sha1::Digest;
-        hex::encode(std::mem::take(&mut self.sha1).finalize())
+        GitOid::from_sha1(std::mem::take(&mut self.sha1).finalize().into())
     }
 }
 
@@ -371,7 +441,9 @@ impl<R: std::io::Read> std::io::Read for GitOidReader<R> {
 }
 
 /// Runs blocking store work off the async runtime.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, SyncError> + Send + 'static) -> Result<T, SyncError> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SyncError> + Send + 'static,
+) -> Result<T, SyncError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| SyncError::Internal(e.to_string()))?
 }
 
@@ -389,7 +461,12 @@ pub(crate) fn entry(t: &FileTarget, record: &FileRecord) -> TreeEntry {
 
 /// A reconstruction term as the store records it.
 pub(crate) fn term(t: &tessera_protocol::ReconstructionTerm) -> Term {
-    Term { xorb: t.hash, chunk_start: t.range.start, chunk_end: t.range.end, unpacked_len: t.unpacked_length }
+    Term {
+        xorb: t.hash,
+        chunk_start: t.range.start,
+        chunk_end: t.range.end,
+        unpacked_len: t.unpacked_length,
+    }
 }
 
 #[cfg(test)]
@@ -398,7 +475,13 @@ mod tests {
     use super::*;
 
     fn target(sha256: Option<Sha256>) -> FileTarget {
-        FileTarget { path: "a.bin".into(), size: 3, git_oid: tessera_protocol::git_blob_oid(b"abc"), sha256, xet: None }
+        FileTarget {
+            path: "a.bin".into(),
+            size: 3,
+            git_oid: tessera_protocol::git_blob_oid(b"abc"),
+            sha256,
+            xet: None,
+        }
     }
 
     #[test]
@@ -406,12 +489,18 @@ mod tests {
         let (abc, xyz) = (Sha256::of(b"abc"), Sha256::of(b"xyz"));
         let size = check_fetched(&target(None), 4, abc, || unreachable!("size comes first"));
         assert!(matches!(size, Err(Corruption::Size { expected: 3, got: 4, .. })), "{size:?}");
-        let sha = check_fetched(&target(Some(abc)), 3, xyz, String::new);
-        assert!(matches!(&sha, Err(Corruption::Sha256 { expected, got, .. }) if *expected == abc && *got == xyz));
-        let oid = check_fetched(&target(None), 3, xyz, || "0".repeat(40));
-        assert!(matches!(&oid, Err(Corruption::GitOid { got, .. }) if *got == "0".repeat(40)), "{oid:?}");
-        assert!(check_fetched(&target(Some(abc)), 3, abc, String::new).is_ok());
-        assert!(check_fetched(&target(None), 3, abc, || tessera_protocol::git_blob_oid(b"abc")).is_ok());
+        let none = || unreachable!("an LFS file is checked by its sha256");
+        let sha = check_fetched(&target(Some(abc)), 3, xyz, none);
+        assert!(
+            matches!(&sha, Err(Corruption::Sha256 { expected, got, .. }) if *expected == abc && *got == xyz)
+        );
+        let zero = tessera_protocol::git_blob_oid(b"");
+        let oid = check_fetched(&target(None), 3, xyz, || zero.clone());
+        assert!(matches!(&oid, Err(Corruption::GitOid { got, .. }) if *got == zero), "{oid:?}");
+        assert!(check_fetched(&target(Some(abc)), 3, abc, none).is_ok());
+        assert!(
+            check_fetched(&target(None), 3, abc, || tessera_protocol::git_blob_oid(b"abc")).is_ok()
+        );
         let shown = SyncError::from(size.unwrap_err()).to_string();
         assert_eq!(shown, "corrupt data from the remote: a.bin: 4 bytes, expected 3");
     }

@@ -223,7 +223,7 @@ impl LazyFiles {
     /// request, adopting each part's chunks in batches as they land.
     async fn read_ranges(&self, xorb: XorbHash, url: &str, units: &mut [(&FetchUnit, Walk)]) -> Result<(), SyncError> {
         let ranges: Vec<(u64, u64)> = units.iter().map(|(u, w)| (w.byte, u.byte_end)).collect();
-        let resp = self.hub.open_ranges(&xorb, url, &ranges).await?;
+        let resp = self.hub.open_ranges(url, &ranges).await?;
         let kind = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let mut parser = ByteRanges::for_content_type(kind).ok_or_else(|| SyncError::Protocol(format!("xorb {xorb}: a multi-range answer of type {kind:?}")))?;
         let mut body = resp.bytes_stream();

@@ -20,14 +20,14 @@ use std::ops::Range;
 
 use base64::Engine;
 
+use tessera_protocol::{
+    CommitHeader, CommitLine, GitOid, InlineFile, LfsFileOp, PathOp, TreeFile, UploadMode,
+};
 use tessera_xet::format::{
     CHUNK_FLAG_GLOBAL_DEDUP, MAX_XORB_BYTES, MAX_XORB_CHUNKS, SHARD_HEADER_LEN, Shard, ShardChunk,
     ShardFile, ShardTerm, ShardXorb, XorbChunk,
 };
 use tessera_xet::hash::{ChunkHash, FileHash, Sha256, XorbHash, keyed_chunk_hash, range_hash};
-use tessera_protocol::{
-    CommitHeader, CommitLine, InlineFile, LfsFileOp, PathOp, TreeFile, UploadMode,
-};
 
 /// Chunks whose hash is 0 modulo this (and every file's first chunk) may be asked about in
 /// global-dedup queries (`xet-protocol.md` §7).
@@ -50,7 +50,7 @@ pub struct LocalFile {
     /// SHA-256 of the content.
     pub sha256: Sha256,
     /// Git blob id, for files small enough to be committed inline.
-    pub git_oid: Option<String>,
+    pub git_oid: Option<GitOid>,
     /// Chunk hashes and lengths, in order.
     pub chunks: Vec<(ChunkHash, u32)>,
     /// The first 512 bytes (the preupload sample).
@@ -103,9 +103,9 @@ pub fn same_content(local: &LocalFile, remote: &TreeFile) -> bool {
         return x == local.file_hash;
     }
     if let Some(lfs) = &remote.lfs {
-        return lfs.oid.eq_ignore_ascii_case(&local.sha256.to_string());
+        return lfs.oid == GitOid::from(local.sha256);
     }
-    local.git_oid.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(&remote.oid))
+    local.git_oid.as_ref() == Some(&remote.oid)
 }
 
 /// What a push changes in the remote revision.
@@ -462,7 +462,7 @@ pub fn commit_lines(
         CommitOp::Lfs { path, sha256, size } => CommitLine::LfsFile(LfsFileOp {
             path,
             algo: Some("sha256".into()),
-            oid: sha256.to_string(),
+            oid: sha256.into(),
             size: Some(size),
         }),
         CommitOp::Inline { path, content } => CommitLine::File(InlineFile {
@@ -480,8 +480,8 @@ mod tests {
     // Test fixtures are built in place; a panic is the failure report.
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use tessera_xet::hash::{chunk_hash, file_hash};
     use tessera_protocol::LfsInfo;
+    use tessera_xet::hash::{chunk_hash, file_hash};
 
     fn h(i: u32) -> ChunkHash {
         chunk_hash(&i.to_le_bytes())
@@ -504,14 +504,10 @@ mod tests {
 
     fn remote(f: &LocalFile, lfs: bool, xet: bool) -> TreeFile {
         TreeFile {
-            oid: f.git_oid.clone().unwrap_or_default(),
+            oid: f.git_oid.clone().unwrap(),
             size: f.size,
             path: f.path.clone(),
-            lfs: lfs.then(|| LfsInfo {
-                oid: f.sha256.to_string(),
-                size: f.size,
-                pointer_size: 130,
-            }),
+            lfs: lfs.then(|| LfsInfo { oid: f.sha256.into(), size: f.size, pointer_size: 130 }),
             xet_hash: xet.then(|| f.file_hash.to_string()),
         }
     }

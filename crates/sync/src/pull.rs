@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::fetch::{FileFetcher, FileTarget, entry, is_small_plain};
 use super::{Absent, SyncError};
 use tessera_hub::HubClient;
-use tessera_protocol::{CommitId, RepoId, TreeFile};
+use tessera_protocol::{CommitId, RepoId, Revision, TreeFile};
 use tessera_store::{RevisionKey, Store, TreeEntry};
 
 /// Files fetched at the same time.
@@ -27,7 +27,7 @@ pub struct PullReport {
     /// `org/name`.
     pub repo: RepoId,
     /// The revision asked for.
-    pub revision: String,
+    pub revision: Revision,
     /// The commit it resolved to.
     pub commit: CommitId,
     /// Files in the revision.
@@ -55,23 +55,37 @@ impl PullProgress for () {
 
 /// Pulls `key` from `hub` into `store`; with `pin`, the revision is pinned (kept through `gc`
 /// and eviction) as soon as it is recorded.
-pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, pin: bool, progress: &dyn PullProgress) -> Result<PullReport, SyncError> {
+pub async fn pull(
+    hub: &HubClient,
+    store: &Store,
+    key: &RevisionKey,
+    pin: bool,
+    progress: &dyn PullProgress,
+) -> Result<PullReport, SyncError> {
     let started = Instant::now();
     let (commit, date) = hub.revision_dated(key.repo_type, &key.repo_id, &key.revision).await?;
     let listing = hub.list_tree(key.repo_type, &key.repo_id, &commit).await?;
     let bytes_total: u64 = listing.files.iter().map(|f| f.size).sum();
     progress.start(listing.files.len(), bytes_total);
     let fetched = Arc::new(AtomicU64::new(0));
-    let lazy = super::lazy::LazyFiles::new(hub.clone(), store.clone(), hub.retry_policy().stall_timeout, fetched.clone());
-    let fetcher = FileFetcher::new(hub.clone(), store.clone(), key.at(commit.clone()), fetched.clone(), lazy);
+    let lazy = super::lazy::LazyFiles::new(
+        hub.clone(),
+        store.clone(),
+        hub.retry_policy().stall_timeout,
+        fetched.clone(),
+    );
+    let fetcher =
+        FileFetcher::new(hub.clone(), store.clone(), key.at(commit.clone()), fetched.clone(), lazy);
     let targets: Vec<FileTarget> = listing.files.iter().map(target).collect::<Result<_, _>>()?;
     // In a capped store, what this pull brings must not be evicted before it is pinned.
     let _hold = store.hold(&targets.iter().filter_map(|t| t.xet).collect::<Vec<_>>());
     // Small regular files in one batch (one ingest session, one index write), the rest streamed.
-    let (small, large): (Vec<FileTarget>, Vec<FileTarget>) = targets.into_iter().partition(is_small_plain);
+    let (small, large): (Vec<FileTarget>, Vec<FileTarget>) =
+        targets.into_iter().partition(is_small_plain);
     let small_records = fetcher.ensure_small(&small).await?;
     progress.advance(small.iter().map(|t| t.size).sum());
-    let mut entries: Vec<TreeEntry> = small.iter().zip(&small_records).map(|(t, r)| entry(t, r)).collect();
+    let mut entries: Vec<TreeEntry> =
+        small.iter().zip(&small_records).map(|(t, r)| entry(t, r)).collect();
     let large_entries: Vec<TreeEntry> = futures::stream::iter(large.iter())
         .map(|t| {
             let fetcher = &fetcher;
@@ -90,7 +104,7 @@ pub async fn pull(hub: &HubClient, store: &Store, key: &RevisionKey, pin: bool, 
     record(store, key, recorded, entries).await?;
     Ok(PullReport {
         repo: key.repo_id.clone(),
-        revision: key.revision.to_string(),
+        revision: key.revision.clone(),
         commit,
         files: listing.files.len(),
         bytes_total,
@@ -105,7 +119,8 @@ pub fn pull_offline(store: &Store, key: &RevisionKey, pin: bool) -> Result<PullR
     let started = Instant::now();
     let (commit, tree) = super::local_revision(store, key)?;
     for e in &tree {
-        let absent = || SyncError::Offline(Absent::File { path: e.path.clone(), revision: key.clone() });
+        let absent =
+            || SyncError::Offline(Absent::File { path: e.path.clone(), revision: key.clone() });
         let record = store.file(&e.file)?.ok_or_else(absent)?;
         if !store.is_complete(&record)? {
             return Err(SyncError::Offline(Absent::Part { path: e.path.clone() }));
@@ -116,7 +131,7 @@ pub fn pull_offline(store: &Store, key: &RevisionKey, pin: bool) -> Result<PullR
     }
     Ok(PullReport {
         repo: key.repo_id.clone(),
-        revision: key.revision.to_string(),
+        revision: key.revision.clone(),
         commit,
         files: tree.len(),
         bytes_total: tree.iter().map(|e| e.size).sum(),
@@ -135,10 +150,16 @@ struct Recorded<'a> {
 }
 
 /// Records the tree, then the ref (and the commit id as a ref of itself).
-async fn record(store: &Store, key: &RevisionKey, what: Recorded<'_>, entries: Vec<TreeEntry>) -> Result<(), SyncError> {
+async fn record(
+    store: &Store,
+    key: &RevisionKey,
+    what: Recorded<'_>,
+    entries: Vec<TreeEntry>,
+) -> Result<(), SyncError> {
     let store = store.clone();
     let key = key.clone();
-    let (commit, date, origin, pin) = (what.commit.clone(), what.date, what.origin.to_string(), what.pin);
+    let (commit, date, origin, pin) =
+        (what.commit.clone(), what.date, what.origin.to_string(), what.pin);
     tokio::task::spawn_blocking(move || {
         // What was streamed in is durable and indexed before the ref says the revision is here.
         store.flush()?;
@@ -162,17 +183,20 @@ async fn record(store: &Store, key: &RevisionKey, what: Recorded<'_>, entries: V
 /// What the tree listing says a file must be.
 pub(crate) fn target(f: &TreeFile) -> Result<FileTarget, SyncError> {
     let xet = match &f.xet_hash {
-        Some(h) => Some(tessera_xet::hash::FileHash::from_hex(h).map_err(|e| SyncError::Protocol(format!("{}: {e}", f.path)))?),
+        Some(h) => Some(
+            tessera_xet::hash::FileHash::from_hex(h)
+                .map_err(|e| SyncError::Protocol(format!("{}: {e}", f.path)))?,
+        ),
         None => None,
     };
     let sha256 = match &f.lfs {
-        Some(l) => Some(tessera_xet::hash::Sha256::from_hex(&l.oid).map_err(|e| SyncError::Protocol(format!("{}: {e}", f.path)))?),
+        Some(l) => Some(
+            tessera_xet::hash::Sha256::from_hex(l.oid.as_str())
+                .map_err(|e| SyncError::Protocol(format!("{}: {e}", f.path)))?,
+        ),
         None => None,
     };
-    tessera_protocol::normalize_repo_path(&f.path).map_err(|e| SyncError::Protocol(format!("unsafe path {:?}: {e}", f.path)))?;
-    // The oid may name a file (the HF cache's blobs/<oid>): 40 or 64 hex digits only.
-    if !tessera_protocol::is_git_oid(&f.oid) {
-        return Err(SyncError::Protocol(format!("{}: {:?} is not a git object id", f.path, f.oid)));
-    }
+    tessera_protocol::normalize_repo_path(&f.path)
+        .map_err(|e| SyncError::Protocol(format!("unsafe path {:?}: {e}", f.path)))?;
     Ok(FileTarget { path: f.path.clone(), size: f.size, git_oid: f.oid.clone(), sha256, xet })
 }

@@ -27,8 +27,8 @@ use super::shard_cache::ShardCache;
 use super::upload::{self, Source, XorbTarget};
 use tessera_hub::{HubClient, HubError};
 use tessera_protocol::{
-    CommitId, LfsObject, PreuploadFile, PreuploadResult, RepoId, RepoType, Revision, TreeFile,
-    UploadMode,
+    CommitId, GitOid, LfsObject, PreuploadFile, PreuploadResult, RepoId, RepoType, Revision,
+    TreeFile, UploadMode,
 };
 use tessera_store::Store;
 
@@ -81,12 +81,12 @@ pub struct PushTimings {
 }
 
 /// The `--json` summary of a push.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct PushReport {
     /// `org/name`.
-    pub repo: String,
+    pub repo: RepoId,
     /// The branch.
-    pub revision: String,
+    pub revision: Revision,
     /// The branch head after the push (the new commit when one was made).
     pub commit: Option<CommitId>,
     /// URL of the new commit.
@@ -94,7 +94,7 @@ pub struct PushReport {
     /// URL of the pull request the push opened (`--create-pr`).
     pub pr_url: Option<String>,
     /// Its revision, `refs/pr/{n}`.
-    pub pr_revision: Option<String>,
+    pub pr_revision: Option<Revision>,
     /// Whether a commit was made.
     pub pushed: bool,
     /// Files new to the branch.
@@ -128,6 +128,36 @@ pub struct PushReport {
     pub seconds: f64,
     /// Where the time went.
     pub timings: PushTimings,
+}
+
+impl PushReport {
+    /// The report of a push to `opts`' branch before anything happened; the run fills it in.
+    fn new(opts: &PushOptions) -> Self {
+        Self {
+            repo: opts.repo_id.clone(),
+            revision: opts.branch.clone(),
+            commit: None,
+            commit_url: None,
+            pr_url: None,
+            pr_revision: None,
+            pushed: false,
+            files_added: 0,
+            files_updated: 0,
+            files_deleted: 0,
+            bytes_total: 0,
+            bytes_uploaded: 0,
+            chunks_total: 0,
+            chunks_new: 0,
+            dry_run: opts.dry_run,
+            xorbs_uploaded: 0,
+            shard_bytes: 0,
+            dedup_queries: 0,
+            transfer: "",
+            lfs_parts: 0,
+            seconds: 0.0,
+            timings: PushTimings::default(),
+        }
+    }
 }
 
 /// Progress callbacks (the CLI draws bars; tests ignore them).
@@ -171,7 +201,7 @@ pub async fn push(
         progress,
         found,
         local,
-        report: PushReport::default(),
+        report: PushReport::new(opts),
         query_rev: None,
     };
     p.report.timings.hash = clock.elapsed().as_secs_f64();
@@ -330,7 +360,7 @@ impl Push<'_> {
                 SyncError::Protocol(format!("preupload did not answer for {}", f.path))
             })?;
             let mode = if f.size == 0 { UploadMode::Regular } else { a.upload_mode };
-            if !a.should_ignore && !already_there(f, mode, a.oid.as_deref()) {
+            if !a.should_ignore && !already_there(f, mode, a.oid.as_ref()) {
                 modes.insert(i, mode);
             }
         }
@@ -341,10 +371,7 @@ impl Push<'_> {
 
     fn start_report(&mut self, diff: &Diff, head: Option<CommitId>) {
         let r = &mut self.report;
-        r.repo = self.opts.repo_id.to_string();
-        r.revision = self.opts.branch.to_string();
         r.commit = head;
-        r.dry_run = self.opts.dry_run;
         r.files_added = diff.added.len();
         r.files_updated = diff.updated.len();
         r.files_deleted = diff.deleted.len();
@@ -406,10 +433,7 @@ impl Push<'_> {
         let clock = Instant::now();
         let objects: Vec<LfsObject> = lfs
             .iter()
-            .map(|i| LfsObject {
-                oid: self.local[*i].sha256.to_string(),
-                size: self.local[*i].size,
-            })
+            .map(|i| LfsObject { oid: self.local[*i].sha256.into(), size: self.local[*i].size })
             .collect();
         if self.opts.dry_run {
             self.report.bytes_uploaded += objects.iter().map(|o| o.size).sum::<u64>();
@@ -418,11 +442,11 @@ impl Push<'_> {
         let (t, id) = (self.opts.repo_type, &self.opts.repo_id);
         let rev = (!self.opts.create_pr).then_some(&self.opts.branch);
         let answers = self.hub.lfs_batch_upload(t, id, rev, &objects).await?;
-        let by_oid: HashMap<&str, &tessera_protocol::LfsBatchObject> =
-            answers.iter().map(|a| (a.oid.as_str(), a)).collect();
+        let by_oid: HashMap<&GitOid, &tessera_protocol::LfsBatchObject> =
+            answers.iter().map(|a| (&a.oid, a)).collect();
         self.progress.phase("uploading", objects.iter().map(|o| o.size).sum());
         for (i, o) in lfs.iter().zip(&objects) {
-            let answer = by_oid.get(o.oid.as_str()).ok_or_else(|| {
+            let answer = by_oid.get(&o.oid).ok_or_else(|| {
                 SyncError::Protocol(format!(
                     "the LFS batch did not answer for {}",
                     self.local[*i].path
@@ -521,14 +545,10 @@ impl Push<'_> {
         let (t, id) = (self.opts.repo_type, &self.opts.repo_id);
         match self.hub.commit(t, id, &self.opts.branch, &lines, self.opts.create_pr).await {
             Ok(r) => {
-                let commit = CommitId::try_from(r.commit_oid)
-                    .map_err(|e| SyncError::Protocol(format!("the commit's answer: {e}")))?;
-                self.committed(commit, r.commit_url);
+                self.committed(r.commit_oid, r.commit_url);
                 self.opened(r.pull_request_url)?;
             }
-            Err(HubError::Conflict { .. }) => {
-                self.after_conflict(head, diff).await?
-            }
+            Err(HubError::Conflict { .. }) => self.after_conflict(head, diff).await?,
             Err(e) => return Err(e.into()),
         }
         Ok(())
@@ -558,7 +578,8 @@ impl Push<'_> {
         let num = num.ok_or_else(|| {
             SyncError::Protocol(format!("pull request URL {url:?} has no discussion number"))
         })?;
-        self.report.pr_revision = Some(format!("refs/pr/{num}"));
+        let rev = Revision::parse(&format!("refs/pr/{num}"));
+        self.report.pr_revision = Some(rev.map_err(|e| SyncError::Protocol(e.to_string()))?);
         self.report.pr_url = Some(url);
         Ok(())
     }
@@ -612,11 +633,11 @@ fn preupload_file(f: &LocalFile) -> PreuploadFile {
 }
 
 /// Whether preupload's `oid` says the remote already has this content at this path.
-fn already_there(f: &LocalFile, mode: UploadMode, oid: Option<&str>) -> bool {
+fn already_there(f: &LocalFile, mode: UploadMode, oid: Option<&GitOid>) -> bool {
     let Some(oid) = oid else { return false };
     match mode {
-        UploadMode::Lfs => oid.eq_ignore_ascii_case(&f.sha256.to_string()),
-        UploadMode::Regular => f.git_oid.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(oid)),
+        UploadMode::Lfs => *oid == GitOid::from(f.sha256),
+        UploadMode::Regular => f.git_oid.as_ref() == Some(oid),
     }
 }
 

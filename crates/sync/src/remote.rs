@@ -182,7 +182,8 @@ async fn lazy_entries(fetcher: &FileFetcher, files: &[tessera_protocol::TreeFile
 fn to_source_error(e: SyncError) -> SourceError {
     use tessera_hub::HubError;
     match e {
-        SyncError::Hub(HubError::RepoNotFound(m)) | SyncError::Hub(HubError::NotFound(m)) => SourceError::NotFound(m),
+        SyncError::Hub(HubError::RepoNotFound(repo)) => SourceError::NotFound(repo.to_string()),
+        SyncError::Hub(HubError::NotFound(m)) => SourceError::NotFound(m),
         SyncError::Hub(HubError::RevisionNotFound { repo, rev }) => SourceError::NotFound(format!("{rev} in {repo}")),
         SyncError::Corrupt(c) => SourceError::Corrupt(c.to_string()),
         SyncError::Offline(absent) => SourceError::Offline(absent.to_string()),

@@ -21,20 +21,20 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{RepoParams, query_pairs, read_body};
-use tessera_xet::format::{Shard, ShardChunk, ShardXorb};
-use tessera_xet::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
+use crate::auth::CasClaims;
+use crate::db::RepoKey;
+use crate::error::{ApiError, ApiResult};
+use crate::plan::Plan;
+use crate::state::AppState;
 use tessera_protocol::http::{ClosedRangesError, parse_closed_ranges};
 use tessera_protocol::{
     BatchReconstruction, FetchInfo, FileKey, InclusiveByteRange, ReconstructionV1,
     ReconstructionV2, RepoType, ShardEvent, ShardUploadResponse, XetTokenResponse, XorbFetchV2,
     XorbRangeV2, XorbUploadResponse, headers as h, parse_range_header,
 };
-use crate::auth::CasClaims;
-use crate::db::RepoKey;
-use crate::error::{ApiError, ApiResult};
-use crate::plan::Plan;
-use crate::state::AppState;
 use tessera_store::{FileRecord, StoreError, Term, XorbMeta};
+use tessera_xet::format::{Shard, ShardChunk, ShardXorb};
+use tessera_xet::hash::{ChunkHash, FileHash, Sha256Hasher, XorbHash, file_hash, range_hash};
 
 /// Largest xorb body: 64 MiB of chunk data plus headers and an optional footer.
 const XORB_BODY_LIMIT: u64 = (64 << 20) + (1 << 20);
@@ -91,7 +91,7 @@ async fn token(
         }
     }
     let exp = s.now() + s.options.token_ttl_secs;
-    let access_token = s.signer.cas_token(&CasClaims { repo: key.as_str().to_owned(), write, exp });
+    let access_token = s.signer.cas_token(&CasClaims { repo: key, write, exp });
     let cas_url = s.base_url(&headers);
     let mut r = Json(XetTokenResponse {
         access_token: access_token.clone(),
@@ -209,7 +209,7 @@ fn fetch_url(s: &AppState, base: &str, xorb: &XorbHash, ranges: &[InclusiveByteR
 /// Loads a file the token's repo may read, and the byte range asked for.
 async fn file_for(s: &AppState, claims: &CasClaims, file_id: &str) -> ApiResult<FileRecord> {
     let file: FileHash = parse_hash(file_id)?;
-    let key = RepoKey::from_trusted(claims.repo.clone());
+    let key = claims.repo.clone();
     s.blocking(move |s| {
         if !s.db.file_in_repo(&key, &file)? {
             return Err(ApiError::not_found("file not found"));
@@ -508,7 +508,12 @@ fn xorb_stream(
 const SEND_BUFFER: u64 = 64 << 10;
 
 /// `[start, end)` of a stored xorb in buffers of at most [`SEND_BUFFER`] bytes.
-fn read_buffers(store: &tessera_store::Store, xorb: &XorbHash, start: u64, end: u64) -> ApiResult<Vec<Bytes>> {
+fn read_buffers(
+    store: &tessera_store::Store,
+    xorb: &XorbHash,
+    start: u64,
+    end: u64,
+) -> ApiResult<Vec<Bytes>> {
     let mut out = Vec::with_capacity(end.saturating_sub(start).div_ceil(SEND_BUFFER) as usize);
     let mut pos = start;
     while pos < end {
@@ -756,7 +761,7 @@ async fn shard_upload(s: &AppState, headers: &HeaderMap, body: Body) -> ApiResul
         let _slot = s.upload_slot().await?;
         read_body(headers, body, SHARD_BODY_LIMIT).await?
     };
-    let key = RepoKey::from_trusted(c.repo);
+    let key = c.repo;
     let result = s.blocking(move |s| register_shard(s, &bytes, &key)).await?;
     tracing::debug!(result, "shard registered");
     Ok(result)

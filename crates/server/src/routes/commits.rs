@@ -16,15 +16,15 @@ use base64::Engine;
 use super::discussions::new_record;
 use super::repos::snapshot;
 use super::{RepoParams, json_body, query_get, query_pairs, query_with, read_body, repo_url};
-use tessera_xet::hash::Sha256;
+use crate::db::{CommitMeta, Entry, RepoKey, pr_ref};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use tessera_protocol::{
     CommitAuthor, CommitHeader, CommitInfo, CommitLine, CommitResponse, PreuploadRequest,
     PreuploadResponse, PreuploadResult, RepoType, UploadMode, format_hub_date, git_blob_oid,
     is_commit_id, is_hex64, normalize_repo_path, parse_bool, upload_mode,
 };
-use crate::db::{CommitMeta, Entry, RepoKey, pr_ref};
-use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use tessera_xet::hash::Sha256;
 
 /// Limit of a commit body (inline files travel base64-encoded inside).
 pub const COMMIT_BODY_LIMIT: u64 = 512 << 20;
@@ -51,7 +51,7 @@ pub async fn preupload(
             let mode = upload_mode(&f.path, f.size, sample.as_deref());
             let existing = snap.entries.binary_search_by(|e| e.path.as_str().cmp(&f.path)).ok();
             let oid = existing.map(|i| &snap.entries[i]).and_then(|e| match (mode, e.lfs) {
-                (UploadMode::Lfs, true) => Some(e.sha256.to_string()),
+                (UploadMode::Lfs, true) => Some(e.sha256.into()),
                 (UploadMode::Regular, false) => Some(e.git_oid.clone()),
                 _ => None,
             });
@@ -107,11 +107,11 @@ fn parse_commit(body: &[u8]) -> ApiResult<(CommitHeader, Vec<Op>)> {
                 Op::Inline { path: normalize_repo_path(&f.path)?, content }
             }
             CommitLine::LfsFile(f) => {
-                if f.algo.as_deref().is_some_and(|a| a != "sha256") || !is_hex64(&f.oid) {
+                if f.algo.as_deref().is_some_and(|a| a != "sha256") || !is_hex64(f.oid.as_str()) {
                     return Err(ApiError::bad_request(format!("invalid LFS oid for {}", f.path)));
                 }
-                let sha256 =
-                    Sha256::from_hex(&f.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let sha256 = Sha256::from_hex(f.oid.as_str())
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Op::Lfs { path: normalize_repo_path(&f.path)?, sha256, size: f.size }
             }
             CommitLine::DeletedFile(d) => Op::DeleteFile(normalize_repo_path(&d.path)?),
@@ -397,7 +397,7 @@ mod tests {
             size: 0,
             file: tessera_xet::hash::FileHash::ZERO,
             sha256: Sha256::default(),
-            git_oid: String::new(),
+            git_oid: git_blob_oid(b""),
             lfs: false,
         };
         let old = vec![e("a/b"), e("a/c"), e("d")];

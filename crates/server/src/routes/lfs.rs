@@ -22,14 +22,14 @@ use serde::Deserialize;
 
 use super::files::file_body;
 use super::{RepoParams, json_body, query_get, query_pairs};
-use tessera_xet::hash::{Sha256, Sha256Hasher};
+use crate::db::RepoKey;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use tessera_protocol::{
     LfsAction, LfsActions, LfsBatchObject, LfsBatchRequest, LfsBatchResponse, LfsObject,
     LfsObjectError, RepoType, is_hex64, percent_encode,
 };
-use crate::db::RepoKey;
-use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use tessera_xet::hash::{Sha256, Sha256Hasher};
 
 const LFS_JSON: &str = "application/vnd.git-lfs+json";
 /// Largest object accepted through LFS.
@@ -106,8 +106,8 @@ async fn batch(
             objects
                 .into_iter()
                 .map(|o| {
-                    let stored = match Sha256::from_hex(&o.oid) {
-                        Ok(sha) if is_hex64(&o.oid) => {
+                    let stored = match Sha256::from_hex(o.oid.as_str()) {
+                        Ok(sha) if is_hex64(o.oid.as_str()) => {
                             s.db.repo_object(&k, &sha, Some(o.size))?.is_some()
                         }
                         _ => false,
@@ -143,7 +143,7 @@ fn batch_object(
         actions: None,
         error: Some(LfsObjectError { code, message: message.to_owned() }),
     };
-    if !is_hex64(&o.oid) {
+    if !is_hex64(o.oid.as_str()) {
         return error(422, "invalid oid");
     }
     if o.size > MAX_OBJECT {
@@ -337,7 +337,7 @@ pub async fn verify(
         return Err(ApiError::forbidden("invalid or expired signature"));
     }
     let o: LfsObject = json_body(&headers, body).await?;
-    let sha = Sha256::from_hex(&o.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let sha = Sha256::from_hex(o.oid.as_str()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let key = RepoKey::from_trusted(repo);
     let ok = s.blocking(move |s| Ok(s.db.repo_object(&key, &sha, Some(o.size))?.is_some())).await?;
     if !ok {

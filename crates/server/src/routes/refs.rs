@@ -6,12 +6,12 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
 
 use super::{RepoParams, json_body, query_get, query_pairs};
-use tessera_protocol::{
-    BranchRequest, GitRef, Refs, RepoType, TagRequest, parse_bool, validate_ref_name,
-};
 use crate::db::{branch_ref, tag_ref};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use tessera_protocol::{
+    BranchRequest, GitRef, Refs, RepoType, TagRequest, parse_bool, validate_ref_name,
+};
 
 /// `GET /api/{type}s/{ns}/{name}/refs`.
 pub async fn list(

@@ -13,16 +13,16 @@ use sha1::Digest;
 use super::{
     JSON_LIMIT, RepoParams, json_body, query_get, query_pairs, query_with, read_body, repo_url,
 };
-use tessera_protocol::{
-    CreateRepoRequest, CreateRepoResponse, DeleteRepoRequest, LfsInfo, PathsInfoRequest, RepoId,
-    RepoInfo, RepoType, SPACE_SDKS, Sibling, SiblingLfs, TreeDirectory, TreeEntry, TreeFile,
-    ValidateYamlResponse, WhoAmI, WhoAmIAuth, WhoAmIToken, format_hub_date, parse_bool,
-    parse_urlencoded,
-};
 use crate::auth::{Caller, Scope};
 use crate::db::{CommitRecord, Entry, RepoKey, RepoRecord};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use tessera_protocol::{
+    CreateRepoRequest, CreateRepoResponse, DeleteRepoRequest, GitOid, LfsInfo, PathsInfoRequest,
+    RepoId, RepoInfo, RepoType, SPACE_SDKS, Sibling, SiblingLfs, TreeDirectory, TreeEntry,
+    TreeFile, ValidateYamlResponse, WhoAmI, WhoAmIAuth, WhoAmIToken, format_hub_date, parse_bool,
+    parse_urlencoded,
+};
 
 /// `POST /api/repos/create`.
 pub async fn create(
@@ -236,7 +236,7 @@ pub fn file_entry(e: &Entry, xet: bool) -> TreeEntry {
         size: e.size,
         path: e.path.clone(),
         lfs: e.lfs.then(|| LfsInfo {
-            oid: e.sha256.to_string(),
+            oid: e.sha256.into(),
             size: e.size,
             pointer_size: e.pointer_size(),
         }),
@@ -245,7 +245,7 @@ pub fn file_entry(e: &Entry, xet: bool) -> TreeEntry {
 }
 
 /// Digest of a folder: SHA-1 over the paths and oids of every file below it.
-fn dir_oids(entries: &[Entry]) -> HashMap<String, String> {
+fn dir_oids(entries: &[Entry]) -> HashMap<String, GitOid> {
     let mut hashers: HashMap<&str, sha1::Sha1> = HashMap::new();
     for e in entries {
         let mut end = 0;
@@ -254,12 +254,15 @@ fn dir_oids(entries: &[Entry]) -> HashMap<String, String> {
             let h = hashers.entry(&e.path[..end]).or_default();
             h.update(e.path.as_bytes());
             h.update([0]);
-            h.update(e.git_oid.as_bytes());
+            h.update(e.git_oid.as_str().as_bytes());
             h.update([b'\n']);
             end += 1;
         }
     }
-    hashers.into_iter().map(|(d, h)| (d.to_owned(), hex::encode(h.finalize()))).collect()
+    hashers
+        .into_iter()
+        .map(|(d, h)| (d.to_owned(), GitOid::from_sha1(h.finalize().into())))
+        .collect()
 }
 
 /// Lists a folder (`""` = root). `None` if the folder does not exist.
@@ -275,8 +278,10 @@ pub fn list_dir(
     let mut out = Vec::new();
     let mut found = dir.is_empty();
     let mut push_dir = |path: &str, out: &mut Vec<TreeEntry>| {
+        // Every folder above a file has a digest: `dir_oids` walks the same paths.
+        let Some(oid) = oids.get(path) else { return };
         if seen_dirs.insert(path.to_owned()) {
-            let oid = oids.get(path).cloned().unwrap_or_default();
+            let oid = oid.clone();
             out.push(TreeEntry::Directory(TreeDirectory { oid, size: 0, path: path.to_owned() }));
         }
     };
@@ -396,7 +401,7 @@ mod tests {
             size: 1,
             file: FileHash::ZERO,
             sha256: Sha256::default(),
-            git_oid: "x".into(),
+            git_oid: tessera_protocol::git_blob_oid(b"x"),
             lfs: false,
         }
     }
