@@ -274,6 +274,9 @@ mod tests {
             }
             assert!(dst.read_file_range(&xorbs[0].0.hash, 0, good.len() as u64)? == good, "readable before any flush");
             dst.forget_file_chunks(&xorbs[1].0)?;
+            // The flusher may hold the store a moment longer than this handle: wait for it to
+            // close, or the reopen below finds RocksDB's lock still taken.
+            assert!(dst.close(std::time::Duration::from_secs(30)), "the store did not close");
         }
         let dst = Store::open(dst_home.path())?;
         assert!(dst.read_file_range(&xorbs[0].0.hash, 0, good.len() as u64)? == good, "indexed at close");
