@@ -36,7 +36,7 @@ use tessera_store::{FileRecord, Store, TreeEntry};
 
 /// Largest batch a stream gathers before adopting it. The first batch is a single chunk (a
 /// header read is answered after one chunk); each next one doubles up to this.
-const MAX_ADOPT_BATCH: usize = 2 << 20;
+const MAX_ADOPT_BATCH: usize = 1 << 20;
 /// Capacity of a batch's buffer: the largest batch and the start of what follows it.
 const ADOPT_BUFFER: usize = MAX_ADOPT_BATCH + (512 << 10);
 /// A cached reconstruction is asked for again this long before its URLs expire.
