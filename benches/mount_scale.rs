@@ -56,17 +56,25 @@ fn main() {
     // The three contenders alternate, each after a `sync`, so none pays for the writeback of
     // the bytes the one before it (or the upload) left dirty.
     let (mut cold, mut pull, mut snap) = (Cold::default(), Timed::default(), Timed::default());
+    // Every round's time too: `snapshot_download` varies by 2x from run to run here.
+    let (mut wholes, mut pulls, mut snaps) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         sync();
-        cold = cold.best(cold_reads(&dir.path().join(format!("cold-{round}")), &hub.url, &model));
+        let round_cold = cold_reads(&dir.path().join(format!("cold-{round}")), &hub.url, &model);
+        wholes.push(round_cold.whole);
+        cold = cold.best(round_cold);
         sync();
         let home = dir.path().join(format!("pull-{round}"));
-        pull = pull.best(common::time_and_peak_rss(Command::new(bin).arg("--home").arg(&home).args(["pull", REPO, "--endpoint", &hub.url])));
+        let pulled = common::time_and_peak_rss(Command::new(bin).arg("--home").arg(&home).args(["pull", REPO, "--endpoint", &hub.url]));
+        pulls.push(pulled.0);
+        pull = pull.best(pulled);
         let _ = std::fs::remove_dir_all(&home);
         sync();
         let cache = dir.path().join(format!("hf-{round}"));
         let script = "import sys\nfrom huggingface_hub import snapshot_download\nsnapshot_download(sys.argv[1], cache_dir=sys.argv[2])";
-        snap = snap.best(common::time_and_peak_rss(Command::new(&py).arg("-c").arg(script).arg(REPO).arg(&cache).env("HF_ENDPOINT", &hub.url)));
+        let snapped = common::time_and_peak_rss(Command::new(&py).arg("-c").arg(script).arg(REPO).arg(&cache).env("HF_ENDPOINT", &hub.url));
+        snaps.push(snapped.0);
+        snap = snap.best(snapped);
         let _ = std::fs::remove_dir_all(&cache);
     }
     let ((pull_s, pull_rss), (snap_s, snap_rss)) = ((pull.secs, pull.rss_mb), (snap.secs, snap.rss_mb));
@@ -83,6 +91,8 @@ fn main() {
     println!("  snapshot_download (hf_xet)                    {:8.2} s  {:6.2} GB/s  peak RSS {:5.0} MB", snap_s, gb / snap_s, snap_rss);
     println!("  mount / snapshot_download (time)              {:8.2}", cold.whole / snap_s);
     println!("  pull / snapshot_download (time)               {:8.2}", pull_s / snap_s);
+    let (whole_m, pull_m, snap_m) = (median(&mut wholes), median(&mut pulls), median(&mut snaps));
+    println!("  medians: mount {whole_m:.2} s, pull {pull_m:.2} s, snapshot_download {snap_m:.2} s; mount / snap {:.2}, pull / snap {:.2}", whole_m / snap_m, pull_m / snap_m);
     println!("  warm re-read through the mount                {:8.2} GB/s", cold.warm);
     println!("  local file, page cache                        {:8.2} GB/s", read_gbps(&local, size));
     println!("  hub at {} MB/s: whole cold read               {:8.2} s  = {:.2} of the link", LIMIT / 1_000_000, slow, size as f64 / LIMIT as f64 / slow);
@@ -226,6 +236,11 @@ impl Timed {
     fn best(self, (secs, rss_mb): (f64, f64)) -> Timed {
         Timed { secs: self.secs.min(secs), rss_mb: self.rss_mb.max(rss_mb) }
     }
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn sync() {
