@@ -208,12 +208,8 @@ impl HubClient {
 /// The commit a repo or revision info names: it names folders (`snapshots/<commit>`) and keys
 /// trees, so a 40-hex commit id or an error, never a string passed on.
 pub(crate) fn commit_of(info: RepoInfo, url: String) -> Result<CommitId, HubError> {
-    match info.sha {
-        Some(sha) => {
-            CommitId::try_from(sha).map_err(|e| HubError::Malformed { url, message: e.to_string() })
-        }
-        None => Err(HubError::Malformed { url, message: "no sha in the revision info".into() }),
-    }
+    info.sha
+        .ok_or_else(|| HubError::Malformed { url, message: "no sha in the revision info".into() })
 }
 
 /// What a request is about, for the errors [`check`] names: the Hub's `RepoNotFound` and

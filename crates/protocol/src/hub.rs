@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CommitId, GitOid};
+use tessera_xet::hash::Sha256;
 
 /// `GET /api/{type}s/{ns}/{name}[/revision/{rev}]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -18,8 +19,8 @@ pub struct RepoInfo {
     /// The namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
-    /// The commit the revision resolves to (40 hex).
-    pub sha: Option<String>,
+    /// The commit the revision resolves to.
+    pub sha: Option<CommitId>,
     /// Whether only its owners can see it.
     #[serde(default)]
     pub private: bool,
@@ -78,8 +79,8 @@ pub struct Sibling {
 pub struct SiblingLfs {
     /// Content size.
     pub size: u64,
-    /// SHA-256 of the content, hex.
-    pub sha256: String,
+    /// SHA-256 of the content (hex on the wire).
+    pub sha256: Sha256,
     /// Size of the Git LFS pointer file.
     pub pointer_size: u64,
 }
@@ -443,7 +444,7 @@ pub struct BranchRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CommitInfo {
     /// Commit id.
-    pub id: String,
+    pub id: CommitId,
     /// Authors.
     pub authors: Vec<CommitAuthor>,
     /// Commit date.

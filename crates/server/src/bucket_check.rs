@@ -77,7 +77,7 @@ fn reach(bucket: &Bucket, verify: bool) -> ApiResult<Reach> {
     let mut r = Reach::default();
     let commits = commits(bucket)?;
     let ids: HashSet<(String, String)> =
-        commits.iter().map(|(repo, c)| (repo.clone(), c.id.clone())).collect();
+        commits.iter().map(|(repo, c)| (repo.clone(), c.id.to_string())).collect();
     check_refs(bucket, &ids, &mut r.report)?;
     let trees: BTreeSet<String> = commits.iter().map(|(_, c)| c.tree.clone()).collect();
     (r.report.commits, r.report.trees) = (commits.len(), trees.len());

@@ -90,12 +90,12 @@ pub use tessera_store::TreeEntry as Entry;
 /// A commit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CommitRecord {
-    /// 40-hex id.
-    pub id: String,
+    /// Its id (40 hex in the stored JSON).
+    pub id: CommitId,
     /// Tree id.
     pub tree: String,
     /// Parent commit ids (none for the first).
-    pub parents: Vec<String>,
+    pub parents: Vec<CommitId>,
     /// Author user name.
     pub author: String,
     /// Unix seconds.
@@ -302,15 +302,15 @@ impl HubDb {
     pub fn history(
         &self,
         key: &RepoKey,
-        from: &str,
+        from: &CommitId,
         skip: usize,
         limit: usize,
     ) -> ApiResult<Vec<CommitRecord>> {
         let mut out = Vec::new();
-        let mut next = Some(from.to_owned());
+        let mut next = Some(from.clone());
         let mut seen = 0usize;
         while let Some(id) = next {
-            let Some(c) = self.commit(key, &id)? else { break };
+            let Some(c) = self.commit(key, id.as_str())? else { break };
             next = c.parents.first().cloned();
             if seen >= skip {
                 out.push(c);
@@ -819,7 +819,7 @@ fn write_commit(
 ) -> ApiResult<CommitId> {
     let tree_json = to_json(&entries)?;
     let tree = sha1_hex(&tree_json);
-    let parents: Vec<String> = parent.map(CommitId::to_string).into_iter().collect();
+    let parents: Vec<CommitId> = parent.cloned().into_iter().collect();
     let mut text = format!("tree {tree}\n");
     for p in &parents {
         text.push_str(&format!("parent {p}\n"));
@@ -834,7 +834,7 @@ fn write_commit(
         batch.put(TREES, grant_key(key, Some(&e.file)), Vec::new());
     }
     let record = CommitRecord {
-        id: id.to_string(),
+        id: id.clone(),
         tree: tree.clone(),
         parents,
         author: meta.author.clone(),

@@ -64,13 +64,13 @@ async fn resolve(
     let snap = snapshot(&s, &caller, &p, default).await?;
     let path = p.path.as_deref().unwrap_or("");
     let Ok(i) = snap.entries.binary_search_by(|e| e.path.as_str().cmp(path)) else {
-        return Err(ApiError::entry_not_found(path, Some(&snap.commit.id)));
+        return Err(ApiError::entry_not_found(path, Some(snap.commit.id.as_str())));
     };
     let entry = &snap.entries[i];
     let size = entry.size;
 
     let mut out = HeaderMap::new();
-    put(&mut out, HeaderName::from_static(h::X_REPO_COMMIT), &snap.commit.id);
+    put(&mut out, HeaderName::from_static(h::X_REPO_COMMIT), snap.commit.id.as_str());
     put(&mut out, header::ETAG, &format!("\"{}\"", entry.etag()));
     put(&mut out, header::ACCEPT_RANGES, "bytes");
     put(&mut out, header::CONTENT_TYPE, "application/octet-stream");

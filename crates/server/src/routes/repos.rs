@@ -206,7 +206,7 @@ pub async fn info(
             blob_id: blobs.then(|| e.git_oid.clone()),
             lfs: (blobs && e.lfs).then(|| SiblingLfs {
                 size: e.size,
-                sha256: e.sha256.to_string(),
+                sha256: e.sha256,
                 pointer_size: e.pointer_size(),
             }),
         })
@@ -321,7 +321,7 @@ pub async fn tree(
         Some(l) => l,
         None => match snap.entries.iter().find(|e| e.path == dir) {
             Some(e) => vec![file_entry(e, !s.options.no_xet)],
-            None => return Err(ApiError::entry_not_found(dir, Some(&snap.commit.id))),
+            None => return Err(ApiError::entry_not_found(dir, Some(snap.commit.id.as_str()))),
         },
     };
     let start: usize = query_get(&pairs, "cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
