@@ -25,10 +25,11 @@ fn alive(store: &Store, f: &FileHash, data: &[u8]) -> bool {
 
 fn hub_commit(store: &Store, path: &str, f: FileHash) {
     let hub = HubDb::new(store.clone());
-    let key = RepoKey::new(RepoType::Model, &RepoId::parse("org/m").unwrap());
+    let id = RepoId::parse("org/m").unwrap();
+    let key = RepoKey::new(RepoType::Model, &id);
     let record = RepoRecord {
-        repo_type: "model".into(),
-        id: "org/m".into(),
+        repo_type: RepoType::Model,
+        id,
         private: false,
         owner: "org".into(),
         created: 0,

@@ -115,6 +115,20 @@ impl fmt::Display for RepoType {
     }
 }
 
+/// As its singular name, the form the Hub's JSON bodies use.
+impl serde::Serialize for RepoType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RepoType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::from_name(Some(&name)).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A validated `namespace/name` repo id.
 ///
 /// ```
@@ -172,6 +186,14 @@ impl fmt::Display for RepoId {
 impl serde::Serialize for RepoId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// Checked by [`RepoId::parse`].
+impl<'de> serde::Deserialize<'de> for RepoId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&id).map_err(serde::de::Error::custom)
     }
 }
 
@@ -468,6 +490,18 @@ mod tests {
         assert_eq!(serde_json::to_string(&pr).unwrap(), "\"refs/pr/3\"");
         assert_eq!(serde_json::from_str::<Revision>("\"refs/pr/3\"").unwrap(), pr);
         assert!(serde_json::from_str::<Revision>("\"a/../b\"").is_err());
+    }
+
+    /// Repo ids and types read from stored or wire JSON are checked as when parsed.
+    #[test]
+    fn repo_ids_and_types_round_trip_through_json() {
+        let id = RepoId::parse("org/m").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"org/m\"");
+        assert_eq!(serde_json::from_str::<RepoId>("\"org/m\"").unwrap(), id);
+        assert!(serde_json::from_str::<RepoId>("\"a/../b\"").is_err());
+        assert_eq!(serde_json::to_string(&RepoType::Dataset).unwrap(), "\"dataset\"");
+        assert_eq!(serde_json::from_str::<RepoType>("\"space\"").unwrap(), RepoType::Space);
+        assert!(serde_json::from_str::<RepoType>("\"spaces\"").is_err());
     }
 
     #[test]

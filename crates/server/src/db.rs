@@ -61,10 +61,10 @@ impl RepoKey {
 /// A repo.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RepoRecord {
-    /// `model`, `dataset` or `space`.
-    pub repo_type: String,
-    /// `ns/name`.
-    pub id: String,
+    /// `model`, `dataset` or `space` in the stored JSON.
+    pub repo_type: RepoType,
+    /// `ns/name` in the stored JSON.
+    pub id: RepoId,
     /// Visible only to members.
     pub private: bool,
     /// User who created it.
@@ -79,7 +79,7 @@ pub struct RepoRecord {
 impl RepoRecord {
     /// The namespace part of the id.
     pub fn namespace(&self) -> &str {
-        self.id.split_once('/').map_or(self.id.as_str(), |(ns, _)| ns)
+        self.id.namespace()
     }
 }
 

@@ -44,8 +44,8 @@ pub async fn create(
     let id = RepoId::new(&namespace, &req.name)?;
     let private = req.private.unwrap_or(false) || req.visibility.as_deref() == Some("private");
     let record = RepoRecord {
-        repo_type: repo_type.as_str().to_owned(),
-        id: id.to_string(),
+        repo_type,
+        id: id.clone(),
         private,
         owner: user,
         created: s.now(),
