@@ -28,7 +28,7 @@ pub(crate) struct UnpinArgs {
     targets: Vec<String>,
     /// Repo type of revisions given: model, dataset or space.
     #[arg(long, default_value = "model", value_name = "TYPE")]
-    repo_type: String,
+    repo_type: crate::protocol::RepoType,
 }
 
 #[derive(serde::Serialize)]
@@ -167,7 +167,7 @@ pub(crate) fn unpin(args: UnpinArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let mut missing = 0;
     for t in &args.targets {
         if t.contains('@') {
-            if !super::pin::unpin_revision(&store, t, &args.repo_type)? {
+            if !super::pin::unpin_revision(&store, t, args.repo_type)? {
                 writeln!(ctx.io.err(), "tessera: {t} is not pinned")?;
                 missing += 1;
             }

@@ -51,7 +51,7 @@ fn resolve_target(
     }
     let (spec, path) =
         args.target.split_once(':').context("expected a file hash or org/name[@rev]:path")?;
-    let key = super::remote::parse_spec(spec, &args.remote.repo_type)?;
+    let key = super::remote::parse_spec(spec, args.remote.repo_type)?;
     let (commit, tree) = super::export::local_or_pull(ctx, store, &key, &args.remote)?;
     tree.iter()
         .find(|e| e.path == path)

@@ -31,7 +31,7 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn run(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let key = args.remote.key(&args.repo)?;
+    let key = args.remote.key(&args.repo);
     let store = ctx.open_store()?;
     let (commit, tree) = local_or_pull(ctx, &store, &key, &args.remote)?;
     match (&args.hf_cache, &args.dir) {

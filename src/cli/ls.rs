@@ -19,7 +19,7 @@ pub(crate) struct LsArgs {
 }
 
 pub(crate) fn run(args: LsArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let key = args.remote.key(&args.repo)?;
+    let key = args.remote.key(&args.repo);
     let store = ctx.open_store()?;
     let (commit, tree) = super::export::local_or_pull(ctx, &store, &key, &args.remote)?;
     for e in &tree {

@@ -102,7 +102,7 @@ pub(crate) fn run(args: MountArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let remote = super::remote::RemoteArgs {
         endpoint: args.endpoint.clone(),
         offline: args.offline,
-        repo_type: "model".into(),
+        repo_type: crate::protocol::RepoType::Model,
     };
     let runtime = super::remote::runtime()?;
     let handle = runtime.handle().clone();

@@ -20,7 +20,7 @@ pub(crate) struct PinArgs {
     json: bool,
     /// Repo type of the revisions: model, dataset or space.
     #[arg(long, default_value = "model", value_name = "TYPE")]
-    repo_type: String,
+    repo_type: crate::protocol::RepoType,
     /// `org/name[@revision]` (default main), as recorded by `pull` or a mount; none: list the
     /// pinned revisions.
     revisions: Vec<String>,
@@ -42,7 +42,7 @@ pub(crate) fn pin(args: PinArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         return list(&store, ctx, args.json);
     }
     for spec in &args.revisions {
-        let key = parse_spec(spec, &args.repo_type)?;
+        let key = parse_spec(spec, args.repo_type)?;
         let (commit, tree) = local_revision(&store, &key)
             .with_context(|| format!("{spec} is not in the store (pull it first)"))?;
         store.pin_revision(&key.at(commit.clone()))?;
@@ -91,7 +91,7 @@ fn missing_bytes(store: &Store, tree: &[crate::store::TreeEntry]) -> anyhow::Res
 
 /// Unpins `org/name@revision` (what `tessera unpin` does with an argument holding `@`);
 /// whether it was pinned.
-pub(crate) fn unpin_revision(store: &Store, spec: &str, repo_type: &str) -> anyhow::Result<bool> {
+pub(crate) fn unpin_revision(store: &Store, spec: &str, repo_type: crate::protocol::RepoType) -> anyhow::Result<bool> {
     let key = parse_spec(spec, repo_type)?;
     let Ok((commit, _)) = local_revision(store, &key) else { return Ok(false) };
     Ok(store.unpin_revision(&key.at(commit))?)

@@ -41,7 +41,7 @@ impl PullProgress for Bar {
 const PULL_CHUNK_CACHE: usize = 64 << 20;
 
 pub(crate) fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let key = args.remote.key(&args.repo)?;
+    let key = args.remote.key(&args.repo);
     let store =
         ctx.open_store_with(crate::store::StoreOptions::with_cache_bytes(PULL_CHUNK_CACHE))?;
     let report = if args.remote.offline(&ctx.env) {

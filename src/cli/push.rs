@@ -88,7 +88,7 @@ pub(crate) fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 fn options(args: &PushArgs, ctx: &Ctx) -> anyhow::Result<PushOptions> {
-    let key = args.remote.key(&args.repo)?;
+    let key = args.remote.key(&args.repo);
     let repo_type = key.repo_type;
     if args.space_sdk.is_some() && repo_type != RepoType::Space {
         anyhow::bail!("--space-sdk is for Spaces: add --repo-type space");

@@ -21,7 +21,7 @@ pub(crate) struct RemoteArgs {
     pub(crate) offline: bool,
     /// Repo type: model, dataset or space.
     #[arg(long, default_value = "model", value_name = "TYPE")]
-    pub(crate) repo_type: String,
+    pub(crate) repo_type: RepoType,
 }
 
 impl RemoteArgs {
@@ -46,8 +46,8 @@ impl RemoteArgs {
     }
 
     /// The key of `spec` with this repo type.
-    pub(crate) fn key(&self, spec: &RepoSpec) -> anyhow::Result<RevisionKey> {
-        spec.key(&self.repo_type)
+    pub(crate) fn key(&self, spec: &RepoSpec) -> RevisionKey {
+        spec.key(self.repo_type)
     }
 }
 
@@ -70,20 +70,18 @@ impl std::str::FromStr for RepoSpec {
 }
 
 impl RepoSpec {
-    /// The key of this revision in a repo of `repo_type` (`model`, `dataset`, `space`).
-    pub(crate) fn key(&self, repo_type: &str) -> anyhow::Result<RevisionKey> {
-        let repo_type = RepoType::from_name(Some(repo_type))
-            .with_context(|| format!("bad repo type {repo_type:?}"))?;
+    /// The key of this revision in a repo of `repo_type`.
+    pub(crate) fn key(&self, repo_type: RepoType) -> RevisionKey {
         let (repo_id, revision) = (self.repo_id.clone(), self.revision.clone());
-        Ok(RevisionKey { repo_type, repo_id, revision })
+        RevisionKey { repo_type, repo_id, revision }
     }
 }
 
 /// `org/name[@rev]` -> key, for specs that are not an argument of their own (`cat`'s
 /// `org/name[@rev]:path`, `pin`'s list).
-pub(crate) fn parse_spec(spec: &str, repo_type: &str) -> anyhow::Result<RevisionKey> {
+pub(crate) fn parse_spec(spec: &str, repo_type: RepoType) -> anyhow::Result<RevisionKey> {
     let spec: RepoSpec = spec.parse().with_context(|| format!("bad repo spec {spec:?}"))?;
-    spec.key(repo_type)
+    Ok(spec.key(repo_type))
 }
 
 fn hf_token(env: &Env) -> Option<String> {

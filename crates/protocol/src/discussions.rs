@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::CommitId;
+use crate::ids::{CommitId, RepoId, RepoType};
 
 /// The Space SDKs the Hub accepts at creation (`huggingface_hub`'s `SPACES_SDK_TYPES`).
 pub const SPACE_SDKS: [&str; 4] = ["gradio", "streamlit", "docker", "static"];
@@ -35,11 +35,11 @@ pub struct NewDiscussionReply {
 /// `{"name"}` objects (authors) and `{"name","type"}` (the repo) of discussion bodies.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DiscussionRepo {
-    /// `ns/name`.
-    pub name: String,
-    /// `model`, `dataset` or `space`.
+    /// `ns/name` on the wire.
+    pub name: RepoId,
+    /// `model`, `dataset` or `space` on the wire.
     #[serde(rename = "type")]
-    pub repo_type: String,
+    pub repo_type: RepoType,
 }
 
 /// An author.

@@ -115,6 +115,14 @@ impl fmt::Display for RepoType {
     }
 }
 
+/// The singular name, as [`RepoType::from_name`] reads it (a command line's `--repo-type`).
+impl std::str::FromStr for RepoType {
+    type Err = IdError;
+    fn from_str(name: &str) -> Result<Self, IdError> {
+        Self::from_name(Some(name))
+    }
+}
+
 /// As its singular name, the form the Hub's JSON bodies use.
 impl serde::Serialize for RepoType {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

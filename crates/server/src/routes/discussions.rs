@@ -206,7 +206,7 @@ fn summary(
         status: d.status.clone(),
         created_at: format_hub_date(d.created),
         author: DiscussionAuthor { name: d.author.clone() },
-        repo: DiscussionRepo { name: id.to_string(), repo_type: repo_type.as_str().to_owned() },
+        repo: DiscussionRepo { name: id.clone(), repo_type },
         is_pull_request: d.is_pr,
     }
 }
