@@ -30,7 +30,7 @@ use anyhow::Context;
 use parking_lot::Mutex;
 
 use super::env::Env;
-use super::output::Io;
+use super::output::{Hangup, Io};
 use super::status::HolderStatus;
 use crate::store::Store;
 
@@ -327,13 +327,35 @@ fn handle(conn: UnixStream, held: Held, runner: Runner) -> anyhow::Result<()> {
     BufReader::new((&conn).take(MAX_FRAME as u64)).read_until(b'\n', &mut line)?;
     let request: Request = serde_json::from_slice(&line).context("malformed request")?;
     tracing::info!(argv = ?request.argv, "control socket: running a forwarded command");
+    let hangup = watch_for_hangup(&conn)?;
     let sock = Arc::new(Mutex::new(conn));
     write_frame(&sock, ACCEPTED, &[])?;
     let out = BufWriter::with_capacity(256 << 10, FrameWriter { sock: sock.clone(), kind: STDOUT });
     let err = FrameWriter { sock: sock.clone(), kind: STDERR };
-    let code = runner(request, held, Io::new(Box::new(out), Box::new(err)));
+    let code = runner(request, held, Io::forwarded(Box::new(out), Box::new(err), hangup.clone()));
+    if hangup.is_set() {
+        tracing::info!(
+            code,
+            "control socket: the client of a forwarded command went away; stopped it"
+        );
+    }
     write_frame(&sock, EXIT, &[code])?;
+    // Ends the watcher's read at once, whether or not the client has closed yet.
+    let _ = sock.lock().shutdown(std::net::Shutdown::Read);
     Ok(())
+}
+
+/// The client sends nothing after its request, so a read that ends means it went away.
+fn watch_for_hangup(conn: &UnixStream) -> anyhow::Result<Arc<Hangup>> {
+    let (watched, hangup) = (conn.try_clone()?, Arc::new(Hangup::default()));
+    watched.set_read_timeout(None)?;
+    let set = hangup.clone();
+    std::thread::Builder::new().name("control-hangup".into()).spawn(move || {
+        let mut byte = [0u8; 1];
+        while let Ok(1..) = (&watched).read(&mut byte) {}
+        set.set();
+    })?;
+    Ok(hangup)
 }
 
 fn write_frame(sock: &Mutex<UnixStream>, kind: u8, payload: &[u8]) -> std::io::Result<()> {

@@ -69,7 +69,7 @@ pub(crate) fn local_or_pull(
         return Ok(crate::sync::local_revision(store, key)?);
     }
     let hub = remote.client(&ctx.env)?;
-    runtime()?.block_on(crate::sync::pull(&hub, store, key, true, &()))?;
+    runtime()?.block_on(ctx.io.unless_hung_up(crate::sync::pull(&hub, store, key, true, &())))?;
     Ok(crate::sync::local_revision(store, key)?)
 }
 

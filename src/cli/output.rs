@@ -5,6 +5,8 @@
 //! of another `tessera` (see `control`), their output travels back to that process.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -20,6 +22,41 @@ pub(crate) struct Io {
     err: Mutex<Sink>,
     /// Whether `err` is this process's stderr on a terminal (progress bars draw only there).
     terminal: bool,
+    /// For a forwarded command: set when its client goes away.
+    hangup: Option<Arc<Hangup>>,
+}
+
+/// The client of a forwarded command went away (Ctrl-C, a closed terminal): its transfer stops
+/// rather than running on in the holder for nobody.
+#[derive(Default)]
+pub(crate) struct Hangup {
+    gone: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Hangup {
+    /// Marks the client gone and wakes whoever waits on it.
+    pub(crate) fn set(&self) {
+        self.gone.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    /// Whether the client has gone.
+    pub(crate) fn is_set(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
+    }
+
+    async fn wait(&self) {
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.gone.load(Ordering::SeqCst) {
+                return;
+            }
+            woken.await;
+        }
+    }
 }
 
 impl Io {
@@ -30,12 +67,30 @@ impl Io {
             out: Mutex::new(Box::new(std::io::stdout())),
             err: Mutex::new(Box::new(std::io::stderr())),
             terminal,
+            hangup: None,
         }
     }
 
-    /// Other streams (a forwarded command's); never a terminal of ours.
-    pub(crate) fn new(out: Sink, err: Sink) -> Self {
-        Self { out: Mutex::new(out), err: Mutex::new(err), terminal: false }
+    /// A forwarded command's streams (never a terminal of ours), and the sign its client left.
+    pub(crate) fn forwarded(out: Sink, err: Sink, hangup: Arc<Hangup>) -> Self {
+        Self { out: Mutex::new(out), err: Mutex::new(err), terminal: false, hangup: Some(hangup) }
+    }
+
+    /// Runs `work` to its end, or until the client of a forwarded command goes away: dropping
+    /// a transfer midway is safe (what landed is kept, crash-consistent, and reused by the next
+    /// run), and Ctrl-C on a forwarded `pull` must stop it as it stops a local one.
+    pub(crate) async fn unless_hung_up<T, E>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> anyhow::Result<T>
+    where
+        anyhow::Error: From<E>,
+    {
+        let Some(hangup) = &self.hangup else { return Ok(work.await?) };
+        tokio::select! {
+            done = work => Ok(done?),
+            () = hangup.wait() => bail!("cancelled: the command's client went away"),
+        }
     }
 
     /// Stdout, locked.

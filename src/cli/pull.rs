@@ -49,8 +49,8 @@ pub(crate) fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     } else {
         let hub = args.remote.client(&ctx.env)?;
         let bar = Bar(ctx.io.byte_bar(0, "pulling"));
-        let report =
-            runtime()?.block_on(crate::sync::pull(&hub, &store, &key, !args.no_pin, &bar))?;
+        let pulled = crate::sync::pull(&hub, &store, &key, !args.no_pin, &bar);
+        let report = runtime()?.block_on(ctx.io.unless_hung_up(pulled))?;
         bar.0.finish_and_clear();
         report
     };

@@ -80,7 +80,8 @@ pub(crate) fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let hub = args.remote.client(&ctx.env)?;
     let store = ctx.open_store()?;
     let bar = Bar(ctx.io.byte_bar(0, "pushing"));
-    let report = runtime()?.block_on(crate::sync::push(&hub, &store, &opts, &bar));
+    let report =
+        runtime()?.block_on(ctx.io.unless_hung_up(crate::sync::push(&hub, &store, &opts, &bar)));
     bar.0.finish_and_clear();
     let report = report.with_context(|| format!("push to {} failed", opts.repo_id))?;
     print(ctx, &report, args.json)?;

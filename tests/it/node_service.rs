@@ -176,6 +176,63 @@ fn every_command_works_through_a_mounted_store_and_after_kill_9() {
     assert_hub_serve_is_a_holder_too(&hub);
 }
 
+/// Ctrl-C on a `pull` forwarded to a mount stops the transfer in the holder, as it stops a
+/// local one; the next pull keeps what landed and fetches only the rest.
+#[test]
+fn ctrl_c_on_a_forwarded_pull_stops_it_in_the_holder() {
+    require!(fuse_ready(), "needs root, /dev/fuse and fusermount3");
+    let dir = tempfile::tempdir().expect("tmp");
+    // 24 MiB at 4 MB/s: the pull is still running when its client is interrupted.
+    let hub = Hub::start(&dir.path().join("hub"), &["--max-bytes-per-sec", "4000000"]);
+    publish(&Home::new(), &hub.url, dir.path(), 1);
+    let relay = Relay::start(&hub.url);
+    let home = Home::new();
+    let extra = ["--endpoint", &relay.url, "--no-passthrough", "--log", "info"];
+    let mount = MountProc::start(&home, &dir.path().join("models"), &extra);
+    let mut client = home
+        .cmd(&["pull", "org/model@v1"])
+        .env("HF_ENDPOINT", &relay.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn pull");
+    await_condition("the forwarded pull to fetch 8 MiB", || relay.bytes() > 8 * MIB as u64);
+    let interrupted =
+        std::process::Command::new("kill").arg("-INT").arg(client.id().to_string()).status();
+    assert!(interrupted.is_ok_and(|s| s.success()), "kill -INT");
+    assert!(!client.wait().expect("wait").success(), "an interrupted pull reported success");
+    await_condition("the holder to stop the pull", || {
+        mount.stderr().contains("went away; stopped it")
+    });
+    let stopped = relay.bytes();
+    // An absence cannot be awaited: a transfer still running would move 4 MB in this second.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = relay.bytes() - stopped;
+    assert!(after < MIB as u64, "{after} bytes moved after the holder stopped the pull");
+    assert!(stopped < 20 * MIB as u64, "the pull had finished before it was interrupted");
+    let again = run(&home, &relay.url, &["pull", "org/model@v1"]);
+    crate::common::assert_success(&again, &["pull", "after Ctrl-C"]);
+    // Batches in flight when it stopped (up to 1 MiB per stream) are fetched again; what was
+    // adopted is not.
+    let second = relay.bytes() - stopped - after;
+    eprintln!(
+        "interrupted after {stopped} bytes, {after} more after it stopped, {second} for the rest"
+    );
+    assert!(
+        second < 20 * MIB as u64,
+        "the second pull fetched {second} bytes of a 24 MiB revision"
+    );
+}
+
+/// Polls `ready` until it holds, failing after 30 s.
+fn await_condition(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `pull` into the mounted store, then the new revision through the mount: no hub bytes.
 fn pull_while_mounted_reads_with_no_fetch(home: &Home, relay: &Relay, mnt: &Path) {
     let pulled = run(home, &relay.url, &["pull", "--json", "org/model@v2"]);
