@@ -231,7 +231,7 @@ fn run_serve(args: HubServeArgs, home: &Path) -> anyhow::Result<ExitCode> {
         anyhow::anyhow!("opening {}{}: {e}", data.display(), held.unwrap_or_default())
     })?;
     // Other commands on this store run in here while it serves (`cli::control`).
-    let _control = serve_node(&args, &state.store)?;
+    let _control = serve_node(&args, &state.store, &state.requests)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -275,11 +275,16 @@ impl super::status::HolderStatus for HubStatus {
 fn serve_node(
     args: &HubServeArgs,
     store: &crate::store::Store,
+    requests: &std::sync::Arc<crate::server::metrics::RequestMetrics>,
 ) -> anyhow::Result<super::control::ControlServer> {
     let mut status = HubStatus { metrics: None };
     if let Some(addr) = args.metrics_listen {
-        let st = store.clone();
-        let render = std::sync::Arc::new(move || super::status::exposition(&st, None));
+        let (st, requests) = (store.clone(), requests.clone());
+        let render = std::sync::Arc::new(move || {
+            let mut out = super::status::exposition(&st, None);
+            requests.render(&mut out);
+            out
+        });
         let bound = super::status::serve_metrics(addr, render)?;
         eprintln!("tessera hub: metrics at http://{bound}/metrics");
         status.metrics = Some(bound);

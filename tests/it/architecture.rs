@@ -99,8 +99,9 @@ fn pure_modules_do_no_io() {
 /// text and the accept loop nothing, the mount the store and the metrics text (never the Hub:
 /// the CLI plugs the remote in through the store's `RemoteSource`), serving only the HTTP
 /// plumbing and the identities (models are paths, on a mount or not), sync the Hub client and
-/// the store it joins (never the server, the mount or serving), the server the store and the
-/// accept loop (never the Hub client: a server is never a client of another).
+/// the store it joins (never the server, the mount or serving), the server the store, the
+/// accept loop and the metrics text (never the Hub client: a server is never a client of
+/// another).
 const CRATE_EDGES: &[(&str, &[&str])] = &[
     ("store", &["tessera-protocol", "tessera-xet"]),
     ("hub", &["tessera-protocol", "tessera-xet"]),
@@ -109,7 +110,10 @@ const CRATE_EDGES: &[(&str, &[&str])] = &[
     ("mount", &["tessera-metrics", "tessera-protocol", "tessera-store", "tessera-xet"]),
     ("infer", &["tessera-httpd", "tessera-metrics", "tessera-protocol"]),
     ("sync", &["tessera-hub", "tessera-protocol", "tessera-store", "tessera-xet"]),
-    ("server", &["tessera-httpd", "tessera-protocol", "tessera-store", "tessera-xet"]),
+    (
+        "server",
+        &["tessera-httpd", "tessera-metrics", "tessera-protocol", "tessera-store", "tessera-xet"],
+    ),
 ];
 
 #[test]

@@ -487,4 +487,8 @@ fn hub_serve_metrics_parse() {
     let model = revision_files(1)[0].1.len() as f64;
     assert!(value(&samples, "tessera_store_bytes{class=\"logical\"}") >= model, "{samples:?}");
     assert!(samples.keys().any(|k| k.starts_with("tessera_build_info{")), "{samples:?}");
+    // The publish above made the hub answer requests (repo, xorb, shard, commit): all counted.
+    let ok = value(&samples, "tessera_hub_requests_total{code=\"2xx\"}");
+    assert!(ok >= 4.0, "2xx requests counted: {ok}");
+    assert!(value(&samples, "tessera_hub_request_seconds_count") >= ok, "{samples:?}");
 }

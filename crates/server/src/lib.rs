@@ -30,6 +30,7 @@ pub mod bucket_check;
 pub mod db;
 pub mod error;
 pub mod limit;
+pub mod metrics;
 mod plan;
 pub mod routes;
 pub mod state;
@@ -40,7 +41,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get, post, put};
@@ -103,18 +104,19 @@ pub fn router(state: AppState) -> Router {
         .route("/_cas/fetch/{xorb}", get(cas::fetch))
         .fallback(|| async { ApiError::not_found("Not found") })
         .layer(middleware::from_fn_with_state(state.clone(), limit::throttle))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
 /// Logs method, path (never the query, which may hold signatures, nor headers, which hold
-/// tokens), status and latency.
-async fn log_request(req: Request<Body>, next: Next) -> Response {
+/// tokens), status and latency, and counts the request in [`metrics::RequestMetrics`].
+async fn log_request(State(s): State<AppState>, req: Request<Body>, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let t = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16();
+    s.requests.record(status, t.elapsed());
     let ms = t.elapsed().as_millis() as u64;
     if status >= 500 {
         tracing::warn!(%method, %path, status, ms, "request");

@@ -196,6 +196,8 @@ pub struct Inner {
     /// Slots of `max_concurrent_uploads`: each large upload holds one while its body is read
     /// and processed, which bounds the memory and blocking threads uploads can take.
     pub upload_slots: Arc<tokio::sync::Semaphore>,
+    /// Requests answered, for `--metrics-listen`.
+    pub requests: Arc<crate::metrics::RequestMetrics>,
 }
 
 /// Xorb uploads in progress. A client may send a shard while a xorb it names is still on its
@@ -345,6 +347,7 @@ impl AppState {
             xorb_locks: parking_lot::Mutex::new(HashMap::new()),
             xorbs_arriving: XorbsArriving::default(),
             upload_slots: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_uploads)),
+            requests: Arc::default(),
             options,
         })))
     }
