@@ -28,9 +28,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use super::env::Env;
-use super::output::{Hangup, Io};
+use super::output::Io;
 use super::status::HolderStatus;
 use crate::store::Store;
 
@@ -333,7 +334,7 @@ fn handle(conn: UnixStream, held: Held, runner: Runner) -> anyhow::Result<()> {
     let out = BufWriter::with_capacity(256 << 10, FrameWriter { sock: sock.clone(), kind: STDOUT });
     let err = FrameWriter { sock: sock.clone(), kind: STDERR };
     let code = runner(request, held, Io::forwarded(Box::new(out), Box::new(err), hangup.clone()));
-    if hangup.is_set() {
+    if hangup.is_cancelled() {
         tracing::info!(
             code,
             "control socket: the client of a forwarded command went away; stopped it"
@@ -346,14 +347,14 @@ fn handle(conn: UnixStream, held: Held, runner: Runner) -> anyhow::Result<()> {
 }
 
 /// The client sends nothing after its request, so a read that ends means it went away.
-fn watch_for_hangup(conn: &UnixStream) -> anyhow::Result<Arc<Hangup>> {
-    let (watched, hangup) = (conn.try_clone()?, Arc::new(Hangup::default()));
+fn watch_for_hangup(conn: &UnixStream) -> anyhow::Result<CancellationToken> {
+    let (watched, hangup) = (conn.try_clone()?, CancellationToken::new());
     watched.set_read_timeout(None)?;
-    let set = hangup.clone();
+    let cancel = hangup.clone();
     std::thread::Builder::new().name("control-hangup".into()).spawn(move || {
         let mut byte = [0u8; 1];
         while let Ok(1..) = (&watched).read(&mut byte) {}
-        set.set();
+        cancel.cancel();
     })?;
     Ok(hangup)
 }

@@ -5,13 +5,12 @@
 //! of another `tessera` (see `control`), their output travels back to that process.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::{Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
 
 /// A boxed output stream.
 pub(crate) type Sink = Box<dyn Write + Send>;
@@ -22,41 +21,9 @@ pub(crate) struct Io {
     err: Mutex<Sink>,
     /// Whether `err` is this process's stderr on a terminal (progress bars draw only there).
     terminal: bool,
-    /// For a forwarded command: set when its client goes away.
-    hangup: Option<Arc<Hangup>>,
-}
-
-/// The client of a forwarded command went away (Ctrl-C, a closed terminal): its transfer stops
-/// rather than running on in the holder for nobody.
-#[derive(Default)]
-pub(crate) struct Hangup {
-    gone: AtomicBool,
-    wake: tokio::sync::Notify,
-}
-
-impl Hangup {
-    /// Marks the client gone and wakes whoever waits on it.
-    pub(crate) fn set(&self) {
-        self.gone.store(true, Ordering::SeqCst);
-        self.wake.notify_waiters();
-    }
-
-    /// Whether the client has gone.
-    pub(crate) fn is_set(&self) -> bool {
-        self.gone.load(Ordering::SeqCst)
-    }
-
-    async fn wait(&self) {
-        loop {
-            let woken = self.wake.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            if self.gone.load(Ordering::SeqCst) {
-                return;
-            }
-            woken.await;
-        }
-    }
+    /// For a forwarded command: cancelled when its client goes away (Ctrl-C, a closed
+    /// terminal), so its transfer stops rather than running on in the holder for nobody.
+    hangup: Option<CancellationToken>,
 }
 
 impl Io {
@@ -72,7 +39,7 @@ impl Io {
     }
 
     /// A forwarded command's streams (never a terminal of ours), and the sign its client left.
-    pub(crate) fn forwarded(out: Sink, err: Sink, hangup: Arc<Hangup>) -> Self {
+    pub(crate) fn forwarded(out: Sink, err: Sink, hangup: CancellationToken) -> Self {
         Self { out: Mutex::new(out), err: Mutex::new(err), terminal: false, hangup: Some(hangup) }
     }
 
@@ -89,7 +56,7 @@ impl Io {
         let Some(hangup) = &self.hangup else { return Ok(work.await?) };
         tokio::select! {
             done = work => Ok(done?),
-            () = hangup.wait() => bail!("cancelled: the command's client went away"),
+            () = hangup.cancelled() => bail!("cancelled: the command's client went away"),
         }
     }
 

@@ -205,8 +205,8 @@ impl HubClient {
     }
 }
 
-/// The commit a repo or revision info names: it names folders (`snapshots/<commit>`) and keys
-/// trees, so a 40-hex commit id or an error, never a string passed on.
+/// The commit a repo or revision info names (checked as a commit id when the answer was
+/// decoded); an answer without one is malformed.
 pub(crate) fn commit_of(info: RepoInfo, url: String) -> Result<CommitId, HubError> {
     info.sha
         .ok_or_else(|| HubError::Malformed { url, message: "no sha in the revision info".into() })

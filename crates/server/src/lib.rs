@@ -115,9 +115,9 @@ async fn log_request(State(s): State<AppState>, req: Request<Body>, next: Next) 
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let t = Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16();
-    s.requests.record(status, t.elapsed());
-    let ms = t.elapsed().as_millis() as u64;
+    let (status, took) = (response.status().as_u16(), t.elapsed());
+    s.requests.record(status, took);
+    let ms = took.as_millis() as u64;
     if status >= 500 {
         tracing::warn!(%method, %path, status, ms, "request");
     } else {

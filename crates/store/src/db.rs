@@ -230,10 +230,7 @@ impl Db {
         wo.set_sync(true);
         let written = self.db.write_opt(wb, &wo);
         // Whether or not the write landed, no cached table may differ from the index now.
-        let xorbs: Vec<&[u8]> = batch.ops.iter().filter(|(t, ..)| *t == Table::Xorb).map(|(_, k, _)| k.as_slice()).collect();
-        if !xorbs.is_empty() {
-            self.metas.invalidate(xorbs.into_iter());
-        }
+        self.metas.invalidate(batch.ops.iter().filter(|(t, ..)| *t == Table::Xorb).map(|(_, k, _)| k.as_slice()));
         Ok(written?)
     }
 

@@ -54,8 +54,13 @@ impl MetaCache {
         c.tables.insert(meta.hash, meta);
     }
 
-    /// Drops the tables of `xorbs`, just rewritten or deleted in the index.
+    /// Drops the tables of `xorbs`, just rewritten or deleted in the index; a write that
+    /// touched none leaves the cache as it is.
     pub(crate) fn invalidate<'a>(&self, xorbs: impl Iterator<Item = &'a [u8]>) {
+        let mut xorbs = xorbs.peekable();
+        if xorbs.peek().is_none() {
+            return;
+        }
         let mut c = self.inner.lock();
         for key in xorbs {
             if let Ok(bytes) = <[u8; 32]>::try_from(key) {

@@ -468,11 +468,11 @@ impl LazyFiles {
     /// Adopts the parsed chunks of a batch into the store and starts the next batch.
     async fn adopt(&self, xorb: XorbHash, batch: &mut Batch<'_>, walk: &Walk) -> Result<(), SyncError> {
         let next_limit = (batch.limit * 2).clamp(64 << 10, MAX_ADOPT_BATCH);
-        // Two buffers per request, swapped and reused, each sized once for the largest batch:
-        // memory stays bounded and no large buffer is freed on another thread than its owner's.
+        // Two buffers per request, from `Buffers` (each holds the largest batch), swapped and
+        // reused: memory stays bounded and no large buffer is freed on another thread than
+        // its owner's.
         let mut rest = std::mem::take(&mut batch.spare);
         rest.clear();
-        rest.reserve_exact(ADOPT_BUFFER.saturating_sub(rest.capacity()));
         rest.extend_from_slice(&batch.buf[batch.parsed..]);
         let mut bytes = std::mem::replace(&mut batch.buf, rest);
         bytes.truncate(batch.parsed);
